@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+// mnist-dist: a data-parallel MNIST trainer over MPI, with its own reverse-mode autodiff on OpenBLAS.
+//
+// Data flows one way through the modules:
+//   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
+//   -> Distributed (MPI all-reduce) -> Training (loop, checkpoints, plots) -> mnist-dist (command line)
+import PackageDescription
+
+let package = Package(
+    name: "mnist-dist",
+    products: [
+        .executable(name: "mnist-dist", targets: ["mnist-dist"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: C libraries (system packages; each is imported by exactly one Swift file)
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Libraries, in the order data flows through them
+        .target(name: "MNISTData", dependencies: ["CZlib"]),
+        .target(name: "Autodiff", dependencies: ["COpenBLAS"]),
+        .target(name: "NN", dependencies: ["Autodiff", "MNISTData"]),
+        .target(name: "Distributed", dependencies: ["CMPI"]),
+        .target(name: "Training", dependencies: ["MNISTData", "Autodiff", "NN", "Distributed"]),
+
+        // MARK: The command
+        .executableTarget(name: "mnist-dist", dependencies: [
+            "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["MNISTData"], path: "Tests/TestSupport"),
+        .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
+        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+    ]
+)

@@ -1,0 +1,70 @@
+// Where tests find the project, the shared reference material and the MNIST files.
+//
+// The shared folder (`../shared` beside the checkout, or MNIST_DIST_SHARED) holds the PyTorch and numpy reference
+// values. Tests that need it are disabled when it is absent, unless MNIST_DIST_REQUIRE_SHARED=1 (set by CI), in
+// which case they fail: CI must never pass by skipping.
+import Foundation
+
+public enum Fixtures {
+    /// The package root (the folder holding Package.swift).
+    public static let packageRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        fatalError("Fixtures: no Package.swift above \(#filePath)")
+    }()
+
+    /// The shared reference folder, if present.
+    public static let sharedDirectory: URL? = {
+        let environment = ProcessInfo.processInfo.environment
+        let candidate = environment["MNIST_DIST_SHARED"].map { URL(fileURLWithPath: $0) }
+            ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
+        return FileManager.default.fileExists(atPath: candidate.appendingPathComponent("testvectors").path)
+            ? candidate : nil
+    }()
+
+    /// True when tests that need the shared folder should run (it is present, or CI demands it).
+    public static var sharedAvailable: Bool {
+        sharedDirectory != nil || ProcessInfo.processInfo.environment["MNIST_DIST_REQUIRE_SHARED"] == "1"
+    }
+
+    /// A file in the shared folder (fails the test run loudly if the folder is missing but required).
+    public static func shared(_ relativePath: String) -> URL {
+        guard let directory = sharedDirectory else {
+            fatalError("the shared folder is required (MNIST_DIST_REQUIRE_SHARED=1) but missing: set MNIST_DIST_SHARED")
+        }
+        return directory.appendingPathComponent(relativePath)
+    }
+
+    /// A directory holding at least the MNIST t10k files: MNIST_DIR, the project's data/mnist, or the shared mirror.
+    public static let mnistDirectory: String? = {
+        let environment = ProcessInfo.processInfo.environment
+        var candidates: [String] = []
+        if let explicit = environment["MNIST_DIR"] { candidates.append(explicit) }
+        candidates.append(packageRoot.appendingPathComponent("data/mnist").path)
+        if let shared = sharedDirectory { candidates.append(shared.appendingPathComponent("data/mnist").path) }
+        return candidates.first {
+            FileManager.default.fileExists(atPath: "\($0)/t10k-images-idx3-ubyte.gz")
+                || FileManager.default.fileExists(atPath: "\($0)/t10k-images-idx3-ubyte")
+        }
+    }()
+
+    /// True when the MNIST t10k files can be found (or CI demands them).
+    public static var mnistAvailable: Bool {
+        mnistDirectory != nil || ProcessInfo.processInfo.environment["MNIST_DIST_REQUIRE_SHARED"] == "1"
+    }
+
+    /// A new empty temporary directory, removed by the caller with `removeTemporary`.
+    public static func makeTemporaryDirectory(_ label: String = "test") -> URL {
+        let url = FileManager.default.temporaryDirectory
+            .appendingPathComponent("mnist-dist-\(label)-\(UUID().uuidString.prefix(8))")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    public static func removeTemporary(_ url: URL) {
+        try? FileManager.default.removeItem(at: url)
+    }
+}

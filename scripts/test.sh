@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command: builds mnist-dist in release mode and runs every test, including the multi-rank tests under
+# real mpirun and the 10-epoch accuracy checks. Extra arguments go to `swift test` (e.g. --filter AutodiffTests).
+# MNIST_DIST_QUICK=1 skips the long experiments (minutes) for a fast inner loop.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+# Open MPI refuses to start as root without these; the tests also pass --oversubscribe, since they run more
+# ranks than a small machine has cores.
+if [ "$(id -u)" = 0 ]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+
+# The tests read MNIST from data/mnist (fetched here if missing; MNIST_MIRROR names a local mirror).
+if [ ! -e data/mnist/t10k-images-idx3-ubyte.gz ] && [ ! -e data/mnist/t10k-images-idx3-ubyte ]; then
+  scripts/fetch-mnist.sh
+fi
+
+swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+swift test -c release "$@"

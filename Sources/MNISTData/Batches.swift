@@ -27,7 +27,7 @@ public enum ShuffleSource: Sendable, Equatable {
             self = .continuing(generator)
             return order
         case .fixed(let order):
-            precondition(order.count == count, "ShuffleSource.fixed: order has \(order.count) entries, not \(count)")
+            require(order.count == count, "ShuffleSource.fixed: order has \(order.count) entries, not \(count)")
             return order
         }
     }
@@ -40,7 +40,7 @@ public struct BatchPlan: Sendable, Equatable {
 
     /// - Precondition: `batchSize` > 0 and `sampleCount` >= 0.
     public init(sampleCount: Int, batchSize: Int) {
-        precondition(batchSize > 0 && sampleCount >= 0,
+        require(batchSize > 0 && sampleCount >= 0,
                      "BatchPlan: batch size \(batchSize) and sample count \(sampleCount) must be positive")
         self.sampleCount = sampleCount
         self.batchSize = batchSize
@@ -51,7 +51,7 @@ public struct BatchPlan: Sendable, Equatable {
 
     /// Positions in the epoch's order that batch `index` covers.
     public func batch(_ index: Int) -> Range<Int> {
-        precondition(index >= 0 && index < batchCount, "BatchPlan.batch: index \(index) outside 0..<\(batchCount)")
+        require(index >= 0 && index < batchCount, "BatchPlan.batch: index \(index) outside 0..<\(batchCount)")
         let start = index * batchSize
         return start..<min(start + batchSize, sampleCount)
     }
@@ -62,7 +62,7 @@ public struct BatchPlan: Sendable, Equatable {
 /// Sizes differ by at most one (the first `range.count % ranks` ranks take one more); a rank may get an empty
 /// range when the batch is smaller than the number of ranks, and still takes part in the step.
 public func shard(of range: Range<Int>, rank: Int, ranks: Int) -> Range<Int> {
-    precondition(ranks > 0 && rank >= 0 && rank < ranks, "shard(of:rank:ranks:): rank \(rank) of \(ranks)")
+    require(ranks > 0 && rank >= 0 && rank < ranks, "shard(of:rank:ranks:): rank \(rank) of \(ranks)")
     let base = range.count / ranks
     let extra = range.count % ranks
     let start = range.lowerBound + rank * base + min(rank, extra)

@@ -63,7 +63,7 @@ public struct Dataset: Sendable {
             newPixels.withUnsafeMutableBufferPointer { target in
                 for (row, index) in indices.enumerated() {
                     let from = Int(index)
-                    precondition(from >= 0 && from < count, "Dataset.subset: index \(from) outside 0..<\(count)")
+                    require(from >= 0 && from < count, "Dataset.subset: index \(from) outside 0..<\(count)")
                     target.baseAddress!.advanced(by: row * size)
                         .update(from: source.baseAddress!.advanced(by: from * size), count: size)
                     newLabels[row] = labels[from]

@@ -36,7 +36,7 @@ public struct RandomState: Equatable, Sendable {
     /// `RandomState([k0, k1, ...])` for an array seed (numpy's `mt19937_init_by_array`).
     /// - Precondition: `seedArray` is not empty.
     public init(seedArray: [UInt32]) {
-        precondition(!seedArray.isEmpty, "RandomState(seedArray:): the seed array must not be empty")
+        require(!seedArray.isEmpty, "RandomState(seedArray:): the seed array must not be empty")
         self.init(seed: 19_650_218)
         let n = Self.stateWords
         var i = 1
@@ -127,7 +127,7 @@ public struct RandomState: Equatable, Sendable {
     /// `permutation(n)`: 0..<n shuffled by numpy's Fisher-Yates (`shuffle`, walking down from the end).
     /// - Precondition: 0 <= n < 2^32.
     public mutating func permutation(_ n: Int) -> [Int32] {
-        precondition(n >= 0 && n <= Int(Int32.max), "RandomState.permutation: n = \(n) is out of range")
+        require(n >= 0 && n <= Int(Int32.max), "RandomState.permutation: n = \(n) is out of range")
         var values = (0..<Int32(n)).map { $0 }
         shuffle(&values)
         return values

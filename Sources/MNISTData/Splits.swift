@@ -60,13 +60,13 @@ public enum DatasetFiles {
     /// - Throws: `DataError` naming the missing or malformed file, with what to do about a missing one.
     public static func load(_ dataset: DatasetName, directory: String, split: SplitKind?) throws(DataError) -> DataSplit {
         let kind = split ?? defaultSplit(in: directory)
-        let testImages = try require(DatasetName.testImages, in: directory, for: kind)
-        let testLabels = try require(DatasetName.testLabels, in: directory, for: kind)
+        let testImages = try requireFile(DatasetName.testImages, in: directory, for: kind)
+        let testLabels = try requireFile(DatasetName.testLabels, in: directory, for: kind)
         let test = try Dataset.load(name: "\(dataset) t10k", imagesPath: testImages, labelsPath: testLabels)
         switch kind {
         case .standard:
-            let trainImages = try require(DatasetName.trainImages, in: directory, for: kind)
-            let trainLabels = try require(DatasetName.trainLabels, in: directory, for: kind)
+            let trainImages = try requireFile(DatasetName.trainImages, in: directory, for: kind)
+            let trainLabels = try requireFile(DatasetName.trainLabels, in: directory, for: kind)
             let train = try Dataset.load(name: "\(dataset) train", imagesPath: trainImages, labelsPath: trainLabels)
             guard train.rows == test.rows && train.columns == test.columns else {
                 throw DataError(file: trainImages, problem: "images are \(train.rows)x\(train.columns) but the test "
@@ -83,7 +83,7 @@ public enum DatasetFiles {
         }
     }
 
-    private static func require(_ baseName: String, in directory: String, for kind: SplitKind) throws(DataError) -> String {
+    private static func requireFile(_ baseName: String, in directory: String, for kind: SplitKind) throws(DataError) -> String {
         if let path = locate(baseName, in: directory) { return path }
         let hint = kind == .standard && baseName.hasPrefix("train")
             ? "the standard split needs the train files; fetch them (scripts/fetch-mnist.sh) or use --split chapter"

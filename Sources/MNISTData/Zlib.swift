@@ -26,7 +26,7 @@ public enum Zlib {
     /// Compresses `bytes` into the zlib format (RFC 1950), as PNG's IDAT chunks need.
     public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
         var stream = z_stream()
-        precondition(czlib_deflate_init(&stream, level) == Z_OK, "zlib deflateInit failed")
+        require(czlib_deflate_init(&stream, level) == Z_OK, "zlib deflateInit failed")
         defer { deflateEnd(&stream) }
         let bound = Int(deflateBound(&stream, uLong(bytes.count)))
         var output = [UInt8](repeating: 0, count: bound)
@@ -37,7 +37,7 @@ public enum Zlib {
                 stream.next_out = out.baseAddress
                 stream.avail_out = uInt(out.count)
                 let status = deflate(&stream, Z_FINISH)
-                precondition(status == Z_STREAM_END, "zlib deflate did not finish within deflateBound")
+                require(status == Z_STREAM_END, "zlib deflate did not finish within deflateBound")
                 return out.count - Int(stream.avail_out)
             }
         }

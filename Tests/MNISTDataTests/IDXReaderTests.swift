@@ -109,7 +109,7 @@ struct DatasetFileTests {
     private func directory(_ files: [String: [UInt8]]) -> URL {
         let url = Fixtures.makeTemporaryDirectory("idx")
         for (name, bytes) in files {
-            FileManager.default.createFile(atPath: url.appendingPathComponent(name).path, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: url.appendingPathComponent(name).path, contents: Data(bytes))
         }
         return url
     }

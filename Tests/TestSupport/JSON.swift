@@ -4,7 +4,7 @@
 // (seen with numpy's 0.5488135039273248), which would make a bit-exact comparison fail for the wrong reason. Here
 // every number is parsed with Swift's correctly rounded `Double(_:)` from its exact text.
 
-public indirect enum JSON: Equatable, CustomStringConvertible {
+public indirect enum JSON: Equatable, CustomStringConvertible, Sendable {
     case null
     case bool(Bool)
     case number(String)

@@ -1,0 +1,210 @@
+// Elementwise arithmetic with numpy broadcasting, scaling, and sums and means (whole tensor or along an axis).
+//
+// Broadcasting follows numpy: shapes are aligned from the right and each pair of sizes must be equal or 1 (so a
+// bias [O] adds to every row of [N, O], and logits [N, 10] minus logSumExp [N, 1] works as in the chapter). A
+// broadcast operand's gradient is the output gradient summed over the dimensions it was repeated along. Equal
+// shapes and a suffix-shaped second operand (the common cases) take loops without index arithmetic.
+
+/// How two shapes broadcast: the output shape and, per operand, the stride of each output dimension (0 where the
+/// operand is repeated).
+private struct Broadcast {
+    enum Kind { case same, suffix, general }
+    let shape: [Int]
+    let aStrides: [Int]
+    let bStrides: [Int]
+    let kind: Kind
+    /// For `.suffix`: b repeats every `width` elements.
+    let width: Int
+
+    init(_ op: String, _ a: [Int], _ b: [Int]) {
+        let rank = max(a.count, b.count)
+        let pa = [Int](repeating: 1, count: rank - a.count) + a
+        let pb = [Int](repeating: 1, count: rank - b.count) + b
+        var shape: [Int] = []
+        for (x, y) in zip(pa, pb) {
+            require(x == y || x == 1 || y == 1,
+                         "\(op): shapes \(describe(a)) and \(describe(b)) do not broadcast")
+            shape.append(x == 1 ? y : x)
+        }
+        func strides(_ padded: [Int]) -> [Int] {
+            var result = [Int](repeating: 0, count: rank)
+            var step = 1
+            for d in stride(from: rank - 1, through: 0, by: -1) {
+                result[d] = padded[d] == 1 ? 0 : step
+                step *= padded[d]
+            }
+            return result
+        }
+        self.shape = shape
+        aStrides = strides(pa)
+        bStrides = strides(pb)
+        width = b.reduce(1, *)
+        if a == b {
+            kind = .same
+        } else if pa == shape && b.count <= a.count && Array(a.suffix(b.count)) == b {
+            kind = .suffix
+        } else {
+            kind = .general
+        }
+    }
+
+    var count: Int { shape.reduce(1, *) }
+
+    /// Calls `body(output, aIndex, bIndex)` for every output element, in order.
+    @inline(__always)
+    func forEach(_ body: (Int, Int, Int) -> Void) {
+        switch kind {
+        case .same:
+            for i in 0..<count { body(i, i, i) }
+        case .suffix:
+            for i in 0..<count { body(i, i, width == 0 ? 0 : i % width) }
+        case .general:
+            let rank = shape.count
+            var index = [Int](repeating: 0, count: rank)
+            var ai = 0, bi = 0
+            for i in 0..<count {
+                body(i, ai, bi)
+                var d = rank - 1
+                while d >= 0 {
+                    index[d] += 1
+                    ai += aStrides[d]
+                    bi += bStrides[d]
+                    if index[d] < shape[d] { break }
+                    ai -= aStrides[d] * shape[d]
+                    bi -= bStrides[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+        }
+    }
+}
+
+/// Adds `value(output, aIndex, bIndex)` into the gradient of one operand of a broadcast op, indexed by that
+/// operand's side (`useA`). An operand repeated over some dimensions collects the sum over them.
+private func accumulateBroadcast(_ tape: Tape, _ operand: Tensor, _ layout: Broadcast, useA: Bool,
+                                 _ value: (Int, Int, Int) -> Float) {
+    tape.withGradient(of: operand) { d, acc in
+        if layout.kind == .same || (useA && layout.kind == .suffix) {
+            store(d, count: layout.count, accumulate: acc) { value($0, $0, layout.kind == .same ? $0 : $0 % layout.width) }
+            return
+        }
+        if !acc { d.update(repeating: 0, count: operand.count) }
+        layout.forEach { i, ai, bi in d[useA ? ai : bi] += value(i, ai, bi) }
+    }
+}
+
+/// Elementwise sum, with numpy broadcasting.
+public func + (a: Tensor, b: Tensor) -> Tensor {
+    let layout = Broadcast("+", a.shape, b.shape)
+    let out = Tape.output("+", shape: layout.shape, inputs: a, b)
+    let x = a.pointer, y = b.pointer, z = out.pointer
+    layout.forEach { i, ai, bi in z[i] = x[ai] + y[bi] }
+    out.tape?.record(out) { tape, g in
+        accumulateBroadcast(tape, a, layout, useA: true) { i, _, _ in g[i] }
+        accumulateBroadcast(tape, b, layout, useA: false) { i, _, _ in g[i] }
+    }
+    return out
+}
+
+/// Elementwise difference, with numpy broadcasting.
+public func - (a: Tensor, b: Tensor) -> Tensor { a + (-b) }
+
+/// Elementwise negation.
+public prefix func - (a: Tensor) -> Tensor { -1 * a }
+
+/// Elementwise product, with numpy broadcasting.
+public func * (a: Tensor, b: Tensor) -> Tensor {
+    let layout = Broadcast("*", a.shape, b.shape)
+    let out = Tape.output("*", shape: layout.shape, inputs: a, b)
+    let x = a.pointer, y = b.pointer, z = out.pointer
+    layout.forEach { i, ai, bi in z[i] = x[ai] * y[bi] }
+    out.tape?.record(out) { tape, g in
+        accumulateBroadcast(tape, a, layout, useA: true) { i, _, bi in g[i] * y[bi] }
+        accumulateBroadcast(tape, b, layout, useA: false) { i, ai, _ in g[i] * x[ai] }
+    }
+    return out
+}
+
+/// Every element times `scale`.
+public func * (scale: Float, a: Tensor) -> Tensor {
+    let out = Tape.output("scale", shape: a.shape, inputs: a)
+    let x = a.pointer, z = out.pointer
+    for i in 0..<a.count { z[i] = scale * x[i] }
+    out.tape?.record(out) { tape, g in
+        tape.withGradient(of: a) { da, acc in store(da, count: a.count, accumulate: acc) { scale * g[$0] } }
+    }
+    return out
+}
+
+/// Every element times `scale`.
+public func * (a: Tensor, scale: Float) -> Tensor { scale * a }
+
+/// Every element divided by `divisor`.
+public func / (a: Tensor, divisor: Float) -> Tensor { (1 / divisor) * a }
+
+// MARK: Reductions
+
+/// The sum of all elements, as a scalar (shape `[]`). Accumulated in Double.
+public func sum(_ a: Tensor) -> Tensor {
+    let out = Tape.output("sum", shape: [], inputs: a)
+    let x = a.pointer
+    var total = 0.0
+    for i in 0..<a.count { total += Double(x[i]) }
+    out.pointer.pointee = Float(total)
+    out.tape?.record(out) { tape, g in
+        let seed = g.pointee
+        tape.withGradient(of: a) { da, acc in store(da, count: a.count, accumulate: acc) { _ in seed } }
+    }
+    return out
+}
+
+/// The mean of all elements, as a scalar.
+public func mean(_ a: Tensor) -> Tensor {
+    require(a.count > 0, "mean: tensor of shape \(describe(a.shape)) is empty")
+    return sum(a) / Float(a.count)
+}
+
+/// Splits `shape` around `axis` into (outer, length, inner) so that index = (o * length + i) * inner + j.
+func axisLayout(_ op: String, _ shape: [Int], axis: Int) -> (outer: Int, length: Int, inner: Int, axis: Int) {
+    let resolved = axis < 0 ? axis + shape.count : axis
+    require(resolved >= 0 && resolved < shape.count, "\(op): axis \(axis) is out of range for shape \(describe(shape))")
+    return (shape[..<resolved].reduce(1, *), shape[resolved], shape[(resolved + 1)...].reduce(1, *), resolved)
+}
+
+/// The shape left after reducing `axis` (kept as size 1 when `keepingDimension`).
+func reducedShape(_ shape: [Int], axis: Int, keepingDimension: Bool) -> [Int] {
+    var result = shape
+    if keepingDimension { result[axis] = 1 } else { result.remove(at: axis) }
+    return result
+}
+
+/// Sums along `axis` (negative counts from the end), removing it unless `keepingDimension`.
+public func sum(_ a: Tensor, axis: Int, keepingDimension: Bool = false) -> Tensor {
+    let (outer, length, inner, axis) = axisLayout("sum(axis:)", a.shape, axis: axis)
+    let out = Tape.output("sum(axis:)", shape: reducedShape(a.shape, axis: axis, keepingDimension: keepingDimension),
+                          inputs: a)
+    let x = a.pointer, z = out.pointer
+    for o in 0..<outer {
+        for j in 0..<inner {
+            var total: Float = 0
+            for i in 0..<length { total += x[(o * length + i) * inner + j] }
+            z[o * inner + j] = total
+        }
+    }
+    out.tape?.record(out) { tape, g in
+        tape.withGradient(of: a) { da, acc in
+            store(da, count: a.count, accumulate: acc) { index in
+                g[(index / (length * inner)) * inner + index % inner]
+            }
+        }
+    }
+    return out
+}
+
+/// Means along `axis`, removing it unless `keepingDimension`.
+public func mean(_ a: Tensor, axis: Int, keepingDimension: Bool = false) -> Tensor {
+    let (_, length, _, _) = axisLayout("mean(axis:)", a.shape, axis: axis)
+    require(length > 0, "mean(axis:): axis \(axis) of shape \(describe(a.shape)) is empty")
+    return sum(a, axis: axis, keepingDimension: keepingDimension) / Float(length)
+}

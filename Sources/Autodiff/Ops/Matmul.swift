@@ -1,0 +1,51 @@
+// Matrix products through BLAS sgemm, and the fully connected layer built on them.
+//
+// Transposed operands use sgemm's transpose flags; nothing is ever transposed in memory, forward or backward.
+
+/// `op(a) · op(b)` for 2-D tensors, where op transposes when asked: op(a) is m x k, op(b) is k x n.
+///
+/// For C = op(A)·op(B) the pullbacks are dA = dC·op(B)ᵀ (or its transpose) and dB = op(A)ᵀ·dC (or its
+/// transpose), each one sgemm with flags chosen so that no operand is copied.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+    require(a.rank == 2 && b.rank == 2, "matmul: needs 2-D tensors, got \(describe(a.shape)) and \(describe(b.shape))")
+    let m = transposeA ? a.shape[1] : a.shape[0]
+    let k = transposeA ? a.shape[0] : a.shape[1]
+    let kb = transposeB ? b.shape[1] : b.shape[0]
+    let n = transposeB ? b.shape[0] : b.shape[1]
+    require(k == kb, "matmul: inner sizes differ: \(describe(a.shape))\(transposeA ? "ᵀ" : "") · "
+                    + "\(describe(b.shape))\(transposeB ? "ᵀ" : "") (\(k) vs \(kb))")
+    let out = Tape.output("matmul", shape: [m, n], inputs: a, b)
+    let lda = a.shape[1], ldb = b.shape[1]
+    BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+              a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: out.pointer, ldc: n)
+    out.tape?.record(out) { tape, g in  // g: m x n
+        tape.withGradient(of: a) { da, acc in
+            if !transposeA {  // dA (m x k) = g · op(B)ᵀ
+                BLAS.gemm(transposeA: false, transposeB: !transposeB, m: m, n: k, k: n,
+                          a: g, lda: n, b: b.pointer, ldb: ldb, beta: acc ? 1 : 0, c: da, ldc: k)
+            } else {          // dA (k x m) = op(B) · gᵀ
+                BLAS.gemm(transposeA: transposeB, transposeB: true, m: k, n: m, k: n,
+                          a: b.pointer, lda: ldb, b: g, ldb: n, beta: acc ? 1 : 0, c: da, ldc: m)
+            }
+        }
+        tape.withGradient(of: b) { db, acc in
+            if !transposeB {  // dB (k x n) = op(A)ᵀ · g
+                BLAS.gemm(transposeA: !transposeA, transposeB: false, m: k, n: n, k: m,
+                          a: a.pointer, lda: lda, b: g, ldb: n, beta: acc ? 1 : 0, c: db, ldc: n)
+            } else {          // dB (n x k) = gᵀ · op(A)
+                BLAS.gemm(transposeA: true, transposeB: transposeA, m: n, n: k, k: m,
+                          a: g, lda: n, b: a.pointer, ldb: lda, beta: acc ? 1 : 0, c: db, ldc: k)
+            }
+        }
+    }
+    return out
+}
+
+/// A fully connected layer in PyTorch's layout: `input · weightᵀ + bias`.
+/// - Parameters:
+///   - input: N x in.
+///   - weight: out x in.
+///   - bias: out.
+public func linear(_ input: Tensor, weight: Tensor, bias: Tensor) -> Tensor {
+    matmul(input, weight, transposeB: true) + bias
+}

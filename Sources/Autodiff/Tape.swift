@@ -1,0 +1,208 @@
+// The tape: records each op's pullback as it runs, then replays them in reverse to propagate gradients.
+//
+// Every op computes its output, keeps what its backward needs (captured in the pullback closure), and records the
+// pullback against its output's gradient slot. `backward(from:)` seeds the loss's gradient and calls the pullbacks
+// from last to first; a pullback *adds into* its inputs' gradients, so a tensor used twice needs nothing special.
+//
+// To avoid clearing every gradient buffer each step, the first contribution to a gradient overwrites it and later
+// ones add (BLAS's beta = 0 or 1); a gradient that receives no contribution is never read.
+
+/// Records operations for reverse-mode differentiation and owns the memory of one step's tensors.
+///
+/// Use one tape per kind of step (training, evaluation): it reuses last step's buffers, so after the first step
+/// a step of the same shapes allocates no tensor memory.
+public final class Tape {
+    struct GradientSlot {
+        /// Where the gradient lives (nil until first written, unless it was given, as for parameters).
+        var storage: TensorStorage?
+        var offset: Int
+        let count: Int
+        /// False until the first contribution, which overwrites instead of adding.
+        var written: Bool
+    }
+
+    struct Pullback {
+        let output: Int32
+        /// Receives the output's gradient and adds into the inputs' gradients.
+        let body: (Tape, UnsafeMutablePointer<Float>) -> Void
+    }
+
+    let arena = Arena()
+    private(set) var slots: [GradientSlot] = []
+    private var pullbacks: [Pullback] = []
+    private(set) var generation: UInt32 = 0
+    /// Parameter gradient slots bound in this step (they must be zeroed if nothing reaches them).
+    private var parameterSlots: Range<Int32> = 0..<0
+
+    /// When false, ops run without recording anything (evaluation); outputs still come from the arena.
+    public var isRecording: Bool
+
+    public init(recording: Bool = true) {
+        isRecording = recording
+    }
+
+    /// Starts a new step: forgets the recorded ops and makes last step's buffers available again.
+    ///
+    /// Tensors of earlier steps stay valid as values (their buffers are not reused while held) but may no longer
+    /// take part in gradient computation.
+    public func reset() {
+        pullbacks.removeAll(keepingCapacity: true)
+        slots.removeAll(keepingCapacity: true)
+        parameterSlots = 0..<0
+        arena.reset()
+        generation &+= 1
+    }
+
+    /// Tensor buffers this tape has created so far; it stops growing once steps repeat the same shapes.
+    public var bufferAllocations: Int { arena.allocations }
+    /// Bytes held in this tape's buffers.
+    public var bufferBytes: Int { arena.bytes }
+
+    // MARK: Making tensors
+
+    /// A tensor of the given shape from this tape's arena, not initialised, that no gradient flows into.
+    func uninitialized(_ shape: [Int]) -> Tensor {
+        let count = shape.reduce(1, *)
+        return Tensor(shape: shape, storage: arena.allocate(count), tape: self, generation: generation)
+    }
+
+    /// A constant (no gradient) filled by `fill` with its `shape.reduce(1, *)` values.
+    public func constant(_ shape: [Int], fill: (UnsafeMutableBufferPointer<Float>) -> Void) -> Tensor {
+        let tensor = uninitialized(shape)
+        fill(UnsafeMutableBufferPointer(start: tensor.pointer, count: tensor.count))
+        return tensor
+    }
+
+    /// A constant (no gradient) with the given values.
+    public func constant(_ scalars: [Float], shape: [Int]) -> Tensor {
+        require(scalars.count == shape.reduce(1, *),
+                     "Tape.constant: shape \(describe(shape)) needs \(shape.reduce(1, *)) values, got \(scalars.count)")
+        return constant(shape) { buffer in
+            scalars.withUnsafeBufferPointer { buffer.baseAddress!.update(from: $0.baseAddress!, count: scalars.count) }
+        }
+    }
+
+    /// A leaf tensor whose gradient this tape collects (read it with `gradient(of:)` after `backward`).
+    public func variable(_ scalars: [Float], shape: [Int]) -> Tensor {
+        let value = constant(scalars, shape: shape)
+        return Tensor(shape: shape, storage: value.storage, tape: self, node: newSlot(count: value.count),
+                      generation: generation)
+    }
+
+    /// Views of the store's parameters, tracked, whose gradients land in `store.gradients` at the same offsets.
+    public func bind(_ store: ParameterStore) -> [Tensor] {
+        let first = Int32(slots.count)
+        let tensors = store.entries.map { entry in
+            slots.append(GradientSlot(storage: store.gradientStorage, offset: entry.offset, count: entry.count,
+                                      written: false))
+            return Tensor(shape: entry.shape, storage: store.valueStorage, offset: entry.offset, tape: self,
+                          node: Int32(slots.count - 1), generation: generation)
+        }
+        parameterSlots = first..<Int32(slots.count)
+        return tensors
+    }
+
+    // MARK: What ops use
+
+    /// A new gradient slot for an op output of `count` elements.
+    func newSlot(count: Int) -> Int32 {
+        slots.append(GradientSlot(storage: nil, offset: 0, count: count, written: false))
+        return Int32(slots.count - 1)
+    }
+
+    /// The output of an op on `inputs`: from the inputs' tape when they have one (tracked if the tape records and
+    /// any input needs a gradient), otherwise a fresh untracked tensor.
+    static func output(_ op: String, shape: [Int], inputs: Tensor...) -> Tensor {
+        output(op, shape: shape, inputList: inputs)
+    }
+
+    static func output(_ op: String, shape: [Int], inputList inputs: [Tensor]) -> Tensor {
+        var tape: Tape?
+        var tracked = false
+        for input in inputs {
+            guard let owner = input.tape else { continue }
+            if let seen = tape {
+                require(seen === owner, "\(op): inputs come from different tapes")
+            }
+            tape = owner
+            if input.node >= 0 {
+                require(input.generation == owner.generation,
+                             "\(op): a tracked tensor from an earlier step was used after Tape.reset()")
+                tracked = true
+            }
+        }
+        guard let tape else {
+            return Tensor(shape: shape, storage: TensorStorage(capacity: shape.reduce(1, *)), tape: nil)
+        }
+        var tensor = tape.uninitialized(shape)
+        if tracked && tape.isRecording {
+            tensor = Tensor(shape: shape, storage: tensor.storage, tape: tape, node: tape.newSlot(count: tensor.count),
+                            generation: tape.generation)
+        }
+        return tensor
+    }
+
+    /// Records `body` as the pullback of `output` (nothing happens if the output is not tracked).
+    func record(_ output: Tensor, _ body: @escaping (Tape, UnsafeMutablePointer<Float>) -> Void) {
+        guard output.node >= 0 else { return }
+        pullbacks.append(Pullback(output: output.node, body: body))
+    }
+
+    /// Calls `body` with the buffer that receives `input`'s gradient and whether to add to it (false: overwrite,
+    /// this is the first contribution). Does nothing when no gradient flows into `input`.
+    @inline(__always)
+    func withGradient(of input: Tensor, _ body: (UnsafeMutablePointer<Float>, _ accumulate: Bool) -> Void) {
+        guard input.node >= 0 else { return }
+        let index = Int(input.node)
+        if slots[index].storage == nil {
+            slots[index].storage = arena.allocate(slots[index].count)
+            slots[index].offset = 0
+        }
+        let accumulate = slots[index].written
+        slots[index].written = true
+        let storage = slots[index].storage!
+        withExtendedLifetime(storage) { body(storage.pointer + slots[index].offset, accumulate) }
+    }
+
+    // MARK: Backward
+
+    /// Propagates gradients from `loss` (seeded with `seed`, usually 1) back to every tracked tensor.
+    ///
+    /// Parameters bound with `bind(_:)` that the loss does not depend on get a zero gradient.
+    /// - Precondition: `loss` has one element and is tracked by this tape.
+    public func backward(from loss: Tensor, seed: Float = 1) {
+        require(loss.count == 1, "Tape.backward: the loss must be a scalar, not shape \(describe(loss.shape))")
+        require(loss.tape === self && loss.node >= 0 && loss.generation == generation,
+                     "Tape.backward: the loss is not tracked by this tape's current step")
+        withGradient(of: loss) { gradient, _ in gradient.pointee = seed }
+        for pullback in pullbacks.reversed() {
+            let slot = slots[Int(pullback.output)]
+            guard slot.written, let storage = slot.storage else { continue }  // no gradient reached this output
+            withExtendedLifetime(storage) { pullback.body(self, storage.pointer + slot.offset) }
+        }
+        for index in parameterSlots where !slots[Int(index)].written {
+            let slot = slots[Int(index)]
+            (slot.storage!.pointer + slot.offset).update(repeating: 0, count: slot.count)
+        }
+        // The closures hold the step's buffers; release them now so the arena can reuse them next step.
+        pullbacks.removeAll(keepingCapacity: true)
+    }
+
+    /// The gradient collected for a tracked tensor (zeros if none reached it).
+    public func gradient(of tensor: Tensor) -> [Float] {
+        require(tensor.node >= 0 && tensor.tape === self, "Tape.gradient(of:): the tensor is not tracked by this tape")
+        let slot = slots[Int(tensor.node)]
+        guard slot.written, let storage = slot.storage else { return [Float](repeating: 0, count: slot.count) }
+        return Array(UnsafeBufferPointer(start: storage.pointer + slot.offset, count: slot.count))
+    }
+}
+
+/// Writes `value(i)` for i in 0..<count into `destination`, adding when `accumulate` is true.
+@inline(__always)
+func store(_ destination: UnsafeMutablePointer<Float>, count: Int, accumulate: Bool, _ value: (Int) -> Float) {
+    if accumulate {
+        for i in 0..<count { destination[i] += value(i) }
+    } else {
+        for i in 0..<count { destination[i] = value(i) }
+    }
+}

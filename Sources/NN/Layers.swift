@@ -1,0 +1,61 @@
+// Layers: named groups of parameters in a model's flat store, called like functions on a batch.
+import Autodiff
+
+/// A model's parameters for one step, bound to the step's tape, in the store's layout order.
+public typealias Parameters = [Tensor]
+
+/// A fully connected layer in PyTorch's layout: y = x · Wᵀ + b, W is out x in.
+public struct Linear: Sendable {
+    public let name: String
+    public let inputs: Int
+    public let outputs: Int
+    /// Index of the weight in the parameter list; the bias follows it.
+    let index: Int
+
+    /// Parameters this layer adds to a store: weight (out x in), bias (out).
+    var layout: [(name: String, shape: [Int])] { [("\(name).weight", [outputs, inputs]), ("\(name).bias", [outputs])] }
+
+    /// - Parameter x: N x inputs. Returns N x outputs.
+    public func callAsFunction(_ x: Tensor, _ p: Parameters) -> Tensor {
+        linear(x, weight: p[index], bias: p[index + 1])
+    }
+}
+
+/// A 2-D convolution layer with bias: O x C x KH x KW weights, stride 1, no padding unless asked.
+public struct Conv2D: Sendable {
+    public let name: String
+    public let inputChannels: Int
+    public let outputChannels: Int
+    public let kernel: Int
+    public let stride: Int
+    public let padding: Padding
+    let index: Int
+
+    var layout: [(name: String, shape: [Int])] {
+        [("\(name).weight", [outputChannels, inputChannels, kernel, kernel]), ("\(name).bias", [outputChannels])]
+    }
+
+    /// - Parameter x: N x C x H x W. Returns N x O x OH x OW.
+    public func callAsFunction(_ x: Tensor, _ p: Parameters) -> Tensor {
+        conv2D(x, weight: p[index], bias: p[index + 1], stride: stride, padding: padding)
+    }
+}
+
+/// Hands out consecutive parameter indices as a model declares its layers.
+struct LayerBuilder {
+    private(set) var layout: [(name: String, shape: [Int])] = []
+
+    mutating func linear(_ name: String, _ inputs: Int, _ outputs: Int) -> Linear {
+        let layer = Linear(name: name, inputs: inputs, outputs: outputs, index: layout.count)
+        layout += layer.layout
+        return layer
+    }
+
+    mutating func conv2D(_ name: String, _ inputChannels: Int, _ outputChannels: Int, kernel: Int, stride: Int = 1,
+                         padding: Padding = .valid) -> Conv2D {
+        let layer = Conv2D(name: name, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel,
+                           stride: stride, padding: padding, index: layout.count)
+        layout += layer.layout
+        return layer
+    }
+}

@@ -1,0 +1,190 @@
+// The chapter's two models: the tanh MLP (JAX layout, numpy initialisation) and PyTorch's MNIST CNN.
+import Autodiff
+import MNISTData
+
+/// One row of a model summary.
+public struct LayerSummary: Sendable {
+    public let name: String
+    public let kind: String
+    /// Output shape per sample (the batch dimension is left out).
+    public let outputShape: [Int]
+    public let parameters: Int
+}
+
+/// A classifier of 1 x rows x columns images into 10 classes, with its parameters in a flat store.
+public protocol Model: Sendable {
+    /// The name used on the command line and in checkpoints ("cnn", "mlp").
+    var name: String { get }
+    /// A description of the architecture, for the configuration check and checkpoints ("mlp 784-1024-1024-10").
+    var architecture: String { get }
+    /// Parameter names and shapes, in store order.
+    var parameterLayout: [(name: String, shape: [Int])] { get }
+    /// Image size the model takes: rows, columns.
+    var imageSize: (rows: Int, columns: Int) { get }
+    /// Sets the initial parameter values, drawn from `seed`.
+    func initialize(_ store: ParameterStore, seed: UInt32)
+    /// Log-probabilities (N x 10) for images N x 1 x rows x columns.
+    func logProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor
+    /// The training loss on `logProbabilities` for `labels`: the summed per-sample loss divided by `normalizer`.
+    func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor
+    /// Each layer, its output shape and parameter count.
+    var summary: [LayerSummary] { get }
+}
+
+extension Model {
+    /// A zero-filled store with this model's layout.
+    public func makeParameterStore() -> ParameterStore { ParameterStore(parameterLayout) }
+
+    /// Total number of parameters.
+    public var parameterCount: Int { parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+}
+
+/// The chapter's multilayer perceptron: tanh hidden layers and a log-softmax output, in JAX's layout
+/// (x · W + b, W is in x out), trained on the chapter's loss -mean(sum(preds * onehot)).
+public struct MLP: Model {
+    public let layerSizes: [Int]
+    public let imageSize: (rows: Int, columns: Int)
+
+    /// - Precondition: at least an input and an output size, the input matching `rows * columns`.
+    public init(layerSizes: [Int] = [784, 1024, 1024, 10], imageSize: (rows: Int, columns: Int) = (28, 28)) {
+        require(layerSizes.count >= 2 && layerSizes.allSatisfy { $0 > 0 }, "MLP: layer sizes \(layerSizes) are not valid")
+        require(layerSizes.first == imageSize.rows * imageSize.columns && layerSizes.last == 10,
+                "MLP: layer sizes \(layerSizes) must start with \(imageSize.rows * imageSize.columns) inputs and end with 10 classes")
+        self.layerSizes = layerSizes
+        self.imageSize = imageSize
+    }
+
+    public var name: String { "mlp" }
+    public var architecture: String { "mlp " + layerSizes.map(String.init).joined(separator: "-") }
+
+    public var parameterLayout: [(name: String, shape: [Int])] {
+        zip(layerSizes, layerSizes.dropFirst()).enumerated().flatMap { index, sizes in
+            [("W\(index + 1)", [sizes.0, sizes.1]), ("b\(index + 1)", [sizes.1])]
+        }
+    }
+
+    /// The chapter's `init_random_params(0.1, layer_sizes, RandomState(seed))`: for each layer in order,
+    /// W = 0.1 * randn(m, n), then b = 0.1 * randn(n), from one generator (Double, rounded to Float).
+    public func initialize(_ store: ParameterStore, seed: UInt32 = 0) {
+        var generator = RandomState(seed: seed)
+        store.withValues { values in
+            for entry in store.entries {
+                for i in 0..<entry.count { values[entry.offset + i] = Float(0.1 * generator.standardNormal()) }
+            }
+        }
+    }
+
+    /// The chapter's `predict`: tanh(x · W + b) for each hidden layer, then logits minus their logSumExp.
+    public func logProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
+        var activations = flatten(images)
+        for layer in 0..<(layerSizes.count - 2) {
+            activations = tanh(matmul(activations, p[2 * layer]) + p[2 * layer + 1])
+        }
+        let logits = matmul(activations, p[p.count - 2]) + p[p.count - 1]
+        return logits - logSumExp(logits, axis: 1, keepingDimension: true)
+    }
+
+    public func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor {
+        oneHotLoss(logProbabilities: logProbabilities, labels: labels, normalizer: normalizer)
+    }
+
+    public var summary: [LayerSummary] {
+        var rows = [LayerSummary(name: "flatten", kind: "Flatten", outputShape: [layerSizes[0]], parameters: 0)]
+        for (index, sizes) in zip(layerSizes, layerSizes.dropFirst()).enumerated() {
+            let last = index == layerSizes.count - 2
+            rows.append(LayerSummary(name: "layer\(index + 1)", kind: last ? "Dense" : "Dense + tanh",
+                                     outputShape: [sizes.1], parameters: sizes.0 * sizes.1 + sizes.1))
+        }
+        rows.append(LayerSummary(name: "output", kind: "LogSoftmax", outputShape: [layerSizes.last!], parameters: 0))
+        return rows
+    }
+}
+
+/// The chapter's convolutional network (pytorch/examples' MNIST `Net` without dropout):
+/// conv 1→32 3x3, relu, conv 32→64 3x3, relu, max-pool 2, flatten, fc 9216→128, relu, fc 128→10, log-softmax.
+public struct ChapterCNN: Model {
+    public let conv1: Conv2D
+    public let conv2: Conv2D
+    public let fc1: Linear
+    public let fc2: Linear
+    public let parameterLayout: [(name: String, shape: [Int])]
+    public var imageSize: (rows: Int, columns: Int) { (28, 28) }
+
+    public init() {
+        var builder = LayerBuilder()
+        conv1 = builder.conv2D("conv1", 1, 32, kernel: 3)
+        conv2 = builder.conv2D("conv2", 32, 64, kernel: 3)
+        fc1 = builder.linear("fc1", 9216, 128)
+        fc2 = builder.linear("fc2", 128, 10)
+        parameterLayout = builder.layout
+    }
+
+    public var name: String { "cnn" }
+    public var architecture: String { "cnn conv1(1,32,3) conv2(32,64,3) pool2 fc1(9216,128) fc2(128,10)" }
+
+    /// PyTorch's default initialisation: weights and biases uniform in ±1/sqrt(fan_in) (kaiming_uniform with
+    /// a = sqrt(5) reduces to that bound), drawn in layout order from `RandomState(seed)`.
+    public func initialize(_ store: ParameterStore, seed: UInt32) {
+        var generator = RandomState(seed: seed)
+        let fanIn = ["conv1": 1 * 9, "conv2": 32 * 9, "fc1": 9216, "fc2": 128]
+        store.withValues { values in
+            for entry in store.entries {
+                let layer = String(entry.name.prefix { $0 != "." })
+                let bound = 1 / Double(fanIn[layer]!).squareRoot()
+                for i in 0..<entry.count { values[entry.offset + i] = Float(generator.uniform(-bound, bound)) }
+            }
+        }
+    }
+
+    public func logProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
+        var x = relu(conv1(images, p))        // N, 32, 26, 26
+        x = relu(conv2(x, p))                 // N, 64, 24, 24
+        x = maxPool2D(x, kernel: 2, stride: 2) // N, 64, 12, 12
+        x = relu(fc1(flatten(x), p))          // N, 128
+        return logSoftmax(fc2(x, p), axis: 1) // N, 10
+    }
+
+    public func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor {
+        nllLoss(logProbabilities: logProbabilities, labels: labels, normalizer: normalizer)
+    }
+
+    public var summary: [LayerSummary] {
+        [
+            LayerSummary(name: "conv1", kind: "Conv2D 3x3 + relu", outputShape: [32, 26, 26], parameters: 32 * 9 + 32),
+            LayerSummary(name: "conv2", kind: "Conv2D 3x3 + relu", outputShape: [64, 24, 24], parameters: 64 * 32 * 9 + 64),
+            LayerSummary(name: "pool", kind: "MaxPool2D 2x2", outputShape: [64, 12, 12], parameters: 0),
+            LayerSummary(name: "flatten", kind: "Flatten", outputShape: [9216], parameters: 0),
+            LayerSummary(name: "fc1", kind: "Linear + relu", outputShape: [128], parameters: 9216 * 128 + 128),
+            LayerSummary(name: "fc2", kind: "Linear", outputShape: [10], parameters: 128 * 10 + 10),
+            LayerSummary(name: "output", kind: "LogSoftmax", outputShape: [10], parameters: 0),
+        ]
+    }
+}
+
+/// The printed model summary: a table of layers with output shapes and parameter counts, and the total.
+public func formatSummary(_ model: Model) -> String {
+    var lines = ["Layer      Type                 Output shape       Params"]
+    for row in model.summary {
+        let shape = "[N, " + row.outputShape.map(String.init).joined(separator: ", ") + "]"
+        lines.append(row.name.padding(10) + " " + row.kind.padding(20) + " " + shape.padding(17) + " "
+                     + groupedThousands(row.parameters).leftPadding(7))
+    }
+    lines.append("Total parameters: \(groupedThousands(model.parameterCount))")
+    return lines.joined(separator: "\n")
+}
+
+/// 1199882 -> "1,199,882".
+public func groupedThousands(_ value: Int) -> String {
+    let digits = String(value.magnitude)
+    var result = ""
+    for (i, character) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { result.append(",") }
+        result.append(character)
+    }
+    return (value < 0 ? "-" : "") + result
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+    func leftPadding(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

@@ -1,0 +1,32 @@
+// Plain stochastic gradient descent, as the chapter's MLP uses: w <- w - lr * dw.
+import Autodiff
+
+/// Stochastic gradient descent without momentum.
+public final class SGD: Optimizer {
+    /// The default learning rate: the chapter's step size for the MLP.
+    public static let defaultLearningRate = 0.001
+
+    public let learningRate: Double
+
+    /// - Throws: `HyperParameterError` unless the learning rate is positive and finite.
+    public init(learningRate: Double = SGD.defaultLearningRate) throws(HyperParameterError) {
+        guard learningRate > 0 && learningRate.isFinite else {
+            throw HyperParameterError(option: "--lr", value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
+        }
+        self.learningRate = learningRate
+    }
+
+    public var name: String { "sgd" }
+    public var hyperParameters: [(name: String, value: Double)] { [("lr", learningRate)] }
+    public var stateCount: Int { 0 }
+
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>) {
+        require(values.count == gradients.count, "SGD.step: \(values.count) values but \(gradients.count) gradients")
+        let rate = Float(learningRate)
+        for i in 0..<values.count { values[i] -= rate * gradients[i] }
+    }
+
+    public func withState<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: nil, count: 0))
+    }
+}

@@ -1,0 +1,177 @@
+// The chapter's models (sizes, initialisation, loss and every gradient against PyTorch) and the optimizers
+// (five steps against PyTorch's trajectories).
+import Autodiff
+import Foundation
+import MNISTData
+import NN
+import Testing
+import TestSupport
+
+/// The synthetic batch of make_model_reference.py: ((i * 37) mod 256) / 255 over the flat batch.
+private func syntheticBatch(_ tape: Tape, count: Int) -> Tensor {
+    tape.constant([count, 1, 28, 28]) { buffer in
+        for i in 0..<buffer.count { buffer[i] = Float((i * 37) % 256) / 255 }
+    }
+}
+
+@Suite("Models")
+struct ModelTests {
+    @Test("parameter totals: MLP 1,863,690 and CNN 1,199,882, and the summaries agree")
+    func parameterCounts() {
+        #expect(MLP().parameterCount == 1_863_690)
+        #expect(ChapterCNN().parameterCount == 1_199_882)
+        #expect(MLP().summary.reduce(0) { $0 + $1.parameters } == 1_863_690)
+        #expect(ChapterCNN().summary.reduce(0) { $0 + $1.parameters } == 1_199_882)
+        #expect(formatSummary(ChapterCNN()).hasSuffix("Total parameters: 1,199,882"))
+        #expect(MLP(layerSizes: [784, 10]).parameterCount == 7850)
+    }
+
+    @Test("the MLP starts from the chapter's weights: 0.1 * randn from RandomState(0), layer by layer",
+          .enabled(if: Fixtures.sharedAvailable))
+    func mlpInitialisation() throws {
+        let json = try JSON.load(Fixtures.shared("testvectors/numpy_randomstate0.json"))
+        let store = MLP().makeParameterStore()
+        MLP().initialize(store, seed: 0)
+        #expect(Array(store["W1"].prefix(5)) == json["init_scale0.1_W1_784x1024_first5_row_major"].doubles.map(Float.init))
+        #expect(Array(store["b1"].prefix(5)) == json["init_scale0.1_b1_first5"].doubles.map(Float.init))
+        let sum = store["W1"].reduce(0.0) { $0 + Double($1) }
+        #expect(abs(sum - json["init_scale0.1_W1_sum"].double) < 1e-3)
+    }
+
+    @Test("the CNN's initial weights lie within ±1/sqrt(fan_in), and the seed decides them")
+    func cnnInitialisation() {
+        let model = ChapterCNN()
+        let a = model.makeParameterStore(), b = model.makeParameterStore(), c = model.makeParameterStore()
+        model.initialize(a, seed: 1)
+        model.initialize(b, seed: 1)
+        model.initialize(c, seed: 2)
+        #expect(a.flatValues == b.flatValues)
+        #expect(a.flatValues != c.flatValues)
+        for (name, fanIn) in [("conv1.weight", 9), ("conv2.bias", 288), ("fc1.weight", 9216), ("fc2.weight", 128)] {
+            let bound = Float(1 / Double(fanIn).squareRoot())
+            let values = a[name]
+            #expect(values.allSatisfy { abs($0) <= bound }, "\(name)")
+            #expect(values.map(abs).max()! > 0.95 * bound, "\(name) does not fill its range")
+        }
+    }
+
+    /// Compares loss, the first row of log-probabilities, and each gradient's sum, norm and 16 entries with
+    /// PyTorch float64. Tolerances: the network computes in Float; sums of up to 9,216 products carry relative
+    /// errors of ~1e-6, so entries and norms are compared at 1e-4 relative to the gradient's norm, which no
+    /// indexing or scaling mistake could meet.
+    @Test("loss, outputs and every gradient of both models against PyTorch", arguments: ["cnn", "mlp"])
+    func againstPyTorch(modelName: String) throws {
+        let reference = try JSON.load(Fixtures.packageRoot.appendingPathComponent("Tests/NNTests/Fixtures/model_reference.json"))
+        let entry = reference["models"].array.first { $0["model"].string == modelName }!
+        let model: Model = modelName == "cnn" ? ChapterCNN() : MLP()
+        let store = model.makeParameterStore()
+        model.initialize(store, seed: UInt32(entry["seed"].int))
+        let labels: [Int32] = [7, 2, 1, 0, 4, 1]
+        let tape = Tape()
+        var firstRow: [Float] = []
+        let loss = tape.valueWithGradient(at: store) { p in
+            let logProbabilities = model.logProbabilities(syntheticBatch(tape, count: 6), p)
+            firstRow = Array(logProbabilities.scalars.prefix(10))
+            return model.loss(logProbabilities: logProbabilities, labels: labels, normalizer: 6)
+        }
+        #expect(abs(Double(loss) - entry["loss"].double) < 1e-5, "loss \(loss) vs \(entry["loss"].double)")
+        let rows = closeness(firstRow, entry["log_probabilities_row0"].doubles, rtol: 1e-5, atol: 1e-5)
+        #expect(rows.passed, "log-probabilities: \(rows)")
+        var report: [String] = []
+        for summary in entry["grads"].array {
+            let name = summary["name"].string
+            let gradient = store.gradient(name).map(Double.init)
+            let norm = summary["norm"].double
+            let ours = (sum: gradient.reduce(0, +), norm: gradient.reduce(0) { $0 + $1 * $1 }.squareRoot())
+            let scale = max(norm, 1e-12)
+            #expect(abs(ours.norm - norm) <= 1e-4 * scale, "\(name) norm \(ours.norm) vs \(norm)")
+            #expect(abs(ours.sum - summary["sum"].double) <= 1e-4 * scale * Double(gradient.count).squareRoot(),
+                    "\(name) sum \(ours.sum) vs \(summary["sum"].double)")
+            let sampled = summary["indices"].ints.map { gradient[$0] }
+            let entries = closeness(sampled, summary["values"].doubles, rtol: 0, atol: 1e-4 * scale)
+            #expect(entries.passed, "\(name) entries: \(entries)")
+            report.append("\(name) \(String(format: "%.1e", abs(ours.norm - norm) / scale))")
+        }
+        print("\(modelName) vs PyTorch: loss error \(String(format: "%.1e", abs(Double(loss) - entry["loss"].double))), "
+              + "relative gradient-norm errors: " + report.joined(separator: ", "))
+    }
+
+    @Test("a CNN training step allocates no tensor buffers after the first")
+    func cnnStepReusesBuffers() {
+        let model = ChapterCNN()
+        let store = model.makeParameterStore()
+        model.initialize(store, seed: 1)
+        let tape = Tape()
+        let labels = [Int32](repeating: 3, count: 8)
+        func step() {
+            _ = tape.valueWithGradient(at: store) { p in
+                model.loss(logProbabilities: model.logProbabilities(syntheticBatch(tape, count: 8), p), labels: labels, normalizer: 8)
+            }
+        }
+        step()
+        let warm = (tape.bufferAllocations, tape.bufferBytes)
+        for _ in 0..<3 { step() }
+        #expect(tape.bufferAllocations == warm.0)
+        #expect(tape.bufferBytes == warm.1)
+    }
+}
+
+@Suite("Optimizers")
+struct OptimizerTests {
+    /// Replays the reference's five fixed gradients and compares every parameter after every step. PyTorch ran in
+    /// Float with the same operation order and fused multiply-adds; we measured 0 ulp (lr 0.1) and 1 ulp (lr 1.0,
+    /// where one of PyTorch's intermediate deltas rounds the other way). 2 ulp allows that and nothing more: any
+    /// mistake in the update is off by orders of magnitude.
+    private func replay(_ name: String, _ make: (Int) throws -> Optimizer) throws {
+        let cases = try JSON.load(Fixtures.shared("testvectors/torch_reference.json"))["cases"].array
+        let reference = cases.first { $0["name"].string == name }!
+        var values = reference["inputs"]["param0"]["data"].doubles.map(Float.init)
+        let gradients = reference["inputs"]["grads_per_step"]["data"].doubles.map(Float.init)
+        let expected = reference["output"]["data"].doubles
+        let optimizer = try make(values.count)
+        var worst: Float = 0
+        for step in 0..<5 {
+            let g = Array(gradients[(5 * step)..<(5 * step + 5)])
+            values.withUnsafeMutableBufferPointer { v in g.withUnsafeBufferPointer { optimizer.step(values: v, gradients: $0) } }
+            for (i, value) in values.enumerated() {
+                let target = Float(expected[5 * step + i])
+                let error = abs(value - target) / max(target.ulp, Float.leastNormalMagnitude)
+                worst = max(worst, error)
+                #expect(error <= 2, "\(name) step \(step + 1) parameter \(i): \(value) vs \(target)")
+            }
+        }
+        print("\(name): largest difference from PyTorch over 5 steps: \(worst) ulp")
+    }
+
+    @Test("Adadelta lr 0.1 and 1.0, and SGD lr 0.001, match PyTorch step for step", .enabled(if: Fixtures.sharedAvailable))
+    func trajectories() throws {
+        try replay("adadelta_lr0.1_rho0.9_eps1e-6") { try Adadelta(parameterCount: $0, configuration: .init(learningRate: 0.1)) }
+        try replay("adadelta_lr1.0_rho0.9_eps1e-6") { try Adadelta(parameterCount: $0, configuration: .init(learningRate: 1.0)) }
+        try replay("sgd_lr0.001") { _ in try SGD(learningRate: 0.001) }
+    }
+
+    @Test("hyper-parameters are validated, naming the option")
+    func validation() {
+        #expect(throws: HyperParameterError(option: "--lr", value: "-0.1", requirement: "the learning rate must be positive and finite")) {
+            try SGD(learningRate: -0.1)
+        }
+        #expect(throws: HyperParameterError.self) { try SGD(learningRate: .nan) }
+        #expect(throws: HyperParameterError(option: "--rho", value: "1.5", requirement: "rho must be in [0, 1]")) {
+            try Adadelta(parameterCount: 1, configuration: .init(rho: 1.5))
+        }
+        #expect(throws: HyperParameterError.self) { try Adadelta(parameterCount: 1, configuration: .init(epsilon: 0)) }
+        #expect(throws: HyperParameterError.self) { try Adadelta(parameterCount: 1, configuration: .init(weightDecay: -1)) }
+        #expect(Adadelta.Configuration() == Adadelta.Configuration(learningRate: 0.1, rho: 0.9, epsilon: 1e-6, weightDecay: 0))
+    }
+
+    @Test("weight decay adds decay * w to the gradient before the update")
+    func weightDecay() throws {
+        let plain = try Adadelta(parameterCount: 1, configuration: .init(learningRate: 1))
+        let decayed = try Adadelta(parameterCount: 1, configuration: .init(learningRate: 1, weightDecay: 0.5))
+        var a: [Float] = [2], b: [Float] = [2]
+        let g1: [Float] = [1 + 0.5 * 2], g2: [Float] = [1]
+        a.withUnsafeMutableBufferPointer { v in g1.withUnsafeBufferPointer { plain.step(values: v, gradients: $0) } }
+        b.withUnsafeMutableBufferPointer { v in g2.withUnsafeBufferPointer { decayed.step(values: v, gradients: $0) } }
+        #expect(a == b)
+    }
+}

@@ -76,6 +76,9 @@ public final class ParameterStore {
         }
     }
 
+    /// The storage of the flat gradients (worker threads add their partial gradients into it).
+    public var gradientBuffer: TensorStorage { gradientStorage }
+
     /// A copy of all gradients, in layout order.
     public var flatGradients: [Float] { withGradients { Array($0) } }
 
@@ -105,12 +108,14 @@ extension Tape {
     /// Runs `body` as a new step with the store's parameters bound as tracked tensors (in `store.entries` order),
     /// backpropagates from the scalar it returns, and leaves the gradient in `store`'s gradient buffer.
     /// - Returns: the value of the scalar.
-    public func valueWithGradient(at store: ParameterStore, _ body: ([Tensor]) -> Tensor) -> Float {
+    /// - Parameter gradients: where the gradient goes instead of the store's gradient buffer, if given.
+    public func valueWithGradient(at store: ParameterStore, gradients: TensorStorage? = nil,
+                                  _ body: ([Tensor]) -> Tensor) -> Float {
         reset()
         let wasRecording = isRecording
         isRecording = true
         defer { isRecording = wasRecording }
-        let loss = body(bind(store))
+        let loss = body(bind(store, gradients: gradients))
         backward(from: loss)
         return loss.scalar
     }

@@ -89,12 +89,16 @@ public final class Tape {
                       generation: generation)
     }
 
-    /// Views of the store's parameters, tracked, whose gradients land in `store.gradients` at the same offsets.
-    public func bind(_ store: ParameterStore) -> [Tensor] {
+    /// Views of the store's parameters, tracked, whose gradients land at the same offsets in `gradients` (by
+    /// default the store's own gradient buffer; a worker thread passes a buffer of its own).
+    /// - Precondition: `gradients` holds at least `store.count` Floats.
+    public func bind(_ store: ParameterStore, gradients: TensorStorage? = nil) -> [Tensor] {
+        let destination = gradients ?? store.gradientStorage
+        require(destination.capacity >= store.count,
+                "Tape.bind: gradient buffer of \(destination.capacity) Floats for \(store.count) parameters")
         let first = Int32(slots.count)
         let tensors = store.entries.map { entry in
-            slots.append(GradientSlot(storage: store.gradientStorage, offset: entry.offset, count: entry.count,
-                                      written: false))
+            slots.append(GradientSlot(storage: destination, offset: entry.offset, count: entry.count, written: false))
             return Tensor(shape: entry.shape, storage: store.valueStorage, offset: entry.offset, tape: self,
                           node: Int32(slots.count - 1), generation: generation)
         }
@@ -152,7 +156,15 @@ public final class Tape {
     /// this is the first contribution). Does nothing when no gradient flows into `input`.
     @inline(__always)
     func withGradient(of input: Tensor, _ body: (UnsafeMutablePointer<Float>, _ accumulate: Bool) -> Void) {
-        guard input.node >= 0 else { return }
+        guard let (pointer, accumulate) = gradientDestination(of: input) else { return }
+        body(pointer, accumulate)
+    }
+
+    /// The buffer that receives `input`'s gradient and whether to add to it, or nil when no gradient flows into
+    /// `input`. The slot counts as written from now on, so the caller must write every element (or add to them).
+    /// The pointer stays valid until the next `reset()`: the tape holds the buffer for the whole step.
+    func gradientDestination(of input: Tensor) -> (UnsafeMutablePointer<Float>, accumulate: Bool)? {
+        guard input.node >= 0 else { return nil }
         let index = Int(input.node)
         if slots[index].storage == nil {
             slots[index].storage = arena.allocate(slots[index].count)
@@ -160,8 +172,7 @@ public final class Tape {
         }
         let accumulate = slots[index].written
         slots[index].written = true
-        let storage = slots[index].storage!
-        withExtendedLifetime(storage) { body(storage.pointer + slots[index].offset, accumulate) }
+        return (slots[index].storage!.pointer + slots[index].offset, accumulate)
     }
 
     // MARK: Backward

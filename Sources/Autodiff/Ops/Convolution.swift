@@ -5,7 +5,9 @@
 //   forward        Y (O x P)  = W (O x K) · col (K x P) + b
 //   weight grad    dW (O x K) += dY (O x P) · colᵀ
 //   input grad     dcol (K x P) = Wᵀ · dY, scattered back by col2im.
-// The columns of every image are kept from forward to backward rather than recomputed.
+// One image's columns (K x P floats: 663 KB for the chapter's conv2) are built in a scratch buffer that stays in
+// the core's cache for the GEMMs that read them; backward rebuilds them rather than keeping N x K x P floats (85 MB
+// for a batch of 128) in memory, which costs less than writing and re-reading them would.
 
 /// How much zero padding surrounds the input.
 public enum Padding: Equatable, Sendable {
@@ -139,12 +141,11 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
     }
     let out = Tape.output("conv2D", shape: [g.n, g.o, g.oh, g.ow],
                           inputList: bias.map { [input, weight, $0] } ?? [input, weight])
-    // Columns of all N images, kept for the weight gradient: N x K x P.
-    let columns = out.tape.map { $0.arena.allocate(g.n * g.k * g.p) } ?? TensorStorage(capacity: g.n * g.k * g.p)
-    let x = input.pointer, wt = weight.pointer, y = out.pointer, cols = columns.pointer
-    let imageSize = g.c * g.h * g.w, outputSize = g.o * g.p, colSize = g.k * g.p
+    let colSize = g.k * g.p
+    let scratch = out.tape.map { $0.arena.allocate(colSize) } ?? TensorStorage(capacity: colSize)  // K x P
+    let x = input.pointer, wt = weight.pointer, y = out.pointer, col = scratch.pointer
+    let imageSize = g.c * g.h * g.w, outputSize = g.o * g.p
     for image in 0..<g.n {
-        let col = cols + image * colSize
         im2col(x + image * imageSize, g, col)
         let yn = y + image * outputSize
         if let bias {
@@ -153,13 +154,9 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
         BLAS.gemm(m: g.o, n: g.p, k: g.k, a: wt, lda: g.k, b: col, ldb: g.p, beta: bias == nil ? 0 : 1, c: yn, ldc: g.p)
     }
     out.tape?.record(out) { tape, dy in
-        withExtendedLifetime(columns) {
-            tape.withGradient(of: weight) { dw, acc in
-                for image in 0..<g.n {
-                    BLAS.gemm(transposeB: true, m: g.o, n: g.k, k: g.p, a: dy + image * outputSize, lda: g.p,
-                              b: cols + image * colSize, ldb: g.p, beta: (image == 0 && !acc) ? 0 : 1, c: dw, ldc: g.k)
-                }
-            }
+        // dcol of one image, K x P, when the input needs a gradient.
+        let inputScratch = input.requiresGradient ? tape.arena.allocate(colSize) : nil
+        withExtendedLifetime((scratch, inputScratch)) {
             if let bias {
                 tape.withGradient(of: bias) { db, acc in
                     for channel in 0..<g.o {
@@ -172,15 +169,23 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                     }
                 }
             }
-            if input.requiresGradient {
-                let scratch = tape.arena.allocate(colSize)  // dcol of one image: K x P
-                tape.withGradient(of: input) { dx, acc in
-                    if !acc { dx.update(repeating: 0, count: input.count) }
-                    for image in 0..<g.n {
-                        BLAS.gemm(transposeA: true, m: g.k, n: g.p, k: g.o, a: wt, lda: g.k,
-                                  b: dy + image * outputSize, ldb: g.p, c: scratch.pointer, ldc: g.p)
-                        col2im(scratch.pointer, g, dx + image * imageSize)
-                    }
+            // Per image: rebuild its columns, add its share of the weight gradient, and scatter its input gradient.
+            let dw = tape.gradientDestination(of: weight)
+            let dx = tape.gradientDestination(of: input)
+            guard dw != nil || dx != nil else { return }
+            for image in 0..<g.n {
+                let dyn = dy + image * outputSize
+                if let (dw, accumulate) = dw {
+                    im2col(x + image * imageSize, g, col)
+                    BLAS.gemm(transposeB: true, m: g.o, n: g.k, k: g.p, a: dyn, lda: g.p, b: col, ldb: g.p,
+                              beta: (image == 0 && !accumulate) ? 0 : 1, c: dw, ldc: g.k)
+                }
+                if let (dx, accumulate) = dx, let inputScratch {
+                    BLAS.gemm(transposeA: true, m: g.k, n: g.p, k: g.o, a: wt, lda: g.k, b: dyn, ldb: g.p,
+                              c: inputScratch.pointer, ldc: g.p)
+                    let dxn = dx + image * imageSize
+                    if !accumulate { dxn.update(repeating: 0, count: imageSize) }
+                    col2im(inputScratch.pointer, g, dxn)
                 }
             }
         }

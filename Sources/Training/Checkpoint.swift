@@ -1,0 +1,333 @@
+// The checkpoint file format, and writing it so that a directory only ever holds complete checkpoints.
+//
+// Layout (all integers little-endian):
+//   8 bytes   magic "MNDCKPT\n"
+//   UInt32    format version (1)
+//   UInt32    header length H, then H bytes of UTF-8 "key=value" lines: configuration and progress
+//   UInt64    parameter count P, then P Floats (the flat parameter buffer)
+//   UInt64    optimizer state count S, then S Floats (the flat optimizer state)
+//   UInt32    generator words G (0, or 624 for the chapter stream), then G UInt32s
+//   UInt32    CRC-32 (zlib's) of every byte before it
+// Reading checks the CRC first and every length against the bytes that remain, so a truncated, bit-flipped or
+// hostile file is refused before anything is allocated for it. (Floats are copied as raw bytes: every platform
+// Swift on Linux runs on is little-endian.)
+import Foundation
+import MNISTData
+
+/// A problem with a checkpoint file: which file, and what is wrong with it.
+public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let problem: String
+    public init(file: String, problem: String) {
+        self.file = file
+        self.problem = problem
+    }
+    public var description: String { "\(file): \(problem)" }
+}
+
+/// One finished epoch, kept in checkpoints so that a resumed run's metrics and plots are complete.
+public struct EpochRecord: Equatable, Sendable {
+    public var epoch: Int
+    public var trainLoss: Double
+    public var trainAccuracy: Double
+    public var testAccuracy: Double
+    public var seconds: Double
+    public var samplesPerSecond: Double
+    public var communicationShare: Double
+
+    public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, testAccuracy: Double, seconds: Double,
+                samplesPerSecond: Double, communicationShare: Double) {
+        self.epoch = epoch
+        self.trainLoss = trainLoss
+        self.trainAccuracy = trainAccuracy
+        self.testAccuracy = testAccuracy
+        self.seconds = seconds
+        self.samplesPerSecond = samplesPerSecond
+        self.communicationShare = communicationShare
+    }
+}
+
+/// Everything needed to continue a run exactly where it stopped, or to use its model.
+public struct Checkpoint: Equatable, Sendable {
+    public static let magic = Array("MNDCKPT\n".utf8)
+    public static let version: UInt32 = 1
+
+    /// Configuration and identity: the run's settings (`TrainingConfiguration.settings`), the model's
+    /// architecture, and the size of the training set.
+    public var settings: [String: String]
+    /// Epoch in progress (0-based) and the next batch of it to run; step counts batches done over the run.
+    public var epoch: Int
+    public var batch: Int
+    public var step: Int
+    /// Training totals of the epoch in progress, so far: Σ loss, correct, samples.
+    public var partialLossSum: Double
+    public var partialCorrect: Int
+    public var partialSamples: Int
+    /// The chapter stream's generator as it stood at the start of `epoch` (nil for seeded shuffles).
+    public var generator: RandomState?
+    public var history: [EpochRecord]
+    public var parameters: [Float]
+    public var optimizerState: [Float]
+
+    public init(settings: [String: String], epoch: Int, batch: Int, step: Int, partialLossSum: Double = 0,
+                partialCorrect: Int = 0, partialSamples: Int = 0, generator: RandomState?, history: [EpochRecord],
+                parameters: [Float], optimizerState: [Float]) {
+        self.settings = settings
+        self.epoch = epoch
+        self.batch = batch
+        self.step = step
+        self.partialLossSum = partialLossSum
+        self.partialCorrect = partialCorrect
+        self.partialSamples = partialSamples
+        self.generator = generator
+        self.history = history
+        self.parameters = parameters
+        self.optimizerState = optimizerState
+    }
+
+    // MARK: Encoding
+
+    /// The file's bytes.
+    public func encoded() -> [UInt8] {
+        var header: [(String, String)] = settings.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        header += [("epoch", "\(epoch)"), ("batch", "\(batch)"), ("step", "\(step)"),
+                   ("partial.loss_sum", hexBits(partialLossSum)), ("partial.correct", "\(partialCorrect)"),
+                   ("partial.samples", "\(partialSamples)")]
+        if let generator {
+            header.append(("generator.position", "\(generator.position)"))
+            header.append(("generator.gaussian", generator.cachedGaussian.map(hexBits) ?? "none"))
+        }
+        for record in history {
+            let fields = [record.trainLoss, record.trainAccuracy, record.testAccuracy, record.seconds,
+                          record.samplesPerSecond, record.communicationShare].map(hexBits)
+            header.append(("history.\(record.epoch)", fields.joined(separator: ",")))
+        }
+        var bytes = Self.magic
+        append(&bytes, Self.version)
+        let text = Array(header.map { "\($0.0)=\($0.1)\n" }.joined().utf8)
+        append(&bytes, UInt32(text.count))
+        bytes += text
+        append(&bytes, UInt64(parameters.count))
+        for value in parameters { append(&bytes, value.bitPattern) }
+        append(&bytes, UInt64(optimizerState.count))
+        for value in optimizerState { append(&bytes, value.bitPattern) }
+        let words = generator?.key ?? []
+        append(&bytes, UInt32(words.count))
+        for word in words { append(&bytes, word) }
+        append(&bytes, Zlib.crc32(bytes))
+        return bytes
+    }
+
+    /// Parses and verifies a checkpoint's bytes.
+    /// - Throws: `CheckpointError` naming `name` and the problem.
+    public static func decode(_ bytes: [UInt8], name: String) throws(CheckpointError) -> Checkpoint {
+        func fail(_ problem: String) -> CheckpointError { CheckpointError(file: name, problem: problem) }
+        guard bytes.count >= magic.count + 4, Array(bytes[0..<magic.count]) == magic else {
+            throw fail(bytes.isEmpty ? "is empty" : "is not an mnist-dist checkpoint (wrong magic bytes)")
+        }
+        guard bytes.count >= magic.count + 4 + 4 + 4 else { throw fail("is truncated") }
+        var reader = ByteReader(bytes: bytes, end: bytes.count - 4)
+        reader.position = magic.count
+        let version: UInt32 = reader.read()!
+        guard version == Self.version else {
+            throw fail("has format version \(version); this mnist-dist reads version \(Self.version)")
+        }
+        var stored: UInt32 = 0
+        for b in 0..<4 { stored |= UInt32(bytes[bytes.count - 4 + b]) << UInt32(8 * b) }
+        let computed = bytes.withUnsafeBytes { Zlib.crc32(UnsafeRawBufferPointer(rebasing: $0[0..<(bytes.count - 4)])) }
+        guard stored == computed else {
+            throw fail("is damaged or truncated (CRC-32 mismatch: stored \(hex(stored)), computed \(hex(computed)))")
+        }
+
+        guard let headerLength: UInt32 = reader.read(), let text = reader.bytes(Int(headerLength)) else {
+            throw fail("is truncated in its header")
+        }
+        guard let headerText = String(validating: text, as: UTF8.self) else { throw fail("has a header that is not UTF-8") }
+        var header: [String: String] = [:]
+        for line in headerText.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else { throw fail("has a malformed header line '\(line.prefix(60))'") }
+            header[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        guard let parameters = reader.floats() else { throw fail("is truncated in its parameters") }
+        guard let state = reader.floats() else { throw fail("is truncated in its optimizer state") }
+        guard let wordCount: UInt32 = reader.read(), wordCount == 0 || Int(wordCount) == RandomState.stateWords,
+              let wordBytes = reader.bytes(Int(wordCount) * 4) else {
+            throw fail("has a malformed generator state")
+        }
+        guard reader.position == reader.end else { throw fail("has \(reader.end - reader.position) unexpected bytes before its CRC") }
+
+        func integer(_ key: String) throws(CheckpointError) -> Int {
+            guard let text = header[key], let value = Int(text), value >= 0 else { throw fail("lacks a valid '\(key)'") }
+            return value
+        }
+        func double(_ key: String) throws(CheckpointError) -> Double {
+            guard let text = header[key], let value = fromHexBits(text) else { throw fail("lacks a valid '\(key)'") }
+            return value
+        }
+        var generator: RandomState?
+        if wordCount > 0 {
+            var words = [UInt32](repeating: 0, count: Int(wordCount))
+            let base = wordBytes.startIndex
+            for i in 0..<words.count {
+                for b in 0..<4 { words[i] |= UInt32(wordBytes[base + 4 * i + b]) << UInt32(8 * b) }
+            }
+            let gaussian = header["generator.gaussian"].flatMap { $0 == "none" ? nil : fromHexBits($0) }
+            guard let state = RandomState(key: words, position: try integer("generator.position"), cachedGaussian: gaussian) else {
+                throw fail("has an invalid generator state")
+            }
+            generator = state
+        }
+        var history: [EpochRecord] = []
+        for (key, value) in header where key.hasPrefix("history.") {
+            let fields = value.split(separator: ",").compactMap { fromHexBits(String($0)) }
+            guard let epoch = Int(key.dropFirst("history.".count)), fields.count == 6 else { throw fail("has a malformed '\(key)'") }
+            history.append(EpochRecord(epoch: epoch, trainLoss: fields[0], trainAccuracy: fields[1], testAccuracy: fields[2],
+                                       seconds: fields[3], samplesPerSecond: fields[4], communicationShare: fields[5]))
+        }
+        history.sort { $0.epoch < $1.epoch }
+        let progressKeys: Set<String> = ["epoch", "batch", "step", "partial.loss_sum", "partial.correct", "partial.samples",
+                                         "generator.position", "generator.gaussian"]
+        let settings = header.filter { !progressKeys.contains($0.key) && !$0.key.hasPrefix("history.") }
+        return Checkpoint(settings: settings, epoch: try integer("epoch"), batch: try integer("batch"), step: try integer("step"),
+                          partialLossSum: try double("partial.loss_sum"), partialCorrect: try integer("partial.correct"),
+                          partialSamples: try integer("partial.samples"), generator: generator, history: history,
+                          parameters: parameters, optimizerState: state)
+    }
+
+    // MARK: Files
+
+    /// Reads and verifies the checkpoint at `path`.
+    public static func read(path: String) throws(CheckpointError) -> Checkpoint {
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path)
+        } catch {
+            throw CheckpointError(file: path, problem: error.description)
+        }
+        return try decode(bytes, name: path)
+    }
+
+    /// Writes the checkpoint to `path` atomically: a temporary file in the same directory, flushed and fsynced,
+    /// renamed over `path`, then the directory fsynced. On failure the temporary file is removed and whatever was at
+    /// `path` is untouched.
+    public func write(to path: String) throws(CheckpointError) {
+        do {
+            try writeFileAtomically(encoded(), to: path)
+        } catch {
+            throw CheckpointError(file: path, problem: error.description)
+        }
+    }
+}
+
+/// A directory of numbered checkpoints, of which the newest K are kept.
+public struct CheckpointDirectory: Sendable {
+    public let path: String
+    public let keep: Int
+
+    public init(path: String, keep: Int = Defaults.checkpointsKept) {
+        self.path = path
+        self.keep = keep
+    }
+
+    /// The file name for a checkpoint taken after `step` steps.
+    public func file(step: Int) -> String { "\(path)/checkpoint-\(String(format: "%09d", step)).ckpt" }
+
+    /// Checkpoint files in the directory, oldest first (by step).
+    public func files() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.filter { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".ckpt") }.sorted().map { "\(path)/\($0)" }
+    }
+
+    /// Creates the directory if needed and checks that it is writable.
+    public func prepare() throws(CheckpointError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw CheckpointError(file: path, problem: "cannot create the checkpoint directory (\(describe(error)))")
+        }
+        guard access(path, W_OK) == 0 else {
+            throw CheckpointError(file: path, problem: "the checkpoint directory is not writable (\(String(cString: strerror(errno))))")
+        }
+    }
+
+    /// Writes `checkpoint` as the newest file, then removes all but the newest `keep`.
+    public func save(_ checkpoint: Checkpoint) throws(CheckpointError) -> String {
+        let target = file(step: checkpoint.step)
+        try checkpoint.write(to: target)
+        let all = files()
+        for old in all.dropLast(keep) { unlink(old) }
+        return target
+    }
+}
+
+/// Where `--resume` points: a checkpoint file, or a directory whose newest valid checkpoint is taken.
+public func loadCheckpoint(from path: String, warn: (String) -> Void) throws(CheckpointError) -> (Checkpoint, String) {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        throw CheckpointError(file: path, problem: "no such file or directory")
+    }
+    guard isDirectory.boolValue else { return (try Checkpoint.read(path: path), path) }
+    let files = CheckpointDirectory(path: path).files()
+    guard !files.isEmpty else { throw CheckpointError(file: path, problem: "holds no checkpoint-*.ckpt files") }
+    for file in files.reversed() {
+        do {
+            return (try Checkpoint.read(path: file), file)
+        } catch {
+            warn("skipping \(error.description)")
+        }
+    }
+    throw CheckpointError(file: path, problem: "none of its \(files.count) checkpoints verifies")
+}
+
+// MARK: Byte helpers
+
+private func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
+    withUnsafeBytes(of: value.littleEndian) { bytes += $0 }
+}
+
+private func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
+
+/// A Double as the 16 hex digits of its bits: exact and locale-proof.
+func hexBits(_ value: Double) -> String {
+    let digits = String(value.bitPattern, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}
+
+func fromHexBits(_ text: String) -> Double? {
+    guard text.count == 16, let bits = UInt64(text, radix: 16) else { return nil }
+    return Double(bitPattern: bits)
+}
+
+/// Reads little-endian values from a byte array, refusing to read past `end`.
+private struct ByteReader {
+    let bytes: [UInt8]
+    let end: Int
+    var position = 0
+
+    mutating func read<T: FixedWidthInteger>() -> T? {
+        let size = MemoryLayout<T>.size
+        guard end - position >= size else { return nil }
+        var value: T = 0
+        for i in 0..<size { value |= T(bytes[position + i]) << (8 * i) }
+        position += size
+        return value
+    }
+
+    mutating func bytes(_ count: Int) -> ArraySlice<UInt8>? {
+        guard count >= 0, end - position >= count else { return nil }
+        defer { position += count }
+        return bytes[position..<(position + count)]
+    }
+
+    /// A UInt64 count followed by that many Floats; nil if the count exceeds what remains.
+    mutating func floats() -> [Float]? {
+        guard let count: UInt64 = read(), count <= UInt64((end - position) / 4) else { return nil }
+        let n = Int(count)
+        var result = [Float](repeating: 0, count: n)
+        bytes.withUnsafeBytes { raw in
+            result.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[position..<(position + 4 * n)])) }
+        }
+        position += 4 * n
+        return result
+    }
+}

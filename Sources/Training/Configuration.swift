@@ -1,0 +1,173 @@
+// What a training run is: model, optimizer, data, schedule. Every default lives here, in `Defaults`, and the
+// command line shows and uses these same values.
+import MNISTData
+import NN
+
+/// The models mnist-dist trains.
+public enum ModelKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case cnn, mlp
+    public var description: String { rawValue }
+}
+
+/// The optimizers mnist-dist offers.
+public enum OptimizerKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case sgd, adadelta
+    public var description: String { rawValue }
+}
+
+/// How pixel bytes become inputs.
+public enum Normalization: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// (x/255 - 0.1307) / 0.3081, the usual MNIST standardisation.
+    case standard
+    /// x/255 only, as the chapter does.
+    case none
+    public var description: String { rawValue }
+    public var scaling: PixelScaling { self == .standard ? .mnistStandard : .unit }
+}
+
+/// Where each epoch's sample order comes from.
+public enum ShuffleKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// A fresh permutation per epoch from RandomState([seed, epoch]).
+    case seeded
+    /// The chapter's MLP stream: permutation(n) each epoch from the generator that drew the chapter split.
+    case chapter
+    public var description: String { rawValue }
+}
+
+/// Every default of a training run, in one place.
+public enum Defaults {
+    public static let model = ModelKind.cnn
+    public static let mlpHiddenSizes = [1024, 1024]
+    public static let epochs = 10
+    public static let batchSize = 128
+    public static let seed: UInt32 = 0
+    public static let dataset = DatasetName.mnist
+    public static let normalization = Normalization.standard
+    public static let shuffle = ShuffleKind.seeded
+    public static let adadelta = Adadelta.Configuration()
+    public static let sgdLearningRate = SGD.defaultLearningRate
+    public static let checkpointsKept = 3
+    public static let checksumEvery = 200
+
+    /// The optimizer a model trains with unless told otherwise (the chapter's choices).
+    public static func optimizer(for model: ModelKind) -> OptimizerKind { model == .cnn ? .adadelta : .sgd }
+
+    /// The learning rate an optimizer uses unless told otherwise.
+    public static func learningRate(for optimizer: OptimizerKind) -> Double {
+        optimizer == .adadelta ? adadelta.learningRate : sgdLearningRate
+    }
+
+    /// Where a dataset's files are looked for when no directory is named: Fashion-MNIST in Debian's package,
+    /// MNIST in the project's data/mnist.
+    public static func systemDirectory(for dataset: DatasetName) -> String? {
+        dataset == .fashionMNIST ? "/usr/share/datasets/fashion-mnist" : nil
+    }
+}
+
+/// A user mistake in the configuration: the option, the value, and what is wrong.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let option: String
+    public let value: String
+    public let problem: String
+    public init(option: String, value: String, problem: String) {
+        self.option = option
+        self.value = value
+        self.problem = problem
+    }
+    public var description: String { "\(option) \(value): \(problem)" }
+}
+
+/// A complete description of a training run.
+public struct TrainingConfiguration: Equatable, Sendable {
+    public var model = Defaults.model
+    /// Hidden layer sizes of the MLP (ignored by the CNN).
+    public var hiddenSizes = Defaults.mlpHiddenSizes
+    /// nil: the model's default optimizer.
+    public var optimizer: OptimizerKind?
+    /// nil: the optimizer's default learning rate.
+    public var learningRate: Double?
+    public var rho = Defaults.adadelta.rho
+    public var epsilon = Defaults.adadelta.epsilon
+    public var weightDecay = Defaults.adadelta.weightDecay
+    public var epochs = Defaults.epochs
+    /// The global batch size, over all ranks.
+    public var batchSize = Defaults.batchSize
+    public var seed = Defaults.seed
+    public var dataset = Defaults.dataset
+    /// nil: the chapter split if only the t10k files are present, else the standard one.
+    public var split: SplitKind?
+    public var normalization = Defaults.normalization
+    public var shuffle = Defaults.shuffle
+    /// Also measure accuracy on the whole training set after each epoch (the chapter does; it costs a forward pass).
+    public var evaluateTrainingSet = false
+
+    public init() {}
+
+    public var resolvedOptimizer: OptimizerKind { optimizer ?? Defaults.optimizer(for: model) }
+    public var resolvedLearningRate: Double { learningRate ?? Defaults.learningRate(for: resolvedOptimizer) }
+
+    /// Refuses values no run can use, naming the option.
+    public func validate() throws(ConfigurationError) {
+        guard epochs >= 1 else { throw ConfigurationError(option: "--epochs", value: "\(epochs)", problem: "must be at least 1") }
+        guard batchSize >= 1 else {
+            throw ConfigurationError(option: "--batch-size", value: "\(batchSize)", problem: "must be at least 1")
+        }
+        guard hiddenSizes.allSatisfy({ $0 >= 1 }) else {
+            throw ConfigurationError(option: "--hidden", value: hiddenSizes.map(String.init).joined(separator: ","),
+                                     problem: "every hidden layer needs at least one unit")
+        }
+        do {
+            _ = try makeOptimizer(parameterCount: 1)
+        } catch {
+            throw ConfigurationError(option: error.option, value: error.value, problem: error.requirement)
+        }
+        if shuffle == .chapter && split == .standard {
+            throw ConfigurationError(option: "--shuffle", value: "chapter",
+                                     problem: "the chapter's stream continues the chapter split's generator; use --split chapter")
+        }
+    }
+
+    /// The model this configuration trains, for images of the given size.
+    public func makeModel(imageSize: (rows: Int, columns: Int) = (28, 28)) -> Model {
+        switch model {
+        case .cnn: return ChapterCNN()
+        case .mlp: return MLP(layerSizes: [imageSize.rows * imageSize.columns] + hiddenSizes + [10], imageSize: imageSize)
+        }
+    }
+
+    /// The optimizer this configuration asks for.
+    public func makeOptimizer(parameterCount: Int) throws(HyperParameterError) -> Optimizer {
+        switch resolvedOptimizer {
+        case .sgd:
+            return try SGD(learningRate: resolvedLearningRate)
+        case .adadelta:
+            return try Adadelta(parameterCount: parameterCount, configuration: .init(
+                learningRate: resolvedLearningRate, rho: rho, epsilon: epsilon, weightDecay: weightDecay))
+        }
+    }
+
+    /// Every setting that must be identical on all ranks, as (name, value) pairs.
+    public var settings: [(name: String, value: String)] {
+        var result: [(String, String)] = [
+            ("--model", model.rawValue), ("--optimizer", resolvedOptimizer.rawValue),
+            ("--lr", formatNumber(resolvedLearningRate)), ("--epochs", "\(epochs)"), ("--batch-size", "\(batchSize)"),
+            ("--seed", "\(seed)"), ("--dataset", dataset.rawValue), ("--split", split?.rawValue ?? "auto"),
+            ("--normalize", normalization.rawValue), ("--shuffle", shuffle.rawValue),
+        ]
+        if model == .mlp { result.append(("--hidden", hiddenSizes.map(String.init).joined(separator: ","))) }
+        if resolvedOptimizer == .adadelta {
+            result += [("--rho", formatNumber(rho)), ("--eps", formatNumber(epsilon)), ("--weight-decay", formatNumber(weightDecay))]
+        }
+        return result
+    }
+}
+
+/// FNV-1a, 64-bit: a stable hash of text for comparing settings across ranks (Swift's Hasher is seeded per process).
+public func stableHash(_ text: String) -> Int64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return Int64(bitPattern: hash)
+}

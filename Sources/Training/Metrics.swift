@@ -1,0 +1,67 @@
+// The --metrics file: JSON lines, one object per epoch and one for the whole run.
+import Foundation
+
+/// Appends JSON lines to a file (rank 0 only).
+final class MetricsLog {
+    let path: String
+    init(path: String) { self.path = path }
+
+    /// Creates (or empties) the file.
+    func start() throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw RunError(.cannotWrite, "\(path): cannot create the metrics file")
+        }
+    }
+
+    func append(_ line: String) throws {
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw RunError(.cannotWrite, "\(path): cannot open the metrics file")
+        }
+        defer { try? handle.close() }
+        do {
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data((line + "\n").utf8))
+        } catch {
+            throw RunError(.cannotWrite, "\(path): \(error.localizedDescription)")
+        }
+    }
+}
+
+/// A JSON object from (key, value) pairs whose values are already JSON.
+func jsonObject(_ fields: [(String, String)]) -> String {
+    "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
+}
+
+/// A number as JSON (null for NaN or infinity).
+func json(_ value: Double) -> String {
+    value.isFinite ? String(format: "%.6g", value) : "null"
+}
+
+func json(_ text: String) -> String {
+    "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
+
+func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int) -> String {
+    jsonObject([
+        ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
+        ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
+        ("seconds", json(record.seconds)), ("samples_per_second", json(record.samplesPerSecond)),
+        ("communication_share", json(record.communicationShare)), ("steps", "\(steps)"),
+        ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
+        ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
+    ])
+}
+
+func runJSON(_ summary: RunSummary, configuration: TrainingConfiguration) -> String {
+    let settings = jsonObject(configuration.settings.map { (String($0.name.dropFirst(2)), json($0.value)) })
+    let median = summary.history.count > 1
+        ? summary.history.dropFirst().map(\.seconds).sorted()[(summary.history.count - 1) / 2]
+        : summary.history.first?.seconds ?? .nan
+    return jsonObject([
+        ("type", json("run")), ("configuration", settings), ("epochs", "\(summary.history.count)"),
+        ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),
+        ("median_epoch_seconds", json(median)), ("total_seconds", json(summary.totalSeconds)),
+        ("threads_per_rank", "\(summary.threadsPerRank)"),
+        ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
+    ])
+}

@@ -1,0 +1,169 @@
+// A rank's share of each step, split over worker threads.
+//
+// Each worker takes a contiguous part of the rank's shard, runs forward and backward on a tape of its own with
+// single-threaded BLAS, and leaves its gradient in a buffer of its own; the buffers are then summed into the
+// store's gradient. This keeps both cores busy through the whole step — im2col, relu and pooling included — where
+// OpenBLAS's own threads parallelise only inside each sgemm call and spin between calls (measured: 30 % of a CNN
+// step spent in sched_yield with 2 OpenBLAS threads).
+import Autodiff
+import Dispatch
+import Foundation
+import MNISTData
+import NN
+
+/// What one step's forward and backward measured, summed over the workers.
+struct WorkerTotals {
+    /// Σ per-sample loss over the samples this rank computed.
+    var lossSum = 0.0
+    /// Correct predictions among them.
+    var correct = 0
+    var samples = 0
+    /// Wall time of the forward and backward phases (the slowest worker's).
+    var forwardSeconds = 0.0
+    var backwardSeconds = 0.0
+}
+
+/// Runs a model on parts of a batch in parallel threads, each with its own tape and gradient buffer.
+final class Workers: @unchecked Sendable {
+    // @unchecked Sendable: each worker thread touches only its own index of every array below, and the main thread
+    // reads them only after DispatchQueue.concurrentPerform has returned.
+    let model: Model
+    let store: ParameterStore
+    let count: Int
+    private let trainTapes: [Tape]
+    private let evaluationTapes: [Tape]
+    /// Gradient buffers of workers 1..<count (worker 0 writes into the store's own buffer).
+    private let gradientBuffers: [TensorStorage]
+    private var labels: [[Int32]]
+    private var results: [WorkerTotals]
+
+    init(model: Model, store: ParameterStore, threads: Int) {
+        require(threads >= 1, "Workers: \(threads) threads")
+        self.model = model
+        self.store = store
+        count = threads
+        trainTapes = (0..<threads).map { _ in Tape() }
+        evaluationTapes = (0..<threads).map { _ in Tape(recording: false) }
+        gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
+        labels = Array(repeating: [], count: threads)
+        results = Array(repeating: WorkerTotals(), count: threads)
+        BLAS.setThreadCount(1)
+    }
+
+    /// Runs `body(worker)` for every worker, in parallel when there are several.
+    private func parallel(_ body: @Sendable (Int) -> Void) {
+        if count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
+    }
+
+    /// Forward and backward over positions `range` of `order`: afterwards the store's gradient holds the gradient
+    /// of Σ loss / `normalizer` over those samples (zero if `range` is empty).
+    func gradient(of dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
+                  normalizer: Int) -> WorkerTotals {
+        order.withUnsafeBufferPointer { orderBuffer in
+            let order = UncheckedSendable(orderBuffer)
+            parallel { worker in
+                let part = shard(of: range, rank: worker, ranks: count)
+                let destination = worker == 0 ? store.gradientBuffer : gradientBuffers[worker - 1]
+                results[worker] = WorkerTotals(samples: part.count)
+                guard !part.isEmpty else {
+                    destination.pointer.update(repeating: 0, count: store.count)
+                    return
+                }
+                let tape = trainTapes[worker]
+                let start = DispatchTime.now()
+                tape.reset()
+                let parameters = tape.bind(store, gradients: destination)
+                let logProbabilities = forward(dataset, order: order.value, range: part, scaling: scaling, worker: worker,
+                                               tape: tape, parameters: parameters)
+                let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: normalizer)
+                let middle = DispatchTime.now()
+                tape.backward(from: loss)
+                let end = DispatchTime.now()
+                results[worker].lossSum = Double(loss.scalar) * Double(normalizer)
+                results[worker].correct = countCorrect(logProbabilities, labels[worker])
+                results[worker].forwardSeconds = seconds(start, middle)
+                results[worker].backwardSeconds = seconds(middle, end)
+            }
+        }
+        // Sum the other workers' gradients into the store's, in worker order (deterministic for a thread count).
+        if count > 1 {
+            store.withGradients { total in
+                for buffer in gradientBuffers {
+                    let part = buffer.pointer
+                    for i in 0..<total.count { total[i] += part[i] }
+                }
+            }
+        }
+        return results.reduce(into: WorkerTotals()) { sum, r in
+            sum.lossSum += r.lossSum
+            sum.correct += r.correct
+            sum.samples += r.samples
+            sum.forwardSeconds = max(sum.forwardSeconds, r.forwardSeconds)
+            sum.backwardSeconds = max(sum.backwardSeconds, r.backwardSeconds)
+        }
+    }
+
+    /// Predicted classes for positions `range` of `order` (forward only), written to `predictions[range]`.
+    func predict(_ dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
+                 into predictions: UnsafeMutableBufferPointer<Int32>) {
+        let output = UncheckedSendable(predictions)
+        order.withUnsafeBufferPointer { orderBuffer in
+            let order = UncheckedSendable(orderBuffer)
+            parallel { worker in
+                let part = shard(of: range, rank: worker, ranks: count)
+                guard !part.isEmpty else { return }
+                let tape = evaluationTapes[worker]
+                tape.reset()
+                let parameters = tape.bind(store)
+                let logProbabilities = forward(dataset, order: order.value, range: part, scaling: scaling, worker: worker,
+                                               tape: tape, parameters: parameters)
+                logProbabilities.withUnsafeBufferPointer { values in
+                    let classes = logProbabilities.shape[1]
+                    for row in 0..<part.count {
+                        output.value[part.lowerBound + row] = Int32(argmax(values, row: row, classes: classes))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Converts the images at `order[range]` into a batch on `tape` and runs the model on it; fills the worker's
+    /// label array.
+    private func forward(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
+                         worker: Int, tape: Tape, parameters: Parameters) -> Tensor {
+        labels[worker].removeAll(keepingCapacity: true)
+        labels[worker].append(contentsOf: repeatElement(0, count: range.count))
+        let images = tape.constant([range.count, 1, dataset.rows, dataset.columns]) { buffer in
+            labels[worker].withUnsafeMutableBufferPointer { labelBuffer in
+                dataset.fillBatch(order: order, range: range, scaling: scaling, images: buffer.baseAddress!,
+                                  labels: labelBuffer.baseAddress!)
+            }
+        }
+        return model.logProbabilities(images, parameters)
+    }
+}
+
+/// The index of the largest value in row `row` (the first one on ties, as numpy's and PyTorch's argmax).
+func argmax(_ values: UnsafeBufferPointer<Float>, row: Int, classes: Int) -> Int {
+    var best = 0
+    for c in 1..<classes where values[row * classes + c] > values[row * classes + best] { best = c }
+    return best
+}
+
+/// How many rows of `logProbabilities` have their largest value at the label.
+func countCorrect(_ logProbabilities: Tensor, _ labels: [Int32]) -> Int {
+    logProbabilities.withUnsafeBufferPointer { values in
+        let classes = logProbabilities.shape[1]
+        return labels.indices.reduce(0) { $0 + (argmax(values, row: $1, classes: classes) == Int(labels[$1]) ? 1 : 0) }
+    }
+}
+
+func seconds(_ start: DispatchTime, _ end: DispatchTime) -> Double {
+    Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+/// A value handed to worker threads that each touch a disjoint part of it (a buffer, split by worker).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

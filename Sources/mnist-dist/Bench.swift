@@ -1,0 +1,6 @@
+import ArgumentParser
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "(not yet)")
+    func run() throws { throw ValidationError("not yet implemented") }
+}

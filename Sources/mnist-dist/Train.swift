@@ -1,0 +1,107 @@
+// mnist-dist train: the main job.
+import ArgumentParser
+import Foundation
+import Training
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a model (the default subcommand).",
+        discussion: """
+            Examples:
+              mnist-dist train                                   the chapter's CNN, standardised inputs, 10 epochs
+              mnist-dist train --model mlp --normalize none      the chapter's MLP (SGD 0.001)
+              mpirun -np 2 mnist-dist train --metrics m.jsonl --plots plots
+              mnist-dist train --checkpoint-dir ckpt --checkpoint-every 100
+              mnist-dist train --checkpoint-dir ckpt --resume ckpt     continue after an interruption
+            """)
+
+    @OptionGroup(title: "Data") var data: DataOptions
+    @OptionGroup(title: "Model and optimizer") var model: ModelOptions
+    @OptionGroup(title: "Schedule") var schedule: ScheduleOptions
+
+    @Option(help: "Worker threads per rank. Default: this host's cores / the ranks on this host (at least 1).")
+    var threads: Int?
+
+    @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")
+    var checkpointDirectory: String?
+
+    @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N steps.")
+    var checkpointEvery: Int?
+
+    @Option(name: .customLong("keep"), help: "Checkpoints to keep in --checkpoint-dir.")
+    var keepCheckpoints: Int = Defaults.checkpointsKept
+
+    @Option(help: "Continue from a checkpoint file, or the newest valid checkpoint in a directory.")
+    var resume: String?
+
+    @Option(help: "Write the final model (a checkpoint file) for evaluate and predict.")
+    var save: String?
+
+    @Option(help: "Write metrics as JSON lines: one object per epoch and one for the run.")
+    var metrics: String?
+
+    @Option(help: "Write PNG pictures of the run (accuracy, loss, digits, filters, confusion matrix) into this directory.")
+    var plots: String?
+
+    @Option(name: .customLong("stop-after"), help: "Stop cleanly after N steps, as on SIGTERM (checkpoint, exit code 75).")
+    var stopAfter: Int?
+
+    @OptionGroup(title: "Output and MPI") var output: OutputOptions
+
+    func validate() throws {
+        let configuration = try trainingConfiguration()
+        do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }
+        if let checkpointEvery, checkpointEvery < 1 { throw ValidationError("--checkpoint-every \(checkpointEvery): must be at least 1") }
+        if checkpointEvery != nil && checkpointDirectory == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
+        if keepCheckpoints < 1 { throw ValidationError("--keep \(keepCheckpoints): must be at least 1") }
+        if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after \(stopAfter): must be at least 1") }
+    }
+
+    func trainingConfiguration() throws -> TrainingConfiguration {
+        var configuration = TrainingConfiguration()
+        configuration.model = model.model
+        configuration.hiddenSizes = try model.hiddenSizes()
+        configuration.optimizer = model.optimizer
+        configuration.learningRate = model.lr
+        configuration.rho = model.rho
+        configuration.epsilon = model.eps
+        configuration.weightDecay = model.weightDecay
+        configuration.epochs = schedule.epochs
+        configuration.batchSize = schedule.batchSize
+        configuration.seed = schedule.seed
+        configuration.shuffle = schedule.shuffle
+        configuration.evaluateTrainingSet = schedule.evaluateTrainingSet
+        configuration.dataset = data.dataset
+        configuration.split = data.split
+        configuration.normalization = data.normalize
+        return configuration
+    }
+
+    func runOptions() -> RunOptions {
+        var options = RunOptions()
+        options.dataDirectory = data.dataDirectory
+        options.threads = threads
+        options.checkpointDirectory = checkpointDirectory
+        options.checkpointEvery = checkpointEvery
+        options.keepCheckpoints = keepCheckpoints
+        options.resume = resume
+        options.save = save
+        options.metricsFile = metrics
+        options.plotsDirectory = plots
+        options.stopAfterSteps = stopAfter
+        return options
+    }
+
+    func run() throws {
+        let configuration = try trainingConfiguration()
+        try withCommunicator(output) { communicator, console in
+            let trainer = Trainer(configuration: configuration, options: runOptions(), communicator: communicator, console: console)
+            let summary = try trainer.run()
+            console.report(String(format: "final test accuracy %.4f (%.2f%%), train %.4f; %.1f s in all",
+                                  summary.finalTestAccuracy, 100 * summary.finalTestAccuracy, summary.finalTrainAccuracy,
+                                  summary.totalSeconds))
+            for (what, path) in summary.outputs { console.info("  \(what): \(path)") }
+        }
+    }
+}

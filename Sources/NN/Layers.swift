@@ -21,7 +21,8 @@ public struct Linear: Sendable {
     }
 }
 
-/// A 2-D convolution layer with bias: O x C x KH x KW weights, stride 1, no padding unless asked.
+/// A 2-D convolution layer with bias: O x C x KH x KW weights, stride 1, no padding unless asked; optionally with
+/// a relu and a max-pool fused into it (see `conv2D`).
 public struct Conv2D: Sendable {
     public let name: String
     public let inputChannels: Int
@@ -29,15 +30,18 @@ public struct Conv2D: Sendable {
     public let kernel: Int
     public let stride: Int
     public let padding: Padding
+    public let activation: Activation
+    public let maxPool: Int?
     let index: Int
 
     var layout: [(name: String, shape: [Int])] {
         [("\(name).weight", [outputChannels, inputChannels, kernel, kernel]), ("\(name).bias", [outputChannels])]
     }
 
-    /// - Parameter x: N x C x H x W. Returns N x O x OH x OW.
+    /// - Parameter x: N x C x H x W. Returns N x O x OH x OW (divided by the pool size, if pooling).
     public func callAsFunction(_ x: Tensor, _ p: Parameters) -> Tensor {
-        conv2D(x, weight: p[index], bias: p[index + 1], stride: stride, padding: padding)
+        conv2D(x, weight: p[index], bias: p[index + 1], stride: stride, padding: padding, activation: activation,
+               maxPool: maxPool)
     }
 }
 
@@ -52,9 +56,9 @@ struct LayerBuilder {
     }
 
     mutating func conv2D(_ name: String, _ inputChannels: Int, _ outputChannels: Int, kernel: Int, stride: Int = 1,
-                         padding: Padding = .valid) -> Conv2D {
+                         padding: Padding = .valid, activation: Activation = .identity, maxPool: Int? = nil) -> Conv2D {
         let layer = Conv2D(name: name, inputChannels: inputChannels, outputChannels: outputChannels, kernel: kernel,
-                           stride: stride, padding: padding, index: layout.count)
+                           stride: stride, padding: padding, activation: activation, maxPool: maxPool, index: layout.count)
         layout += layer.layout
         return layer
     }

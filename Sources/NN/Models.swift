@@ -112,8 +112,8 @@ public struct ChapterCNN: Model {
 
     public init() {
         var builder = LayerBuilder()
-        conv1 = builder.conv2D("conv1", 1, 32, kernel: 3)
-        conv2 = builder.conv2D("conv2", 32, 64, kernel: 3)
+        conv1 = builder.conv2D("conv1", 1, 32, kernel: 3, activation: .relu)
+        conv2 = builder.conv2D("conv2", 32, 64, kernel: 3, activation: .relu, maxPool: 2)
         fc1 = builder.linear("fc1", 9216, 128)
         fc2 = builder.linear("fc2", 128, 10)
         parameterLayout = builder.layout
@@ -136,12 +136,22 @@ public struct ChapterCNN: Model {
         }
     }
 
+    /// relu(conv1) and maxPool(relu(conv2)) run as fused ops (identical results, a fraction of the memory
+    /// traffic); `unfusedLogProbabilities` spells the same network out op by op.
     public func logProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
-        var x = relu(conv1(images, p))        // N, 32, 26, 26
-        x = relu(conv2(x, p))                 // N, 64, 24, 24
-        x = maxPool2D(x, kernel: 2, stride: 2) // N, 64, 12, 12
+        var x = conv1(images, p)              // N, 32, 26, 26   conv, relu
+        x = conv2(x, p)                       // N, 64, 12, 12   conv, relu, 2x2 max-pool
         x = relu(fc1(flatten(x), p))          // N, 128
         return logSoftmax(fc2(x, p), axis: 1) // N, 10
+    }
+
+    /// The same network as `logProbabilities`, one op at a time (the reference the fused version is tested against).
+    public func unfusedLogProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
+        var x = relu(conv2D(images, weight: p[0], bias: p[1]))
+        x = relu(conv2D(x, weight: p[2], bias: p[3]))
+        x = maxPool2D(x, kernel: 2, stride: 2)
+        x = relu(linear(flatten(x), weight: p[4], bias: p[5]))
+        return logSoftmax(linear(x, weight: p[6], bias: p[7]), axis: 1)
     }
 
     public func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor {

@@ -18,8 +18,10 @@ import NN
 public struct RunOptions: Sendable {
     /// Where the dataset's files are (nil: `DataLocation.resolve`).
     public var dataDirectory: String?
-    /// Worker threads per rank (nil: this host's cores divided by the ranks on this host, at least 1).
+    /// Threads per rank (nil: this host's cores divided by the ranks on this host, at least 1).
     public var threads: Int?
+    /// Whether those threads split the batch (workers) or the GEMMs (BLAS).
+    public var threadMode = ThreadMode.auto
     public var checkpointDirectory: String?
     /// Also checkpoint every this many steps (checkpoints are always written at the end of an epoch).
     public var checkpointEvery: Int?
@@ -143,7 +145,9 @@ public final class Trainer {
         }
         try checkAgreement(data, parameterCount: store.count)
         let threads = options.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(communicator.localSize, 1))
-        let workers = Workers(model: model, store: store, threads: threads)
+        let mode = options.threadMode.resolved(for: configuration.model)
+        let workers = mode == .workers ? Workers(model: model, store: store, threads: threads)
+            : Workers(model: model, store: store, threads: 1, blasThreads: threads)
         let scaling = configuration.normalization.scaling
 
         // Initial state: rank 0's initialisation (or checkpoint), broadcast so that no rank can start elsewhere.
@@ -156,7 +160,7 @@ public final class Trainer {
         }
         try broadcastState(store: store, optimizer: optimizer)
 
-        printStart(model: model, data: data, directory: directory, threads: threads, optimizer: optimizer, resumed: progress)
+        printStart(model: model, data: data, directory: directory, threads: threads, mode: mode, optimizer: optimizer)
         var summary = RunSummary()
         summary.threadsPerRank = threads
         summary.history = progress.history
@@ -212,7 +216,7 @@ public final class Trainer {
                 phases.allReduce += seconds(reduceStart, DispatchTime.now())
 
                 // Every rank holds the same reduced numbers, so every rank takes the same decision here.
-                let gradientSquares = store.withGradients { g in g.reduce(Float(0)) { $0 + $1 * $1 } }
+                let gradientSquares = store.withGradients { BufferMath.sumOfSquares(UnsafeBufferPointer($0)) }
                 guard metricsBuffer[0].isFinite && gradientSquares.isFinite else {
                     throw RunError(.diverged, communicator.rank == 0
                         ? "training diverged at step \(step + 1) (epoch \(epoch + 1), batch \(batchIndex + 1)): the "
@@ -448,14 +452,16 @@ public final class Trainer {
         }
     }
 
-    func printStart(model: Model, data: DataSplit, directory: String, threads: Int, optimizer: Optimizer, resumed: Checkpoint) {
+    func printStart(model: Model, data: DataSplit, directory: String, threads: Int, mode: ThreadMode, optimizer: Optimizer) {
         console.info("mnist-dist \(Version.string): \(configuration.model) on \(configuration.dataset), \(data.kind) split from \(directory)")
         console.info("  data     train \(groupedThousands(data.train.count)), test \(groupedThousands(data.test.count)) images of "
                      + "\(data.train.rows)x\(data.train.columns); inputs \(configuration.normalization.scaling)")
         console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(optimizer.summary), "
                      + "seed \(configuration.seed), shuffle \(configuration.shuffle)")
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threads) worker thread"
-                     + "\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each (\(BLAS.coreName))")
+        let threading = mode == .workers
+            ? "\(threads) worker thread\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each"
+            : "1 worker per rank, OpenBLAS with \(threads) thread\(threads == 1 ? "" : "s")"
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName))")
         console.info(formatSummary(model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         console.detail("host \(ProcessInfo.processInfo.hostName): local rank \(communicator.localRank) of \(communicator.localSize)")
     }

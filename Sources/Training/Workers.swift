@@ -1,4 +1,5 @@
-// A rank's share of each step, split over worker threads.
+// A rank's share of each step, split over worker threads (or, for a model made of a few large GEMMs, handed to
+// OpenBLAS's threads).
 //
 // Each worker takes a contiguous part of the rank's shard, runs forward and backward on a tape of its own with
 // single-threaded BLAS, and leaves its gradient in a buffer of its own; the buffers are then summed into the
@@ -37,8 +38,11 @@ final class Workers: @unchecked Sendable {
     private var labels: [[Int32]]
     private var results: [WorkerTotals]
 
-    init(model: Model, store: ParameterStore, threads: Int) {
-        require(threads >= 1, "Workers: \(threads) threads")
+    /// - Parameters:
+    ///   - threads: worker threads, each computing a part of the shard.
+    ///   - blasThreads: OpenBLAS threads inside each worker's GEMMs.
+    init(model: Model, store: ParameterStore, threads: Int, blasThreads: Int = 1) {
+        require(threads >= 1 && blasThreads >= 1, "Workers: \(threads) threads of \(blasThreads) BLAS threads")
         self.model = model
         self.store = store
         count = threads
@@ -47,7 +51,7 @@ final class Workers: @unchecked Sendable {
         gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
         labels = Array(repeating: [], count: threads)
         results = Array(repeating: WorkerTotals(), count: threads)
-        BLAS.setThreadCount(1)
+        BLAS.setThreadCount(blasThreads)
     }
 
     /// Runs `body(worker)` for every worker, in parallel when there are several.
@@ -88,10 +92,7 @@ final class Workers: @unchecked Sendable {
         // Sum the other workers' gradients into the store's, in worker order (deterministic for a thread count).
         if count > 1 {
             store.withGradients { total in
-                for buffer in gradientBuffers {
-                    let part = buffer.pointer
-                    for i in 0..<total.count { total[i] += part[i] }
-                }
+                for buffer in gradientBuffers { BufferMath.add(buffer.pointer, into: total.baseAddress!, count: total.count) }
             }
         }
         return results.reduce(into: WorkerTotals()) { sum, r in

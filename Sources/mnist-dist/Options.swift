@@ -10,6 +10,7 @@ extension OptimizerKind: ExpressibleByArgument {}
 extension Normalization: ExpressibleByArgument {}
 extension ShuffleKind: ExpressibleByArgument {}
 extension ProgressStyle: ExpressibleByArgument {}
+extension ThreadMode: ExpressibleByArgument {}
 extension DatasetName: ExpressibleByArgument {}
 extension SplitKind: ExpressibleByArgument {}
 

@@ -19,8 +19,11 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Model and optimizer") var model: ModelOptions
     @OptionGroup(title: "Schedule") var schedule: ScheduleOptions
 
-    @Option(help: "Worker threads per rank. Default: this host's cores / the ranks on this host (at least 1).")
+    @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host (at least 1).")
     var threads: Int?
+
+    @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), blas (split the GEMMs), or auto (workers for the cnn, blas for the mlp).")
+    var threadMode: ThreadMode = .auto
 
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")
     var checkpointDirectory: String?
@@ -82,6 +85,7 @@ struct Train: ParsableCommand {
         var options = RunOptions()
         options.dataDirectory = data.dataDirectory
         options.threads = threads
+        options.threadMode = threadMode
         options.checkpointDirectory = checkpointDirectory
         options.checkpointEvery = checkpointEvery
         options.keepCheckpoints = keepCheckpoints

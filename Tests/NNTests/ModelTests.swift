@@ -175,3 +175,64 @@ struct OptimizerTests {
         #expect(a == b)
     }
 }
+
+@Suite("Fused convolution")
+struct FusedConvolutionTests {
+    /// Outputs are bit-identical. Gradients are identical too except the conv2 bias, whose sum runs over the pooled
+    /// windows in window order in the fused op and over the output rows in row order in the unfused one: the same
+    /// terms, added in another order, so it agrees to Float rounding.
+    @Test("the CNN's fused conv-relu-pool gives the unfused network's outputs and gradients")
+    func fusedEqualsUnfused() {
+        let model = ChapterCNN()
+        let fused = model.makeParameterStore(), unfused = model.makeParameterStore()
+        model.initialize(fused, seed: 3)
+        model.initialize(unfused, seed: 3)
+        let labels: [Int32] = [3, 1, 4, 1, 5]
+        var outputs: [[Float]] = []
+        for (store, forward) in [(fused, model.logProbabilities), (unfused, model.unfusedLogProbabilities)] {
+            let tape = Tape()
+            _ = tape.valueWithGradient(at: store) { p in
+                let x = tape.constant([5, 1, 28, 28]) { b in for i in 0..<b.count { b[i] = Float((i * 53) % 256) / 255 - 0.3 } }
+                let lp = forward(x, p)
+                outputs.append(lp.scalars)
+                return nllLoss(logProbabilities: lp, labels: labels)
+            }
+        }
+        #expect(outputs[0] == outputs[1])
+        for entry in fused.entries {
+            if entry.name == "conv2.bias" {
+                let result = closeness(fused.gradient(entry.name), unfused.gradient(entry.name), rtol: 1e-6, atol: 1e-9)
+                #expect(result.passed, "\(entry.name): \(result)")
+            } else {
+                #expect(fused.gradient(entry.name) == unfused.gradient(entry.name), "\(entry.name)")
+            }
+        }
+    }
+
+    @Test("conv2D with relu and a pool of 2 or 3 equals the ops composed, including ragged edges",
+          arguments: [(2, [2, 3, 9, 8]), (3, [1, 2, 11, 12]), (2, [1, 1, 7, 7])])
+    func fusedOps(pool: Int, shape: [Int]) {
+        var random = TestRandom(seed: UInt64(pool * 100 + shape[2]))
+        let x = random.array(shape.reduce(1, *)), w = random.array(4 * shape[1] * 9), b = random.array(4)
+        for activation in [Activation.identity, .relu] {
+            var results: [[[Float]]] = []
+            for fusedPath in [true, false] {
+                let tape = Tape()
+                let (vx, vw, vb) = (tape.variable(x, shape: shape), tape.variable(w, shape: [4, shape[1], 3, 3]), tape.variable(b, shape: [4]))
+                var y: Tensor
+                if fusedPath {
+                    y = conv2D(vx, weight: vw, bias: vb, activation: activation, maxPool: pool)
+                } else {
+                    y = conv2D(vx, weight: vw, bias: vb)
+                    if activation == .relu { y = relu(y) }
+                    y = maxPool2D(y, kernel: pool, stride: pool)
+                }
+                tape.backward(from: sum(y * tape.constant(random.array(y.count), shape: y.shape)))
+                random = TestRandom(seed: UInt64(pool * 100 + shape[2]))  // same upstream values for both paths
+                _ = random.array(x.count + w.count + b.count)
+                results.append([y.scalars, tape.gradient(of: vx), tape.gradient(of: vw), tape.gradient(of: vb)])
+            }
+            #expect(results[0] == results[1], "\(activation) pool \(pool) \(shape)")
+        }
+    }
+}

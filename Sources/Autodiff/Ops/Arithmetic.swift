@@ -57,7 +57,11 @@ private struct Broadcast {
         case .same:
             for i in 0..<count { body(i, i, i) }
         case .suffix:
-            for i in 0..<count { body(i, i, width == 0 ? 0 : i % width) }
+            guard width > 0 else { return }
+            for row in 0..<(count / width) {
+                let base = row * width
+                for j in 0..<width { body(base + j, base + j, j) }
+            }
         case .general:
             let rank = shape.count
             var index = [Int](repeating: 0, count: rank)
@@ -85,12 +89,16 @@ private struct Broadcast {
 private func accumulateBroadcast(_ tape: Tape, _ operand: Tensor, _ layout: Broadcast, useA: Bool,
                                  _ value: (Int, Int, Int) -> Float) {
     tape.withGradient(of: operand) { d, acc in
-        if layout.kind == .same || (useA && layout.kind == .suffix) {
-            store(d, count: layout.count, accumulate: acc) { value($0, $0, layout.kind == .same ? $0 : $0 % layout.width) }
+        if layout.kind == .same {
+            store(d, count: layout.count, accumulate: acc) { value($0, $0, $0) }
             return
         }
         if !acc { d.update(repeating: 0, count: operand.count) }
-        layout.forEach { i, ai, bi in d[useA ? ai : bi] += value(i, ai, bi) }
+        if useA {
+            layout.forEach { i, ai, bi in d[ai] += value(i, ai, bi) }
+        } else {
+            layout.forEach { i, ai, bi in d[bi] += value(i, ai, bi) }
+        }
     }
 }
 

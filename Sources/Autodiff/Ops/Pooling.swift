@@ -18,8 +18,8 @@ public func maxPool2D(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
     argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: out.count) { argmax in
         for plane in 0..<planes {
             let xp = x + plane * h * w, yp = y + plane * oh * ow, ap = argmax + plane * oh * ow
-            if kernel == 2 && stride == 2 {
-                poolPlane2x2(xp, width: w, outputHeight: oh, outputWidth: ow, yp, ap)
+            if kernel == stride {
+                poolPlane(xp, height: h, width: w, window: kernel, yp, ap)
                 continue
             }
             for oy in 0..<oh {
@@ -70,23 +70,44 @@ public func maxPool2D(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
     return out
 }
 
-/// The hot case, 2x2 windows with stride 2, written out: the four candidates in PyTorch's scan order (a later one
-/// wins only if strictly greater, or NaN).
+/// Max-pools one H x W plane with non-overlapping `window` x `window` windows (stride = window) into
+/// (H / window) x (W / window) values and the positions of their winners. Candidates are scanned in PyTorch's
+/// order (row-major within the window): a later one wins only if strictly greater, or NaN. The 2x2 case, the hot
+/// one, is written out.
 @inline(__always)
-private func poolPlane2x2(_ x: UnsafeMutablePointer<Float>, width w: Int, outputHeight oh: Int, outputWidth ow: Int,
-                          _ y: UnsafeMutablePointer<Float>, _ argmax: UnsafeMutablePointer<Int32>) {
+func poolPlane(_ x: UnsafePointer<Float>, height: Int, width w: Int, window: Int,
+               _ y: UnsafeMutablePointer<Float>, _ argmax: UnsafeMutablePointer<Int32>) {
+    let oh = height / window, ow = w / window
+    if window == 2 {
+        for oy in 0..<oh {
+            let top = x + 2 * oy * w, bottom = top + w
+            let base = Int32(2 * oy * w)
+            for ox in 0..<ow {
+                var value = top[2 * ox]
+                var index = base + Int32(2 * ox)
+                let b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1]
+                if b > value || b.isNaN { value = b; index = base + Int32(2 * ox + 1) }
+                if c > value || c.isNaN { value = c; index = base + Int32(w + 2 * ox) }
+                if d > value || d.isNaN { value = d; index = base + Int32(w + 2 * ox + 1) }
+                y[oy * ow + ox] = value
+                argmax[oy * ow + ox] = index
+            }
+        }
+        return
+    }
     for oy in 0..<oh {
-        let top = x + 2 * oy * w, bottom = top + w
-        let base = Int32(2 * oy * w)
         for ox in 0..<ow {
-            var value = top[2 * ox]
-            var index = base + Int32(2 * ox)
-            let b = top[2 * ox + 1], c = bottom[2 * ox], d = bottom[2 * ox + 1]
-            if b > value || b.isNaN { value = b; index = base + Int32(2 * ox + 1) }
-            if c > value || c.isNaN { value = c; index = base + Int32(w + 2 * ox) }
-            if d > value || d.isNaN { value = d; index = base + Int32(w + 2 * ox + 1) }
+            var best = oy * window * w + ox * window
+            var value = x[best]
+            for ky in 0..<window {
+                let row = (oy * window + ky) * w + ox * window
+                for kx in 0..<window where x[row + kx] > value || x[row + kx].isNaN {
+                    value = x[row + kx]
+                    best = row + kx
+                }
+            }
             y[oy * ow + ox] = value
-            argmax[oy * ow + ox] = index
+            argmax[oy * ow + ox] = Int32(best)
         }
     }
 }

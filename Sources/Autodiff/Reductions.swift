@@ -26,4 +26,19 @@ public enum BufferMath {
     public static func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { target[i] += source[i] }
     }
+
+    /// `target[i] = Double(first[i]) + Double(others[0][i]) + ...`: a sum of a few Floats that is exact in Double
+    /// (their exponents rarely span the 29 extra bits Double has), so it does not depend on the order of the terms.
+    public static func exactSum(_ first: UnsafePointer<Float>, _ others: [UnsafePointer<Float>],
+                                into target: UnsafeMutablePointer<Double>, count: Int) {
+        for i in 0..<count { target[i] = Double(first[i]) }
+        for other in others {
+            for i in 0..<count { target[i] += Double(other[i]) }
+        }
+    }
+
+    /// `target[i] = Float(source[i])`: one rounding, to nearest.
+    public static func round(_ source: UnsafePointer<Double>, into target: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { target[i] = Float(source[i]) }
+    }
 }

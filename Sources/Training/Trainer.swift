@@ -22,6 +22,8 @@ public struct RunOptions: Sendable {
     public var threads: Int?
     /// Whether those threads split the batch (workers) or the GEMMs (BLAS).
     public var threadMode = ThreadMode.auto
+    /// Whether gradients are summed across workers and ranks in Double (reproducible) or Float.
+    public var reduction = ReductionPrecision.double
     public var checkpointDirectory: String?
     /// Also checkpoint every this many steps (checkpoints are always written at the end of an epoch).
     public var checkpointEvery: Int?
@@ -174,6 +176,7 @@ public final class Trainer {
         let metrics = options.metricsFile.flatMap { communicator.rank == 0 ? MetricsLog(path: $0) : nil }
         try communicator.agree {  try metrics?.start() }
 
+        var exactGradient: [Double] = []
         var generatorAtEpochStart = progress.generator
         var step = progress.step
         var epochPhases: [PhaseTimes] = []
@@ -191,12 +194,17 @@ public final class Trainer {
             let epochStart = DispatchTime.now()
             let firstBatch = resumingThisEpoch ? progress.batch : 0
             var metricsBuffer = [Double](repeating: 0, count: 4)
+            // Double sum of the gradient, when reducing exactly and there is anything to sum.
+            let exactlyReduced = options.reduction == .double && (communicator.size > 1 || workers.count > 1)
+            if exactlyReduced && exactGradient.count != store.count { exactGradient = [Double](repeating: 0, count: store.count) }
 
             for batchIndex in firstBatch..<plan.batchCount {
                 let batch = plan.batch(batchIndex)
                 let mine = shard(of: batch, rank: communicator.rank, ranks: communicator.size)
-                let result = workers.gradient(of: data.train, order: order, range: mine, scaling: scaling,
-                                              normalizer: batch.count)
+                let result = exactGradient.withUnsafeMutableBufferPointer { exact in
+                    workers.gradient(of: data.train, order: order, range: mine, scaling: scaling, normalizer: batch.count,
+                                     exact: exactlyReduced ? exact.baseAddress : nil)
+                }
                 phases.forward += result.forwardSeconds
                 phases.backward += result.backwardSeconds
 
@@ -208,7 +216,14 @@ public final class Trainer {
                 let stopAfterThisStep = options.stopAfterSteps.map { step + 1 >= $0 } ?? false
                 metricsBuffer[3] = StopSignals.requested != nil || stopAfterThisStep ? 1 : 0
                 do {
-                    try store.withGradients { (g) in try communicator.allReduceSum(g) }
+                    if exactlyReduced {
+                        try exactGradient.withUnsafeMutableBufferPointer { (g) in try communicator.allReduce(g, .sum) }
+                        store.withGradients { g in
+                            exactGradient.withUnsafeBufferPointer { BufferMath.round($0.baseAddress!, into: g.baseAddress!, count: g.count) }
+                        }
+                    } else {
+                        try store.withGradients { (g) in try communicator.allReduceSum(g) }
+                    }
                     try metricsBuffer.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
                 } catch {
                     throw RunError(.ranksDisagree, "step \(step + 1): \(error)")
@@ -461,9 +476,11 @@ public final class Trainer {
         let threading = mode == .workers
             ? "\(threads) worker thread\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each"
             : "1 worker per rank, OpenBLAS with \(threads) thread\(threads == 1 ? "" : "s")"
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName))")
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName)); "
+                     + "gradients summed in \(options.reduction == .double ? "Double" : "Float")")
         console.info(formatSummary(model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-        console.detail("host \(ProcessInfo.processInfo.hostName): local rank \(communicator.localRank) of \(communicator.localSize)")
+        console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
+                       + "\(communicator.localSize), \(threads) thread\(threads == 1 ? "" : "s") (\(mode))")
     }
 }
 

@@ -59,10 +59,11 @@ final class Workers: @unchecked Sendable {
         if count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
     }
 
-    /// Forward and backward over positions `range` of `order`: afterwards the store's gradient holds the gradient
-    /// of Σ loss / `normalizer` over those samples (zero if `range` is empty).
+    /// Forward and backward over positions `range` of `order`: afterwards the gradient of Σ loss / `normalizer`
+    /// over those samples (zero if `range` is empty) is in the store's gradient buffer, or, when `exact` is given,
+    /// in `exact` as the Double sum of the workers' Float gradients (not yet rounded: see `Trainer`).
     func gradient(of dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
-                  normalizer: Int) -> WorkerTotals {
+                  normalizer: Int, exact: UnsafeMutablePointer<Double>? = nil) -> WorkerTotals {
         order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
@@ -89,9 +90,12 @@ final class Workers: @unchecked Sendable {
                 results[worker].backwardSeconds = seconds(middle, end)
             }
         }
-        // Sum the other workers' gradients into the store's, in worker order (deterministic for a thread count).
-        if count > 1 {
-            store.withGradients { total in
+        store.withGradients { total in
+            if let exact {
+                BufferMath.exactSum(total.baseAddress!, gradientBuffers.map { UnsafePointer($0.pointer) }, into: exact,
+                                    count: total.count)
+            } else {
+                // Sum the other workers' gradients into the store's, in worker order (deterministic for a thread count).
                 for buffer in gradientBuffers { BufferMath.add(buffer.pointer, into: total.baseAddress!, count: total.count) }
             }
         }

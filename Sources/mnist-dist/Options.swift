@@ -11,6 +11,7 @@ extension Normalization: ExpressibleByArgument {}
 extension ShuffleKind: ExpressibleByArgument {}
 extension ProgressStyle: ExpressibleByArgument {}
 extension ThreadMode: ExpressibleByArgument {}
+extension ReductionPrecision: ExpressibleByArgument {}
 extension DatasetName: ExpressibleByArgument {}
 extension SplitKind: ExpressibleByArgument {}
 

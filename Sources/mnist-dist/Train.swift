@@ -25,6 +25,9 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), blas (split the GEMMs), or auto (workers for the cnn, blas for the mlp).")
     var threadMode: ThreadMode = .auto
 
+    @Option(help: "Precision of the gradient sum across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit) or float (half the bytes).")
+    var allreduce: ReductionPrecision = .double
+
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")
     var checkpointDirectory: String?
 
@@ -86,6 +89,7 @@ struct Train: ParsableCommand {
         options.dataDirectory = data.dataDirectory
         options.threads = threads
         options.threadMode = threadMode
+        options.reduction = allreduce
         options.checkpointDirectory = checkpointDirectory
         options.checkpointEvery = checkpointEvery
         options.keepCheckpoints = keepCheckpoints

@@ -1,0 +1,33 @@
+// The end-to-end suites drive the built executable (alone and under real mpirun). They nest in one serialized
+// suite so that no two jobs compete for the cores, which would only make them slower and their timings noisy.
+import Foundation
+import Testing
+import TestSupport
+import Training
+
+@Suite("End to end", .serialized, .enabled(if: Fixtures.mnistAvailable))
+struct EndToEnd {}
+
+/// Helpers shared by the end-to-end suites.
+enum E2E {
+    static var mnist: String { Fixtures.mnistDirectory ?? "/missing-mnist" }
+
+    /// Arguments that train `model` on the chapter split for `steps` steps, then stop with a checkpoint in `directory`.
+    static func steps(_ steps: Int, model: String, batch: Int = 128, directory: URL, extra: [String] = []) -> [String] {
+        ["train", "--model", model, "--data-dir", mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "\(batch)",
+         "--stop-after", "\(steps)", "--checkpoint-dir", directory.path, "--progress", "none", "--quiet"] + extra
+    }
+
+    /// The parameters of the checkpoint written after `step` steps in `directory`.
+    static func parameters(in directory: URL, step: Int) throws -> [Float] {
+        try Checkpoint.read(path: CheckpointDirectory(path: directory.path).file(step: step)).parameters
+    }
+
+    /// max |a - b| / max |b|.
+    static func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+        precondition(a.count == b.count)
+        let scale = b.reduce(Float(0)) { max($0, abs($1)) }
+        let difference = zip(a, b).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) }
+        return Double(difference / scale)
+    }
+}

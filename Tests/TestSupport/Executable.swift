@@ -1,0 +1,118 @@
+// Runs the built mnist-dist executable, alone or under real mpirun, with a deadline, and captures what it did.
+import Foundation
+
+/// What a run of the executable did.
+public struct RunResult: CustomStringConvertible {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+    /// True when the deadline passed and the run was killed.
+    public let timedOut: Bool
+    public let seconds: Double
+    public var output: String { stdout + stderr }
+    public var description: String {
+        "exit \(status)\(timedOut ? " (killed after the deadline)" : "") in \(String(format: "%.1f", seconds)) s\n"
+            + "--- stdout\n\(stdout.suffix(3000))\n--- stderr\n\(stderr.suffix(3000))"
+    }
+}
+
+public enum MnistDist {
+    /// The executable built beside the test bundle (scripts/test.sh builds both into the same directory).
+    public static let executable: String = {
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for candidate in [bundle, bundle.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("mnist-dist").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return Fixtures.packageRoot.appendingPathComponent(".build/release/mnist-dist").path
+    }()
+
+    /// mpirun's options for the tests: as root if we are, more ranks than cores, shared memory only, no binding.
+    public static var mpirunOptions: [String] {
+        var options = ["--oversubscribe", "--bind-to", "none", "--mca", "btl", "self,vader"]
+        if getuid() == 0 { options.append("--allow-run-as-root") }
+        return options
+    }
+
+    /// Runs `mnist-dist arguments` (under `mpirun -np ranks` when `ranks` is given), killing it after `timeout`.
+    /// - Parameter onStart: called with the launched process's id, e.g. to signal it later.
+    @discardableResult
+    public static func run(_ arguments: [String], ranks: Int? = nil, mpmd: [[String]]? = nil, environment: [String: String] = [:],
+                           timeout: Double = 300, onStart: ((Int32) -> Void)? = nil) -> RunResult {
+        let process = Process()
+        if let mpmd {
+            // mpirun -np 1 exe args : -np 1 exe args ... (one program line per rank).
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            var all = mpirunOptions
+            for (index, rankArguments) in mpmd.enumerated() {
+                if index > 0 { all.append(":") }
+                all += ["-np", "1", executable] + rankArguments
+            }
+            process.arguments = all
+        } else if let ranks {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            process.arguments = mpirunOptions + ["-np", "\(ranks)", executable] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+        }
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in environment { variables[key] = value }
+        variables["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        process.environment = variables
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let collectedOut = Collected(), collectedErr = Collected()
+        out.fileHandleForReading.readabilityHandler = { collectedOut.append($0.availableData) }
+        err.fileHandleForReading.readabilityHandler = { collectedErr.append($0.availableData) }
+        let start = Date()
+        do {
+            try process.run()
+        } catch {
+            return RunResult(status: -1, stdout: "", stderr: "could not start: \(error)", timedOut: false, seconds: 0)
+        }
+        onStart?(process.processIdentifier)
+        var timedOut = false
+        while process.isRunning {
+            if Date().timeIntervalSince(start) > timeout {
+                timedOut = true
+                kill(process.processIdentifier, SIGKILL)
+                break
+            }
+            usleep(20_000)
+        }
+        process.waitUntilExit()
+        out.fileHandleForReading.readabilityHandler = nil
+        err.fileHandleForReading.readabilityHandler = nil
+        collectedOut.append(out.fileHandleForReading.readDataToEndOfFile())
+        collectedErr.append(err.fileHandleForReading.readDataToEndOfFile())
+        return RunResult(status: process.terminationStatus, stdout: collectedOut.text, stderr: collectedErr.text,
+                         timedOut: timedOut, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Process ids of running mnist-dist processes (to find ranks, or check none is left over).
+    public static func runningProcesses() -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { pid in
+            guard let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
+            return command.split(separator: "\0").first.map { $0.hasSuffix("/mnist-dist") } ?? false
+        }
+    }
+}
+
+/// Bytes collected from a pipe on another thread.
+private final class Collected: @unchecked Sendable {
+    private var data = Data()
+    private let lock = NSLock()
+    func append(_ more: Data) {
+        lock.lock()
+        data.append(more)
+        lock.unlock()
+    }
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -174,7 +174,7 @@ public final class Trainer {
             }
         }
         let metrics = options.metricsFile.flatMap { communicator.rank == 0 ? MetricsLog(path: $0) : nil }
-        try communicator.agree {  try metrics?.start() }
+        try communicator.agree { try metrics?.start() }
 
         var exactGradient: [Double] = []
         var generatorAtEpochStart = progress.generator
@@ -329,8 +329,20 @@ public final class Trainer {
             }
             summary.outputs.append(("model", path))
         }
-        try communicator.agree {  try metrics?.append(runJSON(summary, configuration: configuration)) }
+        try communicator.agree { try metrics?.append(runJSON(summary, configuration: configuration)) }
         if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
+        if let directory = options.plotsDirectory {
+            let files = try communicator.agree { () throws -> [String] in
+                guard communicator.rank == 0 else { return [] }
+                do {
+                    return try RunPictures.write(to: directory, model: model, store: store, test: data.test, scaling: scaling,
+                                                 history: summary.history, confusion: confusion)
+                } catch {
+                    throw RunError(.cannotWrite, "\(directory): cannot write the pictures (\(error))")
+                }
+            }
+            summary.outputs += files.map { ("picture", $0) }
+        }
         return summary
     }
 

@@ -15,6 +15,15 @@ public enum ShuffleSource: Sendable, Equatable {
     /// The same order every epoch (the chapter's CNN stream, drawn once).
     case fixed([Int32])
 
+    /// A few words on where the order comes from.
+    public var summary: String {
+        switch self {
+        case .seeded(let seed): return "a permutation per epoch from seed \(seed)"
+        case .continuing: return "numpy's continuing stream"
+        case .fixed: return "one fixed order every epoch"
+        }
+    }
+
     /// The order of `count` samples for epoch `epoch` (0-based); a continuing source advances its generator.
     /// - Precondition: for `.continuing`, epochs are drawn in sequence; for `.fixed`, the order has `count` entries.
     public mutating func order(forEpoch epoch: Int, count: Int) -> [Int32] {

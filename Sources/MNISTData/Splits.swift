@@ -37,6 +37,13 @@ public struct DataSplit: Sendable {
     /// For the chapter split, the generator that drew the split, left where the chapter's code continues with it
     /// (its MLP data stream calls `permutation(8000)` on it every epoch).
     public let chapterGenerator: RandomState?
+
+    public init(kind: SplitKind, train: Dataset, test: Dataset, chapterGenerator: RandomState?) {
+        self.kind = kind
+        self.train = train
+        self.test = test
+        self.chapterGenerator = chapterGenerator
+    }
 }
 
 public enum DatasetFiles {

@@ -34,9 +34,11 @@ public struct EpochRecord: Equatable, Sendable {
     public var seconds: Double
     public var samplesPerSecond: Double
     public var communicationShare: Double
+    /// The loss of the epoch's last batch (what the chapter's CNN loop prints).
+    public var lastBatchLoss: Double
 
     public init(epoch: Int, trainLoss: Double, trainAccuracy: Double, testAccuracy: Double, seconds: Double,
-                samplesPerSecond: Double, communicationShare: Double) {
+                samplesPerSecond: Double, communicationShare: Double, lastBatchLoss: Double = .nan) {
         self.epoch = epoch
         self.trainLoss = trainLoss
         self.trainAccuracy = trainAccuracy
@@ -44,6 +46,7 @@ public struct EpochRecord: Equatable, Sendable {
         self.seconds = seconds
         self.samplesPerSecond = samplesPerSecond
         self.communicationShare = communicationShare
+        self.lastBatchLoss = lastBatchLoss
     }
 }
 
@@ -99,7 +102,7 @@ public struct Checkpoint: Equatable, Sendable {
         }
         for record in history {
             let fields = [record.trainLoss, record.trainAccuracy, record.testAccuracy, record.seconds,
-                          record.samplesPerSecond, record.communicationShare].map(hexBits)
+                          record.samplesPerSecond, record.communicationShare, record.lastBatchLoss].map(hexBits)
             header.append(("history.\(record.epoch)", fields.joined(separator: ",")))
         }
         var bytes = Self.magic
@@ -180,9 +183,10 @@ public struct Checkpoint: Equatable, Sendable {
         var history: [EpochRecord] = []
         for (key, value) in header where key.hasPrefix("history.") {
             let fields = value.split(separator: ",").compactMap { fromHexBits(String($0)) }
-            guard let epoch = Int(key.dropFirst("history.".count)), fields.count == 6 else { throw fail("has a malformed '\(key)'") }
+            guard let epoch = Int(key.dropFirst("history.".count)), fields.count == 7 else { throw fail("has a malformed '\(key)'") }
             history.append(EpochRecord(epoch: epoch, trainLoss: fields[0], trainAccuracy: fields[1], testAccuracy: fields[2],
-                                       seconds: fields[3], samplesPerSecond: fields[4], communicationShare: fields[5]))
+                                       seconds: fields[3], samplesPerSecond: fields[4], communicationShare: fields[5],
+                                       lastBatchLoss: fields[6]))
         }
         history.sort { $0.epoch < $1.epoch }
         let progressKeys: Set<String> = ["epoch", "batch", "step", "partial.loss_sum", "partial.correct", "partial.samples",

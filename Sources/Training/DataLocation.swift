@@ -31,6 +31,16 @@ public enum DataLocation {
         throw RunError(.missingInput, "no \(dataset) data found (looked in \(candidates.joined(separator: ", "))): \(hint)")
     }
 
+    /// The chapter's toy files (data/toy): under the current directory, or in the checkout the binary was built in.
+    public static func toyDirectory(explicit: String?) throws -> String {
+        if let explicit { return explicit }
+        var candidates = [FileManager.default.currentDirectoryPath + "/data/toy"]
+        if let checkout = checkoutDirectory() { candidates.append("\(checkout)/data/toy") }
+        for candidate in candidates where FileManager.default.fileExists(atPath: candidate + "/img-x.tsv") { return candidate }
+        throw RunError(.missingInput, "the toy data (img-x.tsv, img-filter.tsv) is not in \(candidates.joined(separator: " or ")); "
+                           + "name its directory with --data-dir")
+    }
+
     /// The checkout the running executable was built in: the first directory above it holding Package.swift.
     static func checkoutDirectory() -> String? {
         guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }

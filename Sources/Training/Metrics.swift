@@ -46,7 +46,8 @@ func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int) -> String 
         ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
         ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
         ("seconds", json(record.seconds)), ("samples_per_second", json(record.samplesPerSecond)),
-        ("communication_share", json(record.communicationShare)), ("steps", "\(steps)"),
+        ("communication_share", json(record.communicationShare)), ("last_batch_loss", json(record.lastBatchLoss)),
+        ("steps", "\(steps)"),
         ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
         ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
     ])

@@ -69,25 +69,43 @@ public struct PhaseTimes: Sendable, Equatable {
     public var total: Double { forward + backward + allReduce + optimizer }
 }
 
+/// Data and sample order given to a trainer instead of the configuration's files and shuffle (the chapter's
+/// literal CNN stream trains on raw rows 0-7999 in one order drawn once).
+public struct ProvidedData: Sendable {
+    public var split: DataSplit
+    public var order: ShuffleSource
+    /// Where the data came from, for the start-up lines.
+    public var description: String
+    public init(split: DataSplit, order: ShuffleSource, description: String) {
+        self.split = split
+        self.order = order
+        self.description = description
+    }
+}
+
 /// Trains one configuration on the ranks of a communicator.
 public final class Trainer {
     public let configuration: TrainingConfiguration
     public let options: RunOptions
     let communicator: Communicator
     let console: Console
+    let provided: ProvidedData?
 
-    public init(configuration: TrainingConfiguration, options: RunOptions, communicator: Communicator, console: Console) {
+    public init(configuration: TrainingConfiguration, options: RunOptions, communicator: Communicator, console: Console,
+                data: ProvidedData? = nil) {
         self.configuration = configuration
         self.options = options
         self.communicator = communicator
         self.console = console
+        provided = data
     }
 
     // MARK: Setting up
 
     /// Loads the data on every rank (a failure on any rank ends all of them) and checks it suits the model.
     func loadData() throws -> (DataSplit, String) {
-        try communicator.agree {
+        if let provided { return (provided.split, provided.description) }
+        return try communicator.agree {
             let directory = try DataLocation.resolve(dataset: configuration.dataset, explicit: options.dataDirectory)
             let split: DataSplit
             do {
@@ -183,8 +201,8 @@ public final class Trainer {
         var confusion: [[Int]] = []
         for epoch in progress.epoch..<configuration.epochs {
             let resumingThisEpoch = epoch == progress.epoch
-            var source: ShuffleSource = configuration.shuffle == .chapter ? .continuing(generatorAtEpochStart!)
-                : .seeded(configuration.seed)
+            var source: ShuffleSource = provided?.order ?? (configuration.shuffle == .chapter
+                ? .continuing(generatorAtEpochStart!) : .seeded(configuration.seed))
             let order = source.order(forEpoch: epoch, count: data.train.count)
             let plan = BatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize)
             var totals = resumingThisEpoch
@@ -194,6 +212,7 @@ public final class Trainer {
             let epochStart = DispatchTime.now()
             let firstBatch = resumingThisEpoch ? progress.batch : 0
             var metricsBuffer = [Double](repeating: 0, count: 4)
+            var lastBatchLoss = Double.nan
             // Double sum of the gradient, when reducing exactly and there is anything to sum.
             let exactlyReduced = options.reduction == .double && (communicator.size > 1 || workers.count > 1)
             if exactlyReduced && exactGradient.count != store.count { exactGradient = [Double](repeating: 0, count: store.count) }
@@ -243,6 +262,7 @@ public final class Trainer {
                 store.withValuesAndGradients { values, gradients in optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients)) }
                 phases.optimizer += seconds(optimizerStart, DispatchTime.now())
                 step += 1
+                lastBatchLoss = metricsBuffer[0] / Double(batch.count)
                 totals.loss += metricsBuffer[0]
                 totals.correct += Int(metricsBuffer[1])
                 totals.samples += Int(metricsBuffer[2])
@@ -285,7 +305,7 @@ public final class Trainer {
             let record = EpochRecord(epoch: epoch + 1, trainLoss: totals.loss / Double(max(totals.samples, 1)),
                                      trainAccuracy: trainAccuracy, testAccuracy: test.accuracy, seconds: epochSeconds,
                                      samplesPerSecond: Double(totals.samples) / epochSeconds,
-                                     communicationShare: phases.allReduce / epochSeconds)
+                                     communicationShare: phases.allReduce / epochSeconds, lastBatchLoss: lastBatchLoss)
             summary.history.append(record)
             epochPhases.append(phases)
             console.report(String(format: "epoch %2d/%d  loss %.4f  train %@ %.4f  test %.4f  %.2f s  %.0f samples/s  comm %.1f%%",
@@ -348,32 +368,8 @@ public final class Trainer {
 
     // MARK: Pieces of the loop
 
-    /// Accuracy and confusion matrix on `dataset`, split across ranks; every sample is counted once.
     func evaluate(_ workers: Workers, _ dataset: Dataset, scaling: PixelScaling) throws -> (accuracy: Double, confusion: [[Int]]) {
-        let mine = shard(of: 0..<dataset.count, rank: communicator.rank, ranks: communicator.size)
-        let order = (0..<Int32(dataset.count)).map { $0 }
-        var predictions = [Int32](repeating: 0, count: dataset.count)
-        let chunk = 1000
-        predictions.withUnsafeMutableBufferPointer { output in
-            var start = mine.lowerBound
-            while start < mine.upperBound {
-                let end = min(start + chunk, mine.upperBound)
-                workers.predict(dataset, order: order, range: start..<end, scaling: scaling, into: output)
-                start = end
-            }
-        }
-        var counts = [Int64](repeating: 0, count: Dataset.classCount * Dataset.classCount)
-        for index in mine { counts[Int(dataset.labels[index]) * Dataset.classCount + Int(predictions[index])] += 1 }
-        do {
-            try counts.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
-        } catch {
-            throw RunError(.ranksDisagree, "evaluation: \(error)")
-        }
-        let confusion = (0..<Dataset.classCount).map { row in
-            (0..<Dataset.classCount).map { Int(counts[row * Dataset.classCount + $0]) }
-        }
-        let correct = (0..<Dataset.classCount).reduce(0) { $0 + confusion[$1][$1] }
-        return (dataset.count == 0 ? .nan : Double(correct) / Double(dataset.count), confusion)
+        try Evaluation.run(workers, dataset, scaling: scaling, communicator: communicator)
     }
 
     /// A checksum of the parameters, compared across ranks; a difference stops the job naming the step and ranks.
@@ -480,11 +476,13 @@ public final class Trainer {
     }
 
     func printStart(model: Model, data: DataSplit, directory: String, threads: Int, mode: ThreadMode, optimizer: Optimizer) {
-        console.info("mnist-dist \(Version.string): \(configuration.model) on \(configuration.dataset), \(data.kind) split from \(directory)")
+        console.info("mnist-dist \(Version.string): \(configuration.model) on "
+                     + (provided == nil ? "\(configuration.dataset), \(data.kind) split from \(directory)" : directory))
         console.info("  data     train \(groupedThousands(data.train.count)), test \(groupedThousands(data.test.count)) images of "
                      + "\(data.train.rows)x\(data.train.columns); inputs \(configuration.normalization.scaling)")
+        let order = provided == nil ? "shuffle \(configuration.shuffle)" : "sample order given (\(provided!.order.summary))"
         console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(optimizer.summary), "
-                     + "seed \(configuration.seed), shuffle \(configuration.shuffle)")
+                     + "seed \(configuration.seed), \(order)")
         let threading = mode == .workers
             ? "\(threads) worker thread\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each"
             : "1 worker per rank, OpenBLAS with \(threads) thread\(threads == 1 ? "" : "s")"

@@ -3,6 +3,7 @@ import ArgumentParser
 import Distributed
 import MNISTData
 import NN
+import Foundation
 import Training
 
 extension ModelKind: ExpressibleByArgument {}

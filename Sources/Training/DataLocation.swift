@@ -42,7 +42,7 @@ public enum DataLocation {
     }
 
     /// The checkout the running executable was built in: the first directory above it holding Package.swift.
-    static func checkoutDirectory() -> String? {
+    public static func checkoutDirectory() -> String? {
         guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
         var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
         while url.path != "/" {

@@ -41,7 +41,7 @@ func json(_ text: String) -> String {
     "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }
 
-func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int) -> String {
+func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?) -> String {
     jsonObject([
         ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
         ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
@@ -50,6 +50,7 @@ func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int) -> String 
         ("steps", "\(steps)"),
         ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
         ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
+        ("resident_mb", json(residentMegabytes ?? .nan)),
     ])
 }
 
@@ -63,6 +64,7 @@ func runJSON(_ summary: RunSummary, configuration: TrainingConfiguration) -> Str
         ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),
         ("median_epoch_seconds", json(median)), ("total_seconds", json(summary.totalSeconds)),
         ("threads_per_rank", "\(summary.threadsPerRank)"),
+        ("peak_resident_mb_per_rank", "[" + summary.peakResidentMegabytes.map(json).joined(separator: ", ") + "]"),
         ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
     ])
 }

@@ -58,6 +58,8 @@ public struct RunSummary: Sendable {
     public var phases = PhaseTimes()
     public var threadsPerRank = 1
     public var parameterChecksum: UInt64 = 0
+    /// Peak resident memory of each rank, in megabytes.
+    public var peakResidentMegabytes: [Double] = []
 }
 
 /// Seconds spent per phase of a step, summed over an epoch's steps.
@@ -164,7 +166,7 @@ public final class Trainer {
             throw RunError(.usage, "\(error)")
         }
         try checkAgreement(data, parameterCount: store.count)
-        let threads = options.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(communicator.localSize, 1))
+        let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
         let mode = options.threadMode.resolved(for: configuration.model)
         let workers = mode == .workers ? Workers(model: model, store: store, threads: threads)
             : Workers(model: model, store: store, threads: 1, blasThreads: threads)
@@ -186,7 +188,7 @@ public final class Trainer {
         summary.history = progress.history
         let checkpoints = options.checkpointDirectory.map { CheckpointDirectory(path: $0, keep: options.keepCheckpoints) }
         if let checkpoints {
-            try communicator.agree { 
+            try communicator.agree {
                 guard communicator.rank == 0 else { return }
                 do { try checkpoints.prepare() } catch { throw RunError(.cannotWrite, "\(error)") }
             }
@@ -312,8 +314,9 @@ public final class Trainer {
                                   record.epoch, configuration.epochs, record.trainLoss,
                                   configuration.evaluateTrainingSet ? "acc" : "acc (running)", record.trainAccuracy,
                                   record.testAccuracy, record.seconds, record.samplesPerSecond, 100 * record.communicationShare))
-            try communicator.agree { 
-                try metrics?.append(epochJSON(record, phases: phases, steps: plan.batchCount - firstBatch))
+            try communicator.agree {
+                try metrics?.append(epochJSON(record, phases: phases, steps: plan.batchCount - firstBatch,
+                                              residentMegabytes: Memory.residentMegabytes()?.current))
             }
             if let checkpoints {
                 progress = Checkpoint(settings: progress.settings, epoch: epoch + 1, batch: 0, step: step, generator: generatorAtEpochStart,
@@ -335,12 +338,21 @@ public final class Trainer {
         summary.finalTestAccuracy = summary.history.last?.testAccuracy ?? .nan
         summary.finalTrainAccuracy = summary.history.last?.trainAccuracy ?? .nan
         summary.phases = medianPhases(epochPhases)
+        // Peak resident memory of every rank (each writes its own slot; the sum gathers them).
+        var peaks = [Double](repeating: 0, count: communicator.size)
+        peaks[communicator.rank] = Memory.residentMegabytes()?.peak ?? .nan
+        do {
+            try peaks.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
+        } catch {
+            throw RunError(.ranksDisagree, "gathering memory figures: \(error)")
+        }
+        summary.peakResidentMegabytes = peaks
         summary.totalSeconds = seconds(started, DispatchTime.now())
         if let path = options.save {
             let final = Checkpoint(settings: progress.settings, epoch: configuration.epochs, batch: 0, step: step,
                                    generator: generatorAtEpochStart, history: summary.history,
                                    parameters: [], optimizerState: [])
-            try communicator.agree { 
+            try communicator.agree {
                 guard communicator.rank == 0 else { return }
                 var complete = final
                 complete.parameters = store.flatValues
@@ -434,7 +446,7 @@ public final class Trainer {
     func resumeState(from path: String, expected: [String: String], store: ParameterStore,
                      optimizer: Optimizer) throws -> Checkpoint {
         var bytes: [UInt8] = []
-        try communicator.agree { 
+        try communicator.agree {
             guard communicator.rank == 0 else { return }
             do {
                 let (checkpoint, file) = try loadCheckpoint(from: path) { console.error("warning: \($0)") }

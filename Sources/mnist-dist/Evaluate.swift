@@ -36,7 +36,7 @@ struct Evaluate: ParsableCommand {
             let saved = try communicator.agree { try SavedModel.load(path: model) }
             let split = try communicator.agree { try loadSplit(data) }
             let dataset = set == .test ? split.test : split.train
-            let threads = self.threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount / max(communicator.localSize, 1))
+            let threads = self.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
             let (accuracy, confusion) = try saved.evaluate(dataset, communicator: communicator, threads: threads)
             console.report("\(saved.model.architecture) from \(model)")
             console.report(String(format: "accuracy on %@ (%@ images): %.4f (%.2f%%)", dataset.name, groupedThousands(dataset.count),

@@ -8,11 +8,14 @@ struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the chapter's MLP and CNN experiments as written, and print our figures beside the chapter's.",
         discussion: """
-            mlp: 784-1024-1024-10 tanh, numpy's RandomState(0) for the split, the shuffles and the weights, inputs /255,
-                 SGD 0.001, batch 128, 10 epochs. The chapter prints train 0.8044 and test 0.7725 after epoch 10.
-            cnn: the chapter's CNN fed literally: raw t10k rows 0-7999 in one order drawn once, inputs /255, Adadelta
-                 0.1, batch 128, 10 epochs, the last batch's loss printed each epoch, scored on rows 8000-9999
-                 (the reference PyTorch run: 95.75 %; the chapter printed 96.1 %).
+            mlp  784-1024-1024-10 tanh; numpy's RandomState(0) for the split, the
+                 shuffles and the weights; inputs /255, SGD 0.001, batch 128,
+                 10 epochs. The chapter prints train 0.8044 and test 0.7725.
+            cnn  the chapter's CNN fed literally: raw t10k rows 0-7999 in one
+                 order drawn once, inputs /255, Adadelta 0.1, batch 128,
+                 10 epochs, the last batch's loss printed each epoch, scored on
+                 rows 8000-9999 (reference PyTorch run 95.75 %; the chapter
+                 printed 96.1 %).
             Examples:
               mnist-dist reproduce
               mpirun -np 2 mnist-dist reproduce cnn --plots pictures

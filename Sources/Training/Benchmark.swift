@@ -1,0 +1,241 @@
+// mnist-dist bench: train the chapter's CNN and MLP at several rank counts, measure, and (with --compare) run the
+// reference PyTorch and JAX programs right after, in the same session, to print the ratios.
+//
+// Each configuration is a separate run of this same executable (under mpirun for more than one rank) writing
+// --metrics; the figures are read back from those JSON lines. Not a test: nothing here asserts a time.
+import Foundation
+
+public struct BenchmarkOptions: Sendable {
+    public var epochs = 4
+    public var ranks = [1, 2, 4]
+    public var models: [ModelKind] = [.cnn, .mlp]
+    public var dataDirectory: String
+    /// Run the reference programs too, from this folder (`../shared/anchors`).
+    public var anchors: String?
+    /// The Python that has numpy, jax and torch for the reference programs.
+    public var python = "python3"
+    public var output: String?
+    public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
+}
+
+/// One configuration's figures.
+public struct BenchmarkRow: Sendable {
+    public var name: String
+    public var model: String
+    public var ranks: Int
+    public var threads: Int
+    /// Median over the epochs after the first.
+    public var secondsPerEpoch: Double
+    public var samplesPerSecond: Double
+    public var gflops: Double
+    /// Shares of the step in forward, backward, all-reduce (with waiting) and optimizer.
+    public var shares: (forward: Double, backward: Double, allReduce: Double, optimizer: Double)
+    public var peakResidentMegabytes: Double
+    /// Resident memory after the second epoch and after the last (allocation growth shows as a difference).
+    public var residentAfterSecondEpoch: Double
+    public var residentAfterLastEpoch: Double
+    public var testAccuracy: Double
+    public var ours: Bool
+}
+
+public enum Benchmark {
+    /// Work per training sample (../shared/anchors/flops.py): multiply-add = 2 FLOP, the first layer's input
+    /// gradient not computed.
+    public static let flopPerSample: [ModelKind: Double] = [.cnn: 71.6e6, .mlp: 9.6e6]
+    static let trainingSamples = 8000.0  // the chapter split
+
+    public static func run(_ options: BenchmarkOptions, console: Console) throws -> [BenchmarkRow] {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-dist-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        var rows: [BenchmarkRow] = []
+        console.report("mnist-dist bench: \(options.epochs) epochs per run on the chapter split, \(cores) cores; median s/epoch after the first")
+        for model in options.models {
+            for ranks in options.ranks {
+                let threads = max(1, cores / ranks)
+                let metrics = scratch.appendingPathComponent("\(model)-\(ranks).jsonl").path
+                var arguments = ["train", "--model", model.rawValue, "--data-dir", options.dataDirectory, "--split", "chapter",
+                                 "--epochs", "\(options.epochs)", "--metrics", metrics, "--progress", "none", "--quiet"]
+                if model == .mlp { arguments += ["--normalize", "none"] }
+                let command: [String]
+                if ranks == 1 {
+                    command = [executable] + arguments
+                } else {
+                    var launcher = ["mpirun", "-np", "\(ranks)"]
+                    if getuid() == 0 { launcher.append("--allow-run-as-root") }
+                    if ranks > cores { launcher += ["--oversubscribe", "--bind-to", "none"] }
+                    command = launcher + [executable] + arguments
+                }
+                console.info("  running: \(command.joined(separator: " "))")
+                let result = try runProcess(command)
+                guard result.status == 0 else {
+                    throw RunError(.software, "benchmark run failed (exit \(result.status)): \(command.joined(separator: " "))\n\(result.output.suffix(2000))")
+                }
+                let row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")",
+                                          model: model, ranks: ranks, threads: threads)
+                rows.append(row)
+                console.report(format(row))
+            }
+        }
+        if let anchors = options.anchors {
+            rows += try references(anchors: anchors, options: options, console: console)
+        }
+        console.report("")
+        console.report(table(rows))
+        console.report(comparison(rows))
+        if let output = options.output {
+            do { try writeFileAtomically(Array(json(rows, options: options).utf8), to: output) } catch {
+                throw RunError(.cannotWrite, "\(output): \(error)")
+            }
+            console.report("wrote \(output)")
+        }
+        return rows
+    }
+
+    /// Reads one run's --metrics file into a row.
+    static func readMetrics(_ path: String, name: String, model: ModelKind, ranks: Int, threads: Int) throws -> BenchmarkRow {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw RunError(.software, "\(path): the run wrote no metrics")
+        }
+        let objects = text.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+        }
+        let epochs = objects.filter { $0["type"] as? String == "epoch" }
+        guard let run = objects.first(where: { $0["type"] as? String == "run" }), !epochs.isEmpty else {
+            throw RunError(.software, "\(path): incomplete metrics")
+        }
+        func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
+        let measured = epochs.count > 1 ? Array(epochs.dropFirst()) : epochs
+        func median(_ key: String) -> Double {
+            let values = measured.map { number($0, key) }.sorted()
+            return values[values.count / 2]
+        }
+        let seconds = median("seconds")
+        let phases = [median("forward_seconds"), median("backward_seconds"), median("allreduce_seconds"), median("optimizer_seconds")]
+        let total = max(phases.reduce(0, +), 1e-12)
+        let peaks = (run["peak_resident_mb_per_rank"] as? [NSNumber])?.map(\.doubleValue) ?? []
+        return BenchmarkRow(name: name, model: model.rawValue, ranks: ranks, threads: threads, secondsPerEpoch: seconds,
+                            samplesPerSecond: trainingSamples / seconds,
+                            gflops: flopPerSample[model]! * trainingSamples / seconds / 1e9,
+                            shares: (phases[0] / total, phases[1] / total, phases[2] / total, phases[3] / total),
+                            peakResidentMegabytes: peaks.max() ?? .nan,
+                            residentAfterSecondEpoch: epochs.count > 1 ? number(epochs[1], "resident_mb") : .nan,
+                            residentAfterLastEpoch: number(epochs.last!, "resident_mb"),
+                            testAccuracy: number(run, "final_test_accuracy"), ours: true)
+    }
+
+    /// The reference programs: JAX's MLP, PyTorch's CNN with 2 threads, PyTorch DDP with 2 gloo processes.
+    static func references(anchors: String, options: BenchmarkOptions, console: Console) throws -> [BenchmarkRow] {
+        var rows: [BenchmarkRow] = []
+        let environment = ["MNIST_DIR": options.dataDirectory]
+        let programs: [(name: String, model: ModelKind, module: String, command: [String], ranks: Int, threads: Int)] = [
+            ("JAX jit MLP (reference)", .mlp, "jax", [options.python, "\(anchors)/jax_mlp.py", "shared"], 1, 0),
+            ("PyTorch CNN, 2 threads (reference)", .cnn, "torch", [options.python, "\(anchors)/torch_cnn.py", "2", "\(options.epochs)"], 1, 2),
+            ("PyTorch DDP gloo, 2 x 1 thread (reference)", .cnn, "torch",
+             [options.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "\(anchors)/torch_ddp.py", "\(options.epochs)"], 2, 1),
+        ]
+        for program in programs where options.models.contains(program.model) {
+            guard FileManager.default.fileExists(atPath: "\(anchors)/\(program.command.last { $0.hasSuffix(".py") }!.split(separator: "/").last!)") else {
+                console.report("  skipped \(program.name): \(anchors) has no such program")
+                continue
+            }
+            let probe = try runProcess([options.python, "-c", "import numpy, \(program.module)"])
+            guard probe.status == 0 else {
+                console.report("  skipped \(program.name): \(options.python) cannot import \(program.module) "
+                               + "(install it: \(options.python) -m pip install numpy \(program.module == "jax" ? "jax jaxlib" : "torch"))")
+                continue
+            }
+            console.info("  running: \(program.command.joined(separator: " "))")
+            let result = try runProcess(program.command, environment: environment, directory: anchors)
+            guard result.status == 0, let line = result.output.split(separator: "\n").last(where: { $0.hasPrefix("RESULT") }) else {
+                console.report("  \(program.name) failed (exit \(result.status)): \(result.output.suffix(500))")
+                continue
+            }
+            func value(_ key: String) -> Double {
+                guard let range = line.range(of: key + " ") else { return .nan }
+                return Double(line[range.upperBound...].prefix { "0123456789.".contains($0) }) ?? .nan
+            }
+            let seconds = value("median_epoch_after_first")
+            let accuracy = program.model == .mlp ? value("final_test") : value("final_test_acc")
+            let row = BenchmarkRow(name: program.name, model: program.model.rawValue, ranks: program.ranks, threads: program.threads,
+                                   secondsPerEpoch: seconds, samplesPerSecond: trainingSamples / seconds,
+                                   gflops: flopPerSample[program.model]! * trainingSamples / seconds / 1e9,
+                                   shares: (.nan, .nan, .nan, .nan), peakResidentMegabytes: .nan, residentAfterSecondEpoch: .nan,
+                                   residentAfterLastEpoch: .nan, testAccuracy: accuracy, ours: false)
+            rows.append(row)
+            console.report(format(row))
+        }
+        return rows
+    }
+
+    static func format(_ row: BenchmarkRow) -> String {
+        String(format: "  %-46@ %6.2f s/epoch %7.0f samples/s %6.1f GFLOP/s  test %.4f", row.name, row.secondsPerEpoch,
+               row.samplesPerSecond, row.gflops, row.testAccuracy)
+    }
+
+    /// The full table, Markdown, with phase shares and memory.
+    public static func table(_ rows: [BenchmarkRow]) -> String {
+        var lines = ["| run | s/epoch | samples/s | GFLOP/s | fwd / bwd / all-reduce / opt | peak RSS per rank | RSS epoch 2 -> last | test acc |",
+                     "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for row in rows {
+            let shares = row.ours ? String(format: "%.0f / %.0f / %.0f / %.0f %%", 100 * row.shares.forward, 100 * row.shares.backward,
+                                           100 * row.shares.allReduce, 100 * row.shares.optimizer) : "-"
+            let memory = row.ours ? String(format: "%.0f MB", row.peakResidentMegabytes) : "-"
+            let growth = row.ours ? String(format: "%.0f -> %.0f MB", row.residentAfterSecondEpoch, row.residentAfterLastEpoch) : "-"
+            lines.append(String(format: "| %@ | %.2f | %.0f | %.1f | %@ | %@ | %@ | %.4f |", row.name, row.secondsPerEpoch,
+                                row.samplesPerSecond, row.gflops, shares, memory, growth, row.testAccuracy))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The ratios the performance issue sets bars on: our best against each reference.
+    public static func comparison(_ rows: [BenchmarkRow]) -> String {
+        var lines: [String] = []
+        for model in ["cnn", "mlp"] {
+            guard let best = rows.filter({ $0.ours && $0.model == model }).min(by: { $0.secondsPerEpoch < $1.secondsPerEpoch }) else { continue }
+            for reference in rows where !reference.ours && reference.model == model {
+                lines.append(String(format: "%@: %@ takes %.2fx the seconds per epoch of %@ (%.2f s against %.2f s)",
+                                    model.uppercased(), best.name, best.secondsPerEpoch / reference.secondsPerEpoch, reference.name,
+                                    best.secondsPerEpoch, reference.secondsPerEpoch))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func json(_ rows: [BenchmarkRow], options: BenchmarkOptions) -> String {
+        let items = rows.map { row in
+            jsonObject([("name", Training.json(row.name)), ("model", Training.json(row.model)), ("ours", row.ours ? "true" : "false"),
+                        ("ranks", "\(row.ranks)"), ("threads_per_rank", "\(row.threads)"),
+                        ("seconds_per_epoch", Training.json(row.secondsPerEpoch)), ("samples_per_second", Training.json(row.samplesPerSecond)),
+                        ("gflops", Training.json(row.gflops)), ("forward_share", Training.json(row.shares.forward)),
+                        ("backward_share", Training.json(row.shares.backward)), ("allreduce_share", Training.json(row.shares.allReduce)),
+                        ("optimizer_share", Training.json(row.shares.optimizer)),
+                        ("peak_resident_mb", Training.json(row.peakResidentMegabytes)),
+                        ("resident_mb_after_epoch_2", Training.json(row.residentAfterSecondEpoch)),
+                        ("resident_mb_after_last_epoch", Training.json(row.residentAfterLastEpoch)),
+                        ("test_accuracy", Training.json(row.testAccuracy))])
+        }
+        return "{\"epochs\": \(options.epochs), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"runs\": [\n  "
+            + items.joined(separator: ",\n  ") + "\n]}\n"
+    }
+
+    /// Runs a command (looked up on the PATH) to completion, capturing its output.
+    static func runProcess(_ command: [String], environment: [String: String] = [:], directory: String? = nil) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in environment { variables[key] = value }
+        process.environment = variables
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}

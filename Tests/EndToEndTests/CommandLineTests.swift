@@ -1,0 +1,151 @@
+// The command line as a user meets it: help, version, completion, refused values, and every subcommand's output
+// and files (JSON that parses, PNG that decodes).
+import Foundation
+import MNISTData
+import Testing
+import TestSupport
+import Training
+
+extension EndToEnd {
+    @Suite("Command line")
+    struct CommandLineTests {
+        @Test("--help on every subcommand shows its options with defaults and an example",
+              arguments: ["train", "evaluate", "predict", "reproduce", "toy", "smooth", "show", "bench"])
+        func help(subcommand: String) {
+            let run = MnistDist.run([subcommand, "--help"])
+            #expect(run.status == 0, "\(run)")
+            #expect(run.stdout.contains("USAGE: mnist-dist \(subcommand)"), "\(run)")
+            #expect(run.stdout.contains("Example"), "\(subcommand) --help has no example")
+            if subcommand != "predict" && subcommand != "evaluate" {
+                #expect(run.stdout.contains("default:"), "\(subcommand) --help shows no defaults")
+            }
+        }
+
+        @Test("--version, the top-level help, and shell completion")
+        func versionAndCompletion() {
+            #expect(MnistDist.run(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == Version.string)
+            let help = MnistDist.run(["--help"])
+            for subcommand in ["train", "evaluate", "predict", "reproduce", "toy", "smooth", "show", "bench"] {
+                #expect(help.stdout.contains(subcommand), "\(subcommand) missing from --help")
+            }
+            let completion = MnistDist.run(["--generate-completion-script", "bash"])
+            #expect(completion.status == 0 && completion.stdout.contains("complete"), "\(completion)")
+        }
+
+        @Test("invalid values are refused before any work, naming the option and value, with exit code 64",
+              arguments: [(["--batch-size", "0"], "--batch-size 0"), (["--lr=-0.5"], "--lr -0.5"), (["--lr", "-0.5"], "--lr"), (["--epochs", "0"], "--epochs 0"),
+                          (["--model", "resnet"], "resnet"), (["--optimizer", "adam"], "adam"), (["--threads", "0"], "--threads 0"),
+                          (["--rho", "2"], "--rho 2"), (["--hidden", "10,x"], "--hidden 10,x"),
+                          (["--shuffle", "chapter", "--split", "standard"], "--shuffle chapter"),
+                          (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir")])
+        func refused(arguments: [String], named: String) {
+            let start = Date()
+            let run = MnistDist.run(["train", "--data-dir", E2E.mnist] + arguments)
+            #expect(run.status == 64, "\(run)")
+            #expect(run.stderr.contains(named), "\(run)")
+            #expect(Date().timeIntervalSince(start) < 5)
+            #expect(!run.stdout.contains("epoch"))
+        }
+
+        @Test("under mpirun a usage error is printed once and every rank exits with 64")
+        func refusedUnderMPI() {
+            let run = MnistDist.run(["train", "--data-dir", E2E.mnist, "--epochs", "0"], ranks: 2, timeout: 60)
+            #expect(run.status == 64, "\(run)")
+            #expect(run.stderr.components(separatedBy: "--epochs 0").count == 2, "\(run)")
+        }
+
+        @Test("train writes metrics as JSON lines and every picture as a PNG that decodes; save, evaluate and predict use the model")
+        func outputs() throws {
+            let directory = Fixtures.makeTemporaryDirectory("outputs")
+            defer { Fixtures.removeTemporary(directory) }
+            let metrics = directory.appendingPathComponent("metrics.jsonl").path
+            let plots = directory.appendingPathComponent("plots").path
+            let model = directory.appendingPathComponent("model.ckpt").path
+            let run = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "2", "--metrics", metrics,
+                                     "--plots", plots, "--save", model, "--progress", "bar"])
+            #expect(run.status == 0, "\(run)")
+            #expect(run.stdout.contains("\r") && run.stdout.contains("█"), "the bar updates in place")
+            #expect(run.stdout.contains("final test accuracy"))
+            for what in ["model: \(model)", "metrics: \(metrics)", "picture: \(plots)/accuracy.png"] {
+                #expect(run.stdout.contains(what), "the summary lists \(what)")
+            }
+            // Metrics: two epoch objects and a run object.
+            let lines = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").map { try JSON.parse(String($0)) }
+            #expect(lines.count == 3)
+            #expect(lines[0]["type"].string == "epoch" && lines[1]["epoch"].int == 2)
+            for key in ["train_loss", "train_accuracy", "test_accuracy", "seconds", "samples_per_second", "communication_share"] {
+                #expect(lines[1].has(key), "epoch line lacks \(key)")
+            }
+            #expect(lines[2]["type"].string == "run")
+            #expect(abs(lines[2]["final_test_accuracy"].double - lines[1]["test_accuracy"].double) < 1e-9)
+            #expect(lines[2]["confusion"].array.count == 10)
+            // Pictures: each decodes, with valid chunk CRCs (our reader checks them), and pngcheck agrees where installed.
+            for name in ["accuracy", "loss", "predictions", "filters", "feature-maps", "confusion"] {
+                let path = "\(plots)/\(name).png"
+                let image = try GrayImage.read(path: path)
+                #expect(image.width >= 300 && image.height >= 300, "\(name).png is \(image.width)x\(image.height)")
+                if FileManager.default.isExecutableFile(atPath: "/usr/bin/pngcheck") {
+                    let check = Process()
+                    check.executableURL = URL(fileURLWithPath: "/usr/bin/pngcheck")
+                    check.arguments = ["-q", path]
+                    try check.run()
+                    check.waitUntilExit()
+                    #expect(check.terminationStatus == 0, "pngcheck rejects \(name).png")
+                }
+            }
+            // evaluate: the saved model scores what training reported.
+            let evaluation = MnistDist.run(["evaluate", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter"])
+            #expect(evaluation.status == 0, "\(evaluation)")
+            let reported = String(format: "%.4f", lines[1]["test_accuracy"].double)
+            #expect(evaluation.stdout.contains("accuracy on mnist chapter test (2,000 images): \(reported)"), "\(evaluation)")
+            #expect(evaluation.stdout.contains("confusion matrix"))
+            let distributed = MnistDist.run(["evaluate", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter"], ranks: 3)
+            #expect(distributed.stdout.contains(": \(reported)"), "3 ranks score exactly what one process does: \(distributed)")
+            // predict: an IDX file, and a PNG and a PGM of the same digit.
+            let idx = DatasetFiles.locate(DatasetName.testImages, in: E2E.mnist)!
+            let prediction = MnistDist.run(["predict", "--model", model, idx, "--limit", "3"])
+            #expect(prediction.status == 0, "\(prediction)")
+            #expect(prediction.stdout.split(separator: "\n").filter { $0.contains("(p = ") }.count == 3, "\(prediction)")
+            let digits = try IDX.read(path: idx, kind: .images)
+            let first = Array(digits.bytes.prefix(784))
+            var canvas = Canvas(width: 28, height: 28, background: .black)
+            for i in 0..<784 { canvas.set(i % 28, i / 28, .gray(Double(255 - first[i]) / 255)) }  // dark digit on white
+            let png = directory.appendingPathComponent("digit.png").path
+            try canvas.writePNG(to: png)
+            let pgm = directory.appendingPathComponent("digit.pgm").path
+            _ = FileManager.default.createFile(atPath: pgm, contents: Data("P5\n28 28\n255\n".utf8 + first))
+            let images = MnistDist.run(["predict", "--model", model, png, pgm])
+            let idxDigit = prediction.stdout.split(separator: "\n")[0].split(separator: ":").last!.split(separator: " ")[0]
+            #expect(images.stdout.contains("digit.png: \(idxDigit) "), "the inverted PNG gives the IDX answer: \(images)")
+            #expect(images.stdout.contains("digit.pgm: \(idxDigit) "), "\(images)")
+        }
+
+        @Test("show writes the first digits with their labels")
+        func show() throws {
+            let directory = Fixtures.makeTemporaryDirectory("show")
+            defer { Fixtures.removeTemporary(directory) }
+            let output = directory.appendingPathComponent("digits.png").path
+            let run = MnistDist.run(["show", "--data-dir", E2E.mnist, "--split", "chapter", "--count", "12", "--output", output])
+            #expect(run.status == 0, "\(run)")
+            #expect(run.stdout.contains("wrote 12 digits"))
+            #expect(try GrayImage.read(path: output).width > 300)
+        }
+
+        @Test("predict refuses images of the wrong size and files that are not images, naming the file")
+        func predictRefuses() throws {
+            let directory = Fixtures.makeTemporaryDirectory("predict")
+            defer { Fixtures.removeTemporary(directory) }
+            let model = directory.appendingPathComponent("model.ckpt").path
+            #expect(MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--model", "mlp", "--epochs", "1",
+                                   "--save", model, "--quiet", "--progress", "none"]).status == 0)
+            let small = directory.appendingPathComponent("small.png").path
+            try Canvas(width: 20, height: 20).writePNG(to: small)
+            let text = directory.appendingPathComponent("note.png").path
+            _ = FileManager.default.createFile(atPath: text, contents: Data("hello".utf8))
+            let wrongSize = MnistDist.run(["predict", "--model", model, small])
+            #expect(wrongSize.status == ExitCode.badInput.rawValue && wrongSize.stderr.contains("small.png: the image is 20x20"), "\(wrongSize)")
+            let notImage = MnistDist.run(["predict", "--model", model, text])
+            #expect(notImage.status == ExitCode.badInput.rawValue && notImage.stderr.contains("note.png: is neither a PNG nor a PGM"), "\(notImage)")
+        }
+    }
+}

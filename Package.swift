@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "MNISTData", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "MNISTData", "TestSupport"]),
     ]
 )

@@ -8,6 +8,7 @@ public struct FileError: Error, CustomStringConvertible {
         let reason: String
         switch code {
         case ENOSPC: reason = "no space left on the device"
+        case EFBIG: reason = "file too large (a file size limit is in force)"
         case EDQUOT: reason = "disk quota exceeded"
         case EACCES, EPERM: reason = "permission denied"
         case EROFS: reason = "read-only file system"

@@ -14,8 +14,17 @@ public enum StopSignals {
     /// which Open MPI's mpirun forwards to every rank.
     public static let handled: [Int32] = [SIGINT, SIGTERM, SIGUSR1, SIGUSR2]
 
-    /// Installs the handlers (idempotent).
+    /// Installs the handlers (idempotent) and unblocks their signals: a process inherits the signal mask of the
+    /// thread that started it, and a parent that spawns from a thread with signals blocked (a thread pool, some
+    /// supervisors) would otherwise leave the stop signals pending forever. Also ignores SIGXFSZ, so that a file-size
+    /// limit (ulimit -f) makes a write fail with a message (and the previous checkpoint survive) instead of killing
+    /// the process.
     public static func install() {
+        signal(SIGXFSZ, SIG_IGN)
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signalNumber in handled { sigaddset(&set, signalNumber) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         for signalNumber in handled {
             signal(signalNumber) { number in
                 if number == SIGINT && receivedSignal.load(ordering: .relaxed) == SIGINT { _exit(130) }

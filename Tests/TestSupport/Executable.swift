@@ -67,6 +67,12 @@ public enum MnistDist {
         out.fileHandleForReading.readabilityHandler = { collectedOut.append($0.availableData) }
         err.fileHandleForReading.readabilityHandler = { collectedErr.append($0.availableData) }
         let start = Date()
+        // The child inherits this thread's signal mask, and test threads block signals: spawn with none blocked, or
+        // mpirun and the ranks would never see the SIGTERM or SIGUSR1 a test sends.
+        var none = sigset_t(), saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
         do {
             try process.run()
         } catch {
@@ -114,5 +120,23 @@ private final class Collected: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+extension MnistDist {
+    /// Runs a shell command line and returns its exit status.
+    @discardableResult
+    public static func shell(_ command: String) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", command]
+        process.standardOutput = FileHandle.nullDevice
+        var none = sigset_t(), saved = sigset_t()
+        sigemptyset(&none)
+        pthread_sigmask(SIG_SETMASK, &none, &saved)
+        defer { pthread_sigmask(SIG_SETMASK, &saved, nil) }
+        do { try process.run() } catch { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
     }
 }

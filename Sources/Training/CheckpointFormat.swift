@@ -1,4 +1,5 @@
-// The checkpoint file format, and writing it so that a directory only ever holds complete checkpoints.
+// The checkpoint file format: encoding and verified decoding. Pure functions of bytes (no file system), so the
+// decoder can be fuzzed on its own (scripts/fuzz.sh); CheckpointFiles.swift reads, writes and rotates the files.
 //
 // Layout (all integers little-endian):
 //   8 bytes   magic "MNDCKPT\n"
@@ -11,8 +12,9 @@
 // Reading checks the CRC first and every length against the bytes that remain, so a truncated, bit-flipped or
 // hostile file is refused before anything is allocated for it. (Floats are copied as raw bytes: every platform
 // Swift on Linux runs on is little-endian.)
-import Foundation
+#if canImport(MNISTData)  // absent when scripts/fuzz.sh compiles this file together with MNISTData's sources
 import MNISTData
+#endif
 
 /// A problem with a checkpoint file: which file, and what is wrong with it.
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
@@ -197,90 +199,6 @@ public struct Checkpoint: Equatable, Sendable {
                           partialSamples: try integer("partial.samples"), generator: generator, history: history,
                           parameters: parameters, optimizerState: state)
     }
-
-    // MARK: Files
-
-    /// Reads and verifies the checkpoint at `path`.
-    public static func read(path: String) throws(CheckpointError) -> Checkpoint {
-        let bytes: [UInt8]
-        do {
-            bytes = try readFile(path)
-        } catch {
-            throw CheckpointError(file: path, problem: error.description)
-        }
-        return try decode(bytes, name: path)
-    }
-
-    /// Writes the checkpoint to `path` atomically: a temporary file in the same directory, flushed and fsynced,
-    /// renamed over `path`, then the directory fsynced. On failure the temporary file is removed and whatever was at
-    /// `path` is untouched.
-    public func write(to path: String) throws(CheckpointError) {
-        do {
-            try writeFileAtomically(encoded(), to: path)
-        } catch {
-            throw CheckpointError(file: path, problem: error.description)
-        }
-    }
-}
-
-/// A directory of numbered checkpoints, of which the newest K are kept.
-public struct CheckpointDirectory: Sendable {
-    public let path: String
-    public let keep: Int
-
-    public init(path: String, keep: Int = Defaults.checkpointsKept) {
-        self.path = path
-        self.keep = keep
-    }
-
-    /// The file name for a checkpoint taken after `step` steps.
-    public func file(step: Int) -> String { "\(path)/checkpoint-\(String(format: "%09d", step)).ckpt" }
-
-    /// Checkpoint files in the directory, oldest first (by step).
-    public func files() -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        return names.filter { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".ckpt") }.sorted().map { "\(path)/\($0)" }
-    }
-
-    /// Creates the directory if needed and checks that it is writable.
-    public func prepare() throws(CheckpointError) {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw CheckpointError(file: path, problem: "cannot create the checkpoint directory (\(describe(error)))")
-        }
-        guard access(path, W_OK) == 0 else {
-            throw CheckpointError(file: path, problem: "the checkpoint directory is not writable (\(String(cString: strerror(errno))))")
-        }
-    }
-
-    /// Writes `checkpoint` as the newest file, then removes all but the newest `keep`.
-    public func save(_ checkpoint: Checkpoint) throws(CheckpointError) -> String {
-        let target = file(step: checkpoint.step)
-        try checkpoint.write(to: target)
-        let all = files()
-        for old in all.dropLast(keep) { unlink(old) }
-        return target
-    }
-}
-
-/// Where `--resume` points: a checkpoint file, or a directory whose newest valid checkpoint is taken.
-public func loadCheckpoint(from path: String, warn: (String) -> Void) throws(CheckpointError) -> (Checkpoint, String) {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw CheckpointError(file: path, problem: "no such file or directory")
-    }
-    guard isDirectory.boolValue else { return (try Checkpoint.read(path: path), path) }
-    let files = CheckpointDirectory(path: path).files()
-    guard !files.isEmpty else { throw CheckpointError(file: path, problem: "holds no checkpoint-*.ckpt files") }
-    for file in files.reversed() {
-        do {
-            return (try Checkpoint.read(path: file), file)
-        } catch {
-            warn("skipping \(error.description)")
-        }
-    }
-    throw CheckpointError(file: path, problem: "none of its \(files.count) checkpoints verifies")
 }
 
 // MARK: Byte helpers

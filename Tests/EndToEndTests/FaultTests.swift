@@ -1,0 +1,268 @@
+// Long runs and failures: resume (bit-identical at the same split, any rank count), clean stops on signals, a rank
+// killed mid-epoch, divergence, unwritable or full checkpoint directories, and every kind of bad input — each with
+// one clear line, a non-zero exit, every rank ended, nothing half-written.
+import Foundation
+import MNISTData
+import Testing
+import TestSupport
+import Training
+
+/// Arguments for a short CNN run of 3 epochs of 16 steps (batch 512) on the chapter split.
+private func cnnRun(_ extra: [String]) -> [String] {
+    ["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "3", "--batch-size", "512", "--progress", "none"] + extra
+}
+
+/// True if this process may mount a tmpfs (root with CAP_SYS_ADMIN).
+private let canMount: Bool = {
+    let directory = Fixtures.makeTemporaryDirectory("mount")
+    defer { Fixtures.removeTemporary(directory) }
+    let mount = MnistDist.shell("mount -t tmpfs -o size=1m tmpfs '\(directory.path)' && umount '\(directory.path)'")
+    return mount == 0
+}()
+
+extension EndToEnd {
+    @Suite("Long runs and failures")
+    struct FaultTests {
+        @Test("interrupted at step 20 and resumed, a run ends bit-identical to the uninterrupted one; also resumed under -np 2")
+        func resumeIdentical() throws {
+            let directory = Fixtures.makeTemporaryDirectory("resume")
+            defer { Fixtures.removeTemporary(directory) }
+            let path = { (name: String) in directory.appendingPathComponent(name).path }
+            let whole = MnistDist.run(cnnRun(["--threads", "2", "--save", path("whole.ckpt")]))
+            #expect(whole.status == 0, "\(whole)")
+            // Stopped mid-epoch 2, resumed in one process.
+            let first = MnistDist.run(cnnRun(["--threads", "2", "--checkpoint-dir", path("a"), "--stop-after", "20"]))
+            #expect(first.status == ExitCode.stopped.rawValue && first.stderr.contains("stopped after step 20"), "\(first)")
+            let resumed = MnistDist.run(cnnRun(["--threads", "2", "--checkpoint-dir", path("a"), "--resume", path("a"), "--save", path("a.ckpt")]))
+            #expect(resumed.status == 0, "\(resumed)")
+            #expect(resumed.stdout.contains("Resuming from"), "\(resumed)")
+            let reference = try Checkpoint.read(path: path("whole.ckpt"))
+            let a = try Checkpoint.read(path: path("a.ckpt"))
+            #expect(a.parameters == reference.parameters)
+            #expect(a.optimizerState == reference.optimizerState)
+            #expect(a.history.map(\.testAccuracy) == reference.history.map(\.testAccuracy))
+            #expect(a.history.map(\.trainLoss) == reference.history.map(\.trainLoss), "the resumed epoch's loss includes its first part")
+            // Resumed under mpirun -np 2 (one thread each: the same split of every batch) from the same checkpoint.
+            let b = path("b")
+            try FileManager.default.createDirectory(atPath: b, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: CheckpointDirectory(path: path("a")).file(step: 20), toPath: b + "/checkpoint-000000020.ckpt")
+            let distributed = MnistDist.run(cnnRun(["--threads", "1", "--resume", b, "--save", path("b.ckpt")]), ranks: 2)
+            #expect(distributed.status == 0, "\(distributed)")
+            #expect(try Checkpoint.read(path: path("b.ckpt")).parameters == reference.parameters)
+        }
+
+        @Test("resumed with a different split of the batch (-np 3), the MLP ends within 1e-5 of the uninterrupted run")
+        func resumeOtherRankCount() throws {
+            let directory = Fixtures.makeTemporaryDirectory("resume3")
+            defer { Fixtures.removeTemporary(directory) }
+            let path = { (name: String) in directory.appendingPathComponent(name).path }
+            let mlp = ["--model", "mlp", "--normalize", "none"]
+            #expect(MnistDist.run(cnnRun(mlp + ["--save", path("whole.ckpt")])).status == 0)
+            #expect(MnistDist.run(cnnRun(mlp + ["--checkpoint-dir", path("c"), "--stop-after", "25"])).status == 75)
+            let resumed = MnistDist.run(cnnRun(mlp + ["--resume", path("c"), "--save", path("c.ckpt")]), ranks: 3)
+            #expect(resumed.status == 0, "\(resumed)")
+            let difference = E2E.relativeDifference(try Checkpoint.read(path: path("c.ckpt")).parameters,
+                                                    try Checkpoint.read(path: path("whole.ckpt")).parameters)
+            print("mlp resumed under -np 3: max difference \(difference) of the largest parameter")
+            #expect(difference <= 1e-5)
+        }
+
+        @Test("a checkpoint of another model, or a damaged one, is refused with what differs or what is wrong")
+        func refusedCheckpoints() throws {
+            let directory = Fixtures.makeTemporaryDirectory("refuse")
+            defer { Fixtures.removeTemporary(directory) }
+            let path = { (name: String) in directory.appendingPathComponent(name).path }
+            #expect(MnistDist.run(cnnRun(["--checkpoint-dir", path("cnn"), "--stop-after", "3"])).status == 75)
+            let file = CheckpointDirectory(path: path("cnn")).file(step: 3)
+            let otherModel = MnistDist.run(cnnRun(["--model", "mlp", "--resume", file]), ranks: 2)
+            #expect(otherModel.status == ExitCode.badInput.rawValue, "\(otherModel)")
+            #expect(otherModel.stderr.contains("the checkpoint was made with model cnn, but this run has model mlp"), "\(otherModel)")
+            #expect(otherModel.stderr.components(separatedBy: "made with").count == 2, "printed once")
+            let otherData = MnistDist.run(cnnRun(["--normalize", "none", "--resume", file]))
+            #expect(otherData.stderr.contains("made with normalize standard, but this run has normalize none"), "\(otherData)")
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
+            try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path("truncated.ckpt")))
+            bytes[bytes.count / 3] ^= 0x04
+            try bytes.write(to: URL(fileURLWithPath: path("flipped.ckpt")))
+            for (name, problem) in [("truncated.ckpt", "damaged or truncated (CRC-32 mismatch"), ("flipped.ckpt", "CRC-32 mismatch")] {
+                let run = MnistDist.run(cnnRun(["--resume", path(name)]), ranks: 2)
+                #expect(run.status == ExitCode.badInput.rawValue && run.stderr.contains("\(name): is \(problem)") || run.stderr.contains(problem),
+                        "\(run)")
+            }
+        }
+
+        @Test("SIGTERM in one process: it stops after the step, writes a checkpoint, exits 75, and resumes to the same result")
+        func sigterm() throws {
+            let directory = Fixtures.makeTemporaryDirectory("sigterm")
+            defer { Fixtures.removeTemporary(directory) }
+            let path = { (name: String) in directory.appendingPathComponent(name).path }
+            let run = MnistDist.run(cnnRun(["--threads", "2", "--checkpoint-dir", path("d")]), timeout: 120, onStart: { pid in
+                Thread.detachNewThread { usleep(4_000_000); kill(pid, SIGTERM) }
+            })
+            #expect(run.status == ExitCode.stopped.rawValue, "\(run)")
+            #expect(run.stderr.contains("SIGTERM received"), "\(run)")
+            let resumed = MnistDist.run(cnnRun(["--threads", "2", "--resume", path("d"), "--save", path("d.ckpt")]))
+            #expect(resumed.status == 0, "\(resumed)")
+            let whole = MnistDist.run(cnnRun(["--threads", "2", "--save", path("whole.ckpt")]))
+            #expect(whole.status == 0)
+            #expect(try Checkpoint.read(path: path("d.ckpt")).parameters == Checkpoint.read(path: path("whole.ckpt")).parameters)
+        }
+
+        @Test("SIGUSR1 to mpirun reaches every rank: they stop at the same step, one checkpoint, exit 75")
+        func sigusr1UnderMPI() throws {
+            let directory = Fixtures.makeTemporaryDirectory("sigusr1")
+            defer { Fixtures.removeTemporary(directory) }
+            let run = MnistDist.run(cnnRun(["--checkpoint-dir", directory.path]), ranks: 2, timeout: 120, onStart: { pid in
+                Thread.detachNewThread { usleep(5_000_000); kill(pid, SIGUSR1) }
+            })
+            #expect(run.status == ExitCode.stopped.rawValue, "\(run)")
+            #expect(run.stderr.contains("SIGUSR1 received"), "\(run)")
+            let files = CheckpointDirectory(path: directory.path).files()
+            #expect(!files.isEmpty)
+            for file in files { #expect(throws: Never.self) { try Checkpoint.read(path: file) } }
+            usleep(300_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+        }
+
+        @Test("a rank killed mid-epoch: the job ends, the checkpoints all verify, and resuming gives the uninterrupted result")
+        func killedRankThenResume() throws {
+            let directory = Fixtures.makeTemporaryDirectory("killed")
+            defer { Fixtures.removeTemporary(directory) }
+            let path = { (name: String) in directory.appendingPathComponent(name).path }
+            let killer = Thread {
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline && MnistDist.runningProcesses().count < 2 { usleep(50_000) }
+                usleep(6_000_000)
+                if let victim = MnistDist.runningProcesses().max() { kill(victim, SIGKILL) }
+            }
+            let start = Date()
+            let run = MnistDist.run(cnnRun(["--threads", "1", "--checkpoint-dir", path("e"), "--checkpoint-every", "5"]), ranks: 2,
+                                    timeout: 120, onStart: { _ in killer.start() })
+            #expect(run.status != 0 && !run.timedOut, "\(run)")
+            #expect(Date().timeIntervalSince(start) < 60)
+            usleep(300_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+            let files = CheckpointDirectory(path: path("e")).files()
+            #expect(!files.isEmpty, "no checkpoint before the kill")
+            for file in files { #expect(throws: Never.self) { try Checkpoint.read(path: file) } }
+            let resumed = MnistDist.run(cnnRun(["--threads", "1", "--resume", path("e"), "--save", path("e.ckpt")]), ranks: 2)
+            #expect(resumed.status == 0, "\(resumed)")
+            let whole = MnistDist.run(cnnRun(["--threads", "2", "--thread-mode", "workers", "--save", path("whole.ckpt")]))
+            #expect(try Checkpoint.read(path: path("e.ckpt")).parameters == Checkpoint.read(path: path("whole.ckpt")).parameters, "\(whole)")
+        }
+
+        @Test("a learning rate of 1e6: stops at the step the loss or gradient turns non-finite, with a hint; checkpoints stay good")
+        func divergence() throws {
+            let directory = Fixtures.makeTemporaryDirectory("diverge")
+            defer { Fixtures.removeTemporary(directory) }
+            // A relu network: its activations grow without bound (the tanh MLP saturates and stays finite).
+            let run = MnistDist.run(cnnRun(["--optimizer", "sgd", "--lr", "1e6", "--checkpoint-dir", directory.path,
+                                            "--checkpoint-every", "1"]), ranks: 2)
+            #expect(run.status == ExitCode.diverged.rawValue, "\(run)")
+            #expect(run.stderr.contains("training diverged at step "), "\(run)")
+            #expect(run.stderr.contains("Try a smaller learning rate (--lr, now 1000000)"), "\(run)")
+            #expect(run.stderr.components(separatedBy: "diverged").count == 2, "printed once")
+            for file in CheckpointDirectory(path: directory.path).files() {
+                let checkpoint = try Checkpoint.read(path: file)
+                #expect(checkpoint.parameters.allSatisfy { $0.isFinite }, "\(file) holds non-finite parameters")
+            }
+        }
+
+        @Test("a file size limit (a full disk, as any user sees it): a clear error, exit 73, the previous checkpoint intact")
+        func fileSizeLimit() throws {
+            let directory = Fixtures.makeTemporaryDirectory("fsize")
+            defer { Fixtures.removeTemporary(directory) }
+            #expect(MnistDist.run(cnnRun(["--checkpoint-dir", directory.path, "--stop-after", "2"])).status == 75)
+            let before = try Data(contentsOf: URL(fileURLWithPath: CheckpointDirectory(path: directory.path).file(step: 2)))
+            // ulimit -f is in 1 KB blocks: 1 MB is less than a CNN checkpoint (4.8 MB).
+            let status = MnistDist.shell("ulimit -f 1024; exec '\(MnistDist.executable)' \(cnnRun(["--checkpoint-dir", directory.path, "--resume", directory.path, "--checkpoint-every", "1", "--progress", "none"]).map { "'\($0)'" }.joined(separator: " ")) 2> '\(directory.path)/err.txt'")
+            #expect(status == ExitCode.cannotWrite.rawValue)
+            let message = (try? String(contentsOfFile: directory.path + "/err.txt", encoding: .utf8)) ?? ""
+            #expect(message.contains("file too large"), "\(message)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: CheckpointDirectory(path: directory.path).file(step: 2))) == before)
+            #expect(CheckpointDirectory(path: directory.path).files().count == 1, "no partial file left: \(CheckpointDirectory(path: directory.path).files())")
+        }
+
+        @Test("a full (20 MB tmpfs) or read-only checkpoint directory: a clear error; the previous checkpoint survives",
+              .enabled(if: canMount))
+        func fullAndReadOnlyDirectory() throws {
+            let directory = Fixtures.makeTemporaryDirectory("tmpfs")
+            defer {
+                _ = MnistDist.shell("umount '\(directory.path)' 2>/dev/null")
+                Fixtures.removeTemporary(directory)
+            }
+            // A CNN checkpoint with Adadelta's state is 14.4 MB: one fits, a second cannot be written beside it.
+            #expect(MnistDist.shell("mount -t tmpfs -o size=20m tmpfs '\(directory.path)'") == 0)
+            let full = MnistDist.run(cnnRun(["--checkpoint-dir", directory.path, "--checkpoint-every", "1"]), ranks: 2)
+            #expect(full.status == ExitCode.cannotWrite.rawValue, "\(full)")
+            #expect(full.stderr.contains("no space left on the device"), "\(full)")
+            let files = CheckpointDirectory(path: directory.path).files()
+            #expect(files.count == 1)
+            #expect(throws: Never.self) { try Checkpoint.read(path: files[0]) }
+            #expect(MnistDist.shell("mount -o remount,ro '\(directory.path)'") == 0)
+            let readOnly = MnistDist.run(cnnRun(["--checkpoint-dir", directory.path]))
+            #expect(readOnly.status == ExitCode.cannotWrite.rawValue, "\(readOnly)")
+            #expect(readOnly.stderr.contains("the checkpoint directory is not writable"), "\(readOnly)")
+        }
+
+        /// A directory with the t10k pair as given (raw bytes, named as the real files).
+        private func dataDirectory(images: [UInt8], labels: [UInt8]) -> URL {
+            let directory = Fixtures.makeTemporaryDirectory("bad")
+            _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("t10k-images-idx3-ubyte.gz").path, contents: Data(images))
+            _ = FileManager.default.createFile(atPath: directory.appendingPathComponent("t10k-labels-idx1-ubyte.gz").path, contents: Data(labels))
+            return directory
+        }
+
+        @Test("bad data under mpirun -np 2: one clear line naming the file, a non-zero exit, every rank ended",
+              arguments: [("wrong magic", "is not an IDX image file (magic 0x4E4F5045"),
+                          ("truncated gzip", "the gzip stream is truncated"), ("corrupt gzip", "the gzip data is corrupt"),
+                          ("count mismatch", "holds 30 images but"), ("label above 9", "label 12 at index 4 is not a digit class 0-9"),
+                          ("empty dataset", "the training set is empty"), ("32x32 images", "images are 32x32, but the cnn takes 28x28"),
+                          ("billions of images", "header claims 2147483648 images")])
+        func badData(kind: String, expected: String) {
+            let labels30 = IDXBuilder.gzip(IDXBuilder.labels((0..<30).map { UInt8($0 % 10) }))
+            let images30 = IDXBuilder.gzip(IDXBuilder.images(count: 30))
+            let files: (images: [UInt8], labels: [UInt8])
+            switch kind {
+            case "wrong magic": files = (Array("NOPE, not an IDX file at all".utf8), labels30)
+            case "truncated gzip": files = (Array(images30.prefix(images30.count / 2)), labels30)
+            case "corrupt gzip": files = ({ var b = images30; b[b.count - 6] ^= 0xff; return b }(), labels30)
+            case "count mismatch": files = (images30, IDXBuilder.gzip(IDXBuilder.labels([1, 2, 3])))
+            case "label above 9": files = (images30, IDXBuilder.gzip(IDXBuilder.labels([1, 2, 3, 4, 12] + [UInt8](repeating: 0, count: 25))))
+            case "empty dataset": files = (IDXBuilder.gzip(IDXBuilder.images(count: 0)), IDXBuilder.gzip(IDXBuilder.labels([])))
+            case "32x32 images": files = (IDXBuilder.gzip(IDXBuilder.images(count: 30, rows: 32, columns: 32)), labels30)
+            default: files = (IDXBuilder.gzip(IDXBuilder.file(magic: 0x803, dimensions: [1 << 31, 28, 28], payload: [UInt8](repeating: 1, count: 2048))), labels30)
+            }
+            let directory = dataDirectory(images: files.images, labels: files.labels)
+            defer { Fixtures.removeTemporary(directory) }
+            let run = MnistDist.run(["train", "--data-dir", directory.path, "--split", "chapter", "--epochs", "1", "--progress", "none"],
+                                    ranks: 2, timeout: 60)
+            #expect(!run.timedOut && run.status != 0, "\(kind): \(run)")
+            #expect(run.stderr.contains(expected), "\(kind): \(run)")
+            #expect(run.stderr.components(separatedBy: "error:").count == 2, "\(kind): printed once: \(run.stderr)")
+            #expect(!run.stderr.contains("Fatal error") && !run.stderr.contains("Backtrac"), "\(kind): no crash")
+            usleep(200_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+        }
+
+        @Test("a hostfile naming a host that does not exist ends promptly with a non-zero exit")
+        func unknownHost() throws {
+            let directory = Fixtures.makeTemporaryDirectory("hostfile")
+            defer { Fixtures.removeTemporary(directory) }
+            let hostfile = directory.appendingPathComponent("hosts").path
+            try "no-such-host.invalid slots=1\n".write(toFile: hostfile, atomically: true, encoding: .utf8)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/mpirun")
+            process.arguments = MnistDist.mpirunOptions + ["--hostfile", hostfile, "-np", "1", MnistDist.executable, "--help"]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            let start = Date()
+            try process.run()
+            while process.isRunning && Date().timeIntervalSince(start) < 60 { usleep(100_000) }
+            if process.isRunning { process.terminate() }
+            process.waitUntilExit()
+            #expect(Date().timeIntervalSince(start) < 60)
+            #expect(process.terminationStatus != 0)
+        }
+    }
+}

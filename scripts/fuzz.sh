@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fuzzes the IDX reader and the checkpoint reader with libFuzzer and AddressSanitizer, each for a bounded time
+# (default 60 s), starting from the seed corpus in Tests/Fuzz/corpus. Fails on any crash, leak, timeout or single
+# allocation over 64 MB (inputs are at most 4 KB, so no legitimate allocation comes near that).
+# Usage: scripts/fuzz.sh [seconds]      Artifacts (crashing inputs) go to .build-fuzz/artifacts.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+seconds="${1:-60}"
+out=.build-fuzz
+mkdir -p "$out/artifacts"
+
+build() {  # name, sources...
+  local name="$1"; shift
+  swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "Fuzz_$name" \
+    -I Sources/CZlib -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap "$@" -lz -o "$out/fuzz-$name" 2>&1 \
+    | grep -vE "ld.gold: warning: Cannot export local symbol" || true
+  [ -x "$out/fuzz-$name" ] || { echo "fuzz.sh: building fuzz-$name failed" >&2; exit 1; }
+}
+
+build idx Sources/MNISTData/*.swift Tests/Fuzz/FuzzIDX.swift
+build checkpoint Sources/MNISTData/*.swift Sources/Training/CheckpointFormat.swift Tests/Fuzz/FuzzCheckpoint.swift
+
+status=0
+for name in idx checkpoint; do
+  corpus="$out/corpus-$name"
+  mkdir -p "$corpus"
+  echo "== fuzz-$name for ${seconds}s"
+  if ! "$out/fuzz-$name" "$corpus" "Tests/Fuzz/corpus/$name" -max_total_time="$seconds" -max_len=4096 \
+      -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
+      -artifact_prefix="$out/artifacts/$name-" > "$out/fuzz-$name.log" 2>&1 < /dev/null; then
+    echo "fuzz-$name FAILED; the crashing input is in $out/artifacts:" >&2
+    grep -E "ERROR|==[0-9]+==|Fatal|Test unit written" "$out/fuzz-$name.log" | head -20 >&2
+    status=1
+  fi
+  runs=$(grep -E "stat::number_of_executed_units" "$out/fuzz-$name.log" | awk '{print $2}')
+  speed=$(grep -E "stat::average_exec_per_sec" "$out/fuzz-$name.log" | awk '{print $2}')
+  coverage=$(grep -oE "cov: [0-9]+ ft: [0-9]+" "$out/fuzz-$name.log" | tail -1)
+  echo "   $runs runs, $speed exec/s, $coverage, corpus $(ls "$corpus" | wc -l) inputs"
+done
+exit $status

@@ -25,6 +25,8 @@ public final class Tape {
         let output: Int32
         /// Receives the output's gradient and adds into the inputs' gradients.
         let body: (Tape, UnsafeMutablePointer<Float>) -> Void
+        /// Parameters (indices in the bound store) among the op's inputs.
+        let parameters: [Int]
     }
 
     let arena = Arena()
@@ -33,6 +35,8 @@ public final class Tape {
     private(set) var generation: UInt32 = 0
     /// Parameter gradient slots bound in this step (they must be zeroed if nothing reaches them).
     private var parameterSlots: Range<Int32> = 0..<0
+    /// The parameters among the inputs of the op whose output was made last (handed to its pullback record).
+    private var lastParameterInputs: [Int] = []
 
     /// When false, ops run without recording anything (evaluation); outputs still come from the arena.
     public var isRecording: Bool
@@ -139,6 +143,9 @@ public final class Tape {
             return Tensor(shape: shape, storage: TensorStorage(capacity: shape.reduce(1, *)), tape: nil)
         }
         var tensor = tape.uninitialized(shape)
+        tape.lastParameterInputs = inputs.compactMap { input in
+            tape.parameterSlots.contains(input.node) && input.tape === tape ? Int(input.node - tape.parameterSlots.lowerBound) : nil
+        }
         if tracked && tape.isRecording {
             tensor = Tensor(shape: shape, storage: tensor.storage, tape: tape, node: tape.newSlot(count: tensor.count),
                             generation: tape.generation)
@@ -149,7 +156,7 @@ public final class Tape {
     /// Records `body` as the pullback of `output` (nothing happens if the output is not tracked).
     func record(_ output: Tensor, _ body: @escaping (Tape, UnsafeMutablePointer<Float>) -> Void) {
         guard output.node >= 0 else { return }
-        pullbacks.append(Pullback(output: output.node, body: body))
+        pullbacks.append(Pullback(output: output.node, body: body, parameters: lastParameterInputs))
     }
 
     /// Calls `body` with the buffer that receives `input`'s gradient and whether to add to it (false: overwrite,
@@ -180,23 +187,54 @@ public final class Tape {
     /// Propagates gradients from `loss` (seeded with `seed`, usually 1) back to every tracked tensor.
     ///
     /// Parameters bound with `bind(_:)` that the loss does not depend on get a zero gradient.
+    /// - Parameters:
+    ///   - parameterReady: called with a bound parameter's index as soon as its gradient is final (after the last
+    ///     pullback that adds into it), so that its all-reduce can start while backward goes on.
+    ///   - afterEachPullback: called after every pullback (to let communication progress).
     /// - Precondition: `loss` has one element and is tracked by this tape.
-    public func backward(from loss: Tensor, seed: Float = 1) {
+    public func backward(from loss: Tensor, seed: Float = 1, parameterReady: ((Int) -> Void)? = nil,
+                         afterEachPullback: (() -> Void)? = nil) {
         require(loss.count == 1, "Tape.backward: the loss must be a scalar, not shape \(describe(loss.shape))")
         require(loss.tape === self && loss.node >= 0 && loss.generation == generation,
                      "Tape.backward: the loss is not tracked by this tape's current step")
         withGradient(of: loss) { gradient, _ in gradient.pointee = seed }
-        for pullback in pullbacks.reversed() {
+        // A parameter's gradient is final after the earliest-recorded pullback that uses it (backward runs them
+        // from last to first).
+        var finalAfter = [Int](repeating: -1, count: parameterSlots.count)
+        if parameterReady != nil {
+            for (index, pullback) in pullbacks.enumerated() {
+                for parameter in pullback.parameters where finalAfter[parameter] < 0 { finalAfter[parameter] = index }
+            }
+        }
+        for (index, pullback) in pullbacks.enumerated().reversed() {
             let slot = slots[Int(pullback.output)]
-            guard slot.written, let storage = slot.storage else { continue }  // no gradient reached this output
-            withExtendedLifetime(storage) { pullback.body(self, storage.pointer + slot.offset) }
+            if slot.written, let storage = slot.storage {  // otherwise no gradient reached this output
+                withExtendedLifetime(storage) { pullback.body(self, storage.pointer + slot.offset) }
+            }
+            if let parameterReady {
+                for parameter in pullback.parameters where finalAfter[parameter] == index {
+                    zeroIfUnwritten(parameterSlots.lowerBound + Int32(parameter))
+                    parameterReady(parameter)
+                }
+            }
+            afterEachPullback?()
         }
         for index in parameterSlots where !slots[Int(index)].written {
-            let slot = slots[Int(index)]
-            (slot.storage!.pointer + slot.offset).update(repeating: 0, count: slot.count)
+            zeroIfUnwritten(index)
+            if parameterReady != nil && finalAfter[Int(index - parameterSlots.lowerBound)] < 0 {
+                parameterReady?(Int(index - parameterSlots.lowerBound))  // never used: zero, and ready now
+            }
         }
         // The closures hold the step's buffers; release them now so the arena can reuse them next step.
         pullbacks.removeAll(keepingCapacity: true)
+    }
+
+    /// Zeroes a parameter's gradient if no pullback wrote it (the loss does not depend on it).
+    private func zeroIfUnwritten(_ index: Int32) {
+        let slot = slots[Int(index)]
+        guard !slot.written else { return }
+        (slot.storage!.pointer + slot.offset).update(repeating: 0, count: slot.count)
+        slots[Int(index)].written = true
     }
 
     /// The gradient collected for a tracked tensor (zeros if none reached it).

@@ -31,6 +31,10 @@ public protocol Communicator: AnyObject {
     /// Combines `buffer` elementwise over all ranks, in place; every rank ends with the result.
     func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                    operation: ReductionOperation) throws(CommunicatorError)
+    /// Starts combining `buffer` over all ranks in place, without waiting (MPI_Iallreduce); the buffer must not be
+    /// touched until the returned reduction has been waited for.
+    func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                        operation: ReductionOperation) throws(CommunicatorError) -> PendingReduction
     /// Copies `buffer` from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws(CommunicatorError)
     /// Waits until every rank has arrived.
@@ -72,6 +76,20 @@ extension Communicator {
     public var isRoot: Bool { rank == 0 }
 }
 
+/// A reduction under way.
+public protocol PendingReduction: AnyObject {
+    /// Lets it progress; true once it has finished.
+    func test() throws(CommunicatorError) -> Bool
+    /// Waits until it has finished.
+    func wait() throws(CommunicatorError)
+}
+
+/// A reduction that was complete when it started (one process).
+final class FinishedReduction: PendingReduction {
+    func test() -> Bool { true }
+    func wait() {}
+}
+
 /// The whole job is this one process: collectives leave their buffers as they are.
 public final class SingleProcessCommunicator: Communicator {
     public init() {}
@@ -82,6 +100,8 @@ public final class SingleProcessCommunicator: Communicator {
     public var implementation: String { "single process (no MPI)" }
     public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                           operation: ReductionOperation) {}
+    public func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                               operation: ReductionOperation) -> PendingReduction { FinishedReduction() }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
     public func barrier() {}
     public func abort(code: Int32) -> Never { exitProcess(code) }

@@ -54,9 +54,8 @@ public final class MPICommunicator: Communicator {
         return variables.contains { (name: String) -> Bool in getenv(name) != nil }
     }
 
-    public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
-                          operation: ReductionOperation) throws(CommunicatorError) {
-        guard count > 0 else { return }
+    /// MPI's datatype and width for an element type, and its reduction operation.
+    private static func describe(_ element: ReductionElement, _ operation: ReductionOperation) -> (MPI_Datatype, Int, MPI_Op) {
         let type: MPI_Datatype, width: Int
         switch element {
         case .float: (type, width) = (cmpi_float(), 4)
@@ -69,6 +68,13 @@ public final class MPICommunicator: Communicator {
         case .max: op = cmpi_op_max()
         case .min: op = cmpi_op_min()
         }
+        return (type, width, op)
+    }
+
+    public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                          operation: ReductionOperation) throws(CommunicatorError) {
+        guard count > 0 else { return }
+        let (type, width, op) = Self.describe(element, operation)
         // MPI counts are 32-bit: reduce larger buffers in pieces.
         var start = 0
         while start < count {
@@ -77,6 +83,20 @@ public final class MPICommunicator: Communicator {
                            "MPI_Allreduce of \(count) values")
             start += piece
         }
+    }
+
+    public func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                               operation: ReductionOperation) throws(CommunicatorError) -> PendingReduction {
+        guard count > 0 else { return FinishedReduction() }
+        guard count <= Int(Int32.max) else {
+            try allReduce(buffer, count: count, element: element, operation: operation)  // too large for one request
+            return FinishedReduction()
+        }
+        let (type, _, op) = Self.describe(element, operation)
+        let pending = MPIReduction()
+        try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(count), type, op, world, &pending.request),
+                       "MPI_Iallreduce of \(count) values")
+        return pending
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws(CommunicatorError) {
@@ -106,12 +126,32 @@ public final class MPICommunicator: Communicator {
     }
 
     /// Turns an MPI return code into a CommunicatorError with MPI's message.
-    private static func check(_ code: Int32, _ call: String) throws(CommunicatorError) {
+    fileprivate static func check(_ code: Int32, _ call: String) throws(CommunicatorError) {
         guard code != cmpi_success() else { return }
         var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var length: Int32 = 0
         MPI_Error_string(code, &text, &length)
         throw CommunicatorError("\(call) failed: \(string(text))")
+    }
+}
+
+/// An MPI_Iallreduce under way.
+private final class MPIReduction: PendingReduction {
+    var request = cmpi_request_null()
+    private var done = false
+
+    func test() throws(CommunicatorError) -> Bool {
+        guard !done else { return true }
+        var flag: Int32 = 0
+        try MPICommunicator.check(MPI_Test(&request, &flag, cmpi_status_ignore()), "MPI_Test")
+        done = flag != 0
+        return done
+    }
+
+    func wait() throws(CommunicatorError) {
+        guard !done else { return }
+        try MPICommunicator.check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait")
+        done = true
     }
 }
 

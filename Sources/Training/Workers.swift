@@ -62,8 +62,15 @@ final class Workers: @unchecked Sendable {
     /// Forward and backward over positions `range` of `order`: afterwards the gradient of Σ loss / `normalizer`
     /// over those samples (zero if `range` is empty) is in the store's gradient buffer, or, when `exact` is given,
     /// in `exact` as the Double sum of the workers' Float gradients (not yet rounded: see `Trainer`).
+    /// - Parameters:
+    ///   - parameterReady, afterEachPullback: passed to the tape's backward (one worker only: they run on the calling
+    ///     thread, which may then start and progress all-reduces).
     func gradient(of dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
-                  normalizer: Int, exact: UnsafeMutablePointer<Double>? = nil) -> WorkerTotals {
+                  normalizer: Int, exact: UnsafeMutablePointer<Double>? = nil,
+                  parameterReady: ((Int) -> Void)? = nil, afterEachPullback: (() -> Void)? = nil) -> WorkerTotals {
+        require(count == 1 || (parameterReady == nil && afterEachPullback == nil),
+                "Workers.gradient: backward callbacks need a single worker")
+        let callbacks = UncheckedSendable((parameterReady, afterEachPullback))
         order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
@@ -72,6 +79,7 @@ final class Workers: @unchecked Sendable {
                 results[worker] = WorkerTotals(samples: part.count)
                 guard !part.isEmpty else {
                     destination.pointer.update(repeating: 0, count: store.count)
+                    for parameter in store.entries.indices { callbacks.value.0?(parameter) }
                     return
                 }
                 let tape = trainTapes[worker]
@@ -82,7 +90,7 @@ final class Workers: @unchecked Sendable {
                                                tape: tape, parameters: parameters)
                 let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: normalizer)
                 let middle = DispatchTime.now()
-                tape.backward(from: loss)
+                tape.backward(from: loss, parameterReady: callbacks.value.0, afterEachPullback: callbacks.value.1)
                 let end = DispatchTime.now()
                 results[worker].lossSum = Double(loss.scalar) * Double(normalizer)
                 results[worker].correct = countCorrect(logProbabilities, labels[worker])

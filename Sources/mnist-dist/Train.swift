@@ -28,6 +28,9 @@ struct Train: ParsableCommand {
     @Option(help: "Precision of the gradient sum across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit) or float (half the bytes).")
     var allreduce: ReductionPrecision = .double
 
+    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. Pays on slow links (1 Gbit/s); see docs/scaling.md.")
+    var overlap = false
+
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")
     var checkpointDirectory: String?
 
@@ -90,6 +93,7 @@ struct Train: ParsableCommand {
         options.threads = threads
         options.threadMode = threadMode
         options.reduction = allreduce
+        options.overlap = overlap
         options.checkpointDirectory = checkpointDirectory
         options.checkpointEvery = checkpointEvery
         options.keepCheckpoints = keepCheckpoints

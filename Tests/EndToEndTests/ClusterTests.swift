@@ -1,0 +1,60 @@
+// A simulated cluster (scripts/cluster-sim.sh: network namespaces on a bridge, TCP between them): training across
+// hosts equals the single-host run, and losing a host ends the job promptly. Needs root and `ip netns`.
+import Foundation
+import Testing
+import TestSupport
+import Training
+
+/// True where network namespaces can be made (root, with the capability).
+private let canMakeNamespaces: Bool = {
+    guard getuid() == 0 else { return false }
+    return MnistDist.shell("ip netns add mnist-probe && ip netns delete mnist-probe") == 0
+}()
+
+extension EndToEnd {
+    @Suite("Simulated cluster", .enabled(if: canMakeNamespaces))
+    struct ClusterTests {
+        private var script: String { Fixtures.packageRoot.appendingPathComponent("scripts/cluster-sim.sh").path }
+
+        @Test("two hosts over TCP train bit for bit what one process with two workers trains")
+        func acrossHosts() throws {
+            let directory = Fixtures.makeTemporaryDirectory("cluster")
+            defer { Fixtures.removeTemporary(directory) }
+            let arguments = E2E.steps(20, model: "cnn", directory: directory.appendingPathComponent("hosts"), extra: ["--threads", "1"])
+            let status = MnistDist.shell("'\(script)' --hosts 2 --rate 1gbit -- '\(MnistDist.executable)' "
+                                         + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log' 2>&1")
+            let log = (try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? ""
+            #expect(status == ExitCode.stopped.rawValue, "\(log)")
+            #expect(log.contains("2 hosts"), "\(log)")
+            let single = MnistDist.run(E2E.steps(20, model: "cnn", directory: directory.appendingPathComponent("single"),
+                                                 extra: ["--threads", "2", "--thread-mode", "workers"]))
+            #expect(single.status == ExitCode.stopped.rawValue)
+            #expect(try E2E.parameters(in: directory.appendingPathComponent("hosts"), step: 20)
+                    == E2E.parameters(in: directory.appendingPathComponent("single"), step: 20))
+            #expect(MnistDist.shell("ip netns list | grep -q mnist-host") != 0, "the namespaces were not removed")
+        }
+
+        @Test("killing one host's processes ends the job within seconds, with a non-zero exit")
+        func hostLost() throws {
+            let directory = Fixtures.makeTemporaryDirectory("cluster-kill")
+            defer { Fixtures.removeTemporary(directory) }
+            let killer = Thread {
+                // Once host 2 runs its rank, kill everything in its namespace (its Open MPI daemon and the rank).
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline && MnistDist.runningProcesses().count < 2 { usleep(100_000) }
+                usleep(4_000_000)
+                MnistDist.shell("for pid in $(ip netns pids mnist-host2); do kill -9 $pid; done")
+            }
+            killer.start()
+            let start = Date()
+            let status = MnistDist.shell("timeout 120 '\(script)' --hosts 2 -- '\(MnistDist.executable)' train --data-dir '\(E2E.mnist)' "
+                                         + "--split chapter --epochs 20 --threads 1 --progress none > '\(directory.path)/log' 2>&1")
+            let elapsed = Date().timeIntervalSince(start)
+            #expect(status != 0 && status != 124, "exit \(status): \((try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? "")")
+            #expect(elapsed < 45, "the job took \(elapsed) s to end")
+            usleep(500_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+            #expect(MnistDist.shell("ip netns list | grep -q mnist-host") != 0, "the namespaces were not removed")
+        }
+    }
+}

@@ -2,24 +2,29 @@
 // where a single running sum would serialise every addition).
 
 public enum BufferMath {
-    /// Σ x² over the buffer (infinite or NaN if any element is), in Float with eight partial sums.
-    public static func sumOfSquares(_ values: UnsafeBufferPointer<Float>) -> Float {
-        var partial = SIMD8<Float>(repeating: 0)
-        let count = values.count, whole = count / 8 * 8
-        guard let base = values.baseAddress else { return 0 }
-        var i = 0
-        while i < whole {
-            let chunk = SIMD8<Float>(base[i], base[i + 1], base[i + 2], base[i + 3], base[i + 4], base[i + 5],
-                                     base[i + 6], base[i + 7])
-            partial += chunk * chunk
-            i += 8
+    /// Whether every element is finite (no NaN, no infinity), checked on up to `threads` threads. `x - x` is 0
+    /// for a finite x and NaN otherwise, so eight partial sums of it stay 0 exactly when all are finite (a sum of
+    /// squares would overflow for large finite values).
+    public static func allFinite(_ values: UnsafeBufferPointer<Float>, threads: Int = 1) -> Bool {
+        guard let base = values.baseAddress else { return true }
+        let parts = Parallel.parts(of: values.count, threads: threads)
+        var finite = [Bool](repeating: true, count: parts.count)
+        finite.withUnsafeMutableBufferPointer { finite in
+            Parallel.forEach(parts) { part, range in
+                var partial = SIMD8<Float>(repeating: 0)
+                var i = range.lowerBound
+                let whole = range.lowerBound + (range.count / 8) * 8
+                while i < whole {
+                    let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+                    partial += chunk - chunk
+                    i += 8
+                }
+                var rest: Float = 0
+                while i < range.upperBound { rest += base[i] - base[i]; i += 1 }
+                finite[part] = (partial.sum() + rest) == 0
+            }
         }
-        var total = partial.sum()
-        while i < count {
-            total += base[i] * base[i]
-            i += 1
-        }
-        return total
+        return !finite.contains(false)
     }
 
     /// `target[i] += source[i]` for every i.

@@ -271,8 +271,8 @@ public final class Trainer {
                 phases.backward -= buckets?.secondsInMPIDuringBackward ?? 0
 
                 // Every rank holds the same reduced numbers, so every rank takes the same decision here.
-                let gradientSquares = store.withGradients { BufferMath.sumOfSquares(UnsafeBufferPointer($0)) }
-                guard metricsBuffer[0].isFinite && gradientSquares.isFinite else {
+                let gradientFinite = store.withGradients { BufferMath.allFinite(UnsafeBufferPointer($0), threads: threads) }
+                guard metricsBuffer[0].isFinite && gradientFinite else {
                     throw RunError(.diverged, communicator.rank == 0
                         ? "training diverged at step \(step + 1) (epoch \(epoch + 1), batch \(batchIndex + 1)): the "
                             + (metricsBuffer[0].isFinite ? "gradient" : "loss") + " is not finite. Try a smaller "
@@ -280,7 +280,9 @@ public final class Trainer {
                             + (checkpoints != nil ? "; the checkpoints written so far are untouched" : "") + "." : nil)
                 }
                 let optimizerStart = DispatchTime.now()
-                store.withValuesAndGradients { values, gradients in optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients)) }
+                store.withValuesAndGradients { values, gradients in
+                    optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients), threads: threads)
+                }
                 phases.optimizer += seconds(optimizerStart, DispatchTime.now())
                 step += 1
                 lastBatchLoss = metricsBuffer[0] / Double(batch.count)

@@ -93,6 +93,15 @@ private func accumulateBroadcast(_ tape: Tape, _ operand: Tensor, _ layout: Broa
             store(d, count: layout.count, accumulate: acc) { value($0, $0, $0) }
             return
         }
+        if layout.kind == .suffix && useA && layout.width > 0 {
+            // a has the output's shape: write (or add) each element once, row by row, instead of zeroing first.
+            let width = layout.width
+            for row in 0..<(layout.count / width) {
+                let base = row * width
+                store(d + base, count: width, accumulate: acc) { value(base + $0, base + $0, $0) }
+            }
+            return
+        }
         if !acc { d.update(repeating: 0, count: operand.count) }
         if useA {
             layout.forEach { i, ai, bi in d[ai] += value(i, ai, bi) }

@@ -68,16 +68,16 @@ public final class Adadelta: Optimizer {
     }
     public var stateCount: Int { 2 * parameterCount }
 
-    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>) {
-        require(values.count == parameterCount && gradients.count == parameterCount,
-                "Adadelta.step: \(values.count) values and \(gradients.count) gradients for \(parameterCount) parameters")
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>) {
+        require(values.count == parameterCount && gradients.count == parameterCount && range.upperBound <= parameterCount,
+                "Adadelta.step: \(values.count) values and \(gradients.count) gradients for \(parameterCount) parameters, range \(range)")
         let rho = Float(configuration.rho), eps = Float(configuration.epsilon), decay = Float(configuration.weightDecay)
         // PyTorch computes 1 - rho in Double (0.09999999999999998 for 0.9) and hands the kernel its Float rounding.
         let oneMinusRho = Float(1 - configuration.rho)
         let minusRate = Float(-configuration.learningRate)
         withExtendedLifetime(storage) {
             let squareAverage = storage.pointer, accumulatedDelta = storage.pointer + parameterCount
-            for i in 0..<parameterCount {
+            for i in range {
                 let g = decay == 0 ? gradients[i] : gradients[i].addingProduct(decay, values[i])
                 let average = (squareAverage[i] * rho).addingProduct(oneMinusRho * g, g)
                 squareAverage[i] = average

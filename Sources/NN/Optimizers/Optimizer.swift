@@ -26,13 +26,22 @@ public protocol Optimizer: AnyObject {
     var hyperParameters: [(name: String, value: Double)] { get }
     /// Number of Floats of state (0 for SGD, 2 x parameters for Adadelta).
     var stateCount: Int { get }
-    /// One step: `values` -= update(`gradients`), elementwise.
-    func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>)
+    /// One step on the elements in `range` only: `values[i]` -= update(`gradients[i]`) for i in `range`. The
+    /// update is elementwise, so disjoint ranges may run at the same time on different threads (`step(threads:)`).
+    func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>)
     /// Calls `body` with the flat state, writable (broadcast, checkpoint restore).
     func withState<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R
 }
 
 extension Optimizer {
+    /// One step over every parameter, split into `threads` contiguous parts that run in parallel. Each element's
+    /// update is the same whatever the split, so the result does not depend on `threads`.
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, threads: Int = 1) {
+        require(values.count == gradients.count, "\(name).step: \(values.count) values but \(gradients.count) gradients")
+        let parts = Parallel.parts(of: values.count, threads: threads)
+        Parallel.forEach(parts) { _, range in step(values: values, gradients: gradients, range: range) }
+    }
+
     /// A copy of the flat state.
     public var state: [Float] {
         get { withState { Array($0) } }

@@ -20,10 +20,11 @@ public final class SGD: Optimizer {
     public var hyperParameters: [(name: String, value: Double)] { [("lr", learningRate)] }
     public var stateCount: Int { 0 }
 
-    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>) {
-        require(values.count == gradients.count, "SGD.step: \(values.count) values but \(gradients.count) gradients")
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>) {
+        require(values.count == gradients.count && range.upperBound <= values.count,
+                "SGD.step: \(values.count) values, \(gradients.count) gradients, range \(range)")
         let rate = Float(learningRate)
-        for i in 0..<values.count { values[i] -= rate * gradients[i] }
+        for i in range { values[i] -= rate * gradients[i] }
     }
 
     public func withState<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {

@@ -7,6 +7,10 @@ import Foundation
 
 public struct BenchmarkOptions: Sendable {
     public var epochs = 4
+    /// Rounds of (our runs, then the references): each configuration's figures are its median round, and each
+    /// ratio is the median of the rounds' ratios, so that a machine whose speed drifts within a session (shared
+    /// virtual machines do, by 10-30 %) does not decide a comparison.
+    public var rounds = 1
     public var ranks = [1, 2, 4]
     public var models: [ModelKind] = [.cnn, .mlp]
     public var dataDirectory: String
@@ -36,6 +40,25 @@ public struct BenchmarkRow: Sendable {
     public var residentAfterLastEpoch: Double
     public var testAccuracy: Double
     public var ours: Bool
+
+    public init(name: String, model: String, ranks: Int = 1, threads: Int = 1, secondsPerEpoch: Double, samplesPerSecond: Double = .nan,
+                gflops: Double = .nan, shares: (forward: Double, backward: Double, allReduce: Double, optimizer: Double) = (.nan, .nan, .nan, .nan),
+                peakResidentMegabytes: Double = .nan, residentAfterSecondEpoch: Double = .nan, residentAfterLastEpoch: Double = .nan,
+                testAccuracy: Double = .nan, ours: Bool) {
+        self.name = name
+        self.model = model
+        self.ranks = ranks
+        self.threads = threads
+        self.secondsPerEpoch = secondsPerEpoch
+        self.samplesPerSecond = samplesPerSecond
+        self.gflops = gflops
+        self.shares = shares
+        self.peakResidentMegabytes = peakResidentMegabytes
+        self.residentAfterSecondEpoch = residentAfterSecondEpoch
+        self.residentAfterLastEpoch = residentAfterLastEpoch
+        self.testAccuracy = testAccuracy
+        self.ours = ours
+    }
 }
 
 public enum Benchmark {
@@ -50,41 +73,27 @@ public enum Benchmark {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-dist-bench-\(getpid())")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
-        var rows: [BenchmarkRow] = []
-        console.report("mnist-dist bench: \(options.epochs) epochs per run on the chapter split, \(cores) cores; median s/epoch after the first")
-        for model in options.models {
-            for ranks in options.ranks {
-                let threads = max(1, cores / ranks)
-                let metrics = scratch.appendingPathComponent("\(model)-\(ranks).jsonl").path
-                var arguments = ["train", "--model", model.rawValue, "--data-dir", options.dataDirectory, "--split", "chapter",
-                                 "--epochs", "\(options.epochs)", "--metrics", metrics, "--progress", "none", "--quiet"]
-                if model == .mlp { arguments += ["--normalize", "none"] }
-                let command: [String]
-                if ranks == 1 {
-                    command = [executable] + arguments
-                } else {
-                    var launcher = ["mpirun", "-np", "\(ranks)"]
-                    if getuid() == 0 { launcher.append("--allow-run-as-root") }
-                    if ranks > cores { launcher += ["--oversubscribe", "--bind-to", "none"] }
-                    command = launcher + [executable] + arguments
+        console.report("mnist-dist bench: \(options.epochs) epochs per run on the chapter split, \(cores) cores; median s/epoch after the first"
+                       + (options.rounds > 1 ? "; \(options.rounds) rounds, each ours then the references" : ""))
+        var rounds: [[BenchmarkRow]] = []
+        for round in 1...max(1, options.rounds) {
+            if options.rounds > 1 { console.report("round \(round) of \(options.rounds)") }
+            var rows: [BenchmarkRow] = []
+            for model in options.models {
+                for ranks in options.ranks {
+                    rows.append(try runOurs(model: model, ranks: ranks, cores: cores, executable: executable,
+                                            scratch: scratch, options: options, console: console))
                 }
-                console.info("  running: \(command.joined(separator: " "))")
-                let result = try runProcess(command)
-                guard result.status == 0 else {
-                    throw RunError(.software, "benchmark run failed (exit \(result.status)): \(command.joined(separator: " "))\n\(result.output.suffix(2000))")
-                }
-                let row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")",
-                                          model: model, ranks: ranks, threads: threads)
-                rows.append(row)
-                console.report(format(row))
             }
+            if let anchors = options.anchors {
+                rows += try references(anchors: anchors, options: options, console: console)
+            }
+            rounds.append(rows)
         }
-        if let anchors = options.anchors {
-            rows += try references(anchors: anchors, options: options, console: console)
-        }
+        let rows = medianRows(rounds)
         console.report("")
         console.report(table(rows))
-        console.report(comparison(rows))
+        console.report(comparison(rounds))
         if let output = options.output {
             do { try writeFileAtomically(Array(json(rows, options: options).utf8), to: output) } catch {
                 throw RunError(.cannotWrite, "\(output): \(error)")
@@ -92,6 +101,45 @@ public enum Benchmark {
             console.report("wrote \(output)")
         }
         return rows
+    }
+
+    /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
+    static func runOurs(model: ModelKind, ranks: Int, cores: Int, executable: String, scratch: URL,
+                        options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
+        let threads = max(1, cores / ranks)
+        let metrics = scratch.appendingPathComponent("\(model)-\(ranks).jsonl").path
+        try? FileManager.default.removeItem(atPath: metrics)
+        var arguments = ["train", "--model", model.rawValue, "--data-dir", options.dataDirectory, "--split", "chapter",
+                         "--epochs", "\(options.epochs)", "--metrics", metrics, "--progress", "none", "--quiet"]
+        if model == .mlp { arguments += ["--normalize", "none"] }
+        let command: [String]
+        if ranks == 1 {
+            command = [executable] + arguments
+        } else {
+            var launcher = ["mpirun", "-np", "\(ranks)"]
+            if getuid() == 0 { launcher.append("--allow-run-as-root") }
+            if ranks > cores { launcher += ["--oversubscribe", "--bind-to", "none"] }
+            command = launcher + [executable] + arguments
+        }
+        console.info("  running: \(command.joined(separator: " "))")
+        let result = try runProcess(command)
+        guard result.status == 0 else {
+            throw RunError(.software, "benchmark run failed (exit \(result.status)): \(command.joined(separator: " "))\n\(result.output.suffix(2000))")
+        }
+        let row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")",
+                                  model: model, ranks: ranks, threads: threads)
+        console.report(format(row))
+        return row
+    }
+
+    /// Each configuration's row from the round with its median seconds per epoch (the row keeps that run's other
+    /// figures, so they stay consistent with each other).
+    public static func medianRows(_ rounds: [[BenchmarkRow]]) -> [BenchmarkRow] {
+        guard let first = rounds.first else { return [] }
+        return first.map { row in
+            let runs = rounds.compactMap { $0.first { $0.name == row.name } }.sorted { $0.secondsPerEpoch < $1.secondsPerEpoch }
+            return runs[runs.count / 2]  // with an even count, the slower middle run
+        }
     }
 
     /// Reads one run's --metrics file into a row.
@@ -190,15 +238,29 @@ public enum Benchmark {
         return lines.joined(separator: "\n")
     }
 
-    /// The ratios the performance issue sets bars on: our best against each reference.
-    public static func comparison(_ rows: [BenchmarkRow]) -> String {
+    /// The ratios the performance issue sets bars on: our best against each reference, within each round; with
+    /// several rounds, the median of those ratios and every round's ratio.
+    public static func comparison(_ rounds: [[BenchmarkRow]]) -> String {
+        guard let first = rounds.first else { return "" }
         var lines: [String] = []
         for model in ["cnn", "mlp"] {
-            guard let best = rows.filter({ $0.ours && $0.model == model }).min(by: { $0.secondsPerEpoch < $1.secondsPerEpoch }) else { continue }
-            for reference in rows where !reference.ours && reference.model == model {
-                lines.append(String(format: "%@: %@ takes %.2fx the seconds per epoch of %@ (%.2f s against %.2f s)",
-                                    model.uppercased(), best.name, best.secondsPerEpoch / reference.secondsPerEpoch, reference.name,
-                                    best.secondsPerEpoch, reference.secondsPerEpoch))
+            for reference in first where !reference.ours && reference.model == model {
+                var pairs: [(ratio: Double, ours: BenchmarkRow, reference: BenchmarkRow)] = []
+                for rows in rounds {
+                    guard let best = rows.filter({ $0.ours && $0.model == model }).min(by: { $0.secondsPerEpoch < $1.secondsPerEpoch }),
+                          let theirs = rows.first(where: { $0.name == reference.name }) else { continue }
+                    pairs.append((best.secondsPerEpoch / theirs.secondsPerEpoch, best, theirs))
+                }
+                guard !pairs.isEmpty else { continue }
+                let sorted = pairs.sorted { $0.ratio < $1.ratio }
+                let middle = sorted[sorted.count / 2]  // with an even count, the higher (less flattering) middle
+                var line = String(format: "%@: %@ takes %.2fx the seconds per epoch of %@ (%.2f s against %.2f s)",
+                                  model.uppercased(), middle.ours.name, middle.ratio, reference.name,
+                                  middle.ours.secondsPerEpoch, middle.reference.secondsPerEpoch)
+                if pairs.count > 1 {
+                    line += "; median of \(pairs.count) rounds: " + pairs.map { String(format: "%.2fx", $0.ratio) }.joined(separator: ", ")
+                }
+                lines.append(line)
             }
         }
         return lines.joined(separator: "\n")
@@ -217,7 +279,7 @@ public enum Benchmark {
                         ("resident_mb_after_last_epoch", Training.json(row.residentAfterLastEpoch)),
                         ("test_accuracy", Training.json(row.testAccuracy))])
         }
-        return "{\"epochs\": \(options.epochs), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"runs\": [\n  "
+        return "{\"epochs\": \(options.epochs), \"rounds\": \(options.rounds), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"runs\": [\n  "
             + items.joined(separator: ",\n  ") + "\n]}\n"
     }
 

@@ -14,14 +14,20 @@ struct Bench: ParsableCommand {
             all-reduce and optimizer, and memory per rank.
             --compare runs the reference programs (../shared/anchors) right after,
             with --python (which needs numpy, jax, jaxlib and torch; a missing one
-            is skipped with a line saying how to install it).
+            is skipped with a line saying how to install it). --rounds N repeats
+            ours-then-references N times and reports medians, for machines whose
+            speed drifts within a session.
             Examples:
               mnist-dist bench
               mnist-dist bench --epochs 10 --compare --python ~/anchor-venv/bin/python
+              mnist-dist bench --epochs 10 --ranks 1,2 --rounds 3 --compare
             """)
 
     @Option(help: "Epochs per run (the median leaves out the first).")
     var epochs: Int = 4
+
+    @Option(help: "Rounds of our runs followed by the references; figures are medians over rounds.")
+    var rounds: Int = 1
 
     @Option(help: "Rank counts, comma-separated.")
     var ranks: String = "1,2,4"
@@ -46,6 +52,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         if epochs < 2 { throw ValidationError("--epochs \(epochs): at least 2 (the first is left out of the median)") }
+        if rounds < 1 { throw ValidationError("--rounds \(rounds): at least 1") }
         if rankCounts() == nil { throw ValidationError("--ranks \(ranks): expected positive numbers separated by commas") }
         if modelKinds() == nil { throw ValidationError("--models \(models): expected cnn and/or mlp separated by commas") }
     }
@@ -65,6 +72,7 @@ struct Bench: ParsableCommand {
         do {
             var options = BenchmarkOptions(dataDirectory: try DataLocation.resolve(dataset: .mnist, explicit: dataDirectory))
             options.epochs = epochs
+            options.rounds = rounds
             options.ranks = rankCounts()!
             options.models = modelKinds()!
             options.python = python

@@ -1,0 +1,32 @@
+// The benchmark's arithmetic over rounds: which run stands for a configuration, and which ratio is reported.
+import Testing
+import Training
+
+@Suite("Benchmark rounds")
+struct BenchmarkTests {
+    /// Three rounds in which the machine drifts: our CNN at 5, 6 and 4 s, PyTorch at 8, 12 and 9 s.
+    static let rounds: [[BenchmarkRow]] = [(5.0, 8.0), (6.0, 12.0), (4.0, 9.0)].map { ours, theirs in
+        [BenchmarkRow(name: "mnist-dist cnn -np 1", model: "cnn", secondsPerEpoch: ours, ours: true),
+         BenchmarkRow(name: "mnist-dist cnn -np 2", model: "cnn", secondsPerEpoch: ours + 1, ours: true),
+         BenchmarkRow(name: "PyTorch CNN", model: "cnn", secondsPerEpoch: theirs, ours: false)]
+    }
+
+    @Test("each configuration is represented by its median round")
+    func medians() {
+        let rows = Benchmark.medianRows(Self.rounds)
+        #expect(rows.map(\.name) == ["mnist-dist cnn -np 1", "mnist-dist cnn -np 2", "PyTorch CNN"])
+        #expect(rows.map(\.secondsPerEpoch) == [5, 6, 9])
+        #expect(Benchmark.medianRows([]).isEmpty)
+    }
+
+    @Test("the ratio is the median of the per-round ratios of our best to the reference, each round listed")
+    func ratios() {
+        // Per round: 5/8 = 0.625, 6/12 = 0.5, 4/9 = 0.444; the median is round 2's 0.5, which the ratio of the
+        // columns' medians (5/9 = 0.556) would not give.
+        let line = Benchmark.comparison(Self.rounds)
+        #expect(line.hasPrefix("CNN: mnist-dist cnn -np 1 takes 0.50x the seconds per epoch of PyTorch CNN (6.00 s against 12.00 s)"), "\(line)")
+        #expect(line.hasSuffix("median of 3 rounds: 0.62x, 0.50x, 0.44x"), "\(line)")
+        let single = Benchmark.comparison([Self.rounds[1]])
+        #expect(single == "CNN: mnist-dist cnn -np 1 takes 0.50x the seconds per epoch of PyTorch CNN (6.00 s against 12.00 s)")
+    }
+}

@@ -205,6 +205,13 @@ public final class Trainer {
         let buckets = overlapping ? GradientBuckets(store: store) : nil
         var generatorAtEpochStart = progress.generator
         var step = progress.step
+        /// Why a stop was requested, for the message: the signal (on any rank, agreed on through the metrics
+        /// all-reduce; this rank may not have seen it itself) or --stop-after.
+        func stopReason() -> String {
+            if let signal = StopSignals.requested { return "\(StopSignals.name(signal)) received" }
+            if let limit = options.stopAfterSteps, step >= limit { return "--stop-after \(limit) reached" }
+            return "a stop signal reached another rank"
+        }
         var epochPhases: [PhaseTimes] = []
         var confusion: [[Int]] = []
         for epoch in progress.epoch..<configuration.epochs {
@@ -309,9 +316,8 @@ public final class Trainer {
                     if stopping { summary.outputs.append(("checkpoint", file)) }
                 }
                 if stopping && batchIndex + 1 < plan.batchCount {
-                    let why = StopSignals.requested.map { "\(StopSignals.name($0)) received" } ?? "--stop-after \(options.stopAfterSteps!) reached"
                     throw RunError(.stopped, communicator.rank == 0
-                        ? "stopped after step \(step) (epoch \(epoch + 1), batch \(batchIndex + 1) of \(plan.batchCount)): \(why); "
+                        ? "stopped after step \(step) (epoch \(epoch + 1), batch \(batchIndex + 1) of \(plan.batchCount)): \(stopReason()); "
                             + (checkpoints != nil ? "checkpoint written to \(summary.outputs.last!.path); continue with --resume \(checkpoints!.path)"
                                 : "no --checkpoint-dir was given, so nothing was saved") : nil)
                 }
@@ -348,7 +354,7 @@ public final class Trainer {
             }
             if metricsBuffer[3] > 0 && epoch + 1 < configuration.epochs {
                 throw RunError(.stopped, communicator.rank == 0
-                    ? "stopped at the end of epoch \(epoch + 1): " + (checkpoints != nil
+                    ? "stopped at the end of epoch \(epoch + 1): \(stopReason()); " + (checkpoints != nil
                         ? "checkpoint written to \(summary.outputs.last!.path); continue with --resume \(checkpoints!.path)"
                         : "no --checkpoint-dir was given, so nothing was saved") : nil)
             }

@@ -1,29 +1,33 @@
 // Elementwise loops over the flat buffers (the optimizer step, the finiteness check) split into contiguous parts
 // that run on several threads. Each element's result is the same whatever the split, so a split never changes
-// what is computed, only how fast.
+// what is computed, only how fast. Nothing here allocates: the loops run inside the training step.
 import Dispatch
 
 public enum Parallel {
     /// Below this many elements a loop stays on the calling thread: waking another one costs more.
     public static let minimumPerThread = 1 << 15
 
-    /// `count` elements cut into at most `threads` contiguous ranges of whole 64-element blocks (cache lines of
-    /// Float stay on one thread), none smaller than `minimumPerThread` unless there is only one.
-    public static func parts(of count: Int, threads: Int) -> [Range<Int>] {
-        let usable = max(1, min(threads, count / minimumPerThread))
-        guard usable > 1 else { return [0..<count] }
-        let blocks = (count + 63) / 64
-        return (0..<usable).map { part in
-            min(count, blocks * part / usable * 64)..<min(count, blocks * (part + 1) / usable * 64)
-        }
+    /// How many parts `forEachPart` cuts `count` elements into for `threads` threads: at most `threads`, none
+    /// smaller than `minimumPerThread` unless there is only one.
+    public static func partCount(of count: Int, threads: Int) -> Int {
+        max(1, min(threads, count / minimumPerThread))
     }
 
-    /// Runs `body(index, range)` for every range, in parallel when there are several.
-    public static func forEach(_ ranges: [Range<Int>], _ body: (Int, Range<Int>) -> Void) {
-        if ranges.count == 1 { body(0, ranges[0]); return }
+    /// Part `index` of `parts`: contiguous ranges of whole 64-element blocks (a cache line of Float stays on one
+    /// thread) that together cover 0..<count in order.
+    public static func part(_ index: Int, of count: Int, parts: Int) -> Range<Int> {
+        guard parts > 1 else { return 0..<count }
+        let blocks = (count + 63) / 64
+        return min(count, blocks * index / parts * 64)..<min(count, blocks * (index + 1) / parts * 64)
+    }
+
+    /// Runs `body(index, range)` for every part of 0..<count, in parallel when there are several.
+    public static func forEachPart(of count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
+        let parts = partCount(of: count, threads: threads)
+        if parts == 1 { body(0, 0..<count); return }
         withoutActuallyEscaping(body) { body in
             let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: ranges.count) { box.value($0, ranges[$0]) }
+            DispatchQueue.concurrentPerform(iterations: parts) { box.value($0, part($0, of: count, parts: parts)) }
         }
     }
 }

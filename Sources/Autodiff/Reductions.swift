@@ -7,10 +7,9 @@ public enum BufferMath {
     /// squares would overflow for large finite values).
     public static func allFinite(_ values: UnsafeBufferPointer<Float>, threads: Int = 1) -> Bool {
         guard let base = values.baseAddress else { return true }
-        let parts = Parallel.parts(of: values.count, threads: threads)
-        var finite = [Bool](repeating: true, count: parts.count)
-        finite.withUnsafeMutableBufferPointer { finite in
-            Parallel.forEach(parts) { part, range in
+        let parts = Parallel.partCount(of: values.count, threads: threads)
+        return withUnsafeTemporaryAllocation(of: Bool.self, capacity: parts) { finite in  // on the stack
+            Parallel.forEachPart(of: values.count, threads: threads) { part, range in
                 var partial = SIMD8<Float>(repeating: 0)
                 var i = range.lowerBound
                 let whole = range.lowerBound + (range.count / 8) * 8
@@ -21,10 +20,10 @@ public enum BufferMath {
                 }
                 var rest: Float = 0
                 while i < range.upperBound { rest += base[i] - base[i]; i += 1 }
-                finite[part] = (partial.sum() + rest) == 0
+                finite.initializeElement(at: part, to: (partial.sum() + rest) == 0)
             }
+            return !finite.contains(false)
         }
-        return !finite.contains(false)
     }
 
     /// `target[i] += source[i]` for every i.

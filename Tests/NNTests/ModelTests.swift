@@ -122,6 +122,27 @@ struct OptimizerTests {
     /// Float with the same operation order and fused multiply-adds; we measured 0 ulp (lr 0.1) and 1 ulp (lr 1.0,
     /// where one of PyTorch's intermediate deltas rounds the other way). 2 ulp allows that and nothing more: any
     /// mistake in the update is off by orders of magnitude.
+    /// The step split over threads must compute every element exactly as the one-thread step does (the split is
+    /// over contiguous ranges, each element's update is independent). 100,000 parameters make three parts.
+    @Test("an optimizer step on 1, 2 or 3 threads gives the same bits", arguments: ["sgd", "adadelta"])
+    func threadedStep(name: String) throws {
+        var random = TestRandom(seed: 11)
+        let count = 100_000
+        let start = random.array(count), gradients = (0..<3).map { _ in random.array(count, -0.01, 0.01) }
+        func run(threads: Int) throws -> [Float] {
+            let optimizer: Optimizer = name == "sgd" ? try SGD(learningRate: 0.05)
+                : try Adadelta(parameterCount: count, configuration: .init(learningRate: 0.1, weightDecay: 0.01))
+            var values = start
+            for g in gradients {
+                values.withUnsafeMutableBufferPointer { v in g.withUnsafeBufferPointer { optimizer.step(values: v, gradients: $0, threads: threads) } }
+            }
+            return values + optimizer.state
+        }
+        let one = try run(threads: 1)
+        #expect(Array(one.prefix(count)) != start, "the steps changed nothing")
+        for threads in [2, 3] { #expect(try run(threads: threads) == one, "\(threads) threads") }
+    }
+
     private func replay(_ name: String, _ make: (Int) throws -> Optimizer) throws {
         let cases = try JSON.load(Fixtures.shared("testvectors/torch_reference.json"))["cases"].array
         let reference = cases.first { $0["name"].string == name }!

@@ -38,8 +38,7 @@ extension Optimizer {
     /// update is the same whatever the split, so the result does not depend on `threads`.
     public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, threads: Int = 1) {
         require(values.count == gradients.count, "\(name).step: \(values.count) values but \(gradients.count) gradients")
-        let parts = Parallel.parts(of: values.count, threads: threads)
-        Parallel.forEach(parts) { _, range in step(values: values, gradients: gradients, range: range) }
+        Parallel.forEachPart(of: values.count, threads: threads) { _, range in step(values: values, gradients: gradients, range: range) }
     }
 
     /// A copy of the flat state.

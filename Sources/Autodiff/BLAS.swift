@@ -12,8 +12,26 @@ public enum BLAS {
         openblas_set_num_threads(Int32(count))
     }
 
+    /// Parts a large product is cut into, each a single-threaded sgemm on a thread of its own (see `gemm`); 1 leaves
+    /// any threading to OpenBLAS. Set once, before training, by the thread mode (`setSplitParts`).
+    nonisolated(unsafe) public private(set) static var splitParts = 1
+
+    /// Cuts every large product into `parts` column ranges computed side by side, each by single-threaded OpenBLAS.
+    /// - Precondition: OpenBLAS itself is single-threaded when `parts` > 1 (two thread pools would fight for cores).
+    public static func setSplitParts(_ parts: Int) {
+        require(parts >= 1, "BLAS.setSplitParts: \(parts) parts")
+        require(parts == 1 || threadCount == 1, "BLAS.setSplitParts: OpenBLAS already runs \(threadCount) threads")
+        splitParts = parts
+    }
+
+    /// Threads one product may use, whichever way they are used (OpenBLAS's or split parts).
+    public static var threadsPerProduct: Int { max(threadCount, splitParts) }
+
+    /// Products smaller than this many multiply-adds are not split: waking a thread would cost more than it saves.
+    static let splitMinimum = 1 << 21
+
     /// Outputs of at least this many elements take the memset path for beta 0 (see `gemm`).
-    @usableFromInline static let largeOutput = 1 << 12
+    static let largeOutput = 1 << 12
 
     /// The CPU kernel family OpenBLAS picked (e.g. "Zen", "SkylakeX").
     public static var coreName: String { String(cString: openblas_get_corename()) }
@@ -21,12 +39,12 @@ public enum BLAS {
     /// `c = alpha * op(a) * op(b) + beta * c` for row-major matrices, where op(a) is m x k and op(b) is k x n.
     ///
     /// Transposes are expressed through CBLAS's flags, never materialised. With `beta` 0, `c` need not be
-    /// initialised (BLAS does not read it).
-    @inlinable
+    /// initialised (BLAS does not read it). A large product is split into `parts` column ranges (default:
+    /// `splitParts`) computed side by side.
     public static func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int? = nil) {
         guard m > 0, n > 0 else { return }
         var beta = beta
         if beta == 0 && k > 0 && m * n >= largeOutput {
@@ -37,6 +55,26 @@ public enum BLAS {
             for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
             beta = 1
         }
+        let parts = min(parts ?? splitParts, n / 64)
+        guard parts > 1 && m * n * k >= splitMinimum else {
+            sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        // Split C by columns, in whole 64-column blocks: part p computes C[:, columns] = op(A) · op(B)[:, columns],
+        // which reads B from column (or, transposed, row) `columns.lowerBound`. The result depends on the number of
+        // parts in the last bits (OpenBLAS's kernels do not sum every column alike wherever a range starts), never
+        // on timing: the same parts give the same bits every run.
+        let blocks = (n + 63) / 64
+        Parallel.forEach(parts: parts) { part in
+            let first = blocks * part / parts * 64, last = min(n, blocks * (part + 1) / parts * 64)
+            sgemm(transposeA, transposeB, m, last - first, k, alpha, a, lda, transposeB ? b + first * ldb : b + first, ldb,
+                  beta, c + first, ldc)
+        }
+    }
+
+    private static func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

@@ -21,6 +21,15 @@ public enum Parallel {
         return min(count, blocks * index / parts * 64)..<min(count, blocks * (index + 1) / parts * 64)
     }
 
+    /// Runs `body(part)` for part in 0..<parts, in parallel when there are several.
+    public static func forEach(parts: Int, _ body: (Int) -> Void) {
+        if parts <= 1 { if parts == 1 { body(0) }; return }
+        withoutActuallyEscaping(body) { body in
+            let box = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { box.value($0) }
+        }
+    }
+
     /// Runs `body(index, range)` for every part of 0..<count, in parallel when there are several.
     public static func forEachPart(of count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
         let parts = partCount(of: count, threads: threads)

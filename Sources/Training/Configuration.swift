@@ -36,22 +36,26 @@ public enum ShuffleKind: String, CaseIterable, Sendable, CustomStringConvertible
 
 /// How a rank uses its threads.
 public enum ThreadMode: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// By model: workers for the CNN, BLAS threads for the MLP (the faster of the two for each, measured).
+    /// By model: workers for the CNN, split products for the MLP (the fastest of the three for each, measured).
     case auto
     /// Split the rank's shard over worker threads, each with single-threaded BLAS.
     case workers
-    /// One worker whose GEMMs use OpenBLAS's threads.
+    /// One worker; each large product is cut into column ranges computed side by side on the rank's threads, each by
+    /// single-threaded OpenBLAS (and the sparse-input kernels share their blocks the same way).
+    case split
+    /// One worker whose products use OpenBLAS's own threads.
     case blas
     public var description: String { rawValue }
 
     /// The mode a model runs in. The CNN is many small GEMMs with im2col, Winograd transforms and pooling
     /// between them: workers keep both cores busy through all of it, where OpenBLAS threads spin between calls
-    /// (measured on 2 cores: 4.4 s against 7.2-12.3 s per epoch). The MLP is three large GEMMs per pass:
-    /// OpenBLAS's threads split them well, and workers each write a full gradient to be summed (0.603 s against
-    /// 0.625 s per epoch, medians of 5 runs).
+    /// (measured on 2 cores: 4.4 s against 7.2-12.3 s per epoch). The MLP is three large GEMMs per pass: one worker
+    /// avoids summing a full gradient per worker, and splitting each product over our own threads (OpenBLAS
+    /// single-threaded) beats OpenBLAS's threads, which spin between calls and take the core the sparse first-layer
+    /// kernels need (per step, median of 8 alternated rounds: 0.84x of the blas mode's time).
     public func resolved(for model: ModelKind) -> ThreadMode {
         guard self == .auto else { return self }
-        return model == .cnn ? .workers : .blas
+        return model == .cnn ? .workers : .split
     }
 }
 

@@ -172,8 +172,11 @@ public final class Trainer {
         try checkAgreement(data, parameterCount: store.count)
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
         let mode = options.threadMode.resolved(for: configuration.model)
-        let workers = mode == .workers ? Workers(model: model, store: store, threads: threads)
-            : Workers(model: model, store: store, threads: 1, blasThreads: threads)
+        let workers = switch mode {
+        case .workers: Workers(model: model, store: store, threads: threads)
+        case .split: Workers(model: model, store: store, threads: 1, splitParts: threads)
+        case .blas, .auto: Workers(model: model, store: store, threads: 1, blasThreads: threads)
+        }
         let scaling = configuration.normalization.scaling
 
         // Initial state: rank 0's initialisation (or checkpoint), broadcast so that no rank can start elsewhere.
@@ -522,9 +525,12 @@ public final class Trainer {
         let order = provided == nil ? "shuffle \(configuration.shuffle)" : "sample order given (\(provided!.order.summary))"
         console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(optimizer.summary), "
                      + "seed \(configuration.seed), \(order)")
-        let threading = mode == .workers
-            ? "\(threads) worker thread\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each"
-            : "1 worker per rank, OpenBLAS with \(threads) thread\(threads == 1 ? "" : "s")"
+        let threading = switch mode {
+        case .workers: "\(threads) worker thread\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each"
+        case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
+            : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
+        case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(threads == 1 ? "" : "s")"
+        }
         let overlapping = options.overlap && communicator.size > 1 && mode == .workers ? threads == 1 : (options.overlap && communicator.size > 1)
         console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName)); "
                      + "gradients summed in \(options.reduction == .double ? "Double" : "Float")"

@@ -1,5 +1,5 @@
-// A rank's share of each step, split over worker threads (or, for a model made of a few large GEMMs, handed to
-// OpenBLAS's threads).
+// A rank's share of each step, split over worker threads (or, for a model made of a few large GEMMs, run by one
+// worker whose products are split over the threads).
 //
 // Each worker takes a contiguous part of the rank's shard, runs forward and backward on a tape of its own with
 // single-threaded BLAS, and leaves its gradient in a buffer of its own; the buffers are then summed into the
@@ -41,8 +41,10 @@ final class Workers: @unchecked Sendable {
     /// - Parameters:
     ///   - threads: worker threads, each computing a part of the shard.
     ///   - blasThreads: OpenBLAS threads inside each worker's GEMMs.
-    init(model: Model, store: ParameterStore, threads: Int, blasThreads: Int = 1) {
-        require(threads >= 1 && blasThreads >= 1, "Workers: \(threads) threads of \(blasThreads) BLAS threads")
+    ///   - splitParts: parts each large product is split into (see `BLAS.setSplitParts`); needs `blasThreads` 1.
+    init(model: Model, store: ParameterStore, threads: Int, blasThreads: Int = 1, splitParts: Int = 1) {
+        require(threads >= 1 && blasThreads >= 1 && splitParts >= 1 && (threads == 1 || splitParts == 1),
+                "Workers: \(threads) threads of \(blasThreads) BLAS threads, products split \(splitParts) ways")
         self.model = model
         self.store = store
         count = threads
@@ -51,7 +53,9 @@ final class Workers: @unchecked Sendable {
         gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
         labels = Array(repeating: [], count: threads)
         results = Array(repeating: WorkerTotals(), count: threads)
+        BLAS.setSplitParts(1)
         BLAS.setThreadCount(blasThreads)
+        BLAS.setSplitParts(splitParts)
     }
 
     /// Runs `body(worker)` for every worker, in parallel when there are several.

@@ -22,7 +22,7 @@ struct Train: ParsableCommand {
     @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host (at least 1).")
     var threads: Int?
 
-    @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), blas (split the GEMMs), or auto (workers for the cnn, blas for the mlp).")
+    @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), split (split each large product), blas (OpenBLAS's own threads), or auto (workers for the cnn, split for the mlp).")
     var threadMode: ThreadMode = .auto
 
     @Option(help: "Precision of the gradient sum across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit) or float (half the bytes).")

@@ -80,7 +80,7 @@ extension EndToEnd {
             let quiet = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "256",
                                        "--stop-after", "3", "--progress", "lines", "--model", "mlp"], ranks: 2)
             #expect(quiet.stdout.contains("ranks    2 (Open MPI"), "\(quiet)")
-            #expect(quiet.stdout.contains("1 worker per rank, OpenBLAS with 1 thread"), "\(quiet)")
+            #expect(quiet.stdout.contains("1 worker per rank, OpenBLAS single-threaded"), "\(quiet)")
             #expect(!quiet.stdout.contains("[rank 1]"))
             #expect(quiet.stdout.components(separatedBy: "epoch 1/1 batch 1/").count == 2, "one progress line per batch shown, from rank 0 only")
             let verbose = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "256",

@@ -116,6 +116,74 @@ struct ModelTests {
     }
 }
 
+/// Digit-like batches: a blob of nonzero pixels (about 20 % of the image) whose size changes from batch to batch, so
+/// that successive steps have different numbers of nonzeros, as MNIST batches do.
+private func sparseBatch(count: Int, seed: Int) -> [Float] {
+    var pixels = [Float](repeating: 0, count: count * 784)
+    for n in 0..<count {
+        let radius = 5 + (n + seed) % 5
+        for r in 0..<28 {
+            for c in 0..<28 where (r - 14) * (r - 14) + (c - 14 + n % 3) * (c - 14 + n % 3) <= radius * radius {
+                pixels[n * 784 + r * 28 + c] = Float((r * 31 + c * 17 + n + seed) % 255 + 1) / 256
+            }
+        }
+    }
+    return pixels
+}
+
+@Suite("The MLP on mostly-zero inputs")
+struct SparseMLPTests {
+    /// An input that needs no gradient takes the sparse first layer; the same input as a variable takes sgemm.
+    /// They differ only in summation order, so the gradients agree to rounding (1e-5 of each gradient's norm).
+    @Test("the sparse first layer gives the dense path's loss and gradients")
+    func sparseMatchesDense() {
+        let model = MLP()
+        let store = model.makeParameterStore()
+        model.initialize(store, seed: 0)
+        let labels: [Int32] = (0..<32).map { Int32($0 % 10) }
+        let pixels = sparseBatch(count: 32, seed: 1)
+        #expect(Double(pixels.filter { $0 != 0 }.count) / Double(pixels.count) < 0.5)
+        var results: [(loss: Float, gradient: [Float])] = []
+        for dense in [false, true] {
+            let tape = Tape()
+            let loss = tape.valueWithGradient(at: store) { p in
+                let input = dense ? tape.variable(pixels, shape: [32, 1, 28, 28]) : tape.constant(pixels, shape: [32, 1, 28, 28])
+                return model.loss(logProbabilities: model.logProbabilities(input, p), labels: labels, normalizer: 32)
+            }
+            results.append((loss, store.withGradients { Array($0) }))
+        }
+        #expect(results[0].gradient != results[1].gradient, "both runs took the same path")
+        #expect(abs(results[0].loss - results[1].loss) < 1e-5)
+        for entry in store.entries {
+            let sparse = Array(results[0].gradient[entry.offset..<entry.offset + entry.count])
+            let dense = Array(results[1].gradient[entry.offset..<entry.offset + entry.count])
+            let norm = dense.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            let check = closeness(sparse, dense.map(Double.init), rtol: 0, atol: 1e-5 * norm)
+            #expect(check.passed, "\(entry.name): \(check)")
+        }
+    }
+
+    @Test("an MLP step on batches of changing sparsity allocates no tensor buffers after the first")
+    func stepReusesBuffers() {
+        let model = MLP()
+        let store = model.makeParameterStore()
+        model.initialize(store, seed: 0)
+        let tape = Tape()
+        let labels = [Int32](repeating: 3, count: 16)
+        func step(_ seed: Int) {
+            _ = tape.valueWithGradient(at: store) { p in
+                let input = tape.constant(sparseBatch(count: 16, seed: seed), shape: [16, 1, 28, 28])
+                return model.loss(logProbabilities: model.logProbabilities(input, p), labels: labels, normalizer: 16)
+            }
+        }
+        step(0)
+        let warm = (tape.bufferAllocations, tape.bufferBytes)
+        for seed in 1..<6 { step(seed) }
+        #expect(tape.bufferAllocations == warm.0)
+        #expect(tape.bufferBytes == warm.1)
+    }
+}
+
 @Suite("Optimizers")
 struct OptimizerTests {
     /// Replays the reference's five fixed gradients and compares every parameter after every step. PyTorch ran in

@@ -16,6 +16,12 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
                     + "\(describe(b.shape))\(transposeB ? "ᵀ" : "") (\(k) vs \(kb))")
     let out = Tape.output("matmul", shape: [m, n], inputs: a, b)
     let lda = a.shape[1], ldb = b.shape[1]
+    if !transposeA && !transposeB && !a.requiresGradient,
+       let sparse = SparseInput(a.pointer, rows: m, columns: k, byColumn: out.requiresGradient && b.requiresGradient,
+                                tape: out.tape) {
+        sparseMatmul(sparse, b, out)
+        return out
+    }
     BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
               a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: out.pointer, ldc: n)
     out.tape?.record(out) { tape, g in  // g: m x n
@@ -39,6 +45,24 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
         }
     }
     return out
+}
+
+/// `matmul(a, b)` for an input `a` (no gradient) that is mostly zeros: the product and b's gradient walk a's
+/// nonzeros (see SparseInput.swift), on as many threads as a dense product would use.
+private func sparseMatmul(_ a: SparseInput, _ b: Tensor, _ out: Tensor) {
+    let n = b.shape[1]
+    let threads = BLAS.threadsPerProduct
+    func scratch(_ count: Int) -> TensorStorage { out.tape?.arena.allocate(count) ?? TensorStorage(capacity: count) }
+    let forwardPanels = scratch(a.forwardScratch(n: n, threads: threads))
+    a.times(b.pointer, n: n, ldw: n, into: out.pointer, ldc: n, panels: forwardPanels.pointer, threads: threads)
+    guard a.byColumn else { return }
+    let gradientPanels = scratch(a.gradientScratch(n: n, threads: threads))
+    out.tape?.record(out) { tape, g in  // g: m x n
+        tape.withGradient(of: b) { db, acc in  // dB (k x n) = aᵀ · g
+            a.transposedTimes(g, n: n, ldg: n, into: db, ldc: n, accumulate: acc, panels: gradientPanels.pointer,
+                              threads: threads)
+        }
+    }
 }
 
 /// A fully connected layer in PyTorch's layout: `input · weightᵀ + bias`.

@@ -1,0 +1,173 @@
+// The sparse-input path of matmul (an input batch that is mostly zeros) against the dense sgemm path and a Double
+// reference, its kernels on one thread and two, and products split over threads. Nothing here changes BLAS's
+// process-wide settings (other suites run alongside): thread counts and parts are passed explicitly.
+import Autodiff
+import Testing
+import TestSupport
+
+@Suite("Sparse inputs and split products")
+struct SparseInputTests {
+    /// An M x K input like an MNIST batch: `density` of the entries nonzero (in [0.1, 1)), in runs, some rows empty.
+    static func sparseInput(rows: Int, columns: Int, density: Double, seed: UInt64) -> [Float] {
+        var random = TestRandom(seed: seed)
+        var x = [Float](repeating: 0, count: rows * columns)
+        for i in 0..<rows where i % 7 != 3 {  // every seventh row all zero
+            for j in 0..<columns where Double(random.uniform(0, 1)) < density { x[i * columns + j] = random.uniform(0.1, 1) }
+        }
+        return x
+    }
+
+    /// out = x · w and dw = xᵀ · g through the tape, with x a constant (sparse path when sparse enough) or a
+    /// variable (which always takes sgemm, since x then needs a gradient).
+    static func product(_ x: [Float], _ w: [Float], _ g: [Float], m: Int, k: Int, n: Int, dense: Bool,
+                        twice: Bool = false) -> (out: [Float], dw: [Float]) {
+        let tape = Tape()
+        let input = dense ? tape.variable(x, shape: [m, k]) : tape.constant(x, shape: [m, k])
+        let weight = tape.variable(w, shape: [k, n])
+        var out = matmul(input, weight)
+        if twice { out = out + matmul(input, weight) }  // the weight's gradient accumulates over two products
+        let loss = sum(out * tape.constant(g, shape: [m, n]))
+        tape.backward(from: loss)
+        return (out.scalars, tape.gradient(of: weight))
+    }
+
+    /// A Double reference for x · w and xᵀ · g.
+    static func reference(_ x: [Float], _ w: [Float], _ g: [Float], m: Int, k: Int, n: Int) -> (out: [Double], dw: [Double]) {
+        var out = [Double](repeating: 0, count: m * n), dw = [Double](repeating: 0, count: k * n)
+        for i in 0..<m {
+            for p in 0..<k where x[i * k + p] != 0 {
+                for j in 0..<n {
+                    out[i * n + j] += Double(x[i * k + p]) * Double(w[p * n + j])
+                    dw[p * n + j] += Double(x[i * k + p]) * Double(g[i * n + j])
+                }
+            }
+        }
+        return (out, dw)
+    }
+
+    /// Shapes: MNIST's first layer, widths that leave a narrower last panel (100 = 64 + 36), one under a panel
+    /// (10), and a tiny K. The sums differ from sgemm's only by summation order, so both are checked against a
+    /// Double reference to Float accuracy over K terms.
+    @Test("x · w and its weight gradient match a Double reference, as the dense path does",
+          arguments: [(128, 784, 1024, 0.19), (37, 200, 100, 0.3), (16, 50, 10, 0.45), (9, 3, 70, 0.2)])
+    func matchesReference(m: Int, k: Int, n: Int, density: Double) {
+        var random = TestRandom(seed: UInt64(m * k + n))
+        let x = Self.sparseInput(rows: m, columns: k, density: density, seed: UInt64(k))
+        let w = random.array(k * n), g = random.array(m * n)
+        let exact = Self.reference(x, w, g, m: m, k: k, n: n)
+        let tolerance = 1e-6 * Double(k).squareRoot() + 1e-6
+        for dense in [false, true] {
+            let (out, dw) = Self.product(x, w, g, m: m, k: k, n: n, dense: dense)
+            let outCheck = closeness(out, exact.out, rtol: tolerance, atol: tolerance)
+            let dwCheck = closeness(dw, exact.dw, rtol: tolerance, atol: tolerance * Double(m).squareRoot())
+            #expect(outCheck.passed, "out, dense \(dense): \(outCheck)")
+            #expect(dwCheck.passed, "dw, dense \(dense): \(dwCheck)")
+        }
+    }
+
+    @Test("a gradient that accumulates over two products, and an all-zero input")
+    func accumulationAndZeros() {
+        let (m, k, n) = (20, 64, 130)
+        var random = TestRandom(seed: 11)
+        let x = Self.sparseInput(rows: m, columns: k, density: 0.25, seed: 3)
+        let w = random.array(k * n), g = random.array(m * n)
+        let sparse = Self.product(x, w, g, m: m, k: k, n: n, dense: false, twice: true)
+        let dense = Self.product(x, w, g, m: m, k: k, n: n, dense: true, twice: true)
+        let exact = Self.reference(x, w, g, m: m, k: k, n: n)
+        #expect(closeness(sparse.out, exact.out.map { 2 * $0 }, rtol: 1e-5, atol: 1e-5).passed)
+        #expect(closeness(sparse.dw, exact.dw.map { 2 * $0 }, rtol: 1e-5, atol: 1e-5).passed)
+        #expect(closeness(sparse.dw, dense.dw, rtol: 1e-5, atol: 1e-5).passed)
+
+        let zeros = [Float](repeating: 0, count: m * k)
+        let empty = Self.product(zeros, w, g, m: m, k: k, n: n, dense: false)
+        #expect(empty.out.allSatisfy { $0 == 0 } && empty.dw.allSatisfy { $0 == 0 })
+    }
+
+    /// A batch over the density limit (half its entries) goes through sgemm: a constant input then gives exactly
+    /// what a variable input (always sgemm) gives.
+    @Test("an input over the density limit takes sgemm")
+    func denseInputTakesGemm() {
+        let (m, k, n) = (32, 96, 128)
+        var random = TestRandom(seed: 5)
+        let x = Self.sparseInput(rows: m, columns: k, density: 0.9, seed: 8)  // about 77 % nonzero
+        let w = random.array(k * n), g = random.array(m * n)
+        let asConstant = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
+        let asVariable = Self.product(x, w, g, m: m, k: k, n: n, dense: true)
+        #expect(asConstant.out == asVariable.out)
+        #expect(asConstant.dw == asVariable.dw)
+    }
+
+    /// The sparse kernels hand 64-column blocks to threads, each block summed in a fixed order: the result is the
+    /// same bits on one thread and on two.
+    @Test("the sparse kernels give the same bits on one thread and on two")
+    func threadCountInvariance() throws {
+        let (m, k, n) = (128, 784, 1024)
+        var random = TestRandom(seed: 21)
+        let x = Self.sparseInput(rows: m, columns: k, density: 0.19, seed: 4)
+        let w = random.array(k * n), g = random.array(m * n)
+        let sparse = try #require(x.withUnsafeBufferPointer { SparseInput($0.baseAddress!, rows: m, columns: k, byColumn: true, tape: nil) })
+        #expect(sparse.nonzeros == x.filter { $0 != 0 }.count)
+        func run(threads: Int) -> (out: [Float], dw: [Float]) {
+            var out = [Float](repeating: .nan, count: m * n), dw = [Float](repeating: .nan, count: k * n)
+            var panels = [Float](repeating: 0, count: max(sparse.forwardScratch(n: n, threads: threads),
+                                                          sparse.gradientScratch(n: n, threads: threads)))
+            w.withUnsafeBufferPointer { w in
+                g.withUnsafeBufferPointer { g in
+                    panels.withUnsafeMutableBufferPointer { panels in
+                        out.withUnsafeMutableBufferPointer { out in
+                            sparse.times(w.baseAddress!, n: n, ldw: n, into: out.baseAddress!, ldc: n,
+                                         panels: panels.baseAddress!, threads: threads)
+                        }
+                        dw.withUnsafeMutableBufferPointer { dw in
+                            sparse.transposedTimes(g.baseAddress!, n: n, ldg: n, into: dw.baseAddress!, ldc: n,
+                                                   accumulate: false, panels: panels.baseAddress!, threads: threads)
+                        }
+                    }
+                }
+            }
+            return (out, dw)
+        }
+        let one = run(threads: 1), two = run(threads: 2), three = run(threads: 3)
+        #expect(one.out == two.out && one.out == three.out)
+        #expect(one.dw == two.dw && one.dw == three.dw)
+        let viaMatmul = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
+        #expect(viaMatmul.out == one.out && viaMatmul.dw == one.dw)
+    }
+
+    /// OpenBLAS's kernels do not sum every element the same way wherever a column range starts (measured: 2-6 % of
+    /// the elements differ in the last bit between one part and two), so a split product is checked against a
+    /// Double reference, and for giving the same bits every time it runs with the same number of parts.
+    @Test("split products: a Double reference's values, the same bits run after run, for every transpose",
+          arguments: [(false, false), (true, false), (false, true), (true, true)], [(96, 1000, 130), (128, 1024, 784), (1024, 1024, 128)])
+    func splitGemm(transposes: (Bool, Bool), shape: (Int, Int, Int)) {
+        let (transposeA, transposeB) = transposes
+        let (m, n, k) = shape
+        var random = TestRandom(seed: 31)
+        let a = random.array(m * k), b = random.array(k * n)
+        let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)
+        func product(parts: Int) -> [Float] {
+            var out = [Float](repeating: .nan, count: m * n)  // beta 0: what C held must not matter
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    out.withUnsafeMutableBufferPointer { out in
+                        BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a.baseAddress!,
+                                  lda: lda, b: b.baseAddress!, ldb: ldb, c: out.baseAddress!, ldc: n, parts: parts)
+                    }
+                }
+            }
+            return out
+        }
+        let split = product(parts: 2)
+        #expect(product(parts: 2) == split)
+        var exact = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for p in 0..<k {
+                let left = Double(transposeA ? a[p * m + i] : a[i * k + p])
+                for j in 0..<n { exact[i * n + j] += left * Double(transposeB ? b[j * k + p] : b[p * n + j]) }
+            }
+        }
+        let tolerance = 2e-6 * Double(k).squareRoot()
+        let check = closeness(split, exact, rtol: tolerance, atol: tolerance)
+        #expect(check.passed, "\(m)x\(n)x\(k), transposes \(transposes): \(check)")
+    }
+}

@@ -46,18 +46,9 @@ public enum BLAS {
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int? = nil) {
         guard m > 0, n > 0 else { return }
-        var beta = beta
-        if beta == 0 && k > 0 && m * n >= largeOutput {
-            // OpenBLAS (0.3.21, Zen) handles beta 0 with a zeroing pass of its own (sgemm_beta) that is slower than
-            // memset, then adds the product onto C anyway; memset and beta 1 give the same bits, faster. Measured
-            // medians: fc1's weight gradient (128x64x9216, 1 thread) 2.80 -> 2.46 ms, a Winograd product
-            // (64x32x576) 0.049 -> 0.039 ms, the MLP's 1024x128x1024 weight gradient on 2 threads 3.0 -> 2.5 ms.
-            for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
-            beta = 1
-        }
         let parts = min(parts ?? splitParts, n / 64)
         guard parts > 1 && m * n * k >= splitMinimum else {
-            sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
         // Split C by columns, in whole 64-column blocks: part p computes C[:, columns] = op(A) · op(B)[:, columns],
@@ -67,9 +58,25 @@ public enum BLAS {
         let blocks = (n + 63) / 64
         Parallel.forEach(parts: parts) { part in
             let first = blocks * part / parts * 64, last = min(n, blocks * (part + 1) / parts * 64)
-            sgemm(transposeA, transposeB, m, last - first, k, alpha, a, lda, transposeB ? b + first * ldb : b + first, ldb,
-                  beta, c + first, ldc)
+            product(transposeA, transposeB, m, last - first, k, alpha, a, lda, transposeB ? b + first * ldb : b + first,
+                    ldb, beta, c + first, ldc)
         }
+    }
+
+    /// One single call's worth of `gemm` (all of it, or one part of a split).
+    private static func product(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                                _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        var beta = beta
+        if beta == 0 && k > 0 && m * n >= largeOutput {
+            // OpenBLAS (0.3.21, Zen) handles beta 0 with a zeroing pass of its own (sgemm_beta) that is slower than
+            // memset, then adds the product onto C anyway; memset and beta 1 give the same bits, faster. Measured
+            // medians: fc1's weight gradient (128x64x9216, 1 thread) 2.80 -> 2.46 ms, a Winograd product
+            // (64x32x576) 0.049 -> 0.039 ms, the MLP's 1024x128x1024 weight gradient on 2 threads 3.0 -> 2.5 ms.
+            for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
+            beta = 1
+        }
+        sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
     private static func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,

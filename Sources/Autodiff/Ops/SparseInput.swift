@@ -100,42 +100,46 @@ public struct SparseInput {
     }
 
     /// out (M x N, row-major, ldc) = x · w, where w is K x N with row stride `ldw`.
-    /// - Parameter panels: scratch of `forwardScratch(columns: K, n: N, threads:)` Floats.
+    /// - Parameter panels: scratch of `forwardScratch(n: N, threads:)` Floats.
     public func times(_ w: UnsafePointer<Float>, n: Int, ldw: Int, into out: UnsafeMutablePointer<Float>, ldc: Int,
-               panels: UnsafeMutablePointer<Float>, threads: Int) {
-        let value = UnsafePointer(values.pointer)
+                      panels: UnsafeMutablePointer<Float>, threads: Int) {
         withIndices { rowStart, rowColumn, _, _ in
-            forEachBlock(n: n, threads: threads) { block, slot in
-                let panel = panels + slot * columns * panelWidth  // K x 64
-                let first = block * panelWidth
-                let width = min(panelWidth, n - first)
-                for j in 0..<columns { (panel + j * panelWidth).update(from: w + j * ldw + first, count: width) }
-                for i in 0..<rows {
-                    sumOfScaledRows(panel, index: rowColumn, value: value, entries: Int(rowStart[i])..<Int(rowStart[i + 1]),
-                                    width: width, into: out + i * ldc + first, accumulate: false)
-                }
-            }
+            // Output row i sums the rows of w that row i of x selects.
+            sumsOfSelectedRows(of: w, count: columns, stride: ldw, n: n, selection: rowStart, index: rowColumn,
+                               value: values.pointer, outputs: rows, into: out, ldc: ldc, accumulate: false,
+                               panels: panels, threads: threads)
         }
     }
 
     /// gradient (K x N, row stride ldc) = xᵀ · g (or += when `accumulate`), where g is M x N with row stride `ldg`.
     /// - Precondition: built with `byColumn`.
-    /// - Parameter panels: scratch of `gradientScratch(rows: M, n: N, threads:)` Floats.
+    /// - Parameter panels: scratch of `gradientScratch(n: N, threads:)` Floats.
     public func transposedTimes(_ g: UnsafePointer<Float>, n: Int, ldg: Int, into gradient: UnsafeMutablePointer<Float>,
-                         ldc: Int, accumulate: Bool, panels: UnsafeMutablePointer<Float>, threads: Int) {
+                                ldc: Int, accumulate: Bool, panels: UnsafeMutablePointer<Float>, threads: Int) {
         require(byColumn, "SparseInput.transposedTimes: the column-major copy was not built")
-        let columnValue = UnsafePointer(values.pointer) + nonzeros
         withIndices { _, _, columnStart, columnRow in
-            forEachBlock(n: n, threads: threads) { block, slot in
-                let panel = panels + slot * rows * panelWidth  // M x 64
-                let first = block * panelWidth
-                let width = min(panelWidth, n - first)
-                for i in 0..<rows { (panel + i * panelWidth).update(from: g + i * ldg + first, count: width) }
-                for j in 0..<columns {
-                    sumOfScaledRows(panel, index: columnRow, value: columnValue,
-                                    entries: Int(columnStart[j])..<Int(columnStart[j + 1]),
-                                    width: width, into: gradient + j * ldc + first, accumulate: accumulate)
-                }
+            // Gradient row j sums the rows of g that column j of x selects.
+            sumsOfSelectedRows(of: g, count: rows, stride: ldg, n: n, selection: columnStart, index: columnRow,
+                               value: values.pointer + nonzeros, outputs: columns, into: gradient, ldc: ldc,
+                               accumulate: accumulate, panels: panels, threads: threads)
+        }
+    }
+
+    /// The shape both kernels share: for each output row r, out[r, :] = Σ value[e] · source[index[e], :] over
+    /// e in selection[r]..<selection[r + 1] (or += when `accumulate`), where source has `count` rows of N, `stride`
+    /// apart. A block of 64 columns at a time: the block's `count` x 64 panel of source is copied contiguous first.
+    private func sumsOfSelectedRows(of source: UnsafePointer<Float>, count: Int, stride: Int, n: Int,
+                                    selection: UnsafePointer<Int32>, index: UnsafePointer<Int32>,
+                                    value: UnsafePointer<Float>, outputs: Int, into out: UnsafeMutablePointer<Float>,
+                                    ldc: Int, accumulate: Bool, panels: UnsafeMutablePointer<Float>, threads: Int) {
+        forEachBlock(n: n, threads: threads) { block, slot in
+            let panel = panels + slot * count * panelWidth  // count x 64
+            let first = block * panelWidth
+            let width = min(panelWidth, n - first)
+            for row in 0..<count { (panel + row * panelWidth).update(from: source + row * stride + first, count: width) }
+            for r in 0..<outputs {
+                sumOfScaledRows(panel, index: index, value: value, entries: Int(selection[r])..<Int(selection[r + 1]),
+                                width: width, into: out + r * ldc + first, accumulate: accumulate)
             }
         }
     }

@@ -7,14 +7,21 @@ import TestSupport
 
 @Suite("Sparse inputs and split products")
 struct SparseInputTests {
-    /// An M x K input like an MNIST batch: `density` of the entries nonzero (in [0.1, 1)), in runs, some rows empty.
-    static func sparseInput(rows: Int, columns: Int, density: Double, seed: UInt64) -> [Float] {
+    /// An M x K input like an MNIST batch: `density` of the entries differ from `background` (in [0.1, 1)), some
+    /// rows are all background, and so is the first entry (where a batch of images has a corner).
+    static func sparseInput(rows: Int, columns: Int, density: Double, seed: UInt64, background: Float = 0) -> [Float] {
         var random = TestRandom(seed: seed)
-        var x = [Float](repeating: 0, count: rows * columns)
-        for i in 0..<rows where i % 7 != 3 {  // every seventh row all zero
+        var x = [Float](repeating: background, count: rows * columns)
+        for i in 0..<rows where i % 7 != 3 {  // every seventh row all background
             for j in 0..<columns where Double(random.uniform(0, 1)) < density { x[i * columns + j] = random.uniform(0.1, 1) }
         }
+        if !x.isEmpty { x[0] = background }
         return x
+    }
+
+    /// The compressed form of x, or nil when x goes to sgemm.
+    static func compressed(_ x: [Float], rows: Int, columns: Int) -> SparseInput? {
+        x.withUnsafeBufferPointer { SparseInput($0.baseAddress!, rows: rows, columns: columns, byColumn: true, tape: nil) }
     }
 
     /// out = x · w and dw = xᵀ · g through the tape, with x a constant (sparse path when sparse enough) or a
@@ -35,7 +42,7 @@ struct SparseInputTests {
     static func reference(_ x: [Float], _ w: [Float], _ g: [Float], m: Int, k: Int, n: Int) -> (out: [Double], dw: [Double]) {
         var out = [Double](repeating: 0, count: m * n), dw = [Double](repeating: 0, count: k * n)
         for i in 0..<m {
-            for p in 0..<k where x[i * k + p] != 0 {
+            for p in 0..<k {
                 for j in 0..<n {
                     out[i * n + j] += Double(x[i * k + p]) * Double(w[p * n + j])
                     dw[p * n + j] += Double(x[i * k + p]) * Double(g[i * n + j])
@@ -46,13 +53,17 @@ struct SparseInputTests {
     }
 
     /// Shapes: MNIST's first layer, widths that leave a narrower last panel (100 = 64 + 36), one under a panel
-    /// (10), and a tiny K. The sums differ from sgemm's only by summation order, so both are checked against a
-    /// Double reference to Float accuracy over K terms.
+    /// (10), and a tiny K; backgrounds 0 (inputs /255) and MNIST's standardised 0, (0 - 0.1307) / 0.3081. The sums
+    /// differ from sgemm's only in order, so both are checked against a Double reference to Float accuracy over K
+    /// terms.
     @Test("x · w and its weight gradient match a Double reference, as the dense path does",
-          arguments: [(128, 784, 1024, 0.19), (37, 200, 100, 0.3), (16, 50, 10, 0.45), (9, 3, 70, 0.2)])
-    func matchesReference(m: Int, k: Int, n: Int, density: Double) {
+          arguments: [(128, 784, 1024, 0.19), (37, 200, 100, 0.3), (16, 50, 10, 0.45), (9, 3, 70, 0.2)], [0, -0.42421296])
+    func matchesReference(shape: (m: Int, k: Int, n: Int, density: Double), background: Float) throws {
+        let (m, k, n, density) = shape
         var random = TestRandom(seed: UInt64(m * k + n))
-        let x = Self.sparseInput(rows: m, columns: k, density: density, seed: UInt64(k))
+        let x = Self.sparseInput(rows: m, columns: k, density: density, seed: UInt64(k), background: background)
+        let sparse = try #require(Self.compressed(x, rows: m, columns: k), "the sparse path is taken")
+        #expect(sparse.background == background && sparse.nonzeros == x.filter { $0 != background }.count)
         let w = random.array(k * n), g = random.array(m * n)
         let exact = Self.reference(x, w, g, m: m, k: k, n: n)
         let tolerance = 1e-6 * Double(k).squareRoot() + 1e-6
@@ -90,6 +101,7 @@ struct SparseInputTests {
         let (m, k, n) = (32, 96, 128)
         var random = TestRandom(seed: 5)
         let x = Self.sparseInput(rows: m, columns: k, density: 0.9, seed: 8)  // about 77 % nonzero
+        #expect(Self.compressed(x, rows: m, columns: k) == nil)
         let w = random.array(k * n), g = random.array(m * n)
         let asConstant = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
         let asVariable = Self.product(x, w, g, m: m, k: k, n: n, dense: true)
@@ -103,35 +115,36 @@ struct SparseInputTests {
     func threadCountInvariance() throws {
         let (m, k, n) = (128, 784, 1024)
         var random = TestRandom(seed: 21)
-        let x = Self.sparseInput(rows: m, columns: k, density: 0.19, seed: 4)
-        let w = random.array(k * n), g = random.array(m * n)
-        let sparse = try #require(x.withUnsafeBufferPointer { SparseInput($0.baseAddress!, rows: m, columns: k, byColumn: true, tape: nil) })
-        #expect(sparse.nonzeros == x.filter { $0 != 0 }.count)
-        func run(threads: Int) -> (out: [Float], dw: [Float]) {
-            var out = [Float](repeating: .nan, count: m * n), dw = [Float](repeating: .nan, count: k * n)
-            var panels = [Float](repeating: 0, count: max(sparse.forwardScratch(n: n, threads: threads),
-                                                          sparse.gradientScratch(n: n, threads: threads)))
-            w.withUnsafeBufferPointer { w in
-                g.withUnsafeBufferPointer { g in
-                    panels.withUnsafeMutableBufferPointer { panels in
-                        out.withUnsafeMutableBufferPointer { out in
-                            sparse.times(w.baseAddress!, n: n, ldw: n, into: out.baseAddress!, ldc: n,
-                                         panels: panels.baseAddress!, threads: threads)
-                        }
-                        dw.withUnsafeMutableBufferPointer { dw in
-                            sparse.transposedTimes(g.baseAddress!, n: n, ldg: n, into: dw.baseAddress!, ldc: n,
-                                                   accumulate: false, panels: panels.baseAddress!, threads: threads)
+        for background: Float in [0, -0.42421296] {
+            let x = Self.sparseInput(rows: m, columns: k, density: 0.19, seed: 4, background: background)
+            let w = random.array(k * n), g = random.array(m * n)
+            let sparse = try #require(Self.compressed(x, rows: m, columns: k))
+            func run(threads: Int) -> (out: [Float], dw: [Float]) {
+                var out = [Float](repeating: .nan, count: m * n), dw = [Float](repeating: .nan, count: k * n)
+                var panels = [Float](repeating: 0, count: max(sparse.forwardScratch(n: n, threads: threads),
+                                                              sparse.gradientScratch(n: n, threads: threads)))
+                w.withUnsafeBufferPointer { w in
+                    g.withUnsafeBufferPointer { g in
+                        panels.withUnsafeMutableBufferPointer { panels in
+                            out.withUnsafeMutableBufferPointer { out in
+                                sparse.times(w.baseAddress!, n: n, ldw: n, into: out.baseAddress!, ldc: n,
+                                             panels: panels.baseAddress!, threads: threads)
+                            }
+                            dw.withUnsafeMutableBufferPointer { dw in
+                                sparse.transposedTimes(g.baseAddress!, n: n, ldg: n, into: dw.baseAddress!, ldc: n,
+                                                       accumulate: false, panels: panels.baseAddress!, threads: threads)
+                            }
                         }
                     }
                 }
+                return (out, dw)
             }
-            return (out, dw)
+            let one = run(threads: 1), two = run(threads: 2), three = run(threads: 3)
+            #expect(one.out == two.out && one.out == three.out)
+            #expect(one.dw == two.dw && one.dw == three.dw)
+            let viaMatmul = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
+            #expect(viaMatmul.out == one.out && viaMatmul.dw == one.dw)
         }
-        let one = run(threads: 1), two = run(threads: 2), three = run(threads: 3)
-        #expect(one.out == two.out && one.out == three.out)
-        #expect(one.dw == two.dw && one.dw == three.dw)
-        let viaMatmul = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
-        #expect(viaMatmul.out == one.out && viaMatmul.dw == one.dw)
     }
 
     /// OpenBLAS's kernels do not sum every element the same way wherever a column range starts (measured: 2-6 % of

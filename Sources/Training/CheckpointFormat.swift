@@ -149,9 +149,13 @@ public struct Checkpoint: Equatable, Sendable {
         }
         guard let headerText = String(validating: text, as: UTF8.self) else { throw fail("has a header that is not UTF-8") }
         var header: [String: String] = [:]
-        for line in headerText.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { throw fail("has a malformed header line '\(line.prefix(60))'") }
-            header[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        // Split on the newline and "=" scalars, not Characters: Swift reads "\r\n" (or "=" and a combining mark) as
+        // one Character, so a value ending in "\r" would swallow the next line after a round trip (found by the fuzzer).
+        for line in headerText.unicodeScalars.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "=") else {
+                throw fail("has a malformed header line '\(String(String.UnicodeScalarView(line)).prefix(60))'")
+            }
+            header[String(String.UnicodeScalarView(line[..<equals]))] = String(String.UnicodeScalarView(line[line.index(after: equals)...]))
         }
         guard let parameters = reader.floats() else { throw fail("is truncated in its parameters") }
         guard let state = reader.floats() else { throw fail("is truncated in its optimizer state") }

@@ -25,7 +25,7 @@ public enum BLAS {
     }
 
     /// Threads one product may use, whichever way they are used (OpenBLAS's or split parts).
-    public static var threadsPerProduct: Int { max(threadCount, splitParts) }
+    static var threadsPerProduct: Int { max(threadCount, splitParts) }
 
     /// Products smaller than this many multiply-adds are not split: waking a thread would cost more than it saves.
     static let splitMinimum = 1 << 21
@@ -76,12 +76,6 @@ public enum BLAS {
             for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
             beta = 1
         }
-        sgemm(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    }
-
-    private static func sgemm(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
-                              _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                              _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

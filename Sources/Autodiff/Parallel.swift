@@ -33,11 +33,7 @@ public enum Parallel {
     /// Runs `body(index, range)` for every part of 0..<count, in parallel when there are several.
     public static func forEachPart(of count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
         let parts = partCount(of: count, threads: threads)
-        if parts == 1 { body(0, 0..<count); return }
-        withoutActuallyEscaping(body) { body in
-            let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: parts) { box.value($0, part($0, of: count, parts: parts)) }
-        }
+        forEach(parts: parts) { body($0, part($0, of: count, parts: parts)) }
     }
 }
 

@@ -53,7 +53,7 @@ final class Workers: @unchecked Sendable {
         gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
         labels = Array(repeating: [], count: threads)
         results = Array(repeating: WorkerTotals(), count: threads)
-        BLAS.setSplitParts(1)
+        BLAS.setSplitParts(1)  // undo an earlier split first: splitting requires single-threaded OpenBLAS
         BLAS.setThreadCount(blasThreads)
         BLAS.setSplitParts(splitParts)
     }

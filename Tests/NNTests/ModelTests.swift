@@ -98,22 +98,28 @@ struct ModelTests {
 
     @Test("a CNN training step allocates no tensor buffers after the first")
     func cnnStepReusesBuffers() {
-        let model = ChapterCNN()
-        let store = model.makeParameterStore()
-        model.initialize(store, seed: 1)
-        let tape = Tape()
-        let labels = [Int32](repeating: 3, count: 8)
-        func step() {
-            _ = tape.valueWithGradient(at: store) { p in
-                model.loss(logProbabilities: model.logProbabilities(syntheticBatch(tape, count: 8), p), labels: labels, normalizer: 8)
-            }
-        }
-        step()
-        let warm = (tape.bufferAllocations, tape.bufferBytes)
-        for _ in 0..<3 { step() }
-        #expect(tape.bufferAllocations == warm.0)
-        #expect(tape.bufferBytes == warm.1)
+        expectStepsReuseBuffers(ChapterCNN(), batch: 8) { tape, _ in syntheticBatch(tape, count: 8) }
     }
+}
+
+/// Runs a training step on `input(tape, step)` for steps 0...3 and checks that after the first the tape creates
+/// no buffer and holds no more bytes.
+private func expectStepsReuseBuffers(_ model: Model, batch: Int, input: (Tape, Int) -> Tensor,
+                                     sourceLocation: SourceLocation = #_sourceLocation) {
+    let store = model.makeParameterStore()
+    model.initialize(store, seed: 1)
+    let tape = Tape()
+    let labels = [Int32](repeating: 3, count: batch)
+    func step(_ index: Int) {
+        _ = tape.valueWithGradient(at: store) { p in
+            model.loss(logProbabilities: model.logProbabilities(input(tape, index), p), labels: labels, normalizer: batch)
+        }
+    }
+    step(0)
+    let warm = (tape.bufferAllocations, tape.bufferBytes)
+    for index in 1...3 { step(index) }
+    #expect(tape.bufferAllocations == warm.0, sourceLocation: sourceLocation)
+    #expect(tape.bufferBytes == warm.1, sourceLocation: sourceLocation)
 }
 
 /// Digit-like batches: a blob of nonzero pixels (about 20 % of the image) whose size changes from batch to batch, so
@@ -167,22 +173,9 @@ struct SparseMLPTests {
 
     @Test("an MLP step on batches of changing sparsity allocates no tensor buffers after the first")
     func stepReusesBuffers() {
-        let model = MLP()
-        let store = model.makeParameterStore()
-        model.initialize(store, seed: 0)
-        let tape = Tape()
-        let labels = [Int32](repeating: 3, count: 16)
-        func step(_ seed: Int) {
-            _ = tape.valueWithGradient(at: store) { p in
-                let input = tape.constant(sparseBatch(count: 16, seed: seed), shape: [16, 1, 28, 28])
-                return model.loss(logProbabilities: model.logProbabilities(input, p), labels: labels, normalizer: 16)
-            }
+        expectStepsReuseBuffers(MLP(), batch: 16) { tape, step in
+            tape.constant(sparseBatch(count: 16, seed: step), shape: [16, 1, 28, 28])
         }
-        step(0)
-        let warm = (tape.bufferAllocations, tape.bufferBytes)
-        for seed in 1..<6 { step(seed) }
-        #expect(tape.bufferAllocations == warm.0)
-        #expect(tape.bufferBytes == warm.1)
     }
 }
 

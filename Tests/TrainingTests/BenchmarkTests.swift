@@ -26,6 +26,10 @@ struct BenchmarkTests {
         let line = Benchmark.comparison(Self.rounds)
         #expect(line.hasPrefix("CNN: mnist-dist cnn -np 1 takes 0.50x the seconds per epoch of PyTorch CNN (6.00 s against 12.00 s)"), "\(line)")
         #expect(line.hasSuffix("median of 3 rounds: 0.62x, 0.50x, 0.44x"), "\(line)")
+        // A round whose reference failed (PyTorch DDP aborted once here) drops out; of two, the higher ratio stands.
+        let gap = Benchmark.comparison([Self.rounds[0], Array(Self.rounds[1].prefix(2)), Self.rounds[2]])
+        #expect(gap.hasPrefix("CNN: mnist-dist cnn -np 1 takes 0.62x the seconds per epoch of PyTorch CNN (5.00 s against 8.00 s)"), "\(gap)")
+        #expect(gap.hasSuffix("median of 2 rounds: 0.62x, 0.44x"), "\(gap)")
         let single = Benchmark.comparison([Self.rounds[1]])
         #expect(single == "CNN: mnist-dist cnn -np 1 takes 0.50x the seconds per epoch of PyTorch CNN (6.00 s against 12.00 s)")
     }

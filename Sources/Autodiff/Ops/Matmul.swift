@@ -47,8 +47,9 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     return out
 }
 
-/// `matmul(a, b)` for an input `a` (no gradient) that is mostly zeros: the product and b's gradient walk a's
-/// nonzeros (see SparseInput.swift), on as many threads as a dense product would use.
+/// `matmul(a, b)` for an input `a` (no gradient) that mostly holds one background value: the product and b's
+/// gradient walk the entries that differ from it (see SparseInput.swift), on as many threads as a dense product
+/// would use.
 private func sparseMatmul(_ a: SparseInput, _ b: Tensor, _ out: Tensor) {
     let n = b.shape[1]
     let threads = BLAS.threadsPerProduct

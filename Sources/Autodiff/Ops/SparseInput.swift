@@ -182,7 +182,8 @@ public struct SparseInput {
         }
     }
 
-    /// Scratch Floats `times` needs: a (K + 1) x 64 panel per block on several threads, one on one.
+    /// Scratch Floats `times` needs: a (K + 1) x 64 panel per block when several threads may share the blocks, one
+    /// otherwise. It depends on the shape and `threads` only, not on this batch, so an arena's buffer fits every step.
     public func forwardScratch(n: Int, threads: Int) -> Int {
         panelSlots(n: n, threads: threads) * (columns + 1) * panelWidth
     }
@@ -190,9 +191,7 @@ public struct SparseInput {
     public func gradientScratch(n: Int, threads: Int) -> Int {
         panelSlots(n: n, threads: threads) * (rows + 1) * panelWidth
     }
-    private func panelSlots(n: Int, threads: Int) -> Int {
-        parallel(n: n, threads: threads) ? (n + panelWidth - 1) / panelWidth : 1
-    }
+    private func panelSlots(n: Int, threads: Int) -> Int { threads > 1 ? (n + panelWidth - 1) / panelWidth : 1 }
 }
 
 /// start[0..<64] = background · (the sum of the panel's `rows` rows), in row order; zero for background 0.

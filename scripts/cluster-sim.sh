@@ -35,6 +35,7 @@ teardown() {
   done
   ip link delete "$bridge" 2>/dev/null || true
   rm -f "$root/.cluster-sim-hostfile"
+  rm -rf /tmp/mnist-sim   # the hosts' session directories (scripts/netns-rsh)
 }
 
 if [ "$down" = 1 ]; then teardown; exit 0; fi

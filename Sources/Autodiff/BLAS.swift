@@ -14,7 +14,7 @@ public enum BLAS {
 
     /// Parts a large product is cut into, each a single-threaded sgemm on a thread of its own (see `gemm`); 1 leaves
     /// any threading to OpenBLAS. Set once, before training, by the thread mode (`setSplitParts`).
-    nonisolated(unsafe) public private(set) static var splitParts = 1
+    nonisolated(unsafe) private(set) static var splitParts = 1
 
     /// Cuts every large product into `parts` column ranges computed side by side, each by single-threaded OpenBLAS.
     /// - Precondition: OpenBLAS itself is single-threaded when `parts` > 1 (two thread pools would fight for cores).
@@ -55,10 +55,10 @@ public enum BLAS {
         // which reads B from column (or, transposed, row) `columns.lowerBound`. The result depends on the number of
         // parts in the last bits (OpenBLAS's kernels do not sum every column alike wherever a range starts), never
         // on timing: the same parts give the same bits every run.
-        let blocks = (n + 63) / 64
         Parallel.forEach(parts: parts) { part in
-            let first = blocks * part / parts * 64, last = min(n, blocks * (part + 1) / parts * 64)
-            product(transposeA, transposeB, m, last - first, k, alpha, a, lda, transposeB ? b + first * ldb : b + first,
+            let columns = Parallel.part(part, of: n, parts: parts)
+            let first = columns.lowerBound
+            product(transposeA, transposeB, m, columns.count, k, alpha, a, lda, transposeB ? b + first * ldb : b + first,
                     ldb, beta, c + first, ldc)
         }
     }

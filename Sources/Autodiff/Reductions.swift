@@ -14,7 +14,7 @@ public enum BufferMath {
                 var i = range.lowerBound
                 let whole = range.lowerBound + (range.count / 8) * 8
                 while i < whole {
-                    let chunk = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let chunk = load8(base + i)
                     partial += chunk - chunk
                     i += 8
                 }

@@ -151,11 +151,10 @@ public struct Checkpoint: Equatable, Sendable {
         var header: [String: String] = [:]
         // Split on the newline and "=" scalars, not Characters: Swift reads "\r\n" (or "=" and a combining mark) as
         // one Character, so a value ending in "\r" would swallow the next line after a round trip (found by the fuzzer).
+        func string<S: Sequence<Unicode.Scalar>>(_ scalars: S) -> String { String(String.UnicodeScalarView(scalars)) }
         for line in headerText.unicodeScalars.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else {
-                throw fail("has a malformed header line '\(String(String.UnicodeScalarView(line)).prefix(60))'")
-            }
-            header[String(String.UnicodeScalarView(line[..<equals]))] = String(String.UnicodeScalarView(line[line.index(after: equals)...]))
+            guard let equals = line.firstIndex(of: "=") else { throw fail("has a malformed header line '\(string(line).prefix(60))'") }
+            header[string(line[..<equals])] = string(line[line.index(after: equals)...])
         }
         guard let parameters = reader.floats() else { throw fail("is truncated in its parameters") }
         guard let state = reader.floats() else { throw fail("is truncated in its optimizer state") }

@@ -181,10 +181,6 @@ struct SparseMLPTests {
 
 @Suite("Optimizers")
 struct OptimizerTests {
-    /// Replays the reference's five fixed gradients and compares every parameter after every step. PyTorch ran in
-    /// Float with the same operation order and fused multiply-adds; we measured 0 ulp (lr 0.1) and 1 ulp (lr 1.0,
-    /// where one of PyTorch's intermediate deltas rounds the other way). 2 ulp allows that and nothing more: any
-    /// mistake in the update is off by orders of magnitude.
     /// The step split over threads must compute every element exactly as the one-thread step does (the split is
     /// over contiguous ranges, each element's update is independent). 100,000 parameters make three parts.
     @Test("an optimizer step on 1, 2 or 3 threads gives the same bits", arguments: ["sgd", "adadelta"])
@@ -206,6 +202,10 @@ struct OptimizerTests {
         for threads in [2, 3] { #expect(try run(threads: threads) == one, "\(threads) threads") }
     }
 
+    /// Replays the reference's five fixed gradients and compares every parameter after every step. PyTorch ran in
+    /// Float with the same operation order and fused multiply-adds; we measured 0 ulp (lr 0.1) and 1 ulp (lr 1.0,
+    /// where one of PyTorch's intermediate deltas rounds the other way). 2 ulp allows that and nothing more: any
+    /// mistake in the update is off by orders of magnitude.
     private func replay(_ name: String, _ make: (Int) throws -> Optimizer) throws {
         let cases = try JSON.load(Fixtures.shared("testvectors/torch_reference.json"))["cases"].array
         let reference = cases.first { $0["name"].string == name }!

@@ -208,8 +208,8 @@ private func startRow(_ background: Float, _ panel: UnsafePointer<Float>, rows: 
             s4 += load8(p + 32); s5 += load8(p + 40); s6 += load8(p + 48); s7 += load8(p + 56)
         }
         let b = SIMD8<Float>(repeating: background)
-        store8(b * s0, start); store8(b * s1, start + 8); store8(b * s2, start + 16); store8(b * s3, start + 24)
-        store8(b * s4, start + 32); store8(b * s5, start + 40); store8(b * s6, start + 48); store8(b * s7, start + 56)
+        store(b * s0, start); store(b * s1, start + 8); store(b * s2, start + 16); store(b * s3, start + 24)
+        store(b * s4, start + 32); store(b * s5, start + 40); store(b * s6, start + 48); store(b * s7, start + 56)
     } else {
         for c in 0..<width {
             var sum: Float = 0
@@ -256,8 +256,8 @@ private func sumOfScaledRows(_ panel: UnsafePointer<Float>, start: UnsafePointer
             s0 += load8(out); s1 += load8(out + 8); s2 += load8(out + 16); s3 += load8(out + 24)
             s4 += load8(out + 32); s5 += load8(out + 40); s6 += load8(out + 48); s7 += load8(out + 56)
         }
-        store8(s0, out); store8(s1, out + 8); store8(s2, out + 16); store8(s3, out + 24)
-        store8(s4, out + 32); store8(s5, out + 40); store8(s6, out + 48); store8(s7, out + 56)
+        store(s0, out); store(s1, out + 8); store(s2, out + 16); store(s3, out + 24)
+        store(s4, out + 32); store(s5, out + 40); store(s6, out + 48); store(s7, out + 56)
     } else {
         // The last, narrower panel: the same sums, a column at a time.
         for c in 0..<width {
@@ -266,12 +266,4 @@ private func sumOfScaledRows(_ panel: UnsafePointer<Float>, start: UnsafePointer
             out[c] = accumulate ? out[c] + sum : sum
         }
     }
-}
-
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-@inline(__always) private func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
-@inline(__always) private func store8(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }

@@ -104,18 +104,6 @@ func winogradWeightGradient(_ p: UnsafePointer<Float>, _ plan: WinogradPlan, _ w
 
 private typealias Lane = SIMD4<Float>
 
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-@inline(__always) private func load4(_ p: UnsafePointer<Float>) -> Lane {
-    UnsafeRawPointer(p).loadUnaligned(as: Lane.self)
-}
-@inline(__always) private func store(_ v: Lane, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lane.self)
-}
-@inline(__always) private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
 /// (a0, b0, a1, b1, a2, b2, a3, b3)
 @inline(__always) private func interleave(_ a: Lane, _ b: Lane) -> SIMD8<Float> {
     SIMD8(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3])

@@ -46,6 +46,6 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "MNISTData", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Training", "MNISTData", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Training", "MNISTData", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

@@ -28,11 +28,12 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Libraries, in the order data flows through them
-        .target(name: "MNISTData", dependencies: ["CZlib"], swiftSettings: numeric),
-        .target(name: "Autodiff", dependencies: ["COpenBLAS"], swiftSettings: numeric),
-        .target(name: "NN", dependencies: ["Autodiff", "MNISTData"], swiftSettings: numeric),
-        .target(name: "Distributed", dependencies: ["CMPI"]),
-        .target(name: "Training", dependencies: ["MNISTData", "Autodiff", "NN", "Distributed"], swiftSettings: numeric),
+        .target(name: "Support"),
+        .target(name: "MNISTData", dependencies: ["CZlib", "Support"], swiftSettings: numeric),
+        .target(name: "Autodiff", dependencies: ["COpenBLAS", "Support"], swiftSettings: numeric),
+        .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
+        .target(name: "Distributed", dependencies: ["CMPI", "Support"]),
+        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed"], swiftSettings: numeric),
 
         // MARK: The command
         .executableTarget(name: "mnist-dist", dependencies: [

@@ -10,10 +10,16 @@ seconds="${1:-60}"
 out=.build-fuzz
 mkdir -p "$out/artifacts"
 
+# The shared helpers (Sources/Support) are a module of their own, as in the package.
+mkdir -p "$out/modules"
+swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name Support -emit-module \
+  -emit-module-path "$out/modules/Support.swiftmodule" -emit-library -static Sources/Support/*.swift \
+  -o "$out/libSupport.a" -Xfrontend -disable-reflection-metadata 2>&1 || { echo "fuzz.sh: building Support failed" >&2; exit 1; }
+
 build() {  # name, sources...
   local name="$1"; shift
-  swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "Fuzz_$name" \
-    -I Sources/CZlib -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap "$@" -lz -o "$out/fuzz-$name" 2>&1 \
+  swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name "Fuzz_$name" -I "$out/modules" \
+    -I Sources/CZlib -Xcc -fmodule-map-file=Sources/CZlib/module.modulemap "$@" -L "$out" -lSupport -lz -o "$out/fuzz-$name" 2>&1 \
     | grep -vE "ld.gold: warning: Cannot export local symbol" || true
   [ -x "$out/fuzz-$name" ] || { echo "fuzz.sh: building fuzz-$name failed" >&2; exit 1; }
 }

@@ -1,26 +1,24 @@
 // The one file that talks to BLAS (OpenBLAS's CBLAS interface).
 import COpenBLAS
+import Support
 
 /// Single-precision matrix products and OpenBLAS's thread control.
 public enum BLAS {
     /// Threads OpenBLAS uses for one call.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 
-    /// Sets the threads OpenBLAS uses for one call (a rank's share of the host's cores).
-    public static func setThreadCount(_ count: Int) {
-        require(count >= 1, "BLAS.setThreadCount: \(count) threads")
-        openblas_set_num_threads(Int32(count))
-    }
-
     /// Parts a large product is cut into, each a single-threaded sgemm on a thread of its own (see `gemm`); 1 leaves
-    /// any threading to OpenBLAS. Set once, before training, by the thread mode (`setSplitParts`).
+    /// any threading to OpenBLAS.
     nonisolated(unsafe) private(set) static var splitParts = 1
 
-    /// Cuts every large product into `parts` column ranges computed side by side, each by single-threaded OpenBLAS.
-    /// - Precondition: OpenBLAS itself is single-threaded when `parts` > 1 (two thread pools would fight for cores).
-    public static func setSplitParts(_ parts: Int) {
-        require(parts >= 1, "BLAS.setSplitParts: \(parts) parts")
-        require(parts == 1 || threadCount == 1, "BLAS.setSplitParts: OpenBLAS already runs \(threadCount) threads")
+    /// How every product of this process uses threads: OpenBLAS's own (`threadsPerCall`), or `splitParts` column
+    /// ranges computed side by side, each by single-threaded OpenBLAS. Set once, before training, by whoever
+    /// decides a rank's thread plan.
+    /// - Precondition: not both above 1 (two thread pools would fight for the cores).
+    public static func configure(threadsPerCall: Int, splitParts parts: Int) {
+        require(threadsPerCall >= 1 && parts >= 1 && (threadsPerCall == 1 || parts == 1),
+                "BLAS.configure: \(threadsPerCall) OpenBLAS threads with products split \(parts) ways")
+        openblas_set_num_threads(Int32(threadsPerCall))
         splitParts = parts
     }
 

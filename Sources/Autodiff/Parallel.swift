@@ -2,6 +2,7 @@
 // that run on several threads. Each element's result is the same whatever the split, so a split never changes
 // what is computed, only how fast. Nothing here allocates: the loops run inside the training step.
 import Dispatch
+import Support
 
 public enum Parallel {
     /// Below this many elements a loop stays on the calling thread: waking another one costs more.
@@ -35,10 +36,4 @@ public enum Parallel {
         let parts = partCount(of: count, threads: threads)
         forEach(parts: parts) { body($0, part($0, of: count, parts: parts)) }
     }
-}
-
-/// Hands a value to `concurrentPerform`'s threads; the caller guarantees they touch disjoint memory.
-private struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }

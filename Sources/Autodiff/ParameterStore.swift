@@ -3,6 +3,7 @@
 // After llm.c: every parameter is a view (name, shape, offset) into `values`; its gradient is the same range of
 // `gradients`. Averaging gradients over ranks is then one all-reduce of one buffer, and an optimizer step is one
 // flat loop.
+import Support
 
 /// A model's parameters as named views into one flat buffer, with a gradient buffer of the same layout.
 public final class ParameterStore {
@@ -13,6 +14,8 @@ public final class ParameterStore {
         /// First element in the flat buffers.
         public let offset: Int
         public var count: Int { shape.reduce(1, *) }
+        /// The parameter's elements in the flat buffers.
+        public var range: Range<Int> { offset..<(offset + count) }
     }
 
     public let entries: [Entry]

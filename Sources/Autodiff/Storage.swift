@@ -3,6 +3,7 @@
 // A training step asks for the same sequence of buffers every time (the model's graph does not change), so the
 // arena remembers the buffers of the previous step by position and returns them again. A buffer that someone
 // still holds (a tensor kept from an earlier step) is never reused: it is replaced, and the holder keeps its data.
+import Support
 
 /// A block of Floats, 64-byte aligned, freed when the last tensor using it goes away.
 public final class TensorStorage {

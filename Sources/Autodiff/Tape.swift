@@ -6,6 +6,7 @@
 //
 // To avoid clearing every gradient buffer each step, the first contribution to a gradient overwrites it and later
 // ones add (BLAS's beta = 0 or 1); a gradient that receives no contribution is never read.
+import Support
 
 /// Records operations for reverse-mode differentiation and owns the memory of one step's tensors.
 ///

@@ -3,6 +3,7 @@
 // Shape legend used in comments throughout the engine:
 //   N batch (images or rows), C input channels, O output channels, H x W input height and width,
 //   KH x KW kernel, OH x OW output height and width, K = C*KH*KW patch length, P = OH*OW output positions.
+import Support
 
 /// An n-dimensional array of `Float`, contiguous and row-major (images are N, C, H, W).
 ///

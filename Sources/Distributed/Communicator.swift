@@ -37,8 +37,6 @@ public protocol Communicator: AnyObject {
                         operation: ReductionOperation) throws(CommunicatorError) -> PendingReduction
     /// Copies `buffer` from `root` to every rank.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws(CommunicatorError)
-    /// Waits until every rank has arrived.
-    func barrier() throws(CommunicatorError)
     /// Ends every process of the job with `code` (the way out when ranks can no longer agree).
     func abort(code: Int32) -> Never
     /// Ends the communicator cleanly (after the last collective).
@@ -72,8 +70,6 @@ extension Communicator {
     public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0) throws(CommunicatorError) {
         try broadcast(UnsafeMutableRawBufferPointer(buffer), root: root)
     }
-
-    public var isRoot: Bool { rank == 0 }
 }
 
 /// A reduction under way.
@@ -84,7 +80,7 @@ public protocol PendingReduction: AnyObject {
     func wait() throws(CommunicatorError)
 }
 
-/// A reduction that was complete when it started (one process).
+/// A reduction that was complete when it started (one process, or threads).
 final class FinishedReduction: PendingReduction {
     func test() -> Bool { true }
     func wait() {}
@@ -103,7 +99,6 @@ public final class SingleProcessCommunicator: Communicator {
     public func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                                operation: ReductionOperation) -> PendingReduction { FinishedReduction() }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
-    public func barrier() {}
     public func abort(code: Int32) -> Never { exitProcess(code) }
     public func finalize() {}
 }

@@ -109,10 +109,6 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func barrier() throws(CommunicatorError) {
-        try Self.check(MPI_Barrier(world), "MPI_Barrier")
-    }
-
     public func abort(code: Int32) -> Never {
         fflush(nil)
         MPI_Abort(world, code)

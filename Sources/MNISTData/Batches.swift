@@ -3,6 +3,7 @@
 // Every rank computes the same order (it depends on the seed and the epoch, never on the number of ranks), walks
 // the same global batches, and takes a contiguous slice of each. That is what makes N ranks train the same model
 // as one process: the global batch, and so the averaged gradient, is identical.
+import Support
 
 /// Where each epoch's order of training samples comes from.
 public enum ShuffleSource: Sendable, Equatable {

@@ -21,7 +21,10 @@ public final class FileSource: ByteSource {
     public init(path: String) throws(DataError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DataError(file: path, problem: Self.describeOpenError(errno)) }
+        guard fd >= 0 else {
+            let code = errno
+            throw DataError(file: path, problem: Self.describeOpenError(code), kind: code == ENOENT ? .missing : .malformed)
+        }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             let code = errno
@@ -78,14 +81,19 @@ public final class MemorySource: ByteSource {
 
 /// A problem with a data file, named and explained in plain words.
 public struct DataError: Error, CustomStringConvertible, Equatable {
+    /// What kind of problem, for the exit code (never read from the wording).
+    public enum Kind: Sendable { case missing, malformed }
+
     /// The file (path or name) the problem is in.
     public let file: String
     /// What is wrong, as a phrase that follows the file name.
     public let problem: String
+    public let kind: Kind
 
-    public init(file: String, problem: String) {
+    public init(file: String, problem: String, kind: Kind = .malformed) {
         self.file = file
         self.problem = problem
+        self.kind = kind
     }
 
     public var description: String { "\(file): \(problem)" }

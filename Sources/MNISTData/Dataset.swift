@@ -2,6 +2,7 @@
 //
 // Images stay UInt8 in memory (60,000 MNIST images take 47 MB rather than 188 MB as Float); a batch is converted
 // through a 256-entry lookup table into a caller-owned buffer, so the training step allocates nothing.
+import Support
 
 /// Labelled grayscale images, stored row-major as bytes.
 public struct Dataset: Sendable {

@@ -96,7 +96,7 @@ public enum DatasetFiles {
             ? "the standard split needs the train files; fetch them (scripts/fetch-mnist.sh) or use --split chapter"
             : "fetch the data with scripts/fetch-mnist.sh (MNIST_MIRROR=DIR to copy from a local mirror), "
                 + "or name the directory with --data-dir"
-        throw DataError(file: "\(directory)/\(baseName).gz", problem: "missing (\(hint))")
+        throw DataError(file: "\(directory)/\(baseName).gz", problem: "missing (\(hint))", kind: .missing)
     }
 }
 

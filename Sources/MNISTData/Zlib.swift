@@ -2,6 +2,7 @@
 //
 // Everything else in the project (IDX reading, checkpoints, PNG files) goes through these three entry points.
 import CZlib
+import Support
 
 /// zlib's facilities as the rest of the project uses them.
 public enum Zlib {

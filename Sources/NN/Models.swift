@@ -1,6 +1,7 @@
 // The chapter's two models: the tanh MLP (JAX layout, numpy initialisation) and PyTorch's MNIST CNN.
 import Autodiff
 import MNISTData
+import Support
 
 /// One row of a model summary.
 public struct LayerSummary: Sendable {

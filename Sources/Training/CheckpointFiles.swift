@@ -9,7 +9,7 @@ extension Checkpoint {
         do {
             bytes = try readFile(path)
         } catch {
-            throw CheckpointError(file: path, problem: error.description)
+            throw CheckpointError(file: path, problem: error.description, kind: error.code == ENOENT ? .missing : .malformed)
         }
         return try decode(bytes, name: path)
     }
@@ -21,7 +21,7 @@ extension Checkpoint {
         do {
             try writeFileAtomically(encoded(), to: path)
         } catch {
-            throw CheckpointError(file: path, problem: error.description)
+            throw CheckpointError(file: path, problem: error.description, kind: .unwritable)
         }
     }
 }
@@ -50,10 +50,12 @@ public struct CheckpointDirectory: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw CheckpointError(file: path, problem: "cannot create the checkpoint directory (\(describe(error)))")
+            throw CheckpointError(file: path, problem: "cannot create the checkpoint directory (\(describe(error)))",
+                                  kind: .unwritable)
         }
         guard access(path, W_OK) == 0 else {
-            throw CheckpointError(file: path, problem: "the checkpoint directory is not writable (\(String(cString: strerror(errno))))")
+            throw CheckpointError(file: path, problem: "the checkpoint directory is not writable (\(String(cString: strerror(errno))))",
+                                  kind: .unwritable)
         }
     }
 
@@ -71,7 +73,7 @@ public struct CheckpointDirectory: Sendable {
 public func loadCheckpoint(from path: String, warn: (String) -> Void) throws(CheckpointError) -> (Checkpoint, String) {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw CheckpointError(file: path, problem: "no such file or directory")
+        throw CheckpointError(file: path, problem: "no such file or directory", kind: .missing)
     }
     guard isDirectory.boolValue else { return (try Checkpoint.read(path: path), path) }
     let files = CheckpointDirectory(path: path).files()

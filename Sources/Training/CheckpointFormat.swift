@@ -18,11 +18,16 @@ import MNISTData
 
 /// A problem with a checkpoint file: which file, and what is wrong with it.
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
+    /// What kind of problem, for the exit code (never read from the wording).
+    public enum Kind: Sendable { case missing, malformed, unwritable }
+
     public let file: String
     public let problem: String
-    public init(file: String, problem: String) {
+    public let kind: Kind
+    public init(file: String, problem: String, kind: Kind = .malformed) {
         self.file = file
         self.problem = problem
+        self.kind = kind
     }
     public var description: String { "\(file): \(problem)" }
 }
@@ -49,6 +54,41 @@ public struct EpochRecord: Equatable, Sendable {
         self.samplesPerSecond = samplesPerSecond
         self.communicationShare = communicationShare
         self.lastBatchLoss = lastBatchLoss
+    }
+}
+
+/// Where a run stands: the epoch in progress and the next batch of it, the steps done, the epoch's totals so far,
+/// the sample-order state, and the finished epochs' records.
+public struct RunPosition: Equatable, Sendable {
+    /// Training totals of the epoch in progress, so far.
+    public struct Totals: Equatable, Sendable {
+        public var lossSum = 0.0
+        public var correct = 0
+        public var samples = 0
+        public init(lossSum: Double = 0, correct: Int = 0, samples: Int = 0) {
+            self.lossSum = lossSum
+            self.correct = correct
+            self.samples = samples
+        }
+    }
+
+    /// Epoch in progress (0-based) and the next batch of it to run; step counts batches done over the run.
+    public var epoch = 0
+    public var batch = 0
+    public var step = 0
+    public var partial = Totals()
+    /// The chapter stream's generator as it stood at the start of `epoch` (nil for seeded shuffles).
+    public var generator: RandomState?
+    public var history: [EpochRecord] = []
+
+    public init(epoch: Int = 0, batch: Int = 0, step: Int = 0, partial: Totals = Totals(), generator: RandomState? = nil,
+                history: [EpochRecord] = []) {
+        self.epoch = epoch
+        self.batch = batch
+        self.step = step
+        self.partial = partial
+        self.generator = generator
+        self.history = history
     }
 }
 
@@ -88,6 +128,21 @@ public struct Checkpoint: Equatable, Sendable {
         self.history = history
         self.parameters = parameters
         self.optimizerState = optimizerState
+    }
+
+    /// A checkpoint of a run at `position`.
+    public init(settings: [String: String], position: RunPosition, parameters: [Float], optimizerState: [Float]) {
+        self.init(settings: settings, epoch: position.epoch, batch: position.batch, step: position.step,
+                  partialLossSum: position.partial.lossSum, partialCorrect: position.partial.correct,
+                  partialSamples: position.partial.samples, generator: position.generator, history: position.history,
+                  parameters: parameters, optimizerState: optimizerState)
+    }
+
+    /// Where the run it was taken from stood.
+    public var position: RunPosition {
+        RunPosition(epoch: epoch, batch: batch, step: step,
+                    partial: .init(lossSum: partialLossSum, correct: partialCorrect, samples: partialSamples),
+                    generator: generator, history: history)
     }
 
     // MARK: Encoding

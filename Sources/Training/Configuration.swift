@@ -2,6 +2,7 @@
 // command line shows and uses these same values.
 import MNISTData
 import NN
+import Support
 
 /// The models mnist-dist trains.
 public enum ModelKind: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -60,15 +61,25 @@ public enum ThreadMode: String, CaseIterable, Sendable, CustomStringConvertible 
     }
 }
 
-/// The precision in which gradients are summed across workers and ranks.
-public enum ReductionPrecision: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// Sum in Double and round once: the result does not depend on how the batch was split or on MPI's reduction
-    /// order, so N ranks reproduce one process with N workers bit for bit. Twice the bytes on the wire.
-    case double
-    /// Sum in Float: half the bytes, but the low bits depend on the split, and the CNN's relu and max-pool decisions
-    /// amplify them (measured: 5e-4 of the largest parameter after 20 Adadelta steps between 1 and 3 workers).
-    case float
-    public var description: String { rawValue }
+/// The names under which settings are recorded in checkpoints and metrics, and compared across ranks. They are
+/// part of the checkpoint format: never rename one (a new spelling of a command-line option does not change them).
+public enum SettingKey: String, CaseIterable, Sendable {
+    case model, optimizer, epochs, seed, dataset, split, shuffle, rho
+    case learningRate = "lr"
+    case batchSize = "batch-size"
+    case normalization = "normalize"
+    case hiddenSizes = "hidden"
+    case epsilon = "eps"
+    case weightDecay = "weight-decay"
+    /// Recorded by checkpoints only: the model's architecture, the training set's size, the program that wrote it.
+    case architecture
+    case trainingSamples = "training_samples"
+    case createdBy = "created_by"
+
+    /// The settings a resumed run must share with its checkpoint (the rest, such as epochs, may change).
+    public static let identity: [SettingKey] = [.model, .architecture, .dataset, .split, .trainingSamples, .optimizer,
+                                                .batchSize, .seed, .normalization, .shuffle, .hiddenSizes, .learningRate,
+                                                .rho, .epsilon, .weightDecay]
 }
 
 /// Every default of a training run, in one place.
@@ -183,28 +194,18 @@ public struct TrainingConfiguration: Equatable, Sendable {
         }
     }
 
-    /// Every setting that must be identical on all ranks, as (name, value) pairs.
-    public var settings: [(name: String, value: String)] {
-        var result: [(String, String)] = [
-            ("--model", model.rawValue), ("--optimizer", resolvedOptimizer.rawValue),
-            ("--lr", formatNumber(resolvedLearningRate)), ("--epochs", "\(epochs)"), ("--batch-size", "\(batchSize)"),
-            ("--seed", "\(seed)"), ("--dataset", dataset.rawValue), ("--split", split?.rawValue ?? "auto"),
-            ("--normalize", normalization.rawValue), ("--shuffle", shuffle.rawValue),
+    /// Every setting that must be identical on all ranks, and that a checkpoint records, by stable key.
+    public var settings: [(key: SettingKey, value: String)] {
+        var result: [(SettingKey, String)] = [
+            (.model, model.rawValue), (.optimizer, resolvedOptimizer.rawValue),
+            (.learningRate, formatNumber(resolvedLearningRate)), (.epochs, "\(epochs)"), (.batchSize, "\(batchSize)"),
+            (.seed, "\(seed)"), (.dataset, dataset.rawValue), (.split, split?.rawValue ?? "auto"),
+            (.normalization, normalization.rawValue), (.shuffle, shuffle.rawValue),
         ]
-        if model == .mlp { result.append(("--hidden", hiddenSizes.map(String.init).joined(separator: ","))) }
+        if model == .mlp { result.append((.hiddenSizes, hiddenSizes.map(String.init).joined(separator: ","))) }
         if resolvedOptimizer == .adadelta {
-            result += [("--rho", formatNumber(rho)), ("--eps", formatNumber(epsilon)), ("--weight-decay", formatNumber(weightDecay))]
+            result += [(.rho, formatNumber(rho)), (.epsilon, formatNumber(epsilon)), (.weightDecay, formatNumber(weightDecay))]
         }
         return result
     }
-}
-
-/// FNV-1a, 64-bit: a stable hash of text for comparing settings across ranks (Swift's Hasher is seeded per process).
-public func stableHash(_ text: String) -> Int64 {
-    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-    for byte in text.utf8 {
-        hash ^= UInt64(byte)
-        hash = hash &* 0x100_0000_01b3
-    }
-    return Int64(bitPattern: hash)
 }

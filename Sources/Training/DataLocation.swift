@@ -2,10 +2,6 @@
 import Foundation
 import MNISTData
 
-public enum Version {
-    public static let string = "0.1.0"
-}
-
 public enum DataLocation {
     /// The directory to read `dataset` from:
     ///  1. `explicit` (--data-dir), as given;

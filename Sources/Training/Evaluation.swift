@@ -52,7 +52,7 @@ public struct SavedModel {
         do {
             checkpoint = try Checkpoint.read(path: path)
         } catch {
-            throw RunError(error.problem.contains("no such file") ? .missingInput : .badInput, error.description)
+            throw RunError(error)
         }
         let settings = checkpoint.settings
         var configuration = TrainingConfiguration()
@@ -90,9 +90,10 @@ public struct SavedModel {
         return (0..<count).map { Array(values[($0 * 10)..<(($0 + 1) * 10)]) }
     }
 
-    /// Workers for evaluating this model on this process's threads.
+    /// Workers for evaluating this model on this process's threads, each with single-threaded OpenBLAS.
     func workers(threads: Int) -> Workers {
-        Workers(model: model, store: store, threads: threads)
+        BLAS.configure(threadsPerCall: 1, splitParts: 1)
+        return Workers(model: model, store: store, threads: threads)
     }
 
     /// Accuracy and confusion matrix on `dataset`, split across the communicator's ranks.

@@ -4,7 +4,10 @@ import Foundation
 /// A failed file operation: what failed, from the C library's errno.
 public struct FileError: Error, CustomStringConvertible {
     public let description: String
+    /// The errno it came from.
+    public let code: Int32
     init(_ operation: String, _ code: Int32 = errno) {
+        self.code = code
         let reason: String
         switch code {
         case ENOSPC: reason = "no space left on the device"

@@ -1,5 +1,6 @@
 // The --metrics file: JSON lines, one object per epoch and one for the whole run.
 import Foundation
+import Support
 
 /// Appends JSON lines to a file (rank 0 only).
 final class MetricsLog {
@@ -41,7 +42,10 @@ func json(_ text: String) -> String {
     "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }
 
-func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?) -> String {
+/// The --metrics file's objects. Their keys are part of the file's format, written here and nowhere else; the
+/// configuration's keys are the checkpoints' (`SettingKey`).
+enum MetricsRecord {
+static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?) -> String {
     jsonObject([
         ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
         ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
@@ -54,11 +58,9 @@ func epochJSON(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMe
     ])
 }
 
-func runJSON(_ summary: RunSummary, configuration: TrainingConfiguration) -> String {
-    let settings = jsonObject(configuration.settings.map { (String($0.name.dropFirst(2)), json($0.value)) })
-    let median = summary.history.count > 1
-        ? summary.history.dropFirst().map(\.seconds).sorted()[(summary.history.count - 1) / 2]
-        : summary.history.first?.seconds ?? .nan
+static func run(_ summary: RunSummary, configuration: TrainingConfiguration) -> String {
+    let settings = jsonObject(configuration.settings.map { ($0.key.rawValue, json($0.value)) })
+    let median = Support.median((summary.history.count > 1 ? summary.history.dropFirst() : summary.history[...]).map(\.seconds))
     return jsonObject([
         ("type", json("run")), ("configuration", settings), ("epochs", "\(summary.history.count)"),
         ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),
@@ -67,4 +69,5 @@ func runJSON(_ summary: RunSummary, configuration: TrainingConfiguration) -> Str
         ("peak_resident_mb_per_rank", "[" + summary.peakResidentMegabytes.map(json).joined(separator: ", ") + "]"),
         ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
     ])
+}
 }

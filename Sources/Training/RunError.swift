@@ -1,5 +1,5 @@
 // How a run ends when it cannot finish: an exit code from a documented table, and one message.
-import Distributed
+import MNISTData
 
 /// The exit codes of mnist-dist (documented in the README, "Long runs and failures").
 public enum ExitCode: Int32, Sendable, CaseIterable {
@@ -47,31 +47,19 @@ public struct RunError: Error, CustomStringConvertible {
     public var description: String { message ?? "(reported by another rank)" }
 }
 
-extension Communicator {
-    /// Runs `body` on every rank and agrees on the outcome, so that a failure on some ranks (a missing file on
-    /// one host) ends every rank the same way instead of leaving the others waiting in a collective.
-    ///
-    /// If any rank's `body` throws, every rank throws a `RunError` with the code of the lowest failing rank; only
-    /// that rank's error carries the message, so it is printed once.
-    public func agree<T>(_ body: () throws -> T) throws -> T {
-        var result: T?
-        var failure = RunError(.software, nil)
-        do {
-            result = try body()
-        } catch let error as RunError {
-            failure = error
-        } catch {
-            failure = RunError(.software, "\(error)")
+extension RunError {
+    /// The exit code of a data file's problem comes from its kind.
+    public init(_ error: DataError) {
+        self.init(error.kind == .missing ? .missingInput : .badInput, error.description)
+    }
+
+    /// The exit code of a checkpoint file's problem comes from its kind.
+    public init(_ error: CheckpointError) {
+        let code: ExitCode = switch error.kind {
+        case .missing: .missingInput
+        case .malformed: .badInput
+        case .unwritable: .cannotWrite
         }
-        let failing: Int64
-        let code: Int64
-        do {
-            failing = try allReduce(result == nil ? Int64(rank) : Int64(size), .min)
-            code = try allReduce(result == nil && Int64(rank) == failing ? Int64(failure.code.rawValue) : 0, .max)
-        } catch {
-            throw RunError(.ranksDisagree, "\(error)")
-        }
-        if failing == Int64(size), let result { return result }
-        throw RunError(ExitCode(rawValue: Int32(code)) ?? .software, Int64(rank) == failing ? failure.message : nil)
+        self.init(code, error.description)
     }
 }

@@ -1,18 +1,21 @@
-// The training loop, the same for one process and for N ranks:
+// The training loop, the same for one process and for N ranks: set up -> epochs -> finish, an epoch being a loop
+// over steps with the periodic blocks (checksum, checkpoint, stop) after each, and a step being
 //
-//   every rank loads the data and draws the same global order for the epoch (MNISTData)
-//   -> takes its contiguous shard of each global batch -> forward and backward on worker threads (Workers)
-//   -> one in-place all-reduce of the flat gradient, one small all-reduce of the step's metrics (Distributed)
-//   -> the identical optimizer step on every rank (NN).
+//   this rank's shard of the global batch -> forward and backward on worker threads (Workers)
+//   -> the gradient reduced over workers and ranks by the run's reducer (Distributed), with the step's metrics
+//   -> the finiteness check -> the identical optimizer step on every rank (NN).
 //
-// Each rank's loss is its shard's summed loss divided by the *global* batch size, so the all-reduced gradient is
+// Each rank's loss is its shard's summed loss divided by the *global* batch size, so the reduced gradient is
 // exactly the gradient of the mean loss over the global batch, whatever the shard sizes (or an empty shard).
+// Setting up (data, agreement, resume, the start block) is in RunSetup.swift; when to checkpoint and stop, and the
+// messages, in StopPolicy.swift.
 import Autodiff
 import Dispatch
 import Distributed
 import Foundation
 import MNISTData
 import NN
+import Support
 
 /// Settings of a run that do not change what is learned: where files go, how often to save, how many threads.
 public struct RunOptions: Sendable {
@@ -73,10 +76,18 @@ public struct PhaseTimes: Sendable, Equatable {
     public var allReduce = 0.0
     public var optimizer = 0.0
     public var total: Double { forward + backward + allReduce + optimizer }
+
+    /// The median of each phase over epochs, leaving out the first (warm-up) when there are several.
+    static func median(_ epochs: [PhaseTimes]) -> PhaseTimes {
+        let used = epochs.count > 1 ? Array(epochs.dropFirst()) : epochs
+        guard !used.isEmpty else { return PhaseTimes() }
+        return PhaseTimes(forward: Support.median(used.map(\.forward)), backward: Support.median(used.map(\.backward)),
+                          allReduce: Support.median(used.map(\.allReduce)), optimizer: Support.median(used.map(\.optimizer)))
+    }
 }
 
 /// Data and sample order given to a trainer instead of the configuration's files and shuffle (the chapter's
-/// literal CNN stream trains on raw rows 0-7999 in one order drawn once).
+/// literal CNN stream trains on raw rows 0-7999 in one order drawn once; tests give small synthetic data).
 public struct ProvidedData: Sendable {
     public var split: DataSplit
     public var order: ShuffleSource
@@ -106,269 +117,174 @@ public final class Trainer {
         provided = data
     }
 
-    // MARK: Setting up
-
-    /// Loads the data on every rank (a failure on any rank ends all of them) and checks it suits the model.
-    func loadData() throws -> (DataSplit, String) {
-        if let provided { return (provided.split, provided.description) }
-        return try communicator.agree {
-            let directory = try DataLocation.resolve(dataset: configuration.dataset, explicit: options.dataDirectory)
-            let split: DataSplit
-            do {
-                split = try DatasetFiles.load(configuration.dataset, directory: directory, split: configuration.split)
-            } catch let error as DataError {
-                throw RunError(error.problem.hasPrefix("missing") || error.problem == "no such file" ? .missingInput : .badInput,
-                               error.description)
-            }
-            guard split.train.count > 0 else {
-                throw RunError(.badInput, "\(split.train.name): the training set is empty")
-            }
-            if configuration.model == .cnn && (split.train.rows != 28 || split.train.columns != 28) {
-                throw RunError(.badInput, "\(split.train.name): images are \(split.train.rows)x\(split.train.columns), "
-                                   + "but the cnn takes 28x28 images")
-            }
-            return (split, directory)
-        }
-    }
-
-    /// Checks that every rank runs the same configuration on the same data; names the first setting that differs.
-    func checkAgreement(_ data: DataSplit, parameterCount: Int) throws {
-        let entries = configuration.settings + [
-            ("training samples", "\(data.train.count)"), ("test samples", "\(data.test.count)"),
-            ("split", data.kind.rawValue), ("parameters", "\(parameterCount)"),
-            ("data checksum", "\(Zlib.crc32(data.train.labels))-\(Zlib.crc32(Array(data.train.pixels.prefix(1 << 20))))"),
-        ]
-        guard communicator.size > 1 else { return }
-        var low = entries.map { stableHash($0.value) }
-        var high = low
-        do {
-            try low.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .min) }
-            try high.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .max) }
-        } catch {
-            throw RunError(.ranksDisagree, "\(error)")
-        }
-        if let index = low.indices.first(where: { low[$0] != high[$0] }) {
-            let mine = entries[index]
-            throw RunError(.ranksDisagree, communicator.rank == 0
-                ? "the ranks do not agree on \(mine.name) (rank 0 has \(mine.value)); every rank must run the same "
-                    + "options on the same data" : nil)
-        }
-    }
-
-    // MARK: Running
-
     public func run() throws -> RunSummary {
         let started = DispatchTime.now()
         StopSignals.install()
-        let (data, directory) = try loadData()
-        let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
-        let store = model.makeParameterStore()
-        let optimizer: Optimizer
+        let run = try prepare()
+        printStart(run)
+        for epoch in run.position.epoch..<configuration.epochs {
+            try train(epoch: epoch, run)
+        }
+        return try finish(run, started: started)
+    }
+
+    // MARK: An epoch
+
+    /// Trains one epoch (from where `run.position` stands in it), then evaluates, reports and checkpoints.
+    func train(epoch: Int, _ run: Run) throws {
+        var source = provided?.order ?? (configuration.shuffle == .chapter
+            ? .continuing(run.position.generator!) : .seeded(configuration.seed))
+        let order = source.order(forEpoch: epoch, count: run.data.train.count)
+        let plan = BatchPlan(sampleCount: run.data.train.count, batchSize: configuration.batchSize)
+        let firstBatch = run.position.batch
+        var phases = PhaseTimes()
+        let epochStart = DispatchTime.now()
+        var stopAgreed = false
+        var lastBatchLoss = Double.nan
+        for batchIndex in firstBatch..<plan.batchCount {
+            let batch = plan.batch(batchIndex)
+            let metrics = try step(batch, order: order, run, phases: &phases)
+            stopAgreed = metrics.stopRequested
+            lastBatchLoss = metrics.lossSum / Double(batch.count)
+            run.position.advance(batch: batchIndex + 1, by: metrics)
+            reportProgress(run, epoch: epoch, batch: batchIndex + 1, of: plan.batchCount, since: epochStart, first: firstBatch)
+            if run.position.step % options.checksumEvery == 0 { try compareChecksums(run) }
+            let decision = run.policy.afterStep(run.position.step, lastOfEpoch: batchIndex + 1 == plan.batchCount,
+                                                stopAgreed: stopAgreed)
+            let file = decision.checkpoint ? try saveCheckpoint(run) : nil
+            if decision.stop {
+                throw RunError(.stopped, communicator.rank == 0 ? run.policy.stopMessage(
+                    at: "after step \(run.position.step) (epoch \(epoch + 1), batch \(batchIndex + 1) of \(plan.batchCount))",
+                    step: run.position.step, checkpoint: file) : nil)
+            }
+        }
+        if case .continuing(let generator) = source { run.position.generator = generator }
+        try finishEpoch(epoch, run, phases: phases, seconds: seconds(epochStart, DispatchTime.now()),
+                        steps: plan.batchCount - firstBatch, lastBatchLoss: lastBatchLoss, stopAgreed: stopAgreed)
+    }
+
+    /// The end of an epoch: evaluate, report, record, checkpoint, and stop if the ranks agreed to.
+    func finishEpoch(_ epoch: Int, _ run: Run, phases: PhaseTimes, seconds: Double, steps: Int, lastBatchLoss: Double,
+                     stopAgreed: Bool) throws {
+        let totals = run.position.partial
+        let test = try Evaluation.run(run.workers, run.data.test, scaling: run.scaling, communicator: communicator)
+        run.confusion = test.confusion
+        let trainAccuracy = configuration.evaluateTrainingSet
+            ? try Evaluation.run(run.workers, run.data.train, scaling: run.scaling, communicator: communicator).accuracy
+            : Double(totals.correct) / Double(max(totals.samples, 1))
+        let record = EpochRecord(epoch: epoch + 1, trainLoss: totals.lossSum / Double(max(totals.samples, 1)),
+                                 trainAccuracy: trainAccuracy, testAccuracy: test.accuracy, seconds: seconds,
+                                 samplesPerSecond: Double(totals.samples) / seconds,
+                                 communicationShare: phases.allReduce / seconds, lastBatchLoss: lastBatchLoss)
+        run.position.finishEpoch(record)
+        run.epochPhases.append(phases)
+        console.report(String(format: "epoch %2d/%d  loss %.4f  train %@ %.4f  test %.4f  %.2f s  %.0f samples/s  comm %.1f%%",
+                              record.epoch, configuration.epochs, record.trainLoss,
+                              configuration.evaluateTrainingSet ? "acc" : "acc (running)", record.trainAccuracy,
+                              record.testAccuracy, record.seconds, record.samplesPerSecond, 100 * record.communicationShare))
+        try communicator.agree {
+            try run.metrics?.append(MetricsRecord.epoch(record, phases: phases, steps: steps,
+                                                        residentMegabytes: Memory.residentMegabytes()?.current))
+        }
+        let decision = run.policy.afterEpoch(epoch, of: configuration.epochs, stopAgreed: stopAgreed)
+        let file = decision.checkpoint ? try saveCheckpoint(run) : nil
+        if decision.stop {
+            throw RunError(.stopped, communicator.rank == 0
+                ? run.policy.stopMessage(at: "at the end of epoch \(epoch + 1)", step: run.position.step, checkpoint: file) : nil)
+        }
+    }
+
+    // MARK: A step
+
+    /// One step on `batch` (positions in `order`): this rank's shard's gradient, reduced over workers and ranks,
+    /// checked, and applied. Returns the step's metrics summed over the ranks (and whether any rank asked to stop).
+    func step(_ batch: Range<Int>, order: [Int32], _ run: Run, phases: inout PhaseTimes) throws -> StepMetrics {
+        let mine = shard(of: batch, rank: communicator.rank, ranks: communicator.size)
+        let local = run.workers.gradient(of: run.data.train, order: order, range: mine, scaling: run.scaling,
+                                         normalizer: batch.count, hooks: run.reducer.backwardHooks())
+        let reduceStart = DispatchTime.now()
+        var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
         do {
-            optimizer = try configuration.makeOptimizer(parameterCount: store.count)
+            try run.reducer.reduce(run.workers.gradientParts)
+            try metrics.sum(over: communicator)
         } catch {
-            throw RunError(.usage, "\(error)")
+            throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
         }
-        try checkAgreement(data, parameterCount: store.count)
-        let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
-        let mode = options.threadMode.resolved(for: configuration.model)
-        let workers = switch mode {
-        case .workers: Workers(model: model, store: store, threads: threads)
-        case .split: Workers(model: model, store: store, threads: 1, splitParts: threads)
-        case .blas, .auto: Workers(model: model, store: store, threads: 1, blasThreads: threads)
-        }
-        let scaling = configuration.normalization.scaling
+        let hidden = run.reducer.secondsDuringBackward
+        phases.forward += local.forwardSeconds
+        phases.backward += local.backwardSeconds - hidden
+        phases.allReduce += seconds(reduceStart, DispatchTime.now()) + hidden
 
-        // Initial state: rank 0's initialisation (or checkpoint), broadcast so that no rank can start elsewhere.
-        model.initialize(store, seed: configuration.seed)
-        var progress = Checkpoint(settings: checkpointSettings(model: model, data: data), epoch: 0, batch: 0, step: 0,
-                                  generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil, history: [],
-                                  parameters: [], optimizerState: [])
-        if let resume = options.resume {
-            progress = try resumeState(from: resume, expected: progress.settings, store: store, optimizer: optimizer)
+        // Every rank holds the same reduced numbers, so every rank takes the same decision here.
+        let gradientFinite = run.store.withGradients { BufferMath.allFinite(UnsafeBufferPointer($0), threads: run.threads) }
+        guard metrics.lossSum.isFinite && gradientFinite else {
+            throw RunError(.diverged, communicator.rank == 0
+                ? run.policy.divergenceMessage(at: "step \(run.position.step + 1) (epoch \(run.position.epoch + 1), batch "
+                                                   + "\(run.position.batch + 1))", loss: metrics.lossSum.isFinite,
+                                               learningRate: configuration.resolvedLearningRate) : nil)
         }
-        try broadcastState(store: store, optimizer: optimizer)
+        let optimizerStart = DispatchTime.now()
+        run.store.withValuesAndGradients { values, gradients in
+            run.optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
+        }
+        phases.optimizer += seconds(optimizerStart, DispatchTime.now())
+        return metrics
+    }
 
-        printStart(model: model, data: data, directory: directory, threads: threads, mode: mode, optimizer: optimizer)
+    func reportProgress(_ run: Run, epoch: Int, batch: Int, of batches: Int, since start: DispatchTime, first: Int) {
+        let elapsed = seconds(start, DispatchTime.now())
+        let totals = run.position.partial
+        console.progress(epoch: epoch + 1, epochs: configuration.epochs, batch: batch, batches: batches,
+                         loss: totals.lossSum / Double(max(totals.samples, 1)),
+                         samplesPerSecond: Double(totals.samples) / max(elapsed, 1e-9),
+                         secondsLeft: elapsed / Double(batch - first) * Double(batches - batch))
+    }
+
+    // MARK: Finishing
+
+    /// After the last epoch: the final checksum and figures, the saved model, the metrics' last line, the pictures.
+    func finish(_ run: Run, started: DispatchTime) throws -> RunSummary {
         var summary = RunSummary()
-        summary.threadsPerRank = threads
-        summary.history = progress.history
-        let checkpoints = options.checkpointDirectory.map { CheckpointDirectory(path: $0, keep: options.keepCheckpoints) }
-        if let checkpoints {
-            try communicator.agree {
-                guard communicator.rank == 0 else { return }
-                do { try checkpoints.prepare() } catch { throw RunError(.cannotWrite, "\(error)") }
-            }
-        }
-        let metrics = options.metricsFile.flatMap { communicator.rank == 0 ? MetricsLog(path: $0) : nil }
-        try communicator.agree { try metrics?.start() }
-
-        var exactGradient: [Double] = []
-        let overlapping = options.overlap && communicator.size > 1 && workers.count == 1
-        let buckets = overlapping ? GradientBuckets(store: store) : nil
-        var generatorAtEpochStart = progress.generator
-        var step = progress.step
-        /// Why a stop was requested, for the message: the signal (on any rank, agreed on through the metrics
-        /// all-reduce; this rank may not have seen it itself) or --stop-after.
-        func stopReason() -> String {
-            if let signal = StopSignals.requested { return "\(StopSignals.name(signal)) received" }
-            if let limit = options.stopAfterSteps, step >= limit { return "--stop-after \(limit) reached" }
-            return "a stop signal reached another rank"
-        }
-        var epochPhases: [PhaseTimes] = []
-        var confusion: [[Int]] = []
-        for epoch in progress.epoch..<configuration.epochs {
-            let resumingThisEpoch = epoch == progress.epoch
-            var source: ShuffleSource = provided?.order ?? (configuration.shuffle == .chapter
-                ? .continuing(generatorAtEpochStart!) : .seeded(configuration.seed))
-            let order = source.order(forEpoch: epoch, count: data.train.count)
-            let plan = BatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize)
-            var totals = resumingThisEpoch
-                ? (loss: progress.partialLossSum, correct: progress.partialCorrect, samples: progress.partialSamples)
-                : (loss: 0.0, correct: 0, samples: 0)
-            var phases = PhaseTimes()
-            let epochStart = DispatchTime.now()
-            let firstBatch = resumingThisEpoch ? progress.batch : 0
-            var metricsBuffer = [Double](repeating: 0, count: 4)
-            var lastBatchLoss = Double.nan
-            // Double sum of the gradient, when reducing exactly and there is anything to sum.
-            let exactlyReduced = options.reduction == .double && (communicator.size > 1 || workers.count > 1)
-            if exactlyReduced && exactGradient.count != store.count { exactGradient = [Double](repeating: 0, count: store.count) }
-
-            for batchIndex in firstBatch..<plan.batchCount {
-                let batch = plan.batch(batchIndex)
-                let mine = shard(of: batch, rank: communicator.rank, ranks: communicator.size)
-                let result: WorkerTotals
-                if let buckets {
-                    // Overlap: each bucket's all-reduce starts when backward has finished its gradients.
-                    buckets.begin()
-                    result = try buckets.overlap(communicator: communicator, store: store, exact: exactlyReduced) { ready, progress in
-                        workers.gradient(of: data.train, order: order, range: mine, scaling: scaling, normalizer: batch.count,
-                                         parameterReady: ready, afterEachPullback: progress)
-                    }
-                } else {
-                    result = exactGradient.withUnsafeMutableBufferPointer { exact in
-                        workers.gradient(of: data.train, order: order, range: mine, scaling: scaling, normalizer: batch.count,
-                                         exact: exactlyReduced ? exact.baseAddress : nil)
-                    }
-                }
-                phases.forward += result.forwardSeconds
-                phases.backward += result.backwardSeconds
-
-                // One all-reduce of the whole gradient, one of the step's metrics (and the stop flag).
-                let reduceStart = DispatchTime.now()
-                metricsBuffer[0] = result.lossSum
-                metricsBuffer[1] = Double(result.correct)
-                metricsBuffer[2] = Double(result.samples)
-                let stopAfterThisStep = options.stopAfterSteps.map { step + 1 >= $0 } ?? false
-                metricsBuffer[3] = StopSignals.requested != nil || stopAfterThisStep ? 1 : 0
-                do {
-                    if let buckets {
-                        try buckets.finish(store: store)
-                    } else if exactlyReduced {
-                        try exactGradient.withUnsafeMutableBufferPointer { (g) in try communicator.allReduce(g, .sum) }
-                        store.withGradients { g in
-                            exactGradient.withUnsafeBufferPointer { BufferMath.round($0.baseAddress!, into: g.baseAddress!, count: g.count) }
-                        }
-                    } else {
-                        try store.withGradients { (g) in try communicator.allReduceSum(g) }
-                    }
-                    try metricsBuffer.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
-                } catch {
-                    throw RunError(.ranksDisagree, "step \(step + 1): \(error)")
-                }
-                phases.allReduce += seconds(reduceStart, DispatchTime.now()) + (buckets?.secondsInMPIDuringBackward ?? 0)
-                phases.backward -= buckets?.secondsInMPIDuringBackward ?? 0
-
-                // Every rank holds the same reduced numbers, so every rank takes the same decision here.
-                let gradientFinite = store.withGradients { BufferMath.allFinite(UnsafeBufferPointer($0), threads: threads) }
-                guard metricsBuffer[0].isFinite && gradientFinite else {
-                    throw RunError(.diverged, communicator.rank == 0
-                        ? "training diverged at step \(step + 1) (epoch \(epoch + 1), batch \(batchIndex + 1)): the "
-                            + (metricsBuffer[0].isFinite ? "gradient" : "loss") + " is not finite. Try a smaller "
-                            + "learning rate (--lr, now \(formatNumber(configuration.resolvedLearningRate)))"
-                            + (checkpoints != nil ? "; the checkpoints written so far are untouched" : "") + "." : nil)
-                }
-                let optimizerStart = DispatchTime.now()
-                store.withValuesAndGradients { values, gradients in
-                    optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients), threads: threads)
-                }
-                phases.optimizer += seconds(optimizerStart, DispatchTime.now())
-                step += 1
-                lastBatchLoss = metricsBuffer[0] / Double(batch.count)
-                totals.loss += metricsBuffer[0]
-                totals.correct += Int(metricsBuffer[1])
-                totals.samples += Int(metricsBuffer[2])
-
-                let elapsed = seconds(epochStart, DispatchTime.now())
-                let done = batchIndex + 1 - firstBatch
-                console.progress(epoch: epoch + 1, epochs: configuration.epochs, batch: batchIndex + 1, batches: plan.batchCount,
-                                 loss: totals.loss / Double(max(totals.samples, 1)),
-                                 samplesPerSecond: Double(totals.samples) / max(elapsed, 1e-9),
-                                 secondsLeft: elapsed / Double(done) * Double(plan.batchCount - batchIndex - 1))
-
-                if step % options.checksumEvery == 0 { try compareChecksums(store, step: step) }
-                let stopping = metricsBuffer[3] > 0
-                let periodic = options.checkpointEvery.map { step % $0 == 0 } ?? false
-                if let checkpoints, stopping || periodic, batchIndex + 1 < plan.batchCount {
-                    progress = Checkpoint(settings: progress.settings, epoch: epoch, batch: batchIndex + 1, step: step,
-                                          partialLossSum: totals.loss, partialCorrect: totals.correct, partialSamples: totals.samples,
-                                          generator: generatorAtEpochStart, history: summary.history,
-                                          parameters: [], optimizerState: [])
-                    let file = try save(progress, store: store, optimizer: optimizer, to: checkpoints)
-                    if stopping { summary.outputs.append(("checkpoint", file)) }
-                }
-                if stopping && batchIndex + 1 < plan.batchCount {
-                    throw RunError(.stopped, communicator.rank == 0
-                        ? "stopped after step \(step) (epoch \(epoch + 1), batch \(batchIndex + 1) of \(plan.batchCount)): \(stopReason()); "
-                            + (checkpoints != nil ? "checkpoint written to \(summary.outputs.last!.path); continue with --resume \(checkpoints!.path)"
-                                : "no --checkpoint-dir was given, so nothing was saved") : nil)
-                }
-            }
-            let epochSeconds = seconds(epochStart, DispatchTime.now())
-
-            // End of epoch: evaluate, report, checkpoint.
-            if case .continuing(let generator) = source { generatorAtEpochStart = generator }
-            let test = try evaluate(workers, data.test, scaling: scaling)
-            confusion = test.confusion
-            let trainAccuracy = configuration.evaluateTrainingSet
-                ? try evaluate(workers, data.train, scaling: scaling).accuracy
-                : Double(totals.correct) / Double(max(totals.samples, 1))
-            let record = EpochRecord(epoch: epoch + 1, trainLoss: totals.loss / Double(max(totals.samples, 1)),
-                                     trainAccuracy: trainAccuracy, testAccuracy: test.accuracy, seconds: epochSeconds,
-                                     samplesPerSecond: Double(totals.samples) / epochSeconds,
-                                     communicationShare: phases.allReduce / epochSeconds, lastBatchLoss: lastBatchLoss)
-            summary.history.append(record)
-            epochPhases.append(phases)
-            console.report(String(format: "epoch %2d/%d  loss %.4f  train %@ %.4f  test %.4f  %.2f s  %.0f samples/s  comm %.1f%%",
-                                  record.epoch, configuration.epochs, record.trainLoss,
-                                  configuration.evaluateTrainingSet ? "acc" : "acc (running)", record.trainAccuracy,
-                                  record.testAccuracy, record.seconds, record.samplesPerSecond, 100 * record.communicationShare))
-            try communicator.agree {
-                try metrics?.append(epochJSON(record, phases: phases, steps: plan.batchCount - firstBatch,
-                                              residentMegabytes: Memory.residentMegabytes()?.current))
-            }
-            if let checkpoints {
-                progress = Checkpoint(settings: progress.settings, epoch: epoch + 1, batch: 0, step: step, generator: generatorAtEpochStart,
-                                      history: summary.history, parameters: [], optimizerState: [])
-                let file = try save(progress, store: store, optimizer: optimizer, to: checkpoints)
-                summary.outputs.removeAll { $0.what == "last checkpoint" }
-                summary.outputs.append(("last checkpoint", file))
-            }
-            if metricsBuffer[3] > 0 && epoch + 1 < configuration.epochs {
-                throw RunError(.stopped, communicator.rank == 0
-                    ? "stopped at the end of epoch \(epoch + 1): \(stopReason()); " + (checkpoints != nil
-                        ? "checkpoint written to \(summary.outputs.last!.path); continue with --resume \(checkpoints!.path)"
-                        : "no --checkpoint-dir was given, so nothing was saved") : nil)
-            }
-        }
-
-        summary.parameterChecksum = try compareChecksums(store, step: step)
-        summary.confusion = confusion
+        summary.history = run.position.history
+        summary.threadsPerRank = run.threads
+        summary.parameterChecksum = try compareChecksums(run)
+        summary.confusion = run.confusion
         summary.finalTestAccuracy = summary.history.last?.testAccuracy ?? .nan
         summary.finalTrainAccuracy = summary.history.last?.trainAccuracy ?? .nan
-        summary.phases = medianPhases(epochPhases)
-        // Peak resident memory of every rank (each writes its own slot; the sum gathers them).
+        summary.phases = PhaseTimes.median(run.epochPhases)
+        summary.peakResidentMegabytes = try gatherPeakMemory()
+        summary.totalSeconds = seconds(started, DispatchTime.now())
+        summary.outputs = run.outputs
+        if let path = options.save {
+            try communicator.agree {
+                guard communicator.rank == 0 else { return }
+                do { try run.checkpoint().write(to: path) } catch { throw RunError(.cannotWrite, "\(error)") }
+            }
+            summary.outputs.append(("model", path))
+        }
+        try communicator.agree { try run.metrics?.append(MetricsRecord.run(summary, configuration: configuration)) }
+        if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
+        if let directory = options.plotsDirectory {
+            summary.outputs += try writePictures(run, history: summary.history, to: directory).map { ("picture", $0) }
+        }
+        return summary
+    }
+
+    /// Rank 0 draws the run's pictures; every rank learns the files, or the failure.
+    func writePictures(_ run: Run, history: [EpochRecord], to directory: String) throws -> [String] {
+        try communicator.agree { () throws -> [String] in
+            guard communicator.rank == 0 else { return [] }
+            do {
+                return try RunPictures.write(to: directory, model: run.model, store: run.store, test: run.data.test,
+                                             scaling: run.scaling, history: history, confusion: run.confusion)
+            } catch {
+                throw RunError(.cannotWrite, "\(directory): cannot write the pictures (\(error))")
+            }
+        }
+    }
+
+    /// Peak resident memory of every rank (each writes its own slot; the sum gathers them).
+    func gatherPeakMemory() throws -> [Double] {
         var peaks = [Double](repeating: 0, count: communicator.size)
         peaks[communicator.rank] = Memory.residentMegabytes()?.peak ?? .nan
         do {
@@ -376,176 +292,45 @@ public final class Trainer {
         } catch {
             throw RunError(.ranksDisagree, "gathering memory figures: \(error)")
         }
-        summary.peakResidentMegabytes = peaks
-        summary.totalSeconds = seconds(started, DispatchTime.now())
-        if let path = options.save {
-            let final = Checkpoint(settings: progress.settings, epoch: configuration.epochs, batch: 0, step: step,
-                                   generator: generatorAtEpochStart, history: summary.history,
-                                   parameters: [], optimizerState: [])
-            try communicator.agree {
-                guard communicator.rank == 0 else { return }
-                var complete = final
-                complete.parameters = store.flatValues
-                complete.optimizerState = optimizer.state
-                do { try complete.write(to: path) } catch { throw RunError(.cannotWrite, "\(error)") }
-            }
-            summary.outputs.append(("model", path))
-        }
-        try communicator.agree { try metrics?.append(runJSON(summary, configuration: configuration)) }
-        if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
-        if let directory = options.plotsDirectory {
-            let files = try communicator.agree { () throws -> [String] in
-                guard communicator.rank == 0 else { return [] }
-                do {
-                    return try RunPictures.write(to: directory, model: model, store: store, test: data.test, scaling: scaling,
-                                                 history: summary.history, confusion: confusion)
-                } catch {
-                    throw RunError(.cannotWrite, "\(directory): cannot write the pictures (\(error))")
-                }
-            }
-            summary.outputs += files.map { ("picture", $0) }
-        }
-        return summary
+        return peaks
     }
 
-    // MARK: Pieces of the loop
-
-    func evaluate(_ workers: Workers, _ dataset: Dataset, scaling: PixelScaling) throws -> (accuracy: Double, confusion: [[Int]]) {
-        try Evaluation.run(workers, dataset, scaling: scaling, communicator: communicator)
-    }
+    // MARK: Checks and checkpoints
 
     /// A checksum of the parameters, compared across ranks; a difference stops the job naming the step and ranks.
     @discardableResult
-    func compareChecksums(_ store: ParameterStore, step: Int) throws -> UInt64 {
-        let mine = store.withValues { values in
-            var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-            for value in values { hash = (hash ^ UInt64(value.bitPattern)) &* 0x100_0000_01b3 }
-            return hash
-        }
+    func compareChecksums(_ run: Run) throws -> UInt64 {
+        let mine = run.store.withValues { StableHash.of(UnsafeBufferPointer($0)) }
         guard communicator.size > 1 else { return mine }
         var all = [Int64](repeating: 0, count: communicator.size)
         all[communicator.rank] = Int64(bitPattern: mine)
         do {
             try all.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
         } catch {
-            throw RunError(.ranksDisagree, "checksum at step \(step): \(error)")
+            throw RunError(.ranksDisagree, "checksum at step \(run.position.step): \(error)")
         }
         let differing = all.indices.filter { all[$0] != all[0] }
         if !differing.isEmpty {
             throw RunError(.ranksDisagree, communicator.rank == 0
-                ? "after step \(step) the parameters of ranks \(differing.map(String.init).joined(separator: ", ")) differ from rank 0's" : nil)
+                ? "after step \(run.position.step) the parameters of ranks \(differing.map(String.init).joined(separator: ", ")) "
+                    + "differ from rank 0's" : nil)
         }
         return mine
     }
 
-    /// Writes a checkpoint from rank 0; every rank learns whether it worked.
-    func save(_ checkpoint: Checkpoint, store: ParameterStore, optimizer: Optimizer,
-              to directory: CheckpointDirectory) throws -> String {
-        try communicator.agree { () throws -> String in
-            guard communicator.rank == 0 else { return directory.file(step: checkpoint.step) }
-            var complete = checkpoint
-            complete.parameters = store.flatValues
-            complete.optimizerState = optimizer.state
-            do { return try directory.save(complete) } catch { throw RunError(.cannotWrite, "\(error)") }
+    /// Rank 0 writes a checkpoint of where the run stands; every rank learns the file, or the failure.
+    func saveCheckpoint(_ run: Run) throws -> String {
+        let directory = run.policy.directory!
+        let file = try communicator.agree { () throws -> String in
+            guard communicator.rank == 0 else { return directory.file(step: run.position.step) }
+            do { return try directory.save(run.checkpoint()) } catch { throw RunError(.cannotWrite, "\(error)") }
         }
-    }
-
-    /// Rank 0's parameters and optimizer state, copied to every rank.
-    func broadcastState(store: ParameterStore, optimizer: Optimizer) throws {
-        guard communicator.size > 1 else { return }
-        do {
-            try store.withValues { (v) in try communicator.broadcast(v, root: 0) }
-            try optimizer.withState { (s) in try communicator.broadcast(s, root: 0) }
-        } catch {
-            throw RunError(.ranksDisagree, "broadcasting the initial state: \(error)")
-        }
-    }
-
-    /// The identity a checkpoint records, and a resumed run must match.
-    func checkpointSettings(model: Model, data: DataSplit) -> [String: String] {
-        var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { (String($0.name.dropFirst(2)), $0.value) })
-        settings["split"] = data.kind.rawValue
-        settings["architecture"] = model.architecture
-        settings["training_samples"] = "\(data.train.count)"
-        settings["created_by"] = "mnist-dist \(Version.string)"
-        return settings
-    }
-
-    /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
-    /// every rank checks it against the run and restores parameters and optimizer state from it.
-    func resumeState(from path: String, expected: [String: String], store: ParameterStore,
-                     optimizer: Optimizer) throws -> Checkpoint {
-        var bytes: [UInt8] = []
-        try communicator.agree {
-            guard communicator.rank == 0 else { return }
-            do {
-                let (checkpoint, file) = try loadCheckpoint(from: path) { console.error("warning: \($0)") }
-                console.info("Resuming from \(file) (epoch \(checkpoint.epoch + 1), batch \(checkpoint.batch + 1), step \(checkpoint.step))")
-                bytes = checkpoint.encoded()
-            } catch let error as CheckpointError {
-                throw RunError(error.problem.contains("no such file") ? .missingInput : .badInput, error.description)
-            }
-        }
-        var length = [Int64(bytes.count)]
-        do {
-            try length.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .max) }
-            if communicator.rank != 0 { bytes = [UInt8](repeating: 0, count: Int(length[0])) }
-            try bytes.withUnsafeMutableBytes { (b) in try communicator.broadcast(b, root: 0) }
-        } catch {
-            throw RunError(.ranksDisagree, "sending the checkpoint: \(error)")
-        }
-        return try communicator.agree { () throws -> Checkpoint in
-            let checkpoint: Checkpoint
-            do { checkpoint = try Checkpoint.decode(bytes, name: path) } catch { throw RunError(.badInput, "\(error)") }
-            let identity = ["model", "architecture", "dataset", "split", "training_samples", "optimizer", "batch-size",
-                            "seed", "normalize", "shuffle", "hidden", "lr", "rho", "eps", "weight-decay"]
-            for key in identity where checkpoint.settings[key] != expected[key] {
-                throw RunError(.badInput, communicator.rank == 0
-                    ? "\(path): the checkpoint was made with \(key) \(checkpoint.settings[key] ?? "unset"), but this run has "
-                        + "\(key) \(expected[key] ?? "unset"); resume with the same settings, or start a new run" : nil)
-            }
-            guard checkpoint.parameters.count == store.count, checkpoint.optimizerState.count == optimizer.stateCount else {
-                throw RunError(.badInput, "\(path): holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
-                                   + "optimizer values; this model has \(store.count) and \(optimizer.stateCount)")
-            }
-            guard checkpoint.epoch <= configuration.epochs else {
-                throw RunError(.usage, "\(path): the checkpoint is at epoch \(checkpoint.epoch), beyond --epochs \(configuration.epochs)")
-            }
-            store.flatValues = checkpoint.parameters
-            optimizer.state = checkpoint.optimizerState
-            return checkpoint
-        }
-    }
-
-    func printStart(model: Model, data: DataSplit, directory: String, threads: Int, mode: ThreadMode, optimizer: Optimizer) {
-        console.info("mnist-dist \(Version.string): \(configuration.model) on "
-                     + (provided == nil ? "\(configuration.dataset), \(data.kind) split from \(directory)" : directory))
-        console.info("  data     train \(groupedThousands(data.train.count)), test \(groupedThousands(data.test.count)) images of "
-                     + "\(data.train.rows)x\(data.train.columns); inputs \(configuration.normalization.scaling)")
-        let order = provided == nil ? "shuffle \(configuration.shuffle)" : "sample order given (\(provided!.order.summary))"
-        console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(optimizer.summary), "
-                     + "seed \(configuration.seed), \(order)")
-        let threading = switch mode {
-        case .workers: "\(threads) worker thread\(threads == 1 ? "" : "s") per rank, OpenBLAS single-threaded in each"
-        case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
-            : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
-        case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(threads == 1 ? "" : "s")"
-        }
-        let overlapping = options.overlap && communicator.size > 1 && mode == .workers ? threads == 1 : (options.overlap && communicator.size > 1)
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName)); "
-                     + "gradients summed in \(options.reduction == .double ? "Double" : "Float")"
-                     + (communicator.size > 1 ? (overlapping ? ", all-reduce overlapped with backward" : ", one all-reduce after backward") : ""))
-        console.info(formatSummary(model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-        console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
-                       + "\(communicator.localSize), \(threads) thread\(threads == 1 ? "" : "s") (\(mode))")
+        run.outputs.removeAll { $0.what == "last checkpoint" }
+        run.outputs.append(("last checkpoint", file))
+        return file
     }
 }
 
-/// The median of each phase over epochs, leaving out the first (warm-up) when there are several.
-func medianPhases(_ epochs: [PhaseTimes]) -> PhaseTimes {
-    let used = epochs.count > 1 ? Array(epochs.dropFirst()) : epochs
-    guard !used.isEmpty else { return PhaseTimes() }
-    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-    return PhaseTimes(forward: median(used.map(\.forward)), backward: median(used.map(\.backward)),
-                      allReduce: median(used.map(\.allReduce)), optimizer: median(used.map(\.optimizer)))
+func seconds(_ start: DispatchTime, _ end: DispatchTime) -> Double {
+    Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }

@@ -8,9 +8,11 @@
 // step spent in sched_yield with 2 OpenBLAS threads).
 import Autodiff
 import Dispatch
+import Distributed
 import Foundation
 import MNISTData
 import NN
+import Support
 
 /// What one step's forward and backward measured, summed over the workers.
 struct WorkerTotals {
@@ -37,14 +39,14 @@ final class Workers: @unchecked Sendable {
     private let gradientBuffers: [TensorStorage]
     private var labels: [[Int32]]
     private var results: [WorkerTotals]
+    /// Each worker's gradient of the last step, worker 0's in the store's own buffer: the parts a `GradientReducer`
+    /// sums (made once: the buffers never move).
+    let gradientParts: [UnsafeMutableBufferPointer<Float>]
 
-    /// - Parameters:
-    ///   - threads: worker threads, each computing a part of the shard.
-    ///   - blasThreads: OpenBLAS threads inside each worker's GEMMs.
-    ///   - splitParts: parts each large product is split into (see `BLAS.setSplitParts`); needs `blasThreads` 1.
-    init(model: Model, store: ParameterStore, threads: Int, blasThreads: Int = 1, splitParts: Int = 1) {
-        require(threads >= 1 && blasThreads >= 1 && splitParts >= 1 && (threads == 1 || splitParts == 1),
-                "Workers: \(threads) threads of \(blasThreads) BLAS threads, products split \(splitParts) ways")
+    /// - Parameter threads: worker threads, each computing a part of the shard. How OpenBLAS threads inside their
+    ///   products is the caller's to set (`BLAS.configure`).
+    init(model: Model, store: ParameterStore, threads: Int) {
+        require(threads >= 1, "Workers: \(threads) threads")
         self.model = model
         self.store = store
         count = threads
@@ -53,28 +55,23 @@ final class Workers: @unchecked Sendable {
         gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
         labels = Array(repeating: [], count: threads)
         results = Array(repeating: WorkerTotals(), count: threads)
-        BLAS.setSplitParts(1)  // undo an earlier split first: splitting requires single-threaded OpenBLAS
-        BLAS.setThreadCount(blasThreads)
-        BLAS.setSplitParts(splitParts)
+        gradientParts = ([store.gradientBuffer] + gradientBuffers).map { UnsafeMutableBufferPointer(start: $0.pointer, count: store.count) }
     }
+
 
     /// Runs `body(worker)` for every worker, in parallel when there are several.
     private func parallel(_ body: @Sendable (Int) -> Void) {
         if count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
     }
 
-    /// Forward and backward over positions `range` of `order`: afterwards the gradient of Σ loss / `normalizer`
-    /// over those samples (zero if `range` is empty) is in the store's gradient buffer, or, when `exact` is given,
-    /// in `exact` as the Double sum of the workers' Float gradients (not yet rounded: see `Trainer`).
-    /// - Parameters:
-    ///   - parameterReady, afterEachPullback: passed to the tape's backward (one worker only: they run on the calling
-    ///     thread, which may then start and progress all-reduces).
+    /// Forward and backward over positions `range` of `order`: afterwards each worker's part of the gradient of
+    /// Σ loss / `normalizer` over those samples (zero for an empty part) is in `gradientParts`.
+    /// - Parameter hooks: passed to the tape's backward (one worker only: they run on the calling thread, which may
+    ///   then start and progress all-reduces).
     func gradient(of dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
-                  normalizer: Int, exact: UnsafeMutablePointer<Double>? = nil,
-                  parameterReady: ((Int) -> Void)? = nil, afterEachPullback: (() -> Void)? = nil) -> WorkerTotals {
-        require(count == 1 || (parameterReady == nil && afterEachPullback == nil),
-                "Workers.gradient: backward callbacks need a single worker")
-        let callbacks = UncheckedSendable((parameterReady, afterEachPullback))
+                  normalizer: Int, hooks: BackwardHooks? = nil) -> WorkerTotals {
+        require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
+        let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
         order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
@@ -100,15 +97,6 @@ final class Workers: @unchecked Sendable {
                 results[worker].correct = countCorrect(logProbabilities, labels[worker])
                 results[worker].forwardSeconds = seconds(start, middle)
                 results[worker].backwardSeconds = seconds(middle, end)
-            }
-        }
-        store.withGradients { total in
-            if let exact {
-                BufferMath.exactSum(total.baseAddress!, gradientBuffers.map { UnsafePointer($0.pointer) }, into: exact,
-                                    count: total.count)
-            } else {
-                // Sum the other workers' gradients into the store's, in worker order (deterministic for a thread count).
-                for buffer in gradientBuffers { BufferMath.add(buffer.pointer, into: total.baseAddress!, count: total.count) }
             }
         }
         return results.reduce(into: WorkerTotals()) { sum, r in
@@ -175,12 +163,3 @@ func countCorrect(_ logProbabilities: Tensor, _ labels: [Int32]) -> Int {
     }
 }
 
-func seconds(_ start: DispatchTime, _ end: DispatchTime) -> Double {
-    Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-}
-
-/// A value handed to worker threads that each touch a disjoint part of it (a buffer, split by worker).
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}

@@ -57,8 +57,7 @@ func loadSplit(_ data: DataOptions) throws -> DataSplit {
     do {
         return try DatasetFiles.load(data.dataset, directory: directory, split: data.split)
     } catch {
-        throw RunError(error.problem.hasPrefix("missing") || error.problem == "no such file" ? .missingInput : .badInput,
-                       error.description)
+        throw RunError(error)
     }
 }
 

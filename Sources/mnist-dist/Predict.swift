@@ -65,7 +65,7 @@ struct Predict: ParsableCommand {
         }
         let array: IDXArray
         do { array = try IDX.read(path: path, kind: .images) } catch {
-            throw RunError(error.problem == "no such file" ? .missingInput : .badInput, error.description)
+            throw RunError(error)
         }
         guard array.dimensions[1] == rows && array.dimensions[2] == columns else {
             throw RunError(.badInput, "\(path): images are \(array.dimensions[1])x\(array.dimensions[2]); the model takes \(rows)x\(columns)")

@@ -1,5 +1,6 @@
 // mnist-dist train: the main job.
 import ArgumentParser
+import Distributed
 import Foundation
 import Training
 

@@ -4,6 +4,7 @@
 // bias [O] adds to every row of [N, O], and logits [N, 10] minus logSumExp [N, 1] works as in the chapter). A
 // broadcast operand's gradient is the output gradient summed over the dimensions it was repeated along. Equal
 // shapes and a suffix-shaped second operand (the common cases) take loops without index arithmetic.
+import Support
 
 /// How two shapes broadcast: the output shape and, per operand, the stride of each output dimension (0 where the
 /// operand is repeated).

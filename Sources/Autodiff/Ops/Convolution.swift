@@ -8,6 +8,7 @@
 // One image's columns (K x P floats: 663 KB for the chapter's conv2) are built in a scratch buffer that stays in
 // the core's cache for the GEMMs that read them; backward rebuilds them rather than keeping N x K x P floats (85 MB
 // for a batch of 128) in memory, which costs less than writing and re-reading them would.
+import Support
 
 /// How much zero padding surrounds the input.
 public enum Padding: Equatable, Sendable {

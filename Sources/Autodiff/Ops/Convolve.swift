@@ -1,4 +1,5 @@
 // numpy's 1-D `convolve(a, v, mode)` with modes full, same and valid, differentiable in both arguments.
+import Support
 
 /// Which part of the full convolution `convolve` returns (numpy's modes).
 public enum ConvolveMode: String, Sendable, CaseIterable {

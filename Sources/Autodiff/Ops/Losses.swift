@@ -1,4 +1,5 @@
 // Classification losses on log-probabilities: PyTorch's nll_loss and the chapter's one-hot loss.
+import Support
 
 /// Negative log-likelihood: -Σᵢ logProbabilities[i, labels[i]] / normalizer.
 ///

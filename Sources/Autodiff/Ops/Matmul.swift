@@ -1,6 +1,7 @@
 // Matrix products through BLAS sgemm, and the fully connected layer built on them.
 //
 // Transposed operands use sgemm's transpose flags; nothing is ever transposed in memory, forward or backward.
+import Support
 
 /// `op(a) · op(b)` for 2-D tensors, where op transposes when asked: op(a) is m x k, op(b) is k x n.
 ///

@@ -1,4 +1,5 @@
 // 2-D max pooling over N, C, H, W, remembering each window's argmax for the backward pass.
+import Support
 
 /// Max pooling with a square `kernel` moved by `stride` (no padding; output OH = (H - kernel) / stride + 1).
 ///

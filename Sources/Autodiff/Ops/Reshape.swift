@@ -1,4 +1,5 @@
 // reshape and flatten: views that share storage and gradient slot with their input, so they cost nothing either way.
+import Support
 
 /// The same elements under a new shape; one dimension may be -1 (inferred).
 public func reshape(_ a: Tensor, _ shape: [Int]) -> Tensor {

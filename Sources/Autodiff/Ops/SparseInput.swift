@@ -12,6 +12,7 @@
 // the last bits, like any other summation order.
 //
 // Shapes: x is M x K with Z entries other than b, W is K x N, the product and g are M x N.
+import Support
 
 /// The densest input (entries other than the background / elements) that takes the sparse path: below about 1/2, walking nonzeros beats
 /// sgemm (measured on Zen 3: 1.2 ms against 2.3 ms for 128 x 784 x 1024 at MNIST's 19 % density, one thread).

@@ -13,6 +13,7 @@
 import Glibc
 #endif
 import Autodiff
+import Support
 
 /// Adadelta with PyTorch's defaults and update.
 public final class Adadelta: Optimizer {

@@ -2,6 +2,7 @@
 // be broadcast and checkpointed, and hyper-parameters validated in one place.
 import Autodiff
 import Foundation
+import Support
 
 /// A user-facing mistake in a hyper-parameter: the option, the value, and what is allowed.
 public struct HyperParameterError: Error, CustomStringConvertible, Equatable {

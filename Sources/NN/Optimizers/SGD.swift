@@ -1,5 +1,6 @@
 // Plain stochastic gradient descent, as the chapter's MLP uses: w <- w - lr * dw.
 import Autodiff
+import Support
 
 /// Stochastic gradient descent without momentum.
 public final class SGD: Optimizer {

@@ -1,4 +1,4 @@
-// Whole-buffer reductions used around the training step, written to vectorise (eight independent partial sums,
+// The finiteness check of the training step, written to vectorise (eight independent partial sums,
 // where a single running sum would serialise every addition).
 
 public enum BufferMath {
@@ -24,25 +24,5 @@ public enum BufferMath {
             }
             return !finite.contains(false)
         }
-    }
-
-    /// `target[i] += source[i]` for every i.
-    public static func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { target[i] += source[i] }
-    }
-
-    /// `target[i] = Double(first[i]) + Double(others[0][i]) + ...`: a sum of a few Floats that is exact in Double
-    /// (their exponents rarely span the 29 extra bits Double has), so it does not depend on the order of the terms.
-    public static func exactSum(_ first: UnsafePointer<Float>, _ others: [UnsafePointer<Float>],
-                                into target: UnsafeMutablePointer<Double>, count: Int) {
-        for i in 0..<count { target[i] = Double(first[i]) }
-        for other in others {
-            for i in 0..<count { target[i] += Double(other[i]) }
-        }
-    }
-
-    /// `target[i] = Float(source[i])`: one rounding, to nearest.
-    public static func round(_ source: UnsafePointer<Double>, into target: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { target[i] = Float(source[i]) }
     }
 }

@@ -1,0 +1,157 @@
+// N ranks as threads of one process: the collectives over shared memory, so that everything above the
+// communicator (reducers, agreement, stop and checkpoint decisions) can be tested in one process, without mpirun.
+//
+// Each collective posts every rank's buffer, waits at a barrier, lets each rank combine all buffers into its own
+// result in a fixed rank order (ascending, or descending to show that a reduction does not depend on it), waits
+// again, and only then writes the result in place, so no rank reads a buffer another has already overwritten.
+import Support
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shared state of N thread ranks.
+public final class ThreadGroup: @unchecked Sendable {
+    // @unchecked Sendable: `posted` is written by each rank at its own index before a barrier and read by all only
+    // after it; the barrier orders every access.
+    public let size: Int
+    /// The order in which ranks' contributions are combined.
+    public let descending: Bool
+    private var barrier = pthread_barrier_t()
+    /// Each rank's buffer in the collective under way, by rank.
+    private let posted: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>
+
+    public init(size: Int, descending: Bool = false) {
+        require(size >= 1, "ThreadGroup: \(size) ranks")
+        self.size = size
+        self.descending = descending
+        posted = .allocate(capacity: size)
+        posted.initialize(repeating: nil)
+        pthread_barrier_init(&barrier, nil, UInt32(size))
+    }
+
+    deinit {
+        pthread_barrier_destroy(&barrier)
+        posted.deallocate()
+    }
+
+    /// Runs `body` once per rank, each on a thread of its own with that rank's communicator, and returns the
+    /// results in rank order.
+    public static func run<T>(ranks: Int, descending: Bool = false, _ body: @Sendable (Communicator) throws -> T) rethrows -> [T] {
+        let group = ThreadGroup(size: ranks, descending: descending)
+        let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<T, Error>?>.allocate(capacity: ranks))
+        results.value.initialize(repeating: nil)
+        defer { results.value.deallocate() }
+        withoutActuallyEscaping(body) { body in
+            let threads = (0..<ranks).map { rank in
+                RankThread {
+                    results.value[rank] = Result { try body(ThreadCommunicator(group: group, rank: rank)) }
+                }
+            }
+            for thread in threads { thread.join() }
+        }
+        return try results.value.map { try $0!.get() }
+    }
+
+    fileprivate func wait() { pthread_barrier_wait(&barrier) }
+
+    /// Posts `pointer` as `rank`'s contribution, waits for every rank, and returns all contributions by rank.
+    fileprivate func exchange(_ pointer: UnsafeMutableRawPointer?, rank: Int) -> [UnsafeMutableRawPointer] {
+        posted[rank] = pointer
+        wait()
+        return posted.map { $0! }
+    }
+}
+
+/// One rank of a `ThreadGroup`.
+public final class ThreadCommunicator: Communicator {
+    let group: ThreadGroup
+    public let rank: Int
+    public var size: Int { group.size }
+    public var localRank: Int { rank }
+    public var localSize: Int { group.size }
+    public var implementation: String { "\(group.size) threads in one process" }
+
+    init(group: ThreadGroup, rank: Int) {
+        self.group = group
+        self.rank = rank
+    }
+
+    public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                          operation: ReductionOperation) {
+        guard count > 0 else { return }  // as MPI: nothing to wait for
+        let all = group.exchange(buffer.baseAddress, rank: rank)
+        switch element {
+        case .float: combine(Float.self, all, buffer, count, operation)
+        case .double: combine(Double.self, all, buffer, count, operation)
+        case .int64: combine(Int64.self, all, buffer, count, operation)
+        }
+    }
+
+    /// Combines every rank's `count` values in the group's order into a result of this rank's, then (after every
+    /// rank has read every buffer) writes it over this rank's buffer.
+    private func combine<T: Numeric & Comparable>(_: T.Type, _ all: [UnsafeMutableRawPointer], _ buffer: UnsafeMutableRawBufferPointer,
+                                                  _ count: Int, _ operation: ReductionOperation) {
+        let byRank = all.map { $0.assumingMemoryBound(to: T.self) }
+        let sources = group.descending ? byRank.reversed() : byRank
+        var result = (0..<count).map { sources[0][$0] }
+        for source in sources.dropFirst() {
+            for i in 0..<count {
+                switch operation {
+                case .sum: result[i] += source[i]
+                case .max: result[i] = max(result[i], source[i])
+                case .min: result[i] = min(result[i], source[i])
+                }
+            }
+        }
+        group.wait()
+        let target = buffer.baseAddress!.assumingMemoryBound(to: T.self)
+        for i in 0..<count { target[i] = result[i] }
+    }
+
+    /// Completes at once: every rank reaches its starts in the same order, so the blocking reduction is safe here.
+    public func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                               operation: ReductionOperation) -> PendingReduction {
+        allReduce(buffer, count: count, element: element, operation: operation)
+        return FinishedReduction()
+    }
+
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {
+        guard buffer.count > 0 else { return }
+        let all = group.exchange(buffer.baseAddress, rank: rank)
+        if rank != root { buffer.baseAddress!.copyMemory(from: all[root], byteCount: buffer.count) }
+        group.wait()
+    }
+
+    public func abort(code: Int32) -> Never {
+        fatalError("rank \(rank) of a thread group aborted with code \(code)")
+    }
+
+    public func finalize() {}
+}
+
+/// A rank's thread, with a stack as large as the main thread's (a secondary thread's default is small for the
+/// training step's deep generic code).
+private struct RankThread {
+    private var thread = pthread_t()
+
+    /// The closure a thread runs; retained by the thread alone, and released when it ends.
+    private final class Body {
+        let run: () -> Void
+        init(_ run: @escaping () -> Void) { self.run = run }
+    }
+
+    init(_ body: @escaping () -> Void) {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        pthread_attr_setstacksize(&attributes, 16 << 20)
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        let status = pthread_create(&thread, &attributes, { context in
+            Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+        pthread_attr_destroy(&attributes)
+        require(status == 0, "ThreadGroup: cannot start a rank's thread (error \(status))")
+    }
+
+    func join() { pthread_join(thread, nil) }
+}

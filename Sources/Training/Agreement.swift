@@ -1,0 +1,32 @@
+// Agreeing on an outcome: a step that may fail on some ranks (a missing file on one host) ends every rank the same
+// way, instead of leaving the others waiting in a collective.
+import Distributed
+
+extension Communicator {
+    /// Runs `body` on every rank and agrees on the outcome, so that a failure on some ranks (a missing file on
+    /// one host) ends every rank the same way instead of leaving the others waiting in a collective.
+    ///
+    /// If any rank's `body` throws, every rank throws a `RunError` with the code of the lowest failing rank; only
+    /// that rank's error carries the message, so it is printed once.
+    public func agree<T>(_ body: () throws -> T) throws -> T {
+        var result: T?
+        var failure = RunError(.software, nil)
+        do {
+            result = try body()
+        } catch let error as RunError {
+            failure = error
+        } catch {
+            failure = RunError(.software, "\(error)")
+        }
+        let failing: Int64
+        let code: Int64
+        do {
+            failing = try allReduce(result == nil ? Int64(rank) : Int64(size), .min)
+            code = try allReduce(result == nil && Int64(rank) == failing ? Int64(failure.code.rawValue) : 0, .max)
+        } catch {
+            throw RunError(.ranksDisagree, "\(error)")
+        }
+        if failing == Int64(size), let result { return result }
+        throw RunError(ExitCode(rawValue: Int32(code)) ?? .software, Int64(rank) == failing ? failure.message : nil)
+    }
+}

@@ -1,0 +1,293 @@
+// Setting a run up: the data on every rank, the model and optimizer, the thread plan and the reducer, the ranks'
+// agreement, the initial state (resumed or broadcast from rank 0), the output files, and the start block.
+import Autodiff
+import Distributed
+import Foundation
+import MNISTData
+import NN
+import Support
+
+/// Everything a run holds once it has started, and where it stands.
+final class Run {
+    let data: DataSplit
+    /// Where the data came from, for the start block.
+    let source: String
+    let model: Model
+    let store: ParameterStore
+    let optimizer: Optimizer
+    let workers: Workers
+    let reducer: GradientReducer
+    let threads: Int
+    let mode: ThreadMode
+    let scaling: PixelScaling
+    let policy: StopPolicy
+    let metrics: MetricsLog?
+    /// What checkpoints record about the run, and a resumed run must match.
+    let settings: [String: String]
+    var position: RunPosition
+    var epochPhases: [PhaseTimes] = []
+    var confusion: [[Int]] = []
+    var outputs: [(what: String, path: String)] = []
+
+    init(data: DataSplit, source: String, model: Model, store: ParameterStore, optimizer: Optimizer, workers: Workers,
+         reducer: GradientReducer, threads: Int, mode: ThreadMode, scaling: PixelScaling, policy: StopPolicy,
+         metrics: MetricsLog?, settings: [String: String], position: RunPosition) {
+        self.data = data
+        self.source = source
+        self.model = model
+        self.store = store
+        self.optimizer = optimizer
+        self.workers = workers
+        self.reducer = reducer
+        self.threads = threads
+        self.mode = mode
+        self.scaling = scaling
+        self.policy = policy
+        self.metrics = metrics
+        self.settings = settings
+        self.position = position
+    }
+
+    /// A complete checkpoint of the run as it stands.
+    func checkpoint() -> Checkpoint {
+        Checkpoint(settings: settings, position: position, parameters: store.flatValues, optimizerState: optimizer.state)
+    }
+}
+
+/// One step's figures, summed over the ranks by one small all-reduce (which also carries the stop request).
+struct StepMetrics {
+    /// Σ per-sample loss, correct predictions, samples.
+    var lossSum: Double
+    var correct: Int
+    var samples: Int
+    /// Whether any rank asked to stop after this step.
+    var stopRequested: Bool
+
+    init(_ local: WorkerTotals, stopRequested: Bool) {
+        lossSum = local.lossSum
+        correct = local.correct
+        samples = local.samples
+        self.stopRequested = stopRequested
+    }
+
+    mutating func sum(over communicator: Communicator) throws(CommunicatorError) {
+        guard communicator.size > 1 else { return }
+        var buffer = [lossSum, Double(correct), Double(samples), stopRequested ? 1 : 0]
+        try buffer.withUnsafeMutableBufferPointer { (b) throws(CommunicatorError) in try communicator.allReduce(b, .sum) }
+        (lossSum, correct, samples, stopRequested) = (buffer[0], Int(buffer[1]), Int(buffer[2]), buffer[3] > 0)
+    }
+}
+
+extension RunPosition {
+    /// After a step: the next batch of this epoch, one more step, and the step's figures in the epoch's totals.
+    mutating func advance(batch next: Int, by metrics: StepMetrics) {
+        batch = next
+        step += 1
+        partial.lossSum += metrics.lossSum
+        partial.correct += metrics.correct
+        partial.samples += metrics.samples
+    }
+
+    /// After an epoch: its record kept, the next epoch's start.
+    mutating func finishEpoch(_ record: EpochRecord) {
+        history.append(record)
+        epoch += 1
+        batch = 0
+        partial = .init()
+    }
+}
+
+extension Trainer {
+    /// Loads the data, builds the model, optimizer, workers and reducer, checks that the ranks agree, and sets the
+    /// initial state: rank 0's initialisation (or checkpoint), broadcast so that no rank can start elsewhere.
+    func prepare() throws -> Run {
+        let (data, source) = try loadData()
+        let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
+        let store = model.makeParameterStore()
+        let optimizer: Optimizer
+        do {
+            optimizer = try configuration.makeOptimizer(parameterCount: store.count)
+        } catch {
+            throw RunError(.usage, "\(error)")
+        }
+        try checkAgreement(data, parameterCount: store.count)
+        let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
+        let mode = options.threadMode.resolved(for: configuration.model)
+        let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode)
+        let reducer = store.withGradients { gradient in
+            GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
+                                   communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient)
+        }
+        var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
+        settings[SettingKey.split.rawValue] = data.kind.rawValue
+        settings[SettingKey.architecture.rawValue] = model.architecture
+        settings[SettingKey.trainingSamples.rawValue] = "\(data.train.count)"
+        settings[SettingKey.createdBy.rawValue] = "mnist-dist \(Version.string)"
+
+        model.initialize(store, seed: configuration.seed)
+        var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
+        if let resume = options.resume {
+            position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer)
+        }
+        try broadcastState(store: store, optimizer: optimizer)
+        return Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
+                   reducer: reducer, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
+                   policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
+    }
+
+    /// The workers of a thread mode, with OpenBLAS's threading set for it.
+    func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode) -> Workers {
+        switch mode {
+        case .workers:
+            BLAS.configure(threadsPerCall: 1, splitParts: 1)
+            return Workers(model: model, store: store, threads: threads)
+        case .split:
+            BLAS.configure(threadsPerCall: 1, splitParts: threads)
+            return Workers(model: model, store: store, threads: 1)
+        case .blas, .auto:
+            BLAS.configure(threadsPerCall: threads, splitParts: 1)
+            return Workers(model: model, store: store, threads: 1)
+        }
+    }
+
+    /// The checkpoint and stop policy, with the checkpoint directory created (by rank 0) if there is one.
+    func makePolicy() throws -> StopPolicy {
+        let directory = options.checkpointDirectory.map { CheckpointDirectory(path: $0, keep: options.keepCheckpoints) }
+        if let directory {
+            try communicator.agree {
+                guard communicator.rank == 0 else { return }
+                do { try directory.prepare() } catch { throw RunError(.cannotWrite, "\(error)") }
+            }
+        }
+        return StopPolicy(directory: directory, every: options.checkpointEvery, stopAfter: options.stopAfterSteps)
+    }
+
+    /// Rank 0's metrics file, created (or emptied) now.
+    func makeMetricsLog() throws -> MetricsLog? {
+        let metrics = options.metricsFile.flatMap { communicator.rank == 0 ? MetricsLog(path: $0) : nil }
+        try communicator.agree { try metrics?.start() }
+        return metrics
+    }
+
+    /// Loads the data on every rank (a failure on any rank ends all of them) and checks it suits the model.
+    func loadData() throws -> (DataSplit, String) {
+        if let provided { return (provided.split, provided.description) }
+        return try communicator.agree {
+            let directory = try DataLocation.resolve(dataset: configuration.dataset, explicit: options.dataDirectory)
+            let split: DataSplit
+            do throws(DataError) {
+                split = try DatasetFiles.load(configuration.dataset, directory: directory, split: configuration.split)
+            } catch {
+                throw RunError(error)
+            }
+            guard split.train.count > 0 else {
+                throw RunError(.badInput, "\(split.train.name): the training set is empty")
+            }
+            if configuration.model == .cnn && (split.train.rows != 28 || split.train.columns != 28) {
+                throw RunError(.badInput, "\(split.train.name): images are \(split.train.rows)x\(split.train.columns), "
+                                   + "but the cnn takes 28x28 images")
+            }
+            return (split, "\(configuration.dataset), \(split.kind) split from \(directory)")
+        }
+    }
+
+    /// Checks that every rank runs the same configuration on the same data; names the first setting that differs.
+    func checkAgreement(_ data: DataSplit, parameterCount: Int) throws {
+        guard communicator.size > 1 else { return }
+        let entries = configuration.settings.map { ($0.key.rawValue, $0.value) } + [
+            ("training samples", "\(data.train.count)"), ("test samples", "\(data.test.count)"),
+            ("split", data.kind.rawValue), ("parameters", "\(parameterCount)"),
+            ("data checksum", "\(Zlib.crc32(data.train.labels))-\(Zlib.crc32(Array(data.train.pixels.prefix(1 << 20))))"),
+        ]
+        var low = entries.map { Int64(bitPattern: StableHash.of($0.1)) }
+        var high = low
+        do {
+            try low.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .min) }
+            try high.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .max) }
+        } catch {
+            throw RunError(.ranksDisagree, "\(error)")
+        }
+        if let index = low.indices.first(where: { low[$0] != high[$0] }) {
+            let (name, value) = entries[index]
+            throw RunError(.ranksDisagree, communicator.rank == 0
+                ? "the ranks do not agree on \(name) (rank 0 has \(value)); every rank must run the same options on the same data"
+                : nil)
+        }
+    }
+
+    /// Rank 0's parameters and optimizer state, copied to every rank.
+    func broadcastState(store: ParameterStore, optimizer: Optimizer) throws {
+        guard communicator.size > 1 else { return }
+        do {
+            try store.withValues { (v) in try communicator.broadcast(v, root: 0) }
+            try optimizer.withState { (s) in try communicator.broadcast(s, root: 0) }
+        } catch {
+            throw RunError(.ranksDisagree, "broadcasting the initial state: \(error)")
+        }
+    }
+
+    /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
+    /// every rank checks it against the run and restores parameters and optimizer state from it.
+    func resumeState(from path: String, expected: [String: String], store: ParameterStore,
+                     optimizer: Optimizer) throws -> RunPosition {
+        var bytes: [UInt8] = []
+        try communicator.agree {
+            guard communicator.rank == 0 else { return }
+            do throws(CheckpointError) {
+                let (checkpoint, file) = try loadCheckpoint(from: path) { console.error("warning: \($0)") }
+                console.info("Resuming from \(file) (epoch \(checkpoint.epoch + 1), batch \(checkpoint.batch + 1), step \(checkpoint.step))")
+                bytes = checkpoint.encoded()
+            } catch {
+                throw RunError(error)
+            }
+        }
+        var length = [Int64(bytes.count)]
+        do {
+            try length.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .max) }
+            if communicator.rank != 0 { bytes = [UInt8](repeating: 0, count: Int(length[0])) }
+            try bytes.withUnsafeMutableBytes { (b) in try communicator.broadcast(b, root: 0) }
+        } catch {
+            throw RunError(.ranksDisagree, "sending the checkpoint: \(error)")
+        }
+        return try communicator.agree { () throws -> RunPosition in
+            let checkpoint: Checkpoint
+            do throws(CheckpointError) { checkpoint = try Checkpoint.decode(bytes, name: path) } catch { throw RunError(error) }
+            for key in SettingKey.identity.map(\.rawValue) where checkpoint.settings[key] != expected[key] {
+                throw RunError(.badInput, communicator.rank == 0
+                    ? "\(path): the checkpoint was made with \(key) \(checkpoint.settings[key] ?? "unset"), but this run has "
+                        + "\(key) \(expected[key] ?? "unset"); resume with the same settings, or start a new run" : nil)
+            }
+            guard checkpoint.parameters.count == store.count, checkpoint.optimizerState.count == optimizer.stateCount else {
+                throw RunError(.badInput, "\(path): holds \(checkpoint.parameters.count) parameters and \(checkpoint.optimizerState.count) "
+                                   + "optimizer values; this model has \(store.count) and \(optimizer.stateCount)")
+            }
+            guard checkpoint.epoch <= configuration.epochs else {
+                throw RunError(.usage, "\(path): the checkpoint is at epoch \(checkpoint.epoch), beyond --epochs \(configuration.epochs)")
+            }
+            store.flatValues = checkpoint.parameters
+            optimizer.state = checkpoint.optimizerState
+            return checkpoint.position
+        }
+    }
+
+    func printStart(_ run: Run) {
+        console.info("mnist-dist \(Version.string): \(configuration.model) on \(run.source)")
+        console.info("  data     train \(groupedThousands(run.data.train.count)), test \(groupedThousands(run.data.test.count)) "
+                     + "images of \(run.data.train.rows)x\(run.data.train.columns); inputs \(configuration.normalization.scaling)")
+        let order = provided.map { "sample order given (\($0.order.summary))" } ?? "shuffle \(configuration.shuffle)"
+        console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(run.optimizer.summary), "
+                     + "seed \(configuration.seed), \(order)")
+        let threads = run.threads, plural = run.threads == 1 ? "" : "s"
+        let threading = switch run.mode {
+        case .workers: "\(threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
+        case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
+            : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
+        case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
+        }
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName)); "
+                     + run.reducer.summary)
+        console.info(formatSummary(run.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
+                       + "\(communicator.localSize), \(threads) thread\(plural) (\(run.mode))")
+    }
+}

@@ -46,7 +46,8 @@ let package = Package(
         .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "MNISTData", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "MNISTData", "TestSupport"], exclude: ["Fixtures"]),
     ]
 )

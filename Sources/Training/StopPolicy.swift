@@ -4,27 +4,37 @@
 import Foundation
 import NN
 
-struct StopPolicy {
+package struct StopPolicy {
     /// Where checkpoints go (nil: none are written).
-    let directory: CheckpointDirectory?
+    package let directory: CheckpointDirectory?
     /// Also checkpoint every this many steps.
-    let every: Int?
+    package let every: Int?
     /// Stop after this many steps of the run (--stop-after).
-    let stopAfter: Int?
+    package let stopAfter: Int?
 
-    struct Decision: Equatable {
-        var checkpoint: Bool
-        var stop: Bool
+    package struct Decision: Equatable {
+        package var checkpoint: Bool
+        package var stop: Bool
+        package init(checkpoint: Bool, stop: Bool) {
+            self.checkpoint = checkpoint
+            self.stop = stop
+        }
+    }
+
+    package init(directory: CheckpointDirectory?, every: Int?, stopAfter: Int?) {
+        self.directory = directory
+        self.every = every
+        self.stopAfter = stopAfter
     }
 
     /// Whether this rank asks to stop once step `step` (counted from 1) is done: a stop signal arrived, or
     /// --stop-after is reached.
-    func stopRequested(afterStep step: Int) -> Bool {
+    package func stopRequested(afterStep step: Int) -> Bool {
         StopSignals.requested != nil || stopAfter.map { step >= $0 } ?? false
     }
 
     /// After a step. The last step of an epoch leaves both decisions to the epoch's end, which always checkpoints.
-    func afterStep(_ step: Int, lastOfEpoch: Bool, stopAgreed: Bool) -> Decision {
+    package func afterStep(_ step: Int, lastOfEpoch: Bool, stopAgreed: Bool) -> Decision {
         guard !lastOfEpoch else { return Decision(checkpoint: false, stop: false) }
         let periodic = every.map { step % $0 == 0 } ?? false
         return Decision(checkpoint: directory != nil && (stopAgreed || periodic), stop: stopAgreed)
@@ -32,13 +42,13 @@ struct StopPolicy {
 
     /// At the end of epoch `epoch` (0-based) of `epochs`: a checkpoint whenever there is a directory; a stop when
     /// asked for, unless the run has finished anyway.
-    func afterEpoch(_ epoch: Int, of epochs: Int, stopAgreed: Bool) -> Decision {
+    package func afterEpoch(_ epoch: Int, of epochs: Int, stopAgreed: Bool) -> Decision {
         Decision(checkpoint: directory != nil, stop: stopAgreed && epoch + 1 < epochs)
     }
 
     /// Why the run stops after `step`: the signal this rank received, --stop-after, or (when only another rank saw
     /// a signal) that.
-    func reason(step: Int, signal: Int32? = StopSignals.requested) -> String {
+    package func reason(step: Int, signal: Int32? = StopSignals.requested) -> String {
         if let signal { return "\(StopSignals.name(signal)) received" }
         if let stopAfter, step >= stopAfter { return "--stop-after \(stopAfter) reached" }
         return "a stop signal reached another rank"
@@ -46,7 +56,7 @@ struct StopPolicy {
 
     /// The one line a stopped run prints: where it stopped, why, and how to continue.
     /// - Parameter place: "after step 12 (epoch 1, batch 12 of 63)", "at the end of epoch 2".
-    func stopMessage(at place: String, step: Int, checkpoint: String?, signal: Int32? = StopSignals.requested) -> String {
+    package func stopMessage(at place: String, step: Int, checkpoint: String?, signal: Int32? = StopSignals.requested) -> String {
         let next = if let checkpoint, let directory {
             "checkpoint written to \(checkpoint); continue with --resume \(directory.path)"
         } else {
@@ -57,7 +67,7 @@ struct StopPolicy {
 
     /// The line a diverged run prints.
     /// - Parameter place: "step 12 (epoch 1, batch 12)".
-    func divergenceMessage(at place: String, loss lossFinite: Bool, learningRate: Double) -> String {
+    package func divergenceMessage(at place: String, loss lossFinite: Bool, learningRate: Double) -> String {
         "training diverged at \(place): the \(lossFinite ? "gradient" : "loss") is not finite. Try a smaller "
             + "learning rate (--lr, now \(formatNumber(learningRate)))"
             + (directory != nil ? "; the checkpoints written so far are untouched" : "") + "."

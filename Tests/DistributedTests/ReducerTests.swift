@@ -1,0 +1,135 @@
+// Each gradient reducer against a plain local sum, on N ranks run as threads of this process (ThreadGroup):
+// the collectives themselves, then FloatSum, DoubleSum and OverlappedSum with several parts per rank.
+import Distributed
+import Testing
+
+/// Deterministic gradients with a wide spread of magnitudes and both signs: part `part` of rank `rank`.
+func syntheticPart(rank: Int, part: Int, count: Int) -> [Float] {
+    var state = UInt64(0x9E37_79B9_7F4A_7C15) &* UInt64(rank * 7 + part + 1)
+    return (0..<count).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        let mantissa = Float(state >> 40) / Float(1 << 24) - 0.5
+        let exponent = Int((state >> 20) & 15) - 10
+        return mantissa * Float(sign: .plus, exponent: exponent, significand: 1)
+    }
+}
+
+/// Parameter ranges of a small model-like layout: weights and biases of three layers.
+let layout: [Range<Int>] = {
+    var ranges: [Range<Int>] = [], start = 0
+    for size in [600, 20, 300_000, 40, 500, 10] { ranges.append(start..<(start + size)); start += size }
+    return ranges
+}()
+let elementCount = layout.last!.upperBound
+
+/// Runs `reducer` on `ranks` thread ranks with `parts` parts each; returns every rank's reduced gradient.
+func reduce(ranks: Int, parts: Int, descending: Bool = false,
+            make: @escaping @Sendable (Communicator, UnsafeMutableBufferPointer<Float>) -> GradientReducer) throws -> [[Float]] {
+    try ThreadGroup.run(ranks: ranks, descending: descending) { communicator in
+        let buffers = (0..<parts).map { part in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: elementCount)
+            _ = buffer.initialize(from: syntheticPart(rank: communicator.rank, part: part, count: elementCount))
+            return buffer
+        }
+        defer { buffers.forEach { $0.deallocate() } }
+        let reducer = make(communicator, buffers[0])
+        if let hooks = reducer.backwardHooks() {
+            // As backward does: parameters become ready last first, with progress calls in between.
+            for parameter in layout.indices.reversed() {
+                hooks.parameterReady(parameter)
+                hooks.afterEachPullback()
+            }
+        }
+        try reducer.reduce(buffers)
+        return Array(buffers[0])
+    }
+}
+
+@Suite("Gradient reducers on thread ranks")
+struct ReducerTests {
+    @Test("the thread group's collectives: sum, max and min of every element type, and broadcast", arguments: [1, 2, 3, 4])
+    func collectives(ranks: Int) throws {
+        let results = try ThreadGroup.run(ranks: ranks) { communicator -> ([Double], [Int64], [Float], [Float]) in
+            var doubles = [Double(communicator.rank) + 0.5, -Double(communicator.rank)]
+            try doubles.withUnsafeMutableBufferPointer { try communicator.allReduce($0, .sum) }
+            var integers = [Int64(communicator.rank), Int64(10 - communicator.rank)]
+            try integers.withUnsafeMutableBufferPointer { try communicator.allReduce($0, .max) }
+            var floats = [Float(communicator.rank) * 2]
+            try floats.withUnsafeMutableBufferPointer { try communicator.allReduce(UnsafeMutableRawBufferPointer($0), count: 1, element: .float, operation: .min) }
+            var broadcast = [Float(communicator.rank), 7]
+            try broadcast.withUnsafeMutableBufferPointer { try communicator.broadcast($0, root: ranks - 1) }
+            return (doubles, integers, floats, broadcast)
+        }
+        let n = Double(ranks)
+        for (doubles, integers, floats, broadcast) in results {
+            #expect(doubles == [n * (n - 1) / 2 + n / 2, -n * (n - 1) / 2])
+            #expect(integers == [Int64(ranks - 1), 10])
+            #expect(floats == [0])
+            #expect(broadcast == [Float(ranks - 1), 7])
+        }
+    }
+
+    @Test("DoubleSum: the Double sum of every part of every rank, rounded once, in any order", arguments: [1, 2, 3, 4])
+    func doubleSum(ranks: Int) throws {
+        for parts in 1...3 {
+            var expected = [Double](repeating: 0, count: elementCount)
+            for rank in 0..<ranks {
+                for part in 0..<parts {
+                    for (i, value) in syntheticPart(rank: rank, part: part, count: elementCount).enumerated() { expected[i] += Double(value) }
+                }
+            }
+            let rounded = expected.map { Float($0) }
+            for descending in [false, true] {
+                let results = try reduce(ranks: ranks, parts: parts, descending: descending) { DoubleSum(communicator: $0, count: $1.count) }
+                for result in results { #expect(result == rounded, "\(ranks) ranks x \(parts) parts, descending \(descending)") }
+            }
+        }
+    }
+
+    @Test("FloatSum: each rank's parts added in order, then the ranks' sums in rank order", arguments: [1, 2, 3, 4])
+    func floatSum(ranks: Int) throws {
+        let parts = 2
+        var expected = [Float](repeating: 0, count: elementCount)
+        for rank in 0..<ranks {
+            var local = syntheticPart(rank: rank, part: 0, count: elementCount)
+            for part in 1..<parts {
+                for (i, value) in syntheticPart(rank: rank, part: part, count: elementCount).enumerated() { local[i] += value }
+            }
+            for i in 0..<elementCount { expected[i] = rank == 0 ? local[i] : expected[i] + local[i] }
+        }
+        for result in try reduce(ranks: ranks, parts: parts, make: { communicator, _ in FloatSum(communicator: communicator) }) {
+            #expect(result == expected)
+        }
+    }
+
+    @Test("OverlappedSum gives DoubleSum's and FloatSum's bits, bucket by bucket", arguments: [2, 3])
+    func overlapped(ranks: Int) throws {
+        for precision in ReductionPrecision.allCases {
+            let overlapped = try reduce(ranks: ranks, parts: 1) {
+                OverlappedSum(precision: precision, communicator: $0, parameterRanges: layout, gradient: $1)
+            }
+            let blocking = try reduce(ranks: ranks, parts: 1) { communicator, gradient -> GradientReducer in
+                precision == .double ? DoubleSum(communicator: communicator, count: gradient.count) : FloatSum(communicator: communicator)
+            }
+            #expect(overlapped == blocking, "\(precision)")
+        }
+    }
+
+    @Test("the run's choice: overlap only with one part and several ranks")
+    func choice() throws {
+        let kinds = try ThreadGroup.run(ranks: 2) { communicator -> [String] in
+            var gradient = [Float](repeating: 0, count: elementCount)
+            return gradient.withUnsafeMutableBufferPointer { g in
+                [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2)].map {
+                    let reducer = GradientReduction.make(precision: $0.0, overlap: $0.1, parts: $0.2, communicator: communicator,
+                                                         parameterRanges: layout, gradient: g)
+                    return String(describing: type(of: reducer))
+                }
+            }
+        }
+        #expect(kinds[0] == ["DoubleSum", "FloatSum", "OverlappedSum", "FloatSum"])
+        let alone = GradientReduction.make(precision: .double, overlap: true, parts: 1, communicator: SingleProcessCommunicator(),
+                                           parameterRanges: layout, gradient: UnsafeMutableBufferPointer(start: nil, count: 0))
+        #expect(alone is DoubleSum)
+    }
+}

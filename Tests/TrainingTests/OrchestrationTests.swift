@@ -1,0 +1,161 @@
+// The training loop's orchestration in one process: ranks as threads (ThreadGroup) training small synthetic data,
+// the agreement on failures, and the checkpoint and stop decisions. The same things run under real mpirun in the
+// end-to-end suites; here they are fast and need no launcher.
+import Distributed
+import Foundation
+import MNISTData
+import Testing
+import TestSupport
+import Training
+
+/// 320 training and 64 test images of random pixels with labels that follow a pixel sum, so there is something to learn.
+let syntheticData: ProvidedData = {
+    func dataset(_ name: String, count: Int, seed: UInt64) -> Dataset {
+        var state = seed
+        var pixels = [UInt8](repeating: 0, count: count * 784), labels = [UInt8](repeating: 0, count: count)
+        for image in 0..<count {
+            var sum = 0
+            for i in 0..<784 where i % 3 == 0 {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                pixels[image * 784 + i] = UInt8(truncatingIfNeeded: state >> 56)
+                sum += Int(pixels[image * 784 + i])
+            }
+            labels[image] = UInt8(sum % 10)
+        }
+        return try! Dataset(name: name, pixels: pixels, labels: labels, rows: 28, columns: 28)
+    }
+    let split = DataSplit(kind: .chapter, train: dataset("synthetic train", count: 320, seed: 1),
+                          test: dataset("synthetic test", count: 64, seed: 2), chapterGenerator: nil)
+    return ProvidedData(split: split, order: .seeded(3), description: "synthetic data")
+}()
+
+/// An MLP 784-24-10 with SGD, batch 48 (7 steps an epoch, the last one short), 2 epochs.
+func smallConfiguration() -> TrainingConfiguration {
+    var configuration = TrainingConfiguration()
+    configuration.model = .mlp
+    configuration.hiddenSizes = [24]
+    configuration.learningRate = 0.05
+    configuration.batchSize = 48
+    configuration.epochs = 2
+    return configuration
+}
+
+/// Trains on `ranks` thread ranks with `threads` workers each; returns each rank's summary, or the error it ended with.
+func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double,
+                    adjust: @escaping @Sendable (inout RunOptions) -> Void = { _ in }) -> [Result<RunSummary, RunError>] {
+    ThreadGroup.run(ranks: ranks) { communicator in
+        var options = RunOptions()
+        options.threads = threads
+        options.threadMode = .workers
+        options.reduction = reduction
+        adjust(&options)
+        let console = Console(rank: communicator.rank, ranks: communicator.size, quiet: true, progress: .none)
+        let trainer = Trainer(configuration: smallConfiguration(), options: options, communicator: communicator,
+                              console: console, data: syntheticData)
+        do { return .success(try trainer.run()) } catch let error as RunError { return .failure(error) } catch {
+            return .failure(RunError(.software, "\(error)"))
+        }
+    }
+}
+
+@Suite("Orchestration on thread ranks", .serialized)
+struct OrchestrationTests {
+    @Test("N thread ranks with one worker each train what one rank with N workers trains, bit for bit", arguments: [2, 3, 4])
+    func rankCountEquivalence(ranks: Int) throws {
+        let alone = try #require(try trainOnThreads(ranks: 1, threads: ranks).first?.get())
+        let together = trainOnThreads(ranks: ranks, threads: 1)
+        for result in together {
+            let summary = try result.get()
+            #expect(summary.parameterChecksum == alone.parameterChecksum)
+            #expect(summary.history.map(\.trainLoss) == alone.history.map(\.trainLoss))
+        }
+        // The test would notice a reducer that did nothing: one rank alone trains something else.
+        let single = try #require(try trainOnThreads(ranks: 1, threads: 1).first?.get())
+        #expect(single.parameterChecksum != alone.parameterChecksum || ranks == 1)
+    }
+
+    /// The batch is split the same way throughout (three parts: three ranks, or three workers of one rank), so
+    /// the resumed run must end bit for bit where the uninterrupted one does.
+    @Test("a run stopped after 9 steps on 3 ranks, resumed on 1 rank with 3 workers, ends where an uninterrupted run ends")
+    func stopAndResume() throws {
+        let directory = Fixtures.makeTemporaryDirectory("orchestration-resume")
+        defer { Fixtures.removeTemporary(directory) }
+        let uninterrupted = try #require(try trainOnThreads(ranks: 1, threads: 3).first?.get())
+        let stopped = trainOnThreads(ranks: 3, threads: 1) {
+            $0.checkpointDirectory = directory.path
+            $0.stopAfterSteps = 9
+        }
+        for (rank, result) in stopped.enumerated() {
+            guard case .failure(let error) = result else { Issue.record("rank \(rank) did not stop"); continue }
+            #expect(error.code == .stopped)
+            // One message, from rank 0, saying where, why, and how to continue.
+            #expect((error.message != nil) == (rank == 0))
+        }
+        let message = try #require(stopped.first.flatMap { if case .failure(let e) = $0 { e.message } else { nil } })
+        #expect(message.hasPrefix("stopped after step 9 (epoch 2, batch 2 of 7): --stop-after 9 reached; checkpoint written to "))
+        #expect(message.hasSuffix("continue with --resume \(directory.path)"))
+        let resumed = trainOnThreads(ranks: 1, threads: 3) { $0.resume = directory.path }
+        for result in resumed {
+            #expect(try result.get().parameterChecksum == uninterrupted.parameterChecksum)
+        }
+    }
+
+    @Test("a failure on one rank ends every rank with its code; only that rank carries the message")
+    func agreement() {
+        let outcomes = ThreadGroup.run(ranks: 3) { communicator -> (ExitCode?, String?, Int?) in
+            do {
+                let value = try communicator.agree { () throws -> Int in
+                    if communicator.rank == 1 { throw RunError(.missingInput, "rank 1 has no data") }
+                    if communicator.rank == 2 { throw RunError(.badInput, "rank 2 has bad data") }
+                    return communicator.rank
+                }
+                return (nil, nil, value)
+            } catch let error as RunError {
+                return (error.code, error.message, nil)
+            } catch {
+                return (.software, "\(error)", nil)
+            }
+        }
+        #expect(outcomes.map(\.0) == [.missingInput, .missingInput, .missingInput])
+        #expect(outcomes.map(\.1) == [nil, "rank 1 has no data", nil])
+        let fine = ThreadGroup.run(ranks: 2) { communicator in (try? communicator.agree { communicator.rank * 10 }) ?? -1 }
+        #expect(fine == [0, 10])
+    }
+}
+
+@Suite("Checkpoint and stop decisions")
+struct StopPolicyTests {
+    let directory = CheckpointDirectory(path: "/tmp/ckpt")
+
+    @Test("after a step: periodic checkpoints, a stop with a checkpoint, nothing on an epoch's last step")
+    func afterStep() {
+        let policy = StopPolicy(directory: directory, every: 5, stopAfter: nil)
+        #expect(policy.afterStep(4, lastOfEpoch: false, stopAgreed: false) == .init(checkpoint: false, stop: false))
+        #expect(policy.afterStep(5, lastOfEpoch: false, stopAgreed: false) == .init(checkpoint: true, stop: false))
+        #expect(policy.afterStep(6, lastOfEpoch: false, stopAgreed: true) == .init(checkpoint: true, stop: true))
+        #expect(policy.afterStep(10, lastOfEpoch: true, stopAgreed: true) == .init(checkpoint: false, stop: false))
+        let nowhere = StopPolicy(directory: nil, every: nil, stopAfter: nil)
+        #expect(nowhere.afterStep(6, lastOfEpoch: false, stopAgreed: true) == .init(checkpoint: false, stop: true))
+    }
+
+    @Test("at an epoch's end: always a checkpoint with a directory; no stop after the last epoch")
+    func afterEpoch() {
+        let policy = StopPolicy(directory: directory, every: nil, stopAfter: nil)
+        #expect(policy.afterEpoch(0, of: 3, stopAgreed: false) == .init(checkpoint: true, stop: false))
+        #expect(policy.afterEpoch(1, of: 3, stopAgreed: true) == .init(checkpoint: true, stop: true))
+        #expect(policy.afterEpoch(2, of: 3, stopAgreed: true) == .init(checkpoint: true, stop: false))
+        #expect(StopPolicy(directory: nil, every: nil, stopAfter: nil).afterEpoch(0, of: 3, stopAgreed: true)
+                == .init(checkpoint: false, stop: true))
+    }
+
+    @Test("--stop-after asks to stop from its step on; the message names the reason and the way back")
+    func messages() {
+        let policy = StopPolicy(directory: directory, every: nil, stopAfter: 12)
+        #expect(!policy.stopRequested(afterStep: 11) && policy.stopRequested(afterStep: 12))
+        #expect(policy.stopMessage(at: "after step 12", step: 12, checkpoint: "/tmp/ckpt/c.ckpt", signal: nil)
+                == "stopped after step 12: --stop-after 12 reached; checkpoint written to /tmp/ckpt/c.ckpt; continue with --resume /tmp/ckpt")
+        #expect(policy.stopMessage(at: "at the end of epoch 1", step: 5, checkpoint: nil, signal: SIGUSR1)
+                == "stopped at the end of epoch 1: SIGUSR1 received; no --checkpoint-dir was given, so nothing was saved")
+        #expect(policy.reason(step: 5, signal: nil) == "a stop signal reached another rank")
+    }
+}

@@ -3,7 +3,9 @@
 //
 // Data flows one way through the modules:
 //   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
-//   -> Distributed (MPI all-reduce) -> Training (loop, checkpoints, plots) -> mnist-dist (command line)
+//   -> Distributed (communicators, gradient reducers) -> Training (loop, workers, checkpoints) -> mnist-dist (command line)
+// Beside them: Support (helpers every module shares), Pictures (canvas, PNG, charts), Chapter (the chapter's
+// experiments), Benchmarking (the bench harness that launches runs and the reference programs).
 import Foundation
 import PackageDescription
 
@@ -33,11 +35,17 @@ let package = Package(
         .target(name: "Autodiff", dependencies: ["COpenBLAS", "Support"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
         .target(name: "Distributed", dependencies: ["CMPI", "Support"]),
-        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed"], swiftSettings: numeric),
+        .target(name: "Pictures", dependencies: ["Support", "MNISTData"]),
+        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures"],
+                swiftSettings: numeric),
+
+        // MARK: Around training: the chapter's experiments and the benchmark harness
+        .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Training", "Pictures"]),
+        .target(name: "Benchmarking", dependencies: ["Support", "Training"]),
 
         // MARK: The command
         .executableTarget(name: "mnist-dist", dependencies: [
-            "Training",
+            "Training", "Chapter", "Benchmarking", "Pictures",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -47,7 +55,8 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Training", "MNISTData", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
+                    exclude: ["Fixtures"]),
     ]
 )

@@ -28,20 +28,6 @@ final class MetricsLog {
     }
 }
 
-/// A JSON object from (key, value) pairs whose values are already JSON.
-func jsonObject(_ fields: [(String, String)]) -> String {
-    "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
-}
-
-/// A number as JSON (null for NaN or infinity).
-func json(_ value: Double) -> String {
-    value.isFinite ? String(format: "%.6g", value) : "null"
-}
-
-func json(_ text: String) -> String {
-    "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-}
-
 /// The --metrics file's objects. Their keys are part of the file's format, written here and nowhere else; the
 /// configuration's keys are the checkpoints' (`SettingKey`).
 enum MetricsRecord {

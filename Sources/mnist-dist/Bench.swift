@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import Training
+import Benchmarking
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

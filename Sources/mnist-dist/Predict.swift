@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import MNISTData
 import Training
+import Pictures
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(

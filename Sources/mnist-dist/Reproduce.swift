@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import MNISTData
 import Training
+import Chapter
 
 struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(

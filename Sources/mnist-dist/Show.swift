@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import Training
+import Pictures
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(

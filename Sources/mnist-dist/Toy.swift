@@ -2,6 +2,8 @@
 import ArgumentParser
 import Foundation
 import Training
+import Chapter
+import Pictures
 
 struct Toy: ParsableCommand {
     static let configuration = CommandConfiguration(

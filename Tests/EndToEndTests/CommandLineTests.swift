@@ -5,6 +5,7 @@ import MNISTData
 import Testing
 import TestSupport
 import Training
+import Pictures
 
 extension EndToEnd {
     @Suite("Command line")

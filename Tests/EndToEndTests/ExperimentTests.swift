@@ -5,6 +5,7 @@ import Foundation
 import Testing
 import TestSupport
 import Training
+import Pictures
 
 private let long = ProcessInfo.processInfo.environment["MNIST_DIST_QUICK"] != "1"
 

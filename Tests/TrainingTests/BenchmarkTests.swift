@@ -1,6 +1,7 @@
 // The benchmark's arithmetic over rounds: which run stands for a configuration, and which ratio is reported.
 import Testing
 import Training
+import Benchmarking
 
 @Suite("Benchmark rounds")
 struct BenchmarkTests {

@@ -2,6 +2,8 @@
 // data of its two training experiments as it wrote them.
 import Autodiff
 import Foundation
+import Support
+import Training
 import MNISTData
 
 // MARK: Toy CNN

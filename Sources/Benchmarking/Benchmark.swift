@@ -4,6 +4,8 @@
 // Each configuration is a separate run of this same executable (under mpirun for more than one rank) writing
 // --metrics; the figures are read back from those JSON lines. Not a test: nothing here asserts a time.
 import Foundation
+import Support
+import Training
 
 public struct BenchmarkOptions: Sendable {
     public var epochs = 4
@@ -268,16 +270,16 @@ public enum Benchmark {
 
     static func json(_ rows: [BenchmarkRow], options: BenchmarkOptions) -> String {
         let items = rows.map { row in
-            jsonObject([("name", Training.json(row.name)), ("model", Training.json(row.model)), ("ours", row.ours ? "true" : "false"),
+            jsonObject([("name", Support.json(row.name)), ("model", Support.json(row.model)), ("ours", row.ours ? "true" : "false"),
                         ("ranks", "\(row.ranks)"), ("threads_per_rank", "\(row.threads)"),
-                        ("seconds_per_epoch", Training.json(row.secondsPerEpoch)), ("samples_per_second", Training.json(row.samplesPerSecond)),
-                        ("gflops", Training.json(row.gflops)), ("forward_share", Training.json(row.shares.forward)),
-                        ("backward_share", Training.json(row.shares.backward)), ("allreduce_share", Training.json(row.shares.allReduce)),
-                        ("optimizer_share", Training.json(row.shares.optimizer)),
-                        ("peak_resident_mb", Training.json(row.peakResidentMegabytes)),
-                        ("resident_mb_after_epoch_2", Training.json(row.residentAfterSecondEpoch)),
-                        ("resident_mb_after_last_epoch", Training.json(row.residentAfterLastEpoch)),
-                        ("test_accuracy", Training.json(row.testAccuracy))])
+                        ("seconds_per_epoch", Support.json(row.secondsPerEpoch)), ("samples_per_second", Support.json(row.samplesPerSecond)),
+                        ("gflops", Support.json(row.gflops)), ("forward_share", Support.json(row.shares.forward)),
+                        ("backward_share", Support.json(row.shares.backward)), ("allreduce_share", Support.json(row.shares.allReduce)),
+                        ("optimizer_share", Support.json(row.shares.optimizer)),
+                        ("peak_resident_mb", Support.json(row.peakResidentMegabytes)),
+                        ("resident_mb_after_epoch_2", Support.json(row.residentAfterSecondEpoch)),
+                        ("resident_mb_after_last_epoch", Support.json(row.residentAfterLastEpoch)),
+                        ("test_accuracy", Support.json(row.testAccuracy))])
         }
         return "{\"epochs\": \(options.epochs), \"rounds\": \(options.rounds), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"runs\": [\n  "
             + items.joined(separator: ",\n  ") + "\n]}\n"

@@ -2,6 +2,7 @@
 // PGM (binary P5 or text P2, 8-bit).
 import Foundation
 import MNISTData
+import Support
 
 /// A grayscale image: bytes 0 (black) to 255 (white), row-major.
 public struct GrayImage: Equatable {
@@ -10,15 +11,20 @@ public struct GrayImage: Equatable {
     public let pixels: [UInt8]
 
     /// Reads a PNG or PGM file (told apart by their signatures).
-    public static func read(path: String) throws -> GrayImage {
+    /// - Throws: `DataError` naming the file: missing, unreadable, or not an image this reader takes.
+    public static func read(path: String) throws(DataError) -> GrayImage {
         let bytes: [UInt8]
-        do { bytes = try readFile(path) } catch { throw RunError(.missingInput, "\(path): \(error)") }
+        do { bytes = try readFile(path) } catch {
+            throw DataError(file: path, problem: "\(error)", kind: error.code == ENOENT ? .missing : .malformed)
+        }
         do {
             if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try decodePNG(bytes) }
             if bytes.starts(with: Array("P5".utf8)) || bytes.starts(with: Array("P2".utf8)) { return try decodePGM(bytes) }
             throw ImageError("is neither a PNG nor a PGM image")
         } catch let error as ImageError {
-            throw RunError(.badInput, "\(path): \(error.description)")
+            throw DataError(file: path, problem: error.description)
+        } catch {
+            throw DataError(file: path, problem: "\(error)")
         }
     }
 

@@ -4,6 +4,7 @@ import Autodiff
 import Foundation
 import MNISTData
 import NN
+import Pictures
 
 enum RunPictures {
     /// Writes every picture into `directory` (created if needed); returns the files written.

@@ -1,12 +1,15 @@
 // Whole-file reads and atomic, durable writes, with errors in plain words.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A failed file operation: what failed, from the C library's errno.
 public struct FileError: Error, CustomStringConvertible {
     public let description: String
     /// The errno it came from.
     public let code: Int32
-    init(_ operation: String, _ code: Int32 = errno) {
+    public init(_ operation: String, _ code: Int32 = errno) {
         self.code = code
         let reason: String
         switch code {
@@ -92,6 +95,6 @@ private func fchmodAt(_ path: String) {
 }
 
 /// An error's text: its description when it has one.
-func describe(_ error: Error) -> String {
+public func describe(_ error: Error) -> String {
     String(describing: error)
 }

@@ -91,8 +91,6 @@ public final class GzipDecoder {
     private var inputEnd = 0
     private var sourceExhausted = false
     private var finished = false
-    /// Bytes of compressed input consumed so far (for messages).
-    public private(set) var compressedBytesRead = 0
 
     public init(source: ByteSource, chunkSize: Int = 1 << 16) throws(GzipError) {
         self.source = source
@@ -120,7 +118,6 @@ public final class GzipDecoder {
                 let status = inflate(&stream, Z_NO_FLUSH)
                 let consumed = (inputEnd - inputStart) - Int(stream.avail_in)
                 inputStart += consumed
-                compressedBytesRead += consumed
                 written = buffer.count - Int(stream.avail_out)
                 return status
             }

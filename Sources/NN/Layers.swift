@@ -19,6 +19,10 @@ public struct Linear: Sendable {
     public func callAsFunction(_ x: Tensor, _ p: Parameters) -> Tensor {
         linear(x, weight: p[index], bias: p[index + 1])
     }
+
+    /// Inputs per output (PyTorch's fan_in, which sets its default initialisation's bound).
+    public var fanIn: Int { inputs }
+    public var parameterCount: Int { outputs * inputs + outputs }
 }
 
 /// A 2-D convolution layer with bias: O x C x KH x KW weights, stride 1, no padding unless asked; optionally with
@@ -42,6 +46,19 @@ public struct Conv2D: Sendable {
     public func callAsFunction(_ x: Tensor, _ p: Parameters) -> Tensor {
         conv2D(x, weight: p[index], bias: p[index + 1], stride: stride, padding: padding, activation: activation,
                maxPool: maxPool)
+    }
+
+    /// Inputs per output: channels times the kernel's area.
+    public var fanIn: Int { inputChannels * kernel * kernel }
+    public var parameterCount: Int { outputChannels * fanIn + outputChannels }
+
+    /// Output size for an input of `height` x `width`, before pooling.
+    public func convolvedSize(height: Int, width: Int) -> (height: Int, width: Int) {
+        switch padding {
+        case .valid: ((height - kernel) / stride + 1, (width - kernel) / stride + 1)
+        case .same: ((height + stride - 1) / stride, (width + stride - 1) / stride)
+        case .explicit(let rows, let columns): ((height + 2 * rows - kernel) / stride + 1, (width + 2 * columns - kernel) / stride + 1)
+        }
     }
 }
 

@@ -30,6 +30,18 @@ public protocol Model: Sendable {
     func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor
     /// Each layer, its output shape and parameter count.
     var summary: [LayerSummary] { get }
+    /// The first layer's weights as small images, one per filter or unit (at most `limit`), for the pictures.
+    func firstLayerWeights(_ store: ParameterStore, limit: Int) -> WeightMaps
+    /// The first layer's output maps for a batch of one image, where it has spatial maps (nil for dense layers).
+    func firstLayerMaps(_ image: Tensor, _ p: Parameters) -> Tensor?
+}
+
+/// Weights shown as images: `maps[i]` is `height` x `width`, row-major.
+public struct WeightMaps: Sendable {
+    public let title: String
+    public let maps: [[Double]]
+    public let width: Int
+    public let height: Int
 }
 
 extension Model {
@@ -99,6 +111,16 @@ public struct MLP: Model {
         rows.append(LayerSummary(name: "output", kind: "LogSoftmax", outputShape: [layerSizes.last!], parameters: 0))
         return rows
     }
+
+    /// Each of the first hidden units' input weights, as an image of the input's size.
+    public func firstLayerWeights(_ store: ParameterStore, limit: Int) -> WeightMaps {
+        let weights = store["W1"], hidden = layerSizes[1], units = min(limit, hidden)
+        return WeightMaps(title: "First-layer weights of \(units) hidden units (blue negative, red positive)",
+                          maps: (0..<units).map { unit in (0..<layerSizes[0]).map { Double(weights[$0 * hidden + unit]) } },
+                          width: imageSize.columns, height: imageSize.rows)
+    }
+
+    public func firstLayerMaps(_ image: Tensor, _ p: Parameters) -> Tensor? { nil }
 }
 
 /// The chapter's convolutional network (pytorch/examples' MNIST `Net` without dropout):
@@ -120,18 +142,32 @@ public struct ChapterCNN: Model {
         parameterLayout = builder.layout
     }
 
+    /// The feature maps' shape after each convolution (before and after its pooling): C, H, W.
+    private var convolutionShapes: [(conv: Conv2D, convolved: [Int], pooled: [Int])] {
+        var (height, width) = imageSize
+        return [conv1, conv2].map { layer in
+            let size = layer.convolvedSize(height: height, width: width)
+            let pool = layer.maxPool ?? 1
+            (height, width) = (size.height / pool, size.width / pool)
+            return (layer, [layer.outputChannels, size.height, size.width], [layer.outputChannels, height, width])
+        }
+    }
+
     public var name: String { "cnn" }
-    public var architecture: String { "cnn conv1(1,32,3) conv2(32,64,3) pool2 fc1(9216,128) fc2(128,10)" }
+    public var architecture: String {
+        let convolutions = [conv1, conv2].map { "\($0.name)(\($0.inputChannels),\($0.outputChannels),\($0.kernel))" + ($0.maxPool.map { " pool\($0)" } ?? "") }
+        let denses = [fc1, fc2].map { "\($0.name)(\($0.inputs),\($0.outputs))" }
+        return (["cnn"] + convolutions + denses).joined(separator: " ")
+    }
 
     /// PyTorch's default initialisation: weights and biases uniform in ±1/sqrt(fan_in) (kaiming_uniform with
     /// a = sqrt(5) reduces to that bound), drawn in layout order from `RandomState(seed)`.
     public func initialize(_ store: ParameterStore, seed: UInt32) {
         var generator = RandomState(seed: seed)
-        let fanIn = ["conv1": 1 * 9, "conv2": 32 * 9, "fc1": 9216, "fc2": 128]
+        let fanIns = [conv1.fanIn, conv2.fanIn, fc1.fanIn, fc2.fanIn].flatMap { [$0, $0] }  // weight, bias of each layer
         store.withValues { values in
-            for entry in store.entries {
-                let layer = String(entry.name.prefix { $0 != "." })
-                let bound = 1 / Double(fanIn[layer]!).squareRoot()
+            for (entry, fanIn) in zip(store.entries, fanIns) {
+                let bound = 1 / Double(fanIn).squareRoot()
                 for i in 0..<entry.count { values[entry.offset + i] = Float(generator.uniform(-bound, bound)) }
             }
         }
@@ -147,12 +183,12 @@ public struct ChapterCNN: Model {
     }
 
     /// The same network as `logProbabilities`, one op at a time (the reference the fused version is tested against).
-    public func unfusedLogProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
-        var x = relu(conv2D(images, weight: p[0], bias: p[1]))
-        x = relu(conv2D(x, weight: p[2], bias: p[3]))
-        x = maxPool2D(x, kernel: 2, stride: 2)
-        x = relu(linear(flatten(x), weight: p[4], bias: p[5]))
-        return logSoftmax(linear(x, weight: p[6], bias: p[7]), axis: 1)
+    package func unfusedLogProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
+        var x = relu(conv2D(images, weight: p[conv1.index], bias: p[conv1.index + 1]))
+        x = relu(conv2D(x, weight: p[conv2.index], bias: p[conv2.index + 1]))
+        x = maxPool2D(x, kernel: conv2.maxPool!, stride: conv2.maxPool!)
+        x = relu(linear(flatten(x), weight: p[fc1.index], bias: p[fc1.index + 1]))
+        return logSoftmax(linear(x, weight: p[fc2.index], bias: p[fc2.index + 1]), axis: 1)
     }
 
     public func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor {
@@ -160,16 +196,31 @@ public struct ChapterCNN: Model {
     }
 
     public var summary: [LayerSummary] {
-        [
-            LayerSummary(name: "conv1", kind: "Conv2D 3x3 + relu", outputShape: [32, 26, 26], parameters: 32 * 9 + 32),
-            LayerSummary(name: "conv2", kind: "Conv2D 3x3 + relu", outputShape: [64, 24, 24], parameters: 64 * 32 * 9 + 64),
-            LayerSummary(name: "pool", kind: "MaxPool2D 2x2", outputShape: [64, 12, 12], parameters: 0),
-            LayerSummary(name: "flatten", kind: "Flatten", outputShape: [9216], parameters: 0),
-            LayerSummary(name: "fc1", kind: "Linear + relu", outputShape: [128], parameters: 9216 * 128 + 128),
-            LayerSummary(name: "fc2", kind: "Linear", outputShape: [10], parameters: 128 * 10 + 10),
-            LayerSummary(name: "output", kind: "LogSoftmax", outputShape: [10], parameters: 0),
-        ]
+        var rows: [LayerSummary] = []
+        for (layer, convolved, pooled) in convolutionShapes {
+            rows.append(LayerSummary(name: layer.name, kind: "Conv2D \(layer.kernel)x\(layer.kernel)" + (layer.activation == .relu ? " + relu" : ""),
+                                     outputShape: convolved, parameters: layer.parameterCount))
+            if let pool = layer.maxPool {
+                rows.append(LayerSummary(name: "pool", kind: "MaxPool2D \(pool)x\(pool)", outputShape: pooled, parameters: 0))
+            }
+        }
+        rows.append(LayerSummary(name: "flatten", kind: "Flatten", outputShape: [fc1.inputs], parameters: 0))
+        rows.append(LayerSummary(name: fc1.name, kind: "Linear + relu", outputShape: [fc1.outputs], parameters: fc1.parameterCount))
+        rows.append(LayerSummary(name: fc2.name, kind: "Linear", outputShape: [fc2.outputs], parameters: fc2.parameterCount))
+        rows.append(LayerSummary(name: "output", kind: "LogSoftmax", outputShape: [fc2.outputs], parameters: 0))
+        return rows
     }
+
+    /// conv1's filters, one image each.
+    public func firstLayerWeights(_ store: ParameterStore, limit: Int) -> WeightMaps {
+        let weights = store["\(conv1.name).weight"].map(Double.init)
+        let area = conv1.kernel * conv1.kernel * conv1.inputChannels, filters = min(limit, conv1.outputChannels)
+        return WeightMaps(title: "\(conv1.name) filters (\(conv1.kernel)x\(conv1.kernel); blue negative, red positive)",
+                          maps: (0..<filters).map { Array(weights[($0 * area)..<(($0 + 1) * area)]) },
+                          width: conv1.kernel, height: conv1.kernel * conv1.inputChannels)
+    }
+
+    public func firstLayerMaps(_ image: Tensor, _ p: Parameters) -> Tensor? { conv1(image, p) }
 }
 
 /// The printed model summary: a table of layers with output shapes and parameter counts, and the total.

@@ -45,11 +45,6 @@ public struct Canvas {
         fill(x: 0, y: 0, width: width, height: height, background)
     }
 
-    public func pixel(_ x: Int, _ y: Int) -> Color {
-        let i = (y * width + x) * 3
-        return Color(pixels[i], pixels[i + 1], pixels[i + 2])
-    }
-
     public mutating func set(_ x: Int, _ y: Int, _ color: Color) {
         guard x >= 0 && x < width && y >= 0 && y < height else { return }
         let i = (y * width + x) * 3

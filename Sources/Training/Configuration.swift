@@ -112,17 +112,18 @@ public enum Defaults {
     }
 }
 
-/// A user mistake in the configuration: the option, the value, and what is wrong.
+/// A user mistake in the configuration: the setting, the value, and what is wrong. The command line words it with
+/// its own option names.
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
-    public let option: String
+    public let setting: SettingKey
     public let value: String
     public let problem: String
-    public init(option: String, value: String, problem: String) {
-        self.option = option
+    public init(_ setting: SettingKey, value: String, problem: String) {
+        self.setting = setting
         self.value = value
         self.problem = problem
     }
-    public var description: String { "\(option) \(value): \(problem)" }
+    public var description: String { "\(setting.rawValue) \(value): \(problem)" }
 }
 
 /// A complete description of a training run.
@@ -156,21 +157,27 @@ public struct TrainingConfiguration: Equatable, Sendable {
 
     /// Refuses values no run can use, naming the option.
     public func validate() throws(ConfigurationError) {
-        guard epochs >= 1 else { throw ConfigurationError(option: "--epochs", value: "\(epochs)", problem: "must be at least 1") }
+        guard epochs >= 1 else { throw ConfigurationError(.epochs, value: "\(epochs)", problem: "must be at least 1") }
         guard batchSize >= 1 else {
-            throw ConfigurationError(option: "--batch-size", value: "\(batchSize)", problem: "must be at least 1")
+            throw ConfigurationError(.batchSize, value: "\(batchSize)", problem: "must be at least 1")
         }
         guard hiddenSizes.allSatisfy({ $0 >= 1 }) else {
-            throw ConfigurationError(option: "--hidden", value: hiddenSizes.map(String.init).joined(separator: ","),
+            throw ConfigurationError(.hiddenSizes, value: hiddenSizes.map(String.init).joined(separator: ","),
                                      problem: "every hidden layer needs at least one unit")
         }
         do {
             _ = try makeOptimizer(parameterCount: 1)
         } catch {
-            throw ConfigurationError(option: error.option, value: error.value, problem: error.requirement)
+            let setting: SettingKey = switch error.parameter {
+            case .learningRate: .learningRate
+            case .rho: .rho
+            case .epsilon: .epsilon
+            case .weightDecay: .weightDecay
+            }
+            throw ConfigurationError(setting, value: error.value, problem: error.requirement)
         }
         if shuffle == .chapter && split == .standard {
-            throw ConfigurationError(option: "--shuffle", value: "chapter",
+            throw ConfigurationError(.shuffle, value: "chapter",
                                      problem: "the chapter's stream continues the chapter split's generator; use --split chapter")
         }
     }

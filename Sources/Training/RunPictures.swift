@@ -41,7 +41,8 @@ enum RunPictures {
             }
             return model.logProbabilities(images, p)
         }
-        let predictions = logProbabilities.withUnsafeBufferPointer { values in (0..<shown).map { argmax(values, row: $0, classes: 10) } }
+        let classes = logProbabilities.shape[1]
+        let predictions = logProbabilities.withUnsafeBufferPointer { values in (0..<shown).map { argmax(values, row: $0, classes: classes) } }
         let size = test.pixelsPerImage
         try save(Plots.digitGrid(title: "Test digits: true label > predicted (mistakes in red)",
                                  images: (0..<shown).map { Array(test.pixels[($0 * size)..<(($0 + 1) * size)]) },
@@ -49,32 +50,24 @@ enum RunPictures {
                                  captions: (0..<shown).map { ("\(labels[$0])>\(predictions[$0])", Int(labels[$0]) != predictions[$0]) }),
                  "predictions.png")
 
-        // First-layer filters, and (for the CNN) the first test digit's feature maps.
-        if let cnn = model as? ChapterCNN {
-            let weights = store["conv1.weight"].map(Double.init)
-            try save(Plots.mapGrid(title: "conv1 filters (3x3; blue negative, red positive)",
-                                   maps: (0..<32).map { Array(weights[($0 * 9)..<(($0 + 1) * 9)]) }, width: 3, height: 3,
-                                   labels: (0..<32).map(String.init), scale: 16), "filters.png")
-            let maps = tape.value(at: store) { p in
-                let image = tape.constant([1, 1, test.rows, test.columns]) { buffer in
-                    for i in 0..<size { buffer[i] = scaling.table[Int(test.pixels[i])] }
-                }
-                return cnn.conv1(image, p)
-            }
+        // The first layer's weights, and (where it has spatial maps) its output for the first test digit.
+        let weights = model.firstLayerWeights(store, limit: 32)
+        try save(Plots.mapGrid(title: weights.title, maps: weights.maps, width: weights.width, height: weights.height,
+                               labels: weights.maps.indices.map(String.init), scale: max(3, 48 / max(weights.width, weights.height))),
+                 "filters.png")
+        let maps = tape.value(at: store) { p in
+            model.firstLayerMaps(tape.constant([1, 1, test.rows, test.columns]) { buffer in
+                for i in 0..<size { buffer[i] = scaling.table[Int(test.pixels[i])] }
+            }, p) ?? tape.constant([0]) { _ in }
+        }
+        if maps.shape.count == 4 {
+            let (count, side) = (min(32, maps.shape[1]), maps.shape[2] * maps.shape[3])
             let values = maps.scalars.map(Double.init)
-            let side = test.rows - 2
-            try save(Plots.mapGrid(title: "conv1 feature maps (after relu) of a test digit labelled \(test.labels[0])",
-                                   maps: (0..<32).map { Array(values[($0 * side * side)..<(($0 + 1) * side * side)]) },
-                                   width: side, height: side, labels: (0..<32).map(String.init), scale: 3, signed: false),
+            try save(Plots.mapGrid(title: "First-layer feature maps (after relu) of a test digit labelled \(test.labels[0])",
+                                   maps: (0..<count).map { Array(values[($0 * side)..<(($0 + 1) * side)]) },
+                                   width: maps.shape[3], height: maps.shape[2], labels: (0..<count).map(String.init), scale: 3,
+                                   signed: false),
                      "feature-maps.png")
-        } else if let mlp = model as? MLP {
-            // Each of the first 32 hidden units' input weights, as an image.
-            let weights = store["W1"].map(Double.init), hidden = mlp.layerSizes[1]
-            let units = min(32, hidden)
-            try save(Plots.mapGrid(title: "First-layer weights of \(units) hidden units (blue negative, red positive)",
-                                   maps: (0..<units).map { unit in (0..<size).map { weights[$0 * hidden + unit] } },
-                                   width: test.columns, height: test.rows, labels: (0..<units).map(String.init), scale: 3),
-                     "filters.png")
         }
         if !confusion.isEmpty {
             try save(Plots.confusionMatrix(confusion, title: "Confusion matrix, test set"),

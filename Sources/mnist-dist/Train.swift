@@ -60,13 +60,19 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         let configuration = try trainingConfiguration()
-        do { try configuration.validate() } catch { throw ValidationError("\(error)") }
+        do { try configuration.validate() } catch {
+            throw ValidationError("\(Train.option(for: error.setting)) \(error.value): \(error.problem)")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }
         if let checkpointEvery, checkpointEvery < 1 { throw ValidationError("--checkpoint-every \(checkpointEvery): must be at least 1") }
         if checkpointEvery != nil && checkpointDirectory == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
         if keepCheckpoints < 1 { throw ValidationError("--keep \(keepCheckpoints): must be at least 1") }
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after \(stopAfter): must be at least 1") }
     }
+
+    /// The option that sets a configuration setting (the settings' keys happen to be the options' names; this is
+    /// the one place that relies on it).
+    static func option(for setting: SettingKey) -> String { "--\(setting.rawValue)" }
 
     func trainingConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()

@@ -234,13 +234,13 @@ struct OptimizerTests {
         try replay("sgd_lr0.001") { _ in try SGD(learningRate: 0.001) }
     }
 
-    @Test("hyper-parameters are validated, naming the option")
+    @Test("hyper-parameters are validated, naming the hyper-parameter")
     func validation() {
-        #expect(throws: HyperParameterError(option: "--lr", value: "-0.1", requirement: "the learning rate must be positive and finite")) {
+        #expect(throws: HyperParameterError(.learningRate, value: "-0.1", requirement: "the learning rate must be positive and finite")) {
             try SGD(learningRate: -0.1)
         }
         #expect(throws: HyperParameterError.self) { try SGD(learningRate: .nan) }
-        #expect(throws: HyperParameterError(option: "--rho", value: "1.5", requirement: "rho must be in [0, 1]")) {
+        #expect(throws: HyperParameterError(.rho, value: "1.5", requirement: "rho must be in [0, 1]")) {
             try Adadelta(parameterCount: 1, configuration: .init(rho: 1.5))
         }
         #expect(throws: HyperParameterError.self) { try Adadelta(parameterCount: 1, configuration: .init(epsilon: 0)) }

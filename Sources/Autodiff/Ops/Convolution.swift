@@ -373,9 +373,9 @@ private func winogradGradients(_ plan: WinogradPlan, first: Int, images: Int, in
 }
 
 /// The direct, loop-by-loop convolution in Double: the reference the im2col path is tested against.
-public enum ConvolutionReference {
+package enum ConvolutionReference {
     /// Output values (N x O x OH x OW) and shape.
-    public static func forward(input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], bias: [Float]?,
+    package static func forward(input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], bias: [Float]?,
                                stride: Int, padding: Padding) -> (values: [Double], shape: [Int]) {
         let g = ConvolutionGeometry("ConvolutionReference", input: inputShape, weight: weightShape, stride: stride,
                                     padding: padding)
@@ -404,7 +404,7 @@ public enum ConvolutionReference {
     }
 
     /// Gradients of Σ output · `outputGradient` with respect to input, weight and bias.
-    public static func gradients(input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], stride: Int,
+    package static func gradients(input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], stride: Int,
                                  padding: Padding, outputGradient: [Float])
         -> (input: [Double], weight: [Double], bias: [Double]) {
         let g = ConvolutionGeometry("ConvolutionReference", input: inputShape, weight: weightShape, stride: stride,

@@ -23,26 +23,26 @@ private let panelWidth = 64
 /// x's entries other than its background value, minus that value, by row and, when asked, by column, in buffers
 /// from the tape's arena (or the heap, without a tape).
 ///
-/// `matmul` uses it by itself for an input that needs no gradient; it is public for tests and benchmarks that
-/// drive the kernels with a chosen thread count.
-public struct SparseInput {
-    public let rows: Int       // M
-    public let columns: Int    // K
-    public let nonzeros: Int   // Z, the entries other than the background
+/// `matmul` uses it by itself for an input that needs no gradient; tests drive the kernels with a chosen thread
+/// count, so its API is open to the package.
+package struct SparseInput {
+    package let rows: Int       // M
+    package let columns: Int    // K
+    package let nonzeros: Int   // Z, the entries other than the background
     /// The value most of x holds: 0 when at least half of x is 0, otherwise x's first entry (an image's corner).
-    public let background: Float
+    package let background: Float
     /// Int32 indices: rowStart (M + 1), rowColumn (Z), then, if built, columnStart (K + 2), columnRow (Z).
     let indices: TensorStorage
     /// Float values: by row (Z), then, if built, by column (Z).
     let values: TensorStorage
-    public let byColumn: Bool
+    package let byColumn: Bool
 
     /// x (M x K, row-major) compressed, or nil when more than `sparseInputDensityLimit` of it differs from the
     /// background (0, or else x's first entry).
     /// - Parameters:
     ///   - byColumn: also build the column-major copy (for the weight gradient).
     ///   - tape: where the buffers come from (nil: the heap).
-    public init?(_ x: UnsafePointer<Float>, rows: Int, columns: Int, byColumn: Bool, tape: Tape?) {
+    package init?(_ x: UnsafePointer<Float>, rows: Int, columns: Int, byColumn: Bool, tape: Tape?) {
         let count = rows * columns
         guard count < Int(Int32.max) else { return nil }
         let limit = Int(sparseInputDensityLimit * Double(count))
@@ -121,7 +121,7 @@ public struct SparseInput {
 
     /// out (M x N, row-major, ldc) = x · w, where w is K x N with row stride `ldw`.
     /// - Parameter panels: scratch of `forwardScratch(n: N, threads:)` Floats.
-    public func times(_ w: UnsafePointer<Float>, n: Int, ldw: Int, into out: UnsafeMutablePointer<Float>, ldc: Int,
+    package func times(_ w: UnsafePointer<Float>, n: Int, ldw: Int, into out: UnsafeMutablePointer<Float>, ldc: Int,
                       panels: UnsafeMutablePointer<Float>, threads: Int) {
         withIndices { rowStart, rowColumn, _, _ in
             // Output row i sums the rows of w that row i of x selects.
@@ -134,7 +134,7 @@ public struct SparseInput {
     /// gradient (K x N, row stride ldc) = xᵀ · g (or += when `accumulate`), where g is M x N with row stride `ldg`.
     /// - Precondition: built with `byColumn`.
     /// - Parameter panels: scratch of `gradientScratch(n: N, threads:)` Floats.
-    public func transposedTimes(_ g: UnsafePointer<Float>, n: Int, ldg: Int, into gradient: UnsafeMutablePointer<Float>,
+    package func transposedTimes(_ g: UnsafePointer<Float>, n: Int, ldg: Int, into gradient: UnsafeMutablePointer<Float>,
                                 ldc: Int, accumulate: Bool, panels: UnsafeMutablePointer<Float>, threads: Int) {
         require(byColumn, "SparseInput.transposedTimes: the column-major copy was not built")
         withIndices { _, _, columnStart, columnRow in
@@ -185,11 +185,11 @@ public struct SparseInput {
 
     /// Scratch Floats `times` needs: a (K + 1) x 64 panel per block when several threads may share the blocks, one
     /// otherwise. It depends on the shape and `threads` only, not on this batch, so an arena's buffer fits every step.
-    public func forwardScratch(n: Int, threads: Int) -> Int {
+    package func forwardScratch(n: Int, threads: Int) -> Int {
         panelSlots(n: n, threads: threads) * (columns + 1) * panelWidth
     }
     /// Scratch Floats `transposedTimes` needs: an (M + 1) x 64 panel per block on several threads, one on one.
-    public func gradientScratch(n: Int, threads: Int) -> Int {
+    package func gradientScratch(n: Int, threads: Int) -> Int {
         panelSlots(n: n, threads: threads) * (rows + 1) * panelWidth
     }
     private func panelSlots(n: Int, threads: Int) -> Int { threads > 1 ? (n + panelWidth - 1) / panelWidth : 1 }

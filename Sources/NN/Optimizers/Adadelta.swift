@@ -35,16 +35,16 @@ public final class Adadelta: Optimizer {
         /// - Throws: `HyperParameterError` naming the first value out of range.
         public func validate() throws(HyperParameterError) {
             guard learningRate > 0 && learningRate.isFinite else {
-                throw HyperParameterError(option: "--lr", value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
+                throw HyperParameterError(.learningRate, value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
             }
             guard rho >= 0 && rho <= 1 else {
-                throw HyperParameterError(option: "--rho", value: "\(rho)", requirement: "rho must be in [0, 1]")
+                throw HyperParameterError(.rho, value: "\(rho)", requirement: "rho must be in [0, 1]")
             }
             guard epsilon > 0 && epsilon.isFinite else {
-                throw HyperParameterError(option: "--eps", value: "\(epsilon)", requirement: "epsilon must be positive")
+                throw HyperParameterError(.epsilon, value: "\(epsilon)", requirement: "epsilon must be positive")
             }
             guard weightDecay >= 0 && weightDecay.isFinite else {
-                throw HyperParameterError(option: "--weight-decay", value: "\(weightDecay)", requirement: "weight decay must not be negative")
+                throw HyperParameterError(.weightDecay, value: "\(weightDecay)", requirement: "weight decay must not be negative")
             }
         }
     }

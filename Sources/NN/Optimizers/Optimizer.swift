@@ -4,19 +4,27 @@ import Autodiff
 import Foundation
 import Support
 
-/// A user-facing mistake in a hyper-parameter: the option, the value, and what is allowed.
+/// The hyper-parameters the optimizers take (named here, not by any command line's spelling).
+public enum HyperParameter: String, Sendable {
+    case learningRate = "learning rate"
+    case rho
+    case epsilon
+    case weightDecay = "weight decay"
+}
+
+/// A hyper-parameter out of range: which one, the value, and what is allowed.
 public struct HyperParameterError: Error, CustomStringConvertible, Equatable {
-    public let option: String
+    public let parameter: HyperParameter
     public let value: String
     public let requirement: String
 
-    public init(option: String, value: String, requirement: String) {
-        self.option = option
+    public init(_ parameter: HyperParameter, value: String, requirement: String) {
+        self.parameter = parameter
         self.value = value
         self.requirement = requirement
     }
 
-    public var description: String { "\(option) \(value) is not valid: \(requirement)" }
+    public var description: String { "\(parameter.rawValue) \(value) is not valid: \(requirement)" }
 }
 
 /// Updates parameters from gradients with one flat loop.

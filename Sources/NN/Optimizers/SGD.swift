@@ -12,7 +12,7 @@ public final class SGD: Optimizer {
     /// - Throws: `HyperParameterError` unless the learning rate is positive and finite.
     public init(learningRate: Double = SGD.defaultLearningRate) throws(HyperParameterError) {
         guard learningRate > 0 && learningRate.isFinite else {
-            throw HyperParameterError(option: "--lr", value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
+            throw HyperParameterError(.learningRate, value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
         }
         self.learningRate = learningRate
     }

@@ -81,13 +81,10 @@ public struct SavedModel {
     public func probabilities(of pixels: [UInt8], count: Int, rows: Int, columns: Int) -> [[Float]] {
         let tape = Tape(recording: false)
         let output = tape.value(at: store) { p in
-            let images = tape.constant([count, 1, rows, columns]) { buffer in
-                for i in 0..<buffer.count { buffer[i] = scaling.table[Int(pixels[i])] }
-            }
-            return exp(model.logProbabilities(images, p))
+            exp(model.logProbabilities(tape.images(pixels[...], count: count, rows: rows, columns: columns, scaling: scaling), p))
         }
-        let values = output.scalars
-        return (0..<count).map { Array(values[($0 * 10)..<(($0 + 1) * 10)]) }
+        let values = output.scalars, classes = output.shape[1]
+        return (0..<count).map { Array(values[($0 * classes)..<(($0 + 1) * classes)]) }
     }
 
     /// Workers for evaluating this model on this process's threads, each with single-threaded OpenBLAS.
@@ -99,5 +96,14 @@ public struct SavedModel {
     /// Accuracy and confusion matrix on `dataset`, split across the communicator's ranks.
     public func evaluate(_ dataset: Dataset, communicator: Communicator, threads: Int) throws -> (accuracy: Double, confusion: [[Int]]) {
         try Evaluation.run(workers(threads: threads), dataset, scaling: scaling, communicator: communicator)
+    }
+}
+
+extension Tape {
+    /// A batch of `count` images (N x 1 x rows x columns) from their pixel bytes, scaled as the model was trained.
+    func images(_ pixels: ArraySlice<UInt8>, count: Int, rows: Int, columns: Int, scaling: PixelScaling) -> Tensor {
+        constant([count, 1, rows, columns]) { buffer in
+            for (i, byte) in zip(buffer.indices, pixels) { buffer[i] = scaling.table[Int(byte)] }
+        }
     }
 }

@@ -29,21 +29,14 @@ enum RunPictures {
         // The first 40 test digits with true and predicted labels.
         let shown = min(40, test.count)
         let tape = Tape(recording: false)
-        let order = (0..<Int32(shown)).map { $0 }
-        var labels = [Int32](repeating: 0, count: shown)
+        let size = test.pixelsPerImage
+        let labels = test.labels.prefix(shown)
         let logProbabilities = tape.value(at: store) { p in
-            let images = tape.constant([shown, 1, test.rows, test.columns]) { buffer in
-                order.withUnsafeBufferPointer { o in
-                    labels.withUnsafeMutableBufferPointer { l in
-                        test.fillBatch(order: o, range: 0..<shown, scaling: scaling, images: buffer.baseAddress!, labels: l.baseAddress!)
-                    }
-                }
-            }
-            return model.logProbabilities(images, p)
+            model.logProbabilities(tape.images(test.pixels.prefix(shown * size), count: shown, rows: test.rows,
+                                               columns: test.columns, scaling: scaling), p)
         }
         let classes = logProbabilities.shape[1]
         let predictions = logProbabilities.withUnsafeBufferPointer { values in (0..<shown).map { argmax(values, row: $0, classes: classes) } }
-        let size = test.pixelsPerImage
         try save(Plots.digitGrid(title: "Test digits: true label > predicted (mistakes in red)",
                                  images: (0..<shown).map { Array(test.pixels[($0 * size)..<(($0 + 1) * size)]) },
                                  rows: test.rows, columns: test.columns,
@@ -56,9 +49,8 @@ enum RunPictures {
                                labels: weights.maps.indices.map(String.init), scale: max(3, 48 / max(weights.width, weights.height))),
                  "filters.png")
         let maps = tape.value(at: store) { p in
-            model.firstLayerMaps(tape.constant([1, 1, test.rows, test.columns]) { buffer in
-                for i in 0..<size { buffer[i] = scaling.table[Int(test.pixels[i])] }
-            }, p) ?? tape.constant([0]) { _ in }
+            model.firstLayerMaps(tape.images(test.pixels.prefix(size), count: 1, rows: test.rows, columns: test.columns,
+                                             scaling: scaling), p) ?? tape.constant([0]) { _ in }
         }
         if maps.shape.count == 4 {
             let (count, side) = (min(32, maps.shape[1]), maps.shape[2] * maps.shape[3])

@@ -70,7 +70,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
-        do {
+        try reportingErrors(console) {
             var options = BenchmarkOptions(dataDirectory: try DataLocation.resolve(dataset: .mnist, explicit: dataDirectory))
             options.epochs = epochs
             options.rounds = rounds
@@ -86,9 +86,6 @@ struct Bench: ParsableCommand {
                 options.anchors = candidate
             }
             _ = try Benchmark.run(options, console: console)
-        } catch let error as RunError {
-            if let message = error.message { console.error("error: \(message)") }
-            throw error
         }
     }
 }

@@ -125,19 +125,24 @@ struct OutputOptions: ParsableArguments {
     }
 }
 
-/// Runs `body` with a communicator and console; prints a RunError's message and finalises MPI on every path.
+/// Runs `body` with a communicator and console, and finalises MPI on every path (errors are reported as by
+/// `reportingErrors`).
 func withCommunicator(_ output: OutputOptions, _ body: (Communicator, Console) throws -> Void) throws {
     let (communicator, console) = try output.start()
+    defer { communicator.finalize() }
+    try reportingErrors(console) { try body(communicator, console) }
+}
+
+/// Runs `body`; a `RunError`'s message is printed once (by the rank that has it) and the error passed on for its
+/// exit code; any other error is printed and becomes an internal error.
+func reportingErrors(_ console: Console, _ body: () throws -> Void) throws {
     do {
-        try body(communicator, console)
-        communicator.finalize()
+        try body()
     } catch let error as RunError {
         if let message = error.message { console.error("error: \(message)") }
-        communicator.finalize()
         throw error
     } catch {
         console.error("error: \(error)")
-        communicator.finalize()
         throw RunError(.software, nil)
     }
 }

@@ -34,7 +34,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
-        do {
+        try reportingErrors(console) {
             let saved = try SavedModel.load(path: model)
             let (rows, columns) = saved.model.imageSize
             for input in inputs {
@@ -45,9 +45,6 @@ struct Predict: ParsableCommand {
                     console.report(String(format: "%@: %d (p = %.3f)", name, digit, p[digit]))
                 }
             }
-        } catch let error as RunError {
-            if let message = error.message { console.error("error: \(message)") }
-            throw error
         }
     }
 

@@ -31,7 +31,7 @@ struct Show: ParsableCommand {
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
-        do {
+        try reportingErrors(console) {
             let split = try loadSplit(data)
             let dataset = set == .test ? split.test : split.train
             let shown = min(count, dataset.count)
@@ -42,9 +42,6 @@ struct Show: ParsableCommand {
                                          captions: (0..<shown).map { ("\(dataset.labels[$0])", false) }, perRow: min(shown, 10))
             do { try canvas.writePNG(to: output) } catch { throw RunError(.cannotWrite, "\(output): \(error)") }
             console.report("wrote \(shown) digits of \(dataset.name) to \(output)")
-        } catch let error as RunError {
-            if let message = error.message { console.error("error: \(message)") }
-            throw error
         }
     }
 }

@@ -23,7 +23,7 @@ struct Toy: ParsableCommand {
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
-        do {
+        try reportingErrors(console) {
             let toy = try ToyExperiment(directory: try DataLocation.toyDirectory(explicit: dataDirectory))
             let (probabilities, maps) = toy.run()
             for (name, p) in zip(ToyExperiment.imageNames, probabilities) { console.report("\(name) \(numpyStyle(p))") }
@@ -41,9 +41,6 @@ struct Toy: ParsableCommand {
                 do { try canvas.writePNG(to: path) } catch { throw RunError(.cannotWrite, "\(path): \(error)") }
                 console.report("wrote \(path)")
             }
-        } catch let error as RunError {
-            if let message = error.message { console.error("error: \(message)") }
-            throw error
         }
     }
 }

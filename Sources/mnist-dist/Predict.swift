@@ -52,7 +52,8 @@ struct Predict: ParsableCommand {
     func images(from path: String, rows: Int, columns: Int) throws -> ([UInt8], Int, [String]) {
         let lower = path.lowercased()
         if lower.hasSuffix(".png") || lower.hasSuffix(".pgm") {
-            let image = try GrayImage.read(path: path)
+            let image: GrayImage
+            do { image = try GrayImage.read(path: path) } catch { throw RunError(error) }
             guard image.width == columns && image.height == rows else {
                 throw RunError(.badInput, "\(path): the image is \(image.width)x\(image.height); the model takes \(columns)x\(rows)")
             }

@@ -139,7 +139,7 @@ struct DatasetFileTests {
     func missingAndUnreadable() throws {
         let url = directory(["i": IDXBuilder.images(count: 1, rows: 2, columns: 2)])
         defer { Fixtures.removeTemporary(url) }
-        #expect(throws: DataError(file: url.path + "/nothing", problem: "no such file")) {
+        #expect(throws: DataError(file: url.path + "/nothing", problem: "no such file", kind: .missing)) {
             try IDX.read(path: url.path + "/nothing", kind: .images)
         }
         #expect(throws: DataError(file: url.path, problem: "is a directory, not a data file")) {

@@ -285,7 +285,10 @@ struct FusedConvolutionTests {
         #expect(outputs[0] == outputs[1])
         for entry in fused.entries {
             if entry.name == "conv2.bias" {
-                let result = closeness(fused.gradient(entry.name), unfused.gradient(entry.name), rtol: 1e-6, atol: 1e-9)
+                // Each element is a sum of 2,880 terms (5 images x 24 x 24 positions) that mostly cancel: its Float
+                // rounding is bounded by the terms' magnitudes, not the result's. Measured: 0 difference above 1e-9
+                // with OpenBLAS's Haswell kernels, 5.6e-9 (on a value of 8.3e-4) with its AVX-512 kernels.
+                let result = closeness(fused.gradient(entry.name), unfused.gradient(entry.name), rtol: 1e-6, atol: 2e-8)
                 #expect(result.passed, "\(entry.name): \(result)")
             } else {
                 #expect(fused.gradient(entry.name) == unfused.gradient(entry.name), "\(entry.name)")

@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "MNISTData", dependencies: ["CZlib", "Support"], swiftSettings: numeric),
         .target(name: "Autodiff", dependencies: ["COpenBLAS", "Support"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
-        .target(name: "Distributed", dependencies: ["CMPI", "Support"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
         .target(name: "Pictures", dependencies: ["Support", "MNISTData"]),
         .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures"],
                 swiftSettings: numeric),

@@ -11,15 +11,22 @@ public enum BLAS {
     /// any threading to OpenBLAS.
     nonisolated(unsafe) private(set) static var splitParts = 1
 
+    /// Column width at which large products are always cut, whatever the thread count (nil: cut into
+    /// `splitParts` ranges). OpenBLAS's result for a column depends in its last bits on where the call's columns
+    /// start and how many there are; fixed cuts make a product's bits independent of the thread count.
+    nonisolated(unsafe) private(set) static var fixedColumnBlock: Int?
+
     /// How every product of this process uses threads: OpenBLAS's own (`threadsPerCall`), or `splitParts` column
-    /// ranges computed side by side, each by single-threaded OpenBLAS. Set once, before training, by whoever
-    /// decides a rank's thread plan.
-    /// - Precondition: not both above 1 (two thread pools would fight for the cores).
-    public static func configure(threadsPerCall: Int, splitParts parts: Int) {
-        require(threadsPerCall >= 1 && parts >= 1 && (threadsPerCall == 1 || parts == 1),
-                "BLAS.configure: \(threadsPerCall) OpenBLAS threads with products split \(parts) ways")
+    /// ranges computed side by side, each by single-threaded OpenBLAS; with `fixedColumnBlock`, large products are
+    /// cut at multiples of that many columns and the pieces shared among `splitParts` threads. Set once, before
+    /// training, by whoever decides a rank's thread plan.
+    /// - Precondition: not both `threadsPerCall` and `splitParts` above 1 (two thread pools would fight for the cores).
+    public static func configure(threadsPerCall: Int, splitParts parts: Int, fixedColumnBlock block: Int? = nil) {
+        require(threadsPerCall >= 1 && parts >= 1 && (threadsPerCall == 1 || parts == 1) && (block ?? 64) >= 64,
+                "BLAS.configure: \(threadsPerCall) OpenBLAS threads with products split \(parts) ways, blocks \(block ?? 0)")
         openblas_set_num_threads(Int32(threadsPerCall))
         splitParts = parts
+        fixedColumnBlock = block
     }
 
     /// Threads one product may use, whichever way they are used (OpenBLAS's or split parts).
@@ -44,6 +51,18 @@ public enum BLAS {
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int? = nil) {
         guard m > 0, n > 0 else { return }
+        if let block = fixedColumnBlock, parts == nil, n > block, m * n * k >= splitMinimum {
+            // Fixed cuts: the same calls whatever the thread count; thread t takes pieces t, t + threads, ...
+            let pieces = (n + block - 1) / block, threads = min(splitParts, pieces)
+            Parallel.forEach(parts: threads) { thread in
+                for piece in stride(from: thread, to: pieces, by: threads) {
+                    let first = piece * block
+                    product(transposeA, transposeB, m, min(block, n - first), k, alpha, a, lda,
+                            transposeB ? b + first * ldb : b + first, ldb, beta, c + first, ldc)
+                }
+            }
+            return
+        }
         let parts = min(parts ?? splitParts, n / 64)
         guard parts > 1 && m * n * k >= splitMinimum else {
             product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

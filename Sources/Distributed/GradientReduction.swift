@@ -10,11 +10,16 @@
 //                  exact while the summed values' exponents span less than Double's 29 extra bits, and so the
 //                  same bits whatever the split or the order.
 //   OverlappedSum  either of those sums, started per bucket of parameters while backward is still running.
+//   FixedPointSum  fixed micro-batches summed in Int64 fixed point: the same bits at any rank and thread count
+//                  (FixedPointSum.swift).
 import Dispatch
 import Support
 
 /// Which sum the ranks' gradients go through.
 public enum ReductionPrecision: String, CaseIterable, Sendable, CustomStringConvertible {
+    /// Fixed micro-batches summed exactly in Int64 fixed point (`FixedPointSum`): the same bits at every rank count,
+    /// thread count and thread mode. Costs the micro-batches' smaller products and a conversion pass.
+    case exact
     /// Sum in Double and round once: the result does not depend on how the batch was split or on MPI's reduction
     /// order, so N ranks reproduce one process with N workers bit for bit. Twice the bytes on the wire.
     case double
@@ -42,14 +47,18 @@ public protocol GradientReducer: AnyObject {
     func backwardHooks() -> BackwardHooks?
     /// Seconds of the last step's communication that ran inside backward (to count as all-reduce, not backward).
     var secondsDuringBackward: Double { get }
-    /// Leaves in `parts[0]` the sum of `parts` over this rank and every other rank. The other parts may be used as
-    /// scratch. Every rank calls it once per step, with parts of equal length.
-    func reduce(_ parts: [UnsafeMutableBufferPointer<Float>]) throws(CommunicatorError)
+    /// How the batch must be cut for it: into fixed micro-batches of this size, each computed as a unit (nil: a
+    /// contiguous shard per rank, and per worker within it).
+    var microBatches: MicroBatches? { get }
+    /// Leaves in the first part the sum of `parts` over this rank and every other rank. The other parts may be
+    /// used as scratch. Every rank calls it once per step, with parts of equal length.
+    func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError)
 }
 
 extension GradientReducer {
     public func backwardHooks() -> BackwardHooks? { nil }
     public var secondsDuringBackward: Double { 0 }
+    public var microBatches: MicroBatches? { nil }
 }
 
 public enum GradientReduction {
@@ -57,14 +66,21 @@ public enum GradientReduction {
     /// backward, which needs one part per rank (a single worker) and more than one rank to mean anything.
     /// - Parameter parameterRanges: each parameter's elements in the flat gradient, in layout order.
     /// - Parameter gradient: the buffer backward writes the single part into (for `overlap`).
+    /// - Parameter threads: the rank's threads, for reducers that convert.
+    /// - Parameter microBatch: samples per micro-batch, for the exact sum.
     public static func make(precision: ReductionPrecision, overlap: Bool, parts: Int, communicator: Communicator,
-                            parameterRanges: [Range<Int>], gradient: UnsafeMutableBufferPointer<Float>) -> GradientReducer {
+                            parameterRanges: [Range<Int>], gradient: UnsafeMutableBufferPointer<Float>,
+                            threads: Int = 1, microBatch: Int = 32) -> GradientReducer {
+        if precision == .exact {  // its micro-batches are finished only after backward: nothing to overlap
+            return FixedPointSum(communicator: communicator, tensors: parameterRanges, count: gradient.count,
+                                 microBatches: MicroBatches(size: microBatch), threads: threads)
+        }
         if overlap && parts == 1 && communicator.size > 1 {
             return OverlappedSum(precision: precision, communicator: communicator, parameterRanges: parameterRanges,
                                  gradient: gradient)
         }
         switch precision {
-        case .double: return DoubleSum(communicator: communicator, count: gradient.count)
+        case .double, .exact: return DoubleSum(communicator: communicator, count: gradient.count)
         case .float: return FloatSum(communicator: communicator)
         }
     }
@@ -81,8 +97,8 @@ public final class FloatSum: GradientReducer {
         "gradients summed in Float" + (communicator.size > 1 ? ", one all-reduce after backward" : "")
     }
 
-    public func reduce(_ parts: [UnsafeMutableBufferPointer<Float>]) throws(CommunicatorError) {
-        let total = parts[0]
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+        let total = parts.first!
         for part in parts.dropFirst() { ReductionKernels.add(part, into: total) }
         try communicator.allReduceSum(total)
     }
@@ -103,13 +119,13 @@ public final class DoubleSum: GradientReducer {
         "gradients summed in Double" + (communicator.size > 1 ? ", one all-reduce after backward" : "")
     }
 
-    public func reduce(_ parts: [UnsafeMutableBufferPointer<Float>]) throws(CommunicatorError) {
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
         // One part on one rank: its Double sum rounds back to itself.
         guard parts.count > 1 || communicator.size > 1 else { return }
-        let total = parts[0]
+        let total = parts.first!
         require(sum.count == total.count, "DoubleSum: \(total.count) gradients, made for \(sum.count)")
         try sum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
-            ReductionKernels.exactSum(parts.map { UnsafeBufferPointer($0) }, into: sum)
+            ReductionKernels.exactSum(parts, into: sum)
             try communicator.allReduce(sum, .sum)
             ReductionKernels.round(UnsafeBufferPointer(sum), into: total)
         }
@@ -138,6 +154,7 @@ public final class OverlappedSum: GradientReducer {
     /// Buckets of at least `minimumBytes` of Float gradients, built from the last parameter backwards.
     public init(precision: ReductionPrecision, communicator: Communicator, parameterRanges: [Range<Int>],
                 gradient: UnsafeMutableBufferPointer<Float>, minimumBytes: Int = 1 << 20) {
+        require(precision != .exact, "OverlappedSum: the exact sum has nothing to overlap")
         self.precision = precision
         self.communicator = communicator
         self.gradient = gradient
@@ -190,7 +207,7 @@ public final class OverlappedSum: GradientReducer {
                                                            element: .double, operation: .sum)
                 }
                 pending.append(request)
-            case .float:
+            case .float, .exact:
                 let slice = UnsafeMutableBufferPointer(rebasing: gradient[range])
                 pending.append(try communicator.startAllReduce(UnsafeMutableRawBufferPointer(slice), count: range.count,
                                                                element: .float, operation: .sum))
@@ -210,8 +227,8 @@ public final class OverlappedSum: GradientReducer {
         secondsDuringBackward += elapsed(since: start)
     }
 
-    public func reduce(_ parts: [UnsafeMutableBufferPointer<Float>]) throws(CommunicatorError) {
-        require(parts.count == 1 && parts[0].baseAddress == gradient.baseAddress,
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+        require(parts.count == 1 && parts.first!.baseAddress == gradient.baseAddress,
                 "OverlappedSum: backward must write one part into the buffer the reducer was made for")
         if let failure { throw failure }
         for request in pending { try request.wait() }
@@ -237,8 +254,8 @@ enum ReductionKernels {
 
     /// `sum[i] = Double(parts[0][i]) + Double(parts[1][i]) + ...`: exact while the terms' exponents span less than
     /// the 29 bits Double has beyond Float, so it does not depend on the order of the terms.
-    static func exactSum(_ parts: [UnsafeBufferPointer<Float>], into sum: UnsafeMutableBufferPointer<Double>) {
-        let first = parts[0]
+    static func exactSum(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, into sum: UnsafeMutableBufferPointer<Double>) {
+        let first = parts.first!
         for i in 0..<sum.count { sum[i] = Double(first[i]) }
         for part in parts.dropFirst() {
             for i in 0..<sum.count { sum[i] += Double(part[i]) }

@@ -52,6 +52,7 @@ static func run(_ summary: RunSummary, configuration: TrainingConfiguration) -> 
         ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),
         ("median_epoch_seconds", json(median)), ("total_seconds", json(summary.totalSeconds)),
         ("threads_per_rank", "\(summary.threadsPerRank)"),
+        ("parameter_checksum", json(summary.parameterChecksumHex)),
         ("peak_resident_mb_per_rank", "[" + summary.peakResidentMegabytes.map(json).joined(separator: ", ") + "]"),
         ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
     ])

@@ -111,12 +111,17 @@ extension Trainer {
             throw RunError(.usage, "\(error)")
         }
         try checkAgreement(data, parameterCount: store.count)
+        if options.reduction == .exact && configuration.batchSize > options.microBatch * MicroBatches.maximumCount {
+            throw RunError(.usage, "--batch-size \(configuration.batchSize): with --allreduce exact a batch holds at most "
+                               + "\(MicroBatches.maximumCount) micro-batches; raise --micro-batch")
+        }
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
-        let mode = options.threadMode.resolved(for: configuration.model)
+        let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction)
         let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode)
         let reducer = store.withGradients { gradient in
             GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
-                                   communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient)
+                                   communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
+                                   threads: threads, microBatch: options.microBatch)
         }
         var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
         settings[SettingKey.split.rawValue] = data.kind.rawValue
@@ -142,7 +147,8 @@ extension Trainer {
             BLAS.configure(threadsPerCall: 1, splitParts: 1)
             return Workers(model: model, store: store, threads: threads)
         case .split:
-            BLAS.configure(threadsPerCall: 1, splitParts: threads)
+            // The exact sum promises the same bits at any thread count: cut products where any count would.
+            BLAS.configure(threadsPerCall: 1, splitParts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil)
             return Workers(model: model, store: store, threads: 1)
         case .blas, .auto:
             BLAS.configure(threadsPerCall: threads, splitParts: 1)
@@ -286,6 +292,10 @@ extension Trainer {
         }
         console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName)); "
                      + run.reducer.summary)
+        if options.threadMode == .blas && run.mode != .blas {
+            console.info("  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
+                         + "product by their count, which would change its last bits")
+        }
         console.info(formatSummary(run.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
                        + "\(communicator.localSize), \(threads) thread\(plural) (\(run.mode))")

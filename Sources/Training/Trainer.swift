@@ -27,6 +27,9 @@ public struct RunOptions: Sendable {
     public var threadMode = ThreadMode.auto
     /// Whether gradients are summed across workers and ranks in Double (reproducible) or Float.
     public var reduction = ReductionPrecision.double
+    /// Samples per micro-batch of the exact sum (`--allreduce exact`): the unit whose gradient is computed whole.
+    /// Part of what is learned: runs compare bit for bit at the same size.
+    public var microBatch = Defaults.microBatch
     /// Start each bucket's all-reduce as soon as backward has finished its gradients (one worker per rank), instead
     /// of one blocking all-reduce after backward. Off by default: it paid only on 1 Gbit/s links among the
     /// configurations measured (docs/scaling.md).
@@ -64,7 +67,14 @@ public struct RunSummary: Sendable {
     /// Median over epochs (after the first, when there are several) of the per-step phase times, in seconds.
     public var phases = PhaseTimes()
     public var threadsPerRank = 1
+    /// FNV-1a (64-bit) of the final parameters' Float bit patterns: two runs trained the same model exactly when
+    /// their checksums agree.
     public var parameterChecksum: UInt64 = 0
+    /// The checksum as 16 hex digits, as the metrics and the run's last lines show it.
+    public var parameterChecksumHex: String {
+        let digits = String(parameterChecksum, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
     /// Peak resident memory of each rank, in megabytes.
     public var peakResidentMegabytes: [Double] = []
 }
@@ -199,13 +209,13 @@ public final class Trainer {
     /// One step on `batch` (positions in `order`): this rank's shard's gradient, reduced over workers and ranks,
     /// checked, and applied. Returns the step's metrics summed over the ranks (and whether any rank asked to stop).
     func step(_ batch: Range<Int>, order: [Int32], _ run: Run, phases: inout PhaseTimes) throws -> StepMetrics {
-        let mine = shard(of: batch, rank: communicator.rank, ranks: communicator.size)
-        let local = run.workers.gradient(of: run.data.train, order: order, range: mine, scaling: run.scaling,
-                                         normalizer: batch.count, hooks: run.reducer.backwardHooks())
+        let (local, parts) = run.workers.gradient(of: run.data.train, order: order, batch: batch, rank: communicator.rank,
+                                                  ranks: communicator.size, scaling: run.scaling,
+                                                  microBatches: run.reducer.microBatches, hooks: run.reducer.backwardHooks())
         let reduceStart = DispatchTime.now()
         var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
         do {
-            try run.reducer.reduce(run.workers.gradientParts)
+            try run.reducer.reduce(parts)
             try metrics.sum(over: communicator)
         } catch {
             throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")

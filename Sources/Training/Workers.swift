@@ -24,6 +24,13 @@ struct WorkerTotals {
     /// Wall time of the forward and backward phases (the slowest worker's).
     var forwardSeconds = 0.0
     var backwardSeconds = 0.0
+
+    /// Adds another part's loss, correct predictions and samples.
+    mutating func add(_ other: WorkerTotals) {
+        lossSum += other.lossSum
+        correct += other.correct
+        samples += other.samples
+    }
 }
 
 /// Runs a model on parts of a batch in parallel threads, each with its own tape and gradient buffer.
@@ -42,6 +49,10 @@ final class Workers: @unchecked Sendable {
     /// Each worker's gradient of the last step, worker 0's in the store's own buffer: the parts a `GradientReducer`
     /// sums (made once: the buffers never move).
     let gradientParts: [UnsafeMutableBufferPointer<Float>]
+    /// Micro-batch gradient buffers (the first is the store's own), grown to the most micro-batches a step has given
+    /// this rank, and pointers to them.
+    private var microStorage: [TensorStorage] = []
+    private var microParts: [UnsafeMutableBufferPointer<Float>] = []
 
     /// - Parameter threads: worker threads, each computing a part of the shard. How OpenBLAS threads inside their
     ///   products is the caller's to set (`BLAS.configure`).
@@ -64,10 +75,27 @@ final class Workers: @unchecked Sendable {
         if count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
     }
 
+    /// The gradient of Σ loss / `batch.count` over this rank's share of `batch` (positions in `order`), cut as the
+    /// reducer needs it: with `microBatches`, one part per micro-batch of this rank (each computed as a unit of its
+    /// own, so its bits do not depend on who computes it), else one part per worker, of this rank's contiguous shard.
+    /// - Parameter hooks: passed to the tape's backward (one worker and no micro-batches only: they run on the
+    ///   calling thread, which may then start and progress all-reduces).
+    /// - Returns: the totals, and the parts for `GradientReducer.reduce` (the first is the store's gradient buffer).
+    func gradient(of dataset: Dataset, order: [Int32], batch: Range<Int>, rank: Int, ranks: Int, scaling: PixelScaling,
+                  microBatches: MicroBatches?, hooks: BackwardHooks? = nil) -> (WorkerTotals, ArraySlice<UnsafeMutableBufferPointer<Float>>) {
+        if let microBatches {
+            require(hooks == nil, "Workers.gradient: backward hooks do not apply to micro-batches")
+            let mine = microBatches.mine(of: batch, rank: rank, ranks: ranks)
+            return (gradient(of: dataset, order: order, microBatches: mine, scaling: scaling, normalizer: batch.count),
+                    microParts[0..<max(1, mine.count)])
+        }
+        let totals = gradient(of: dataset, order: order, range: shard(of: batch, rank: rank, ranks: ranks), scaling: scaling,
+                              normalizer: batch.count, hooks: hooks)
+        return (totals, gradientParts[...])
+    }
+
     /// Forward and backward over positions `range` of `order`: afterwards each worker's part of the gradient of
     /// Σ loss / `normalizer` over those samples (zero for an empty part) is in `gradientParts`.
-    /// - Parameter hooks: passed to the tape's backward (one worker only: they run on the calling thread, which may
-    ///   then start and progress all-reduces).
     func gradient(of dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
                   normalizer: Int, hooks: BackwardHooks? = nil) -> WorkerTotals {
         require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
@@ -77,32 +105,68 @@ final class Workers: @unchecked Sendable {
             parallel { worker in
                 let part = shard(of: range, rank: worker, ranks: count)
                 let destination = worker == 0 ? store.gradientBuffer : gradientBuffers[worker - 1]
-                results[worker] = WorkerTotals(samples: part.count)
                 guard !part.isEmpty else {
+                    results[worker] = WorkerTotals()
                     destination.pointer.update(repeating: 0, count: store.count)
                     for parameter in store.entries.indices { callbacks.value.0?(parameter) }
                     return
                 }
-                let tape = trainTapes[worker]
-                let start = DispatchTime.now()
-                tape.reset()
-                let parameters = tape.bind(store, gradients: destination)
-                let logProbabilities = forward(dataset, order: order.value, range: part, scaling: scaling, worker: worker,
-                                               tape: tape, parameters: parameters)
-                let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: normalizer)
-                let middle = DispatchTime.now()
-                tape.backward(from: loss, parameterReady: callbacks.value.0, afterEachPullback: callbacks.value.1)
-                let end = DispatchTime.now()
-                results[worker].lossSum = Double(loss.scalar) * Double(normalizer)
-                results[worker].correct = countCorrect(logProbabilities, labels[worker])
-                results[worker].forwardSeconds = seconds(start, middle)
-                results[worker].backwardSeconds = seconds(middle, end)
+                results[worker] = backpropagate(dataset, order: order.value, range: part, scaling: scaling, normalizer: normalizer,
+                                                worker: worker, into: destination, hooks: callbacks.value)
             }
         }
-        return results.reduce(into: WorkerTotals()) { sum, r in
-            sum.lossSum += r.lossSum
-            sum.correct += r.correct
-            sum.samples += r.samples
+        return totalOverWorkers()
+    }
+
+    /// Forward and backward of each of `batches` (positions in `order`) as a unit of its own: afterwards batch i's
+    /// gradient of Σ loss / `normalizer` is in `microParts[i]` (or `microParts[0]` is zero, for no batches). Worker
+    /// w computes a contiguous run of them, one after another.
+    func gradient(of dataset: Dataset, order: [Int32], microBatches batches: [Range<Int>], scaling: PixelScaling,
+                  normalizer: Int) -> WorkerTotals {
+        while microStorage.count < max(1, batches.count) {  // grows in the first steps only
+            let storage = microStorage.isEmpty ? store.gradientBuffer : TensorStorage(zeros: store.count)
+            microStorage.append(storage)
+            microParts.append(UnsafeMutableBufferPointer(start: storage.pointer, count: store.count))
+        }
+        if batches.isEmpty { microParts[0].update(repeating: 0) }
+        order.withUnsafeBufferPointer { orderBuffer in
+            let order = UncheckedSendable(orderBuffer)
+            parallel { worker in
+                results[worker] = WorkerTotals()
+                for index in evenPart(of: batches.count, index: worker, parts: count) {
+                    let one = backpropagate(dataset, order: order.value, range: batches[index], scaling: scaling,
+                                            normalizer: normalizer, worker: worker, into: microStorage[index], hooks: (nil, nil))
+                    results[worker].add(one)
+                    results[worker].forwardSeconds += one.forwardSeconds
+                    results[worker].backwardSeconds += one.backwardSeconds
+                }
+            }
+        }
+        return totalOverWorkers()
+    }
+
+    /// Forward and backward of positions `range` of `order` on `worker`'s tape, the gradient written to `destination`.
+    private func backpropagate(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
+                               normalizer: Int, worker: Int, into destination: TensorStorage,
+                               hooks: (((Int) -> Void)?, (() -> Void)?)) -> WorkerTotals {
+        let tape = trainTapes[worker]
+        let start = DispatchTime.now()
+        tape.reset()
+        let parameters = tape.bind(store, gradients: destination)
+        let logProbabilities = forward(dataset, order: order, range: range, scaling: scaling, worker: worker,
+                                       tape: tape, parameters: parameters)
+        let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: normalizer)
+        let middle = DispatchTime.now()
+        tape.backward(from: loss, parameterReady: hooks.0, afterEachPullback: hooks.1)
+        let end = DispatchTime.now()
+        return WorkerTotals(lossSum: Double(loss.scalar) * Double(normalizer), correct: countCorrect(logProbabilities, labels[worker]),
+                            samples: range.count, forwardSeconds: seconds(start, middle), backwardSeconds: seconds(middle, end))
+    }
+
+    /// The workers' results summed (the phases: the slowest worker's).
+    private func totalOverWorkers() -> WorkerTotals {
+        results.reduce(into: WorkerTotals()) { sum, r in
+            sum.add(r)
             sum.forwardSeconds = max(sum.forwardSeconds, r.forwardSeconds)
             sum.backwardSeconds = max(sum.backwardSeconds, r.backwardSeconds)
         }

@@ -26,8 +26,11 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), split (split each large product), blas (OpenBLAS's own threads), or auto (workers for the cnn, split for the mlp).")
     var threadMode: ThreadMode = .auto
 
-    @Option(help: "Precision of the gradient sum across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit) or float (half the bytes).")
+    @Option(help: ArgumentHelp("How gradients are summed across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit), float (half the bytes), or exact (the same bits at every rank count, thread count and thread mode; costs time, see the README).", valueName: "double|float|exact"))
     var allreduce: ReductionPrecision = .double
+
+    @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")
+    var microBatch: Int = Defaults.microBatch
 
     @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. Pays on slow links (1 Gbit/s); see docs/scaling.md.")
     var overlap = false
@@ -68,6 +71,7 @@ struct Train: ParsableCommand {
         if checkpointEvery != nil && checkpointDirectory == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
         if keepCheckpoints < 1 { throw ValidationError("--keep \(keepCheckpoints): must be at least 1") }
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after \(stopAfter): must be at least 1") }
+        if microBatch < 1 { throw ValidationError("--micro-batch \(microBatch): must be at least 1") }
     }
 
     /// The option that sets a configuration setting (the settings' keys happen to be the options' names; this is
@@ -100,6 +104,7 @@ struct Train: ParsableCommand {
         options.threads = threads
         options.threadMode = threadMode
         options.reduction = allreduce
+        options.microBatch = microBatch
         options.overlap = overlap
         options.checkpointDirectory = checkpointDirectory
         options.checkpointEvery = checkpointEvery
@@ -120,6 +125,7 @@ struct Train: ParsableCommand {
             console.report(String(format: "final test accuracy %.4f (%.2f%%), train %.4f; %.1f s in all",
                                   summary.finalTestAccuracy, 100 * summary.finalTestAccuracy, summary.finalTrainAccuracy,
                                   summary.totalSeconds))
+            console.report("parameter checksum \(summary.parameterChecksumHex) (equal checksums: the same model, bit for bit)")
             for (what, path) in summary.outputs { console.info("  \(what): \(path)") }
         }
     }

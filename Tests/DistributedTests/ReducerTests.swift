@@ -40,7 +40,7 @@ func reduce(ranks: Int, parts: Int, descending: Bool = false,
                 hooks.afterEachPullback()
             }
         }
-        try reducer.reduce(buffers)
+        try reducer.reduce(buffers[...])
         return Array(buffers[0])
     }
 }
@@ -104,7 +104,7 @@ struct ReducerTests {
 
     @Test("OverlappedSum gives DoubleSum's and FloatSum's bits, bucket by bucket", arguments: [2, 3])
     func overlapped(ranks: Int) throws {
-        for precision in ReductionPrecision.allCases {
+        for precision in [ReductionPrecision.double, .float] {
             let overlapped = try reduce(ranks: ranks, parts: 1) {
                 OverlappedSum(precision: precision, communicator: $0, parameterRanges: layout, gradient: $1)
             }

@@ -29,11 +29,11 @@ let syntheticData: ProvidedData = {
     return ProvidedData(split: split, order: .seeded(3), description: "synthetic data")
 }()
 
-/// An MLP 784-24-10 with SGD, batch 48 (7 steps an epoch, the last one short), 2 epochs.
-func smallConfiguration() -> TrainingConfiguration {
+/// An MLP 784-24-10 (or wider) with SGD, batch 48 (7 steps an epoch, the last one short), 2 epochs.
+func smallConfiguration(hidden: Int = 24) -> TrainingConfiguration {
     var configuration = TrainingConfiguration()
     configuration.model = .mlp
-    configuration.hiddenSizes = [24]
+    configuration.hiddenSizes = [hidden]
     configuration.learningRate = 0.05
     configuration.batchSize = 48
     configuration.epochs = 2
@@ -41,7 +41,7 @@ func smallConfiguration() -> TrainingConfiguration {
 }
 
 /// Trains on `ranks` thread ranks with `threads` workers each; returns each rank's summary, or the error it ended with.
-func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double,
+func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double, hidden: Int = 24,
                     adjust: @escaping @Sendable (inout RunOptions) -> Void = { _ in }) -> [Result<RunSummary, RunError>] {
     ThreadGroup.run(ranks: ranks) { communicator in
         var options = RunOptions()
@@ -50,7 +50,7 @@ func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .d
         options.reduction = reduction
         adjust(&options)
         let console = Console(rank: communicator.rank, ranks: communicator.size, quiet: true, progress: .none)
-        let trainer = Trainer(configuration: smallConfiguration(), options: options, communicator: communicator,
+        let trainer = Trainer(configuration: smallConfiguration(hidden: hidden), options: options, communicator: communicator,
                               console: console, data: syntheticData)
         do { return .success(try trainer.run()) } catch let error as RunError { return .failure(error) } catch {
             return .failure(RunError(.software, "\(error)"))
@@ -98,6 +98,28 @@ struct OrchestrationTests {
         for result in resumed {
             #expect(try result.get().parameterChecksum == uninterrupted.parameterChecksum)
         }
+    }
+
+    /// The hidden layer of 512 makes the first product (16 x 784 x 512 per micro-batch) large enough to be split
+    /// over threads in split mode, so the fixed column cuts are exercised too.
+    @Test("--allreduce exact: one checksum for 1-4 ranks x 1-3 threads, in every thread mode")
+    func exactAtAnyCount() throws {
+        var checksums: [String: UInt64] = [:]
+        for ranks in 1...4 {
+            for threads in 1...3 {
+                for mode in [ThreadMode.workers, .split, .blas] where ranks * threads <= 6 {
+                    let results = trainOnThreads(ranks: ranks, threads: threads, reduction: .exact, hidden: 512) {
+                        $0.threadMode = mode
+                        $0.microBatch = 16  // 3 micro-batches of a 48-sample batch: ranks 4 and up have none
+                    }
+                    for result in results { checksums["-np \(ranks) x \(threads) \(mode)"] = try result.get().parameterChecksum }
+                }
+            }
+        }
+        #expect(Set(checksums.values).count == 1, "\(checksums)")
+        // Not a checksum that cannot change: the Double sum over workers gives another model.
+        let double = try #require(try trainOnThreads(ranks: 1, threads: 2, hidden: 512).first?.get())
+        #expect(double.parameterChecksum != checksums.values.first)
     }
 
     @Test("a failure on one rank ends every rank with its code; only that rank carries the message")

@@ -1,0 +1,101 @@
+// The exact sum in isolation: the same micro-batch gradients, handed to ranks in any grouping and combined in any
+// order, give the same bits, also with adversarial magnitudes (1e-30 beside 1e10, subnormals, cancelling signs).
+import Distributed
+import Testing
+
+/// Two tensors of 64 values each, for micro-batch `index` of `count`: the first tensor adversarial, the second tame.
+func adversarialPart(_ index: Int) -> [Float] {
+    let first: [Float] = (0..<64).map { i in
+        switch (i + index) % 8 {
+        case 0: return 1e10
+        case 1: return -1e10                                  // cancels case 0 across micro-batches
+        case 2: return 1e-30
+        case 3: return Float.leastNonzeroMagnitude * Float(index + 1)  // subnormal
+        case 4: return -3.25e-7 * Float(index + 1)
+        case 5: return Float(index) * 0.1 - 0.35
+        case 6: return 0
+        default: return 7e9 + Float(index)
+        }
+    }
+    let second: [Float] = (0..<64).map { i in Float(i - 32) / 16 + Float(index) / 1024 }
+    return first + second
+}
+
+let tensors = [0..<64, 64..<128]
+
+/// Reduces micro-batches `0..<count`, assigned to ranks by `assign` (rank -> its micro-batch indices), with
+/// `FixedPointSum` on thread ranks; every rank's result.
+func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, assign: @escaping @Sendable (Int) -> [Int]) throws -> [[Float]] {
+    try ThreadGroup.run(ranks: ranks, descending: descending) { communicator in
+        let mine = assign(communicator.rank)
+        let buffers = (mine.isEmpty ? [-1] : mine).map { index in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 128)
+            _ = buffer.initialize(from: index < 0 ? [Float](repeating: 0, count: 128) : adversarialPart(index))
+            return buffer
+        }
+        defer { buffers.forEach { $0.deallocate() } }
+        try FixedPointSum(communicator: communicator, tensors: tensors, count: 128).reduce(buffers[...])
+        return Array(buffers[0])
+    }
+}
+
+@Suite("The exact sum")
+struct FixedPointTests {
+    @Test("any grouping of 8 micro-batches over 1-5 ranks, in any order, gives the same bits")
+    func groupingAndOrder() throws {
+        let reference = try fixedPointSum(count: 8, ranks: 1) { _ in Array(0..<8) }[0]
+        for ranks in 1...5 {
+            for descending in [false, true] {
+                let contiguous = try fixedPointSum(count: 8, ranks: ranks, descending: descending) {
+                    Array(evenPart(of: 8, index: $0, parts: ranks))
+                }
+                let roundRobin = try fixedPointSum(count: 8, ranks: ranks, descending: descending) { rank in
+                    Array(stride(from: rank, to: 8, by: ranks)).reversed()
+                }
+                for result in contiguous + roundRobin {
+                    #expect(result.map(\.bitPattern) == reference.map(\.bitPattern), "\(ranks) ranks, descending \(descending)")
+                }
+            }
+        }
+    }
+
+    @Test("the result is the exact sum rounded once, where the grid holds every value")
+    func exactness() throws {
+        let result = try fixedPointSum(count: 8, ranks: 3) { Array(evenPart(of: 8, index: $0, parts: 3)) }[0]
+        // The second tensor's values are multiples of 2^-10 below 3: the grid (2^(1 + 1 - 46)) holds them exactly.
+        for i in 0..<64 {
+            let exact = (0..<8).reduce(0.0) { $0 + Double(adversarialPart($1)[64 + i]) }
+            #expect(result[64 + i] == Float(exact))
+        }
+        // 1e10 and -1e10 cancel; 8 x 1e-30 is far below 2^-46 of 1e10 and vanishes, as documented.
+        let partsWithBigValues = (0..<8).map { adversarialPart($0)[0] }
+        #expect(result[0] == Float(partsWithBigValues.reduce(0.0) { $0 + Double($1) }))
+    }
+
+    @Test("a value that is not finite makes its tensor NaN on every rank, and leaves the others alone")
+    func nonFinite() throws {
+        let results = try ThreadGroup.run(ranks: 2) { communicator -> [Float] in
+            var values = adversarialPart(communicator.rank)
+            if communicator.rank == 1 { values[5] = .nan }
+            return try values.withUnsafeMutableBufferPointer { buffer in
+                try FixedPointSum(communicator: communicator, tensors: tensors, count: 128).reduce([buffer][...])
+                return Array(buffer)
+            }
+        }
+        for result in results {
+            #expect(result[0..<64].allSatisfy { $0.isNaN })
+            #expect(result[64..<128].allSatisfy { $0.isFinite })
+        }
+    }
+
+    @Test("micro-batches do not depend on the rank count; each rank takes a contiguous run of whole ones")
+    func microBatches() {
+        let plan = MicroBatches(size: 16)
+        #expect(plan.split(0..<40) == [0..<16, 16..<32, 32..<40])
+        for ranks in 1...9 {
+            let pieces = (0..<ranks).flatMap { plan.mine(of: 128..<256, rank: $0, ranks: ranks) }
+            #expect(pieces == plan.split(128..<256))
+        }
+        #expect(plan.mine(of: 0..<3, rank: 1, ranks: 2).isEmpty)
+    }
+}

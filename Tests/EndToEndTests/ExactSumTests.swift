@@ -1,0 +1,45 @@
+// --allreduce exact under real mpirun: one model whatever the rank and thread count, and across a resume.
+import Foundation
+import Testing
+import TestSupport
+import Training
+
+extension EndToEnd {
+    @Suite("The exact sum under mpirun")
+    struct ExactSumTests {
+        /// Trains one epoch with the exact sum and returns the run's parameter checksum from its metrics.
+        static func checksum(model: String, ranks: Int?, threads: Int, extra: [String] = [], directory: URL) throws -> String {
+            let metrics = directory.appendingPathComponent("metrics-\(ranks ?? 0)-\(threads)-\(extra.count).jsonl").path
+            let run = MnistDist.run(["train", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
+                                     "--allreduce", "exact", "--threads", "\(threads)", "--metrics", metrics,
+                                     "--progress", "none", "--quiet"] + extra, ranks: ranks)
+            #expect(run.status == 0, "-np \(ranks ?? 0) x \(threads): \(run)")
+            let last = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last.map(String.init) ?? ""
+            let summary = try JSON.parse(last)
+            #expect(run.stdout.contains("parameter checksum \(summary["parameter_checksum"].string)"))
+            return summary["parameter_checksum"].string
+        }
+
+        @Test("-np 1, 2, 3, 4 x --threads 1, 2 (and 3): one checksum, CNN and MLP; a resume at another count ends on it too",
+              arguments: ["mlp", "cnn"])
+        func oneModel(model: String) throws {
+            let directory = Fixtures.makeTemporaryDirectory("exact-\(model)")
+            defer { Fixtures.removeTemporary(directory) }
+            var checksums: [String: String] = [:]
+            for (ranks, threads) in [(nil, 1), (nil, 2), (nil, 3), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2)] as [(Int?, Int)] {
+                checksums["-np \(ranks ?? 1) x \(threads)"] = try Self.checksum(model: model, ranks: ranks, threads: threads, directory: directory)
+            }
+            #expect(Set(checksums.values).count == 1, "\(checksums)")
+            print("\(model) --allreduce exact: \(checksums.count) rank and thread counts, one checksum \(checksums.values.first ?? "?")")
+
+            // Stopped after 20 steps at -np 3 x 1 thread, resumed in one process with 2 threads.
+            let checkpoints = directory.appendingPathComponent("ckpt").path
+            let stopped = MnistDist.run(["train", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
+                                         "--allreduce", "exact", "--threads", "1", "--stop-after", "20", "--checkpoint-dir", checkpoints,
+                                         "--progress", "none", "--quiet"], ranks: 3)
+            #expect(stopped.status == ExitCode.stopped.rawValue, "\(stopped)")
+            let resumed = try Self.checksum(model: model, ranks: nil, threads: 2, extra: ["--resume", checkpoints], directory: directory)
+            #expect(resumed == checksums.values.first)
+        }
+    }
+}

@@ -41,7 +41,7 @@ let package = Package(
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
         .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Training", "Pictures"]),
-        .target(name: "Benchmarking", dependencies: ["Support", "Training"]),
+        .target(name: "Benchmarking", dependencies: ["Support", "Distributed", "Training"]),
 
         // MARK: The command
         .executableTarget(name: "mnist-dist", dependencies: [

@@ -3,6 +3,7 @@
 //
 // Each configuration is a separate run of this same executable (under mpirun for more than one rank) writing
 // --metrics; the figures are read back from those JSON lines. Not a test: nothing here asserts a time.
+import Distributed
 import Foundation
 import Support
 import Training
@@ -15,6 +16,8 @@ public struct BenchmarkOptions: Sendable {
     public var rounds = 1
     public var ranks = [1, 2, 4]
     public var models: [ModelKind] = [.cnn, .mlp]
+    /// Gradient sums to run each configuration with (`--allreduce`).
+    public var reductions: [ReductionPrecision] = [.double]
     public var dataDirectory: String
     /// Run the reference programs too, from this folder (`../shared/anchors`).
     public var anchors: String?
@@ -82,9 +85,11 @@ public enum Benchmark {
             if options.rounds > 1 { console.report("round \(round) of \(options.rounds)") }
             var rows: [BenchmarkRow] = []
             for model in options.models {
-                for ranks in options.ranks {
-                    rows.append(try runOurs(model: model, ranks: ranks, cores: cores, executable: executable,
-                                            scratch: scratch, options: options, console: console))
+                for reduction in options.reductions {
+                    for ranks in options.ranks {
+                        rows.append(try runOurs(model: model, ranks: ranks, reduction: reduction, cores: cores,
+                                                executable: executable, scratch: scratch, options: options, console: console))
+                    }
                 }
             }
             if let anchors = options.anchors {
@@ -106,13 +111,14 @@ public enum Benchmark {
     }
 
     /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
-    static func runOurs(model: ModelKind, ranks: Int, cores: Int, executable: String, scratch: URL,
-                        options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
+    static func runOurs(model: ModelKind, ranks: Int, reduction: ReductionPrecision, cores: Int, executable: String,
+                        scratch: URL, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
         let threads = max(1, cores / ranks)
-        let metrics = scratch.appendingPathComponent("\(model)-\(ranks).jsonl").path
+        let metrics = scratch.appendingPathComponent("\(model)-\(ranks)-\(reduction).jsonl").path
         try? FileManager.default.removeItem(atPath: metrics)
         var arguments = ["train", "--model", model.rawValue, "--data-dir", options.dataDirectory, "--split", "chapter",
-                         "--epochs", "\(options.epochs)", "--metrics", metrics, "--progress", "none", "--quiet"]
+                         "--epochs", "\(options.epochs)", "--metrics", metrics, "--progress", "none", "--quiet",
+                         "--allreduce", reduction.rawValue]
         if model == .mlp { arguments += ["--normalize", "none"] }
         let command: [String]
         if ranks == 1 {
@@ -128,7 +134,8 @@ public enum Benchmark {
         guard result.status == 0 else {
             throw RunError(.software, "benchmark run failed (exit \(result.status)): \(command.joined(separator: " "))\n\(result.output.suffix(2000))")
         }
-        let row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")",
+        let suffix = options.reductions == [.double] ? "" : ", \(reduction) sum"
+        let row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")\(suffix)",
                                   model: model, ranks: ranks, threads: threads)
         console.report(format(row))
         return row

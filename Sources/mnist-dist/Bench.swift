@@ -1,5 +1,6 @@
 // mnist-dist bench: the performance figures, and the ratios against PyTorch and JAX.
 import ArgumentParser
+import Distributed
 import Foundation
 import Training
 import Benchmarking
@@ -36,6 +37,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Models, comma-separated: cnn, mlp.")
     var models: String = "cnn,mlp"
 
+    @Option(help: ArgumentHelp("Gradient sums to run each configuration with, comma-separated: double, float, exact.", valueName: "sums"))
+    var allreduce: String = "double"
+
     @Option(name: .customLong("data-dir"), help: "Directory with the MNIST t10k files. Default: as for train.")
     var dataDirectory: String?
 
@@ -56,11 +60,17 @@ struct Bench: ParsableCommand {
         if rounds < 1 { throw ValidationError("--rounds \(rounds): at least 1") }
         if rankCounts() == nil { throw ValidationError("--ranks \(ranks): expected positive numbers separated by commas") }
         if modelKinds() == nil { throw ValidationError("--models \(models): expected cnn and/or mlp separated by commas") }
+        if reductions() == nil { throw ValidationError("--allreduce \(allreduce): expected double, float and/or exact separated by commas") }
     }
 
     func rankCounts() -> [Int]? {
         let values = ranks.split(separator: ",").map { Int($0) }
         return values.isEmpty || values.contains { ($0 ?? 0) < 1 } ? nil : values.map { $0! }
+    }
+
+    func reductions() -> [ReductionPrecision]? {
+        let values = allreduce.split(separator: ",").map { ReductionPrecision(rawValue: String($0)) }
+        return values.isEmpty || values.contains(nil) ? nil : values.map { $0! }
     }
 
     func modelKinds() -> [ModelKind]? {
@@ -76,6 +86,7 @@ struct Bench: ParsableCommand {
             options.rounds = rounds
             options.ranks = rankCounts()!
             options.models = modelKinds()!
+            options.reductions = reductions()!
             options.python = python
             options.output = output
             if compare {

@@ -35,15 +35,23 @@ public struct MicroBatches: Sendable, Equatable {
         self.size = size
     }
 
-    /// The micro-batches of `batch` (positions in the epoch's order).
-    public func split(_ batch: Range<Int>) -> [Range<Int>] {
-        stride(from: batch.lowerBound, to: batch.upperBound, by: size).map { $0..<min($0 + size, batch.upperBound) }
+    /// How many micro-batches `batch` has.
+    public func count(of batch: Range<Int>) -> Int { (batch.count + size - 1) / size }
+
+    /// Micro-batch `index` of `batch` (positions in the epoch's order).
+    public func microBatch(_ index: Int, of batch: Range<Int>) -> Range<Int> {
+        let start = batch.lowerBound + index * size
+        return start..<min(start + size, batch.upperBound)
     }
 
-    /// The micro-batches of `batch` that rank `rank` of `ranks` computes: a contiguous run of whole micro-batches.
-    public func mine(of batch: Range<Int>, rank: Int, ranks: Int) -> [Range<Int>] {
-        let all = split(batch)
-        return Array(all[evenPart(of: all.count, index: rank, parts: ranks)])
+    /// The micro-batches of `batch`, in order.
+    public func split(_ batch: Range<Int>) -> [Range<Int>] {
+        (0..<count(of: batch)).map { microBatch($0, of: batch) }
+    }
+
+    /// The indices of the micro-batches of `batch` that rank `rank` of `ranks` computes: a contiguous run.
+    public func mine(of batch: Range<Int>, rank: Int, ranks: Int) -> Range<Int> {
+        evenPart(of: count(of: batch), index: rank, parts: ranks)
     }
 }
 
@@ -98,10 +106,9 @@ public final class FixedPointSum: GradientReducer {
         try largest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
             try communicator.allReduce(UnsafeMutableRawBufferPointer(largest), count: largest.count, element: .float, operation: .max)
         }
-        let sources = parts.map { UnsafeBufferPointer($0) }
         sum.withUnsafeMutableBufferPointer { sum in
             for (t, range) in tensors.enumerated() {
-                FixedPoint.accumulate(sources, range: range, largest: largest[t], into: sum, threads: threads)
+                FixedPoint.accumulate(parts, range: range, largest: largest[t], into: sum, threads: threads)
             }
         }
         try sum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in try communicator.allReduce(sum, .sum) }
@@ -135,7 +142,7 @@ public enum FixedPoint {
     /// `sum[range] = Σ over sources of round(source[range] / 2^grid)`, a block at a time: each source is read once
     /// and each Int64 written once, and the blocks are shared among `threads` threads (every element's result is
     /// the same whichever thread computes it).
-    public static func accumulate(_ sources: [UnsafeBufferPointer<Float>], range: Range<Int>, largest: Float,
+    public static func accumulate(_ sources: ArraySlice<UnsafeMutableBufferPointer<Float>>, range: Range<Int>, largest: Float,
                                   into sum: UnsafeMutableBufferPointer<Int64>, threads: Int = 1) {
         guard largest.isFinite && largest > 0 else {
             for i in range { sum[i] = 0 }  // all zero, or not finite (convertBack writes NaN)

@@ -72,9 +72,17 @@ struct StepMetrics {
 
     mutating func sum(over communicator: Communicator) throws(CommunicatorError) {
         guard communicator.size > 1 else { return }
-        var buffer = [lossSum, Double(correct), Double(samples), stopRequested ? 1 : 0]
-        try buffer.withUnsafeMutableBufferPointer { (b) throws(CommunicatorError) in try communicator.allReduce(b, .sum) }
-        (lossSum, correct, samples, stopRequested) = (buffer[0], Int(buffer[1]), Int(buffer[2]), buffer[3] > 0)
+        // On the stack: nothing is allocated in the training step.
+        let local = (lossSum, Double(correct), Double(samples), stopRequested ? 1.0 : 0.0)
+        let summed = try withUnsafeTemporaryAllocation(of: Double.self, capacity: 4) { (buffer) throws(CommunicatorError) in
+            buffer.initializeElement(at: 0, to: local.0)
+            buffer.initializeElement(at: 1, to: local.1)
+            buffer.initializeElement(at: 2, to: local.2)
+            buffer.initializeElement(at: 3, to: local.3)
+            try communicator.allReduce(buffer, .sum)
+            return (buffer[0], buffer[1], buffer[2], buffer[3])
+        }
+        (lossSum, correct, samples, stopRequested) = (summed.0, Int(summed.1), Int(summed.2), summed.3 > 0)
     }
 }
 

@@ -86,7 +86,7 @@ final class Workers: @unchecked Sendable {
         if let microBatches {
             require(hooks == nil, "Workers.gradient: backward hooks do not apply to micro-batches")
             let mine = microBatches.mine(of: batch, rank: rank, ranks: ranks)
-            return (gradient(of: dataset, order: order, microBatches: mine, scaling: scaling, normalizer: batch.count),
+            return (gradient(of: dataset, order: order, microBatches: mine, of: batch, plan: microBatches, scaling: scaling),
                     microParts[0..<max(1, mine.count)])
         }
         let totals = gradient(of: dataset, order: order, range: shard(of: batch, rank: rank, ranks: ranks), scaling: scaling,
@@ -118,24 +118,25 @@ final class Workers: @unchecked Sendable {
         return totalOverWorkers()
     }
 
-    /// Forward and backward of each of `batches` (positions in `order`) as a unit of its own: afterwards batch i's
-    /// gradient of Σ loss / `normalizer` is in `microParts[i]` (or `microParts[0]` is zero, for no batches). Worker
-    /// w computes a contiguous run of them, one after another.
-    func gradient(of dataset: Dataset, order: [Int32], microBatches batches: [Range<Int>], scaling: PixelScaling,
-                  normalizer: Int) -> WorkerTotals {
-        while microStorage.count < max(1, batches.count) {  // grows in the first steps only
+    /// Forward and backward of micro-batches `indices` of `batch` (positions in `order`), each as a unit of its
+    /// own: afterwards the j-th one's gradient of Σ loss / `batch.count` is in `microParts[j]` (or `microParts[0]`
+    /// is zero, for none). Worker w computes a contiguous run of them, one after another.
+    func gradient(of dataset: Dataset, order: [Int32], microBatches indices: Range<Int>, of batch: Range<Int>,
+                  plan: MicroBatches, scaling: PixelScaling) -> WorkerTotals {
+        while microStorage.count < max(1, indices.count) {  // grows in the first steps only
             let storage = microStorage.isEmpty ? store.gradientBuffer : TensorStorage(zeros: store.count)
             microStorage.append(storage)
             microParts.append(UnsafeMutableBufferPointer(start: storage.pointer, count: store.count))
         }
-        if batches.isEmpty { microParts[0].update(repeating: 0) }
+        if indices.isEmpty { microParts[0].update(repeating: 0) }
         order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
                 results[worker] = WorkerTotals()
-                for index in evenPart(of: batches.count, index: worker, parts: count) {
-                    let one = backpropagate(dataset, order: order.value, range: batches[index], scaling: scaling,
-                                            normalizer: normalizer, worker: worker, into: microStorage[index], hooks: (nil, nil))
+                for j in evenPart(of: indices.count, index: worker, parts: count) {
+                    let one = backpropagate(dataset, order: order.value, range: plan.microBatch(indices.lowerBound + j, of: batch),
+                                            scaling: scaling, normalizer: batch.count, worker: worker, into: microStorage[j],
+                                            hooks: (nil, nil))
                     results[worker].add(one)
                     results[worker].forwardSeconds += one.forwardSeconds
                     results[worker].backwardSeconds += one.backwardSeconds

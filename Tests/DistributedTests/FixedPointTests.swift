@@ -94,7 +94,8 @@ struct FixedPointTests {
         #expect(plan.split(0..<40) == [0..<16, 16..<32, 32..<40])
         for ranks in 1...9 {
             let pieces = (0..<ranks).flatMap { plan.mine(of: 128..<256, rank: $0, ranks: ranks) }
-            #expect(pieces == plan.split(128..<256))
+            #expect(pieces == Array(0..<8))
+            #expect(pieces.map { plan.microBatch($0, of: 128..<256) } == plan.split(128..<256))
         }
         #expect(plan.mine(of: 0..<3, rank: 1, ranks: 2).isEmpty)
     }

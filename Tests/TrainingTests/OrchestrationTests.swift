@@ -122,6 +122,23 @@ struct OrchestrationTests {
         #expect(double.parameterChecksum != checksums.values.first)
     }
 
+    @Test("ranks started with different options stop before training, rank 0 naming the first setting that differs")
+    func disagreement() {
+        let outcomes = ThreadGroup.run(ranks: 3) { communicator -> (ExitCode?, String?) in
+            var configuration = smallConfiguration()
+            if communicator.rank == 2 { configuration.learningRate = 0.5 }
+            let trainer = Trainer(configuration: configuration, options: RunOptions(), communicator: communicator,
+                                  console: Console(rank: communicator.rank, ranks: 3, quiet: true, progress: .none),
+                                  data: syntheticData)
+            do { _ = try trainer.run(); return (nil, nil) } catch let error as RunError { return (error.code, error.message) } catch {
+                return (.software, "\(error)")
+            }
+        }
+        #expect(outcomes.map(\.0) == [.ranksDisagree, .ranksDisagree, .ranksDisagree])
+        #expect(outcomes[0].1 == "the ranks do not agree on lr (rank 0 has 0.05); every rank must run the same options on the same data")
+        #expect(outcomes[1].1 == nil && outcomes[2].1 == nil)
+    }
+
     @Test("a failure on one rank ends every rank with its code; only that rank carries the message")
     func agreement() {
         let outcomes = ThreadGroup.run(ranks: 3) { communicator -> (ExitCode?, String?, Int?) in

@@ -80,6 +80,9 @@ public enum Benchmark {
         defer { try? FileManager.default.removeItem(at: scratch) }
         console.report("mnist-dist bench: \(options.epochs) epochs per run on the chapter split, \(cores) cores; median s/epoch after the first"
                        + (options.rounds > 1 ? "; \(options.rounds) rounds, each ours then the references" : ""))
+        let machine = MachineDescription.current()
+        console.report("machine: \(machine.summary)")
+        if let hint = machine.hint { console.report("note: \(hint)") }
         var rounds: [[BenchmarkRow]] = []
         for round in 1...max(1, options.rounds) {
             if options.rounds > 1 { console.report("round \(round) of \(options.rounds)") }
@@ -288,7 +291,11 @@ public enum Benchmark {
                         ("resident_mb_after_last_epoch", Support.json(row.residentAfterLastEpoch)),
                         ("test_accuracy", Support.json(row.testAccuracy))])
         }
-        return "{\"epochs\": \(options.epochs), \"rounds\": \(options.rounds), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), \"runs\": [\n  "
+        let machine = MachineDescription.current()
+        return "{\"epochs\": \(options.epochs), \"rounds\": \(options.rounds), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), "
+            + "\"cpu\": \(Support.json(machine.cpu)), \"vector_isa\": \(Support.json(machine.vectorISA.description)), "
+            + "\"blas_kernel\": \(Support.json(machine.blasKernel)), \"blas_isa\": \(Support.json(machine.blasISA.description)), "
+            + "\"openblas_coretype\": \(machine.forcedCoreType.map(Support.json) ?? "null"), \"runs\": [\n  "
             + items.joined(separator: ",\n  ") + "\n]}\n"
     }
 

@@ -298,8 +298,10 @@ extension Trainer {
             : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
         case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading) (\(BLAS.coreName)); "
-                     + run.reducer.summary)
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(run.reducer.summary)")
+        let machine = MachineDescription.current()
+        console.info("  machine  \(machine.summary)")
+        if let hint = machine.hint { console.info("  note     \(hint)") }
         if options.threadMode == .blas && run.mode != .blas {
             console.info("  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
                          + "product by their count, which would change its last bits")

@@ -1,0 +1,31 @@
+// What the start block and bench say about the machine: the CPU's widest vectors, the OpenBLAS kernels' vectors,
+// and the hint when the kernels are narrower.
+import Testing
+import Training
+
+@Suite("Knowing the machine")
+struct MachineTests {
+    @Test("the widest vector set from /proc/cpuinfo's flags, and an OpenBLAS kernel family's")
+    func vectorSets() {
+        #expect(VectorISA.widest(flags: ["sse2", "avx", "avx2", "fma", "avx512f"]) == .avx512)
+        #expect(VectorISA.widest(flags: ["sse2", "avx", "avx2", "fma"]) == .avx2)
+        #expect(VectorISA.widest(flags: ["sse2", "avx", "avx2"]) == .avx)  // AVX2 without FMA: no Haswell kernels
+        #expect(VectorISA.widest(flags: ["sse2", "sse4_2"]) == .sse)
+        #expect(VectorISA.of(openBLASCore: "SkylakeX") == .avx512 && VectorISA.of(openBLASCore: "COOPERLAKE") == .avx512)
+        #expect(VectorISA.of(openBLASCore: "Haswell") == .avx2 && VectorISA.of(openBLASCore: "Zen") == .avx2)
+        #expect(VectorISA.of(openBLASCore: "Prescott") == .sse)
+    }
+
+    @Test("a hint only when OpenBLAS runs narrower than the CPU, saying whether the environment forced it")
+    func hints() {
+        let forced = MachineDescription(cpu: "AMD EPYC", vectorISA: .avx512, blasKernel: "Haswell", blasISA: .avx2,
+                                        forcedCoreType: "Haswell")
+        #expect(forced.hint?.hasPrefix("OPENBLAS_CORETYPE=Haswell makes OpenBLAS use AVX2 kernels on this AVX-512 CPU") == true)
+        #expect(forced.summary == "AMD EPYC (AVX-512); OpenBLAS Haswell kernels (AVX2, forced by OPENBLAS_CORETYPE=Haswell)")
+        let unrecognised = MachineDescription(cpu: "Intel Xeon", vectorISA: .avx512, blasKernel: "Prescott", blasISA: .sse,
+                                              forcedCoreType: nil)
+        #expect(unrecognised.hint?.contains("OPENBLAS_CORETYPE=SkylakeX lets it use AVX-512") == true)
+        let matched = MachineDescription(cpu: "AMD EPYC", vectorISA: .avx2, blasKernel: "Zen", blasISA: .avx2, forcedCoreType: nil)
+        #expect(matched.hint == nil)
+    }
+}

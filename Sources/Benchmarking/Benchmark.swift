@@ -144,12 +144,15 @@ public enum Benchmark {
         return row
     }
 
-    /// Each configuration's row from the round with its median seconds per epoch (the row keeps that run's other
-    /// figures, so they stay consistent with each other).
+    /// Each configuration's row from the round with its median seconds per epoch, over the rounds that measured it
+    /// (the row keeps that run's other figures, so they stay consistent with each other).
     public static func medianRows(_ rounds: [[BenchmarkRow]]) -> [BenchmarkRow] {
-        guard let first = rounds.first else { return [] }
-        return first.map { row in
-            let runs = rounds.compactMap { $0.first { $0.name == row.name } }.sorted { $0.secondsPerEpoch < $1.secondsPerEpoch }
+        // Every configuration measured in any round, in the order first seen: a reference that failed in the first
+        // round but ran in a later one still gets its row.
+        var names: [String] = []
+        for row in rounds.joined() where !names.contains(row.name) { names.append(row.name) }
+        return names.map { name in
+            let runs = rounds.compactMap { $0.first { $0.name == name } }.sorted { $0.secondsPerEpoch < $1.secondsPerEpoch }
             return runs[runs.count / 2]  // with an even count, the slower middle run
         }
     }

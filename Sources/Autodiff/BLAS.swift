@@ -51,15 +51,16 @@ public enum BLAS {
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int? = nil) {
         guard m > 0, n > 0 else { return }
+        // C[:, columns] = op(A) · op(B)[:, columns], which reads B from column (or, transposed, row) `first`.
+        func columns(_ first: Int, _ count: Int) {
+            product(transposeA, transposeB, m, count, k, alpha, a, lda, transposeB ? b + first * ldb : b + first, ldb,
+                    beta, c + first, ldc)
+        }
         if let block = fixedColumnBlock, parts == nil, n > block, m * n * k >= splitMinimum {
             // Fixed cuts: the same calls whatever the thread count; thread t takes pieces t, t + threads, ...
             let pieces = (n + block - 1) / block, threads = min(splitParts, pieces)
             Parallel.forEach(parts: threads) { thread in
-                for piece in stride(from: thread, to: pieces, by: threads) {
-                    let first = piece * block
-                    product(transposeA, transposeB, m, min(block, n - first), k, alpha, a, lda,
-                            transposeB ? b + first * ldb : b + first, ldb, beta, c + first, ldc)
-                }
+                for piece in stride(from: thread, to: pieces, by: threads) { columns(piece * block, min(block, n - piece * block)) }
             }
             return
         }
@@ -68,15 +69,12 @@ public enum BLAS {
             product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        // Split C by columns, in whole 64-column blocks: part p computes C[:, columns] = op(A) · op(B)[:, columns],
-        // which reads B from column (or, transposed, row) `columns.lowerBound`. The result depends on the number of
-        // parts in the last bits (OpenBLAS's kernels do not sum every column alike wherever a range starts), never
-        // on timing: the same parts give the same bits every run.
+        // Split C by columns, in whole 64-column blocks. The result depends on the number of parts in the last bits
+        // (OpenBLAS's kernels do not sum every column alike wherever a range starts), never on timing: the same parts
+        // give the same bits every run.
         Parallel.forEach(parts: parts) { part in
-            let columns = Parallel.part(part, of: n, parts: parts)
-            let first = columns.lowerBound
-            product(transposeA, transposeB, m, columns.count, k, alpha, a, lda, transposeB ? b + first * ldb : b + first,
-                    ldb, beta, c + first, ldc)
+            let range = Parallel.part(part, of: n, parts: parts)
+            columns(range.lowerBound, range.count)
         }
     }
 

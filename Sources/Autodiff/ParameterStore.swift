@@ -124,7 +124,7 @@ extension Tape {
     }
 
     /// Runs `body` as a new step without recording (evaluation); its result is valid until the next step.
-    public func value(at store: ParameterStore, _ body: ([Tensor]) -> Tensor) -> Tensor {
+    public func value<Result>(at store: ParameterStore, _ body: ([Tensor]) -> Result) -> Result {
         reset()
         let wasRecording = isRecording
         isRecording = false

@@ -49,17 +49,6 @@ public struct MicroBatches: Sendable, Equatable {
         (0..<count(of: batch)).map { microBatch($0, of: batch) }
     }
 
-    /// The indices of the micro-batches of `batch` that rank `rank` of `ranks` computes: a contiguous run.
-    public func mine(of batch: Range<Int>, rank: Int, ranks: Int) -> Range<Int> {
-        evenPart(of: count(of: batch), index: rank, parts: ranks)
-    }
-}
-
-/// Part `index` of `parts` nearly equal contiguous parts of 0..<count (the first `count % parts` one larger).
-public func evenPart(of count: Int, index: Int, parts: Int) -> Range<Int> {
-    let base = count / parts, extra = count % parts
-    let start = index * base + min(index, extra)
-    return start..<(start + base + (index < extra ? 1 : 0))
 }
 
 /// Sums micro-batch gradients exactly, in Int64 fixed point per tensor (see the top of this file).
@@ -69,7 +58,7 @@ public final class FixedPointSum: GradientReducer {
     private let tensors: [Range<Int>]
     /// The fixed-point sum, allocated once.
     private var sum: [Int64]
-    /// Per tensor: the largest magnitude, then the grid's exponent.
+    /// Per tensor: the largest magnitude of any micro-batch's value, over all ranks.
     private var largest: [Float]
     /// Threads the conversion runs on (the rank's).
     private let threads: Int
@@ -77,10 +66,9 @@ public final class FixedPointSum: GradientReducer {
     /// - Parameters:
     ///   - tensors: each parameter's elements in the flat gradient, in layout order.
     ///   - microBatches: how the global batch is cut (the same for every rank count).
-    public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches = MicroBatches(size: 32),
-                threads: Int = 1) {
+    public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches, threads: Int = 1) {
         self.communicator = communicator
-        self.microBatches = microBatches
+        plan = microBatches
         self.tensors = tensors
         self.threads = threads
         sum = [Int64](repeating: 0, count: count)
@@ -88,12 +76,13 @@ public final class FixedPointSum: GradientReducer {
     }
 
     public var summary: String {
-        "gradients summed exactly (Int64 fixed point over micro-batches of \(microBatches!.size): the same bits at any rank "
+        "gradients summed exactly (Int64 fixed point over micro-batches of \(plan.size): the same bits at any rank "
             + "and thread count)"
             + (communicator.size > 1 ? ", one all-reduce after backward" : "")
     }
 
-    public let microBatches: MicroBatches?
+    private let plan: MicroBatches
+    public var microBatches: MicroBatches? { plan }
 
     /// `parts` are this rank's micro-batch gradients (a zero part if it has none); the sum over every rank's
     /// micro-batches is left in the first part.

@@ -66,21 +66,21 @@ public enum GradientReduction {
     /// backward, which needs one part per rank (a single worker) and more than one rank to mean anything.
     /// - Parameter parameterRanges: each parameter's elements in the flat gradient, in layout order.
     /// - Parameter gradient: the buffer backward writes the single part into (for `overlap`).
-    /// - Parameter threads: the rank's threads, for reducers that convert.
-    /// - Parameter microBatch: samples per micro-batch, for the exact sum.
+    /// - Parameters:
+    ///   - microBatches: how the exact sum cuts the batch.
+    ///   - threads: the rank's threads, for reducers that convert.
     public static func make(precision: ReductionPrecision, overlap: Bool, parts: Int, communicator: Communicator,
                             parameterRanges: [Range<Int>], gradient: UnsafeMutableBufferPointer<Float>,
-                            threads: Int = 1, microBatch: Int = 32) -> GradientReducer {
-        if precision == .exact {  // its micro-batches are finished only after backward: nothing to overlap
+                            microBatches: MicroBatches, threads: Int) -> GradientReducer {
+        let overlapping = overlap && parts == 1 && communicator.size > 1
+        switch precision {
+        case .exact:  // its micro-batches are finished only after backward: nothing to overlap
             return FixedPointSum(communicator: communicator, tensors: parameterRanges, count: gradient.count,
-                                 microBatches: MicroBatches(size: microBatch), threads: threads)
-        }
-        if overlap && parts == 1 && communicator.size > 1 {
+                                 microBatches: microBatches, threads: threads)
+        case .double where overlapping, .float where overlapping:
             return OverlappedSum(precision: precision, communicator: communicator, parameterRanges: parameterRanges,
                                  gradient: gradient)
-        }
-        switch precision {
-        case .double, .exact: return DoubleSum(communicator: communicator, count: gradient.count)
+        case .double: return DoubleSum(communicator: communicator, count: gradient.count)
         case .float: return FloatSum(communicator: communicator)
         }
     }
@@ -215,7 +215,7 @@ public final class OverlappedSum: GradientReducer {
         } catch {
             failure = error
         }
-        secondsDuringBackward += elapsed(since: start)
+        secondsDuringBackward += seconds(start)
     }
 
     private func progress() {
@@ -224,7 +224,7 @@ public final class OverlappedSum: GradientReducer {
         for request in pending {
             do { _ = try request.test() } catch { failure = error }
         }
-        secondsDuringBackward += elapsed(since: start)
+        secondsDuringBackward += seconds(start)
     }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
@@ -237,10 +237,6 @@ public final class OverlappedSum: GradientReducer {
             wide.withUnsafeBufferPointer { ReductionKernels.round($0, into: gradient) }
         }
     }
-}
-
-private func elapsed(since start: DispatchTime) -> Double {
-    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
 
 // MARK: Kernels

@@ -4,6 +4,8 @@
 // Swift's `precondition` traps silently in optimised (-O) builds, which are the builds users run; a shape
 // mismatch must still say which op and which shapes. `require` calls `fatalError`, which always prints.
 
+import Dispatch
+
 /// Stops the program with `message` if `condition` is false (a programmer error, such as a shape mismatch).
 @inline(__always)
 public func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String,
@@ -41,6 +43,11 @@ public struct StableHash {
         for value in values { hash.add(UInt64(value.bitPattern)) }
         return hash.value
     }
+}
+
+/// Seconds from `start` to `end` (now, by default), for the phase timings.
+public func seconds(_ start: DispatchTime, _ end: DispatchTime = .now()) -> Double {
+    Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
 }
 
 /// The median of `values` (the upper one of the middle two for an even count; NaN for none).

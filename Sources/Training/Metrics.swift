@@ -31,30 +31,30 @@ final class MetricsLog {
 /// The --metrics file's objects. Their keys are part of the file's format, written here and nowhere else; the
 /// configuration's keys are the checkpoints' (`SettingKey`).
 enum MetricsRecord {
-static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?) -> String {
-    jsonObject([
-        ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
-        ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
-        ("seconds", json(record.seconds)), ("samples_per_second", json(record.samplesPerSecond)),
-        ("communication_share", json(record.communicationShare)), ("last_batch_loss", json(record.lastBatchLoss)),
-        ("steps", "\(steps)"),
-        ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
-        ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
-        ("resident_mb", json(residentMegabytes ?? .nan)),
-    ])
-}
+    static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?) -> String {
+        jsonObject([
+            ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
+            ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
+            ("seconds", json(record.seconds)), ("samples_per_second", json(record.samplesPerSecond)),
+            ("communication_share", json(record.communicationShare)), ("last_batch_loss", json(record.lastBatchLoss)),
+            ("steps", "\(steps)"),
+            ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
+            ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
+            ("resident_mb", json(residentMegabytes ?? .nan)),
+        ])
+    }
 
-static func run(_ summary: RunSummary, configuration: TrainingConfiguration) -> String {
-    let settings = jsonObject(configuration.settings.map { ($0.key.rawValue, json($0.value)) })
-    let median = Support.median((summary.history.count > 1 ? summary.history.dropFirst() : summary.history[...]).map(\.seconds))
-    return jsonObject([
-        ("type", json("run")), ("configuration", settings), ("epochs", "\(summary.history.count)"),
-        ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),
-        ("median_epoch_seconds", json(median)), ("total_seconds", json(summary.totalSeconds)),
-        ("threads_per_rank", "\(summary.threadsPerRank)"),
-        ("parameter_checksum", json(summary.parameterChecksumHex)),
-        ("peak_resident_mb_per_rank", "[" + summary.peakResidentMegabytes.map(json).joined(separator: ", ") + "]"),
-        ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
-    ])
-}
+    static func run(_ summary: RunSummary, configuration: TrainingConfiguration) -> String {
+        let settings = jsonObject(configuration.settings.map { ($0.key.rawValue, json($0.value)) })
+        let median = Support.median((summary.history.count > 1 ? summary.history.dropFirst() : summary.history[...]).map(\.seconds))
+        return jsonObject([
+            ("type", json("run")), ("configuration", settings), ("epochs", "\(summary.history.count)"),
+            ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),
+            ("median_epoch_seconds", json(median)), ("total_seconds", json(summary.totalSeconds)),
+            ("threads_per_rank", "\(summary.threadsPerRank)"),
+            ("parameter_checksum", json(summary.parameterChecksumHex)),
+            ("peak_resident_mb_per_rank", "[" + summary.peakResidentMegabytes.map(json).joined(separator: ", ") + "]"),
+            ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
+        ])
+    }
 }

@@ -48,11 +48,11 @@ enum RunPictures {
         try save(Plots.mapGrid(title: weights.title, maps: weights.maps, width: weights.width, height: weights.height,
                                labels: weights.maps.indices.map(String.init), scale: max(3, 48 / max(weights.width, weights.height))),
                  "filters.png")
-        let maps = tape.value(at: store) { p in
+        let firstMaps = tape.value(at: store) { p in
             model.firstLayerMaps(tape.images(test.pixels.prefix(size), count: 1, rows: test.rows, columns: test.columns,
-                                             scaling: scaling), p) ?? tape.constant([0]) { _ in }
+                                             scaling: scaling), p)
         }
-        if maps.shape.count == 4 {
+        if let maps = firstMaps {
             let (count, side) = (min(32, maps.shape[1]), maps.shape[2] * maps.shape[3])
             let values = maps.scalars.map(Double.init)
             try save(Plots.mapGrid(title: "First-layer feature maps (after relu) of a test digit labelled \(test.labels[0])",

@@ -129,7 +129,7 @@ extension Trainer {
         let reducer = store.withGradients { gradient in
             GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
                                    communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
-                                   threads: threads, microBatch: options.microBatch)
+                                   microBatches: MicroBatches(size: options.microBatch), threads: threads)
         }
         var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
         settings[SettingKey.split.rawValue] = data.kind.rawValue

@@ -340,7 +340,3 @@ public final class Trainer {
         return file
     }
 }
-
-func seconds(_ start: DispatchTime, _ end: DispatchTime) -> Double {
-    Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-}

@@ -69,7 +69,6 @@ final class Workers: @unchecked Sendable {
         gradientParts = ([store.gradientBuffer] + gradientBuffers).map { UnsafeMutableBufferPointer(start: $0.pointer, count: store.count) }
     }
 
-
     /// Runs `body(worker)` for every worker, in parallel when there are several.
     private func parallel(_ body: @Sendable (Int) -> Void) {
         if count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
@@ -85,7 +84,7 @@ final class Workers: @unchecked Sendable {
                   microBatches: MicroBatches?, hooks: BackwardHooks? = nil) -> (WorkerTotals, ArraySlice<UnsafeMutableBufferPointer<Float>>) {
         if let microBatches {
             require(hooks == nil, "Workers.gradient: backward hooks do not apply to micro-batches")
-            let mine = microBatches.mine(of: batch, rank: rank, ranks: ranks)
+            let mine = shard(of: 0..<microBatches.count(of: batch), rank: rank, ranks: ranks)
             return (gradient(of: dataset, order: order, microBatches: mine, of: batch, plan: microBatches, scaling: scaling),
                     microParts[0..<max(1, mine.count)])
         }
@@ -133,7 +132,7 @@ final class Workers: @unchecked Sendable {
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
                 results[worker] = WorkerTotals()
-                for j in evenPart(of: indices.count, index: worker, parts: count) {
+                for j in shard(of: 0..<indices.count, rank: worker, ranks: count) {
                     let one = backpropagate(dataset, order: order.value, range: plan.microBatch(indices.lowerBound + j, of: batch),
                                             scaling: scaling, normalizer: batch.count, worker: worker, into: microStorage[j],
                                             hooks: (nil, nil))

@@ -120,16 +120,18 @@ struct ReducerTests {
         let kinds = try ThreadGroup.run(ranks: 2) { communicator -> [String] in
             var gradient = [Float](repeating: 0, count: elementCount)
             return gradient.withUnsafeMutableBufferPointer { g in
-                [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2)].map {
+                [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2), (.exact, true, 1)].map {
                     let reducer = GradientReduction.make(precision: $0.0, overlap: $0.1, parts: $0.2, communicator: communicator,
-                                                         parameterRanges: layout, gradient: g)
+                                                         parameterRanges: layout, gradient: g, microBatches: MicroBatches(size: 16),
+                                                         threads: 1)
                     return String(describing: type(of: reducer))
                 }
             }
         }
-        #expect(kinds[0] == ["DoubleSum", "FloatSum", "OverlappedSum", "FloatSum"])
+        #expect(kinds[0] == ["DoubleSum", "FloatSum", "OverlappedSum", "FloatSum", "FixedPointSum"])
         let alone = GradientReduction.make(precision: .double, overlap: true, parts: 1, communicator: SingleProcessCommunicator(),
-                                           parameterRanges: layout, gradient: UnsafeMutableBufferPointer(start: nil, count: 0))
+                                           parameterRanges: layout, gradient: UnsafeMutableBufferPointer(start: nil, count: 0),
+                                           microBatches: MicroBatches(size: 16), threads: 1)
         #expect(alone is DoubleSum)
     }
 }

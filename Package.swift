@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["MNISTData"], path: "Tests/TestSupport"),
         .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],

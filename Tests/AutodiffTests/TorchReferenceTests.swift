@@ -1,4 +1,4 @@
-// Forward values and every gradient against PyTorch (float64) in ../shared/testvectors/torch_reference.json.
+// Forward values and every gradient against PyTorch (float64) in Tests/References/torch_reference.json.
 //
 // Each reference case used loss = sum(output * upstream), so the input gradients are vector-Jacobian products with
 // `upstream`; we build the same loss on our tape and compare. Tolerance: our inputs are the reference's float64
@@ -25,8 +25,7 @@ private struct ReferenceCase: Sendable {
 }
 
 private let cases: [String: ReferenceCase] = {
-    guard Fixtures.sharedAvailable else { return [:] }
-    let root = try! JSON.load(Fixtures.shared("testvectors/torch_reference.json"))
+    let root = try! JSON.load(Fixtures.reference("torch_reference.json"))
     return Dictionary(uniqueKeysWithValues: root["cases"].array.map { ($0["name"].string, ReferenceCase(name: $0["name"].string, json: $0)) })
 }()
 
@@ -56,7 +55,7 @@ private func check(_ name: String, inputs inputNames: [String], _ op: ([Tensor])
     print("max |error| vs PyTorch float64 — \(report)")
 }
 
-@Suite("Ops against PyTorch", .enabled(if: Fixtures.sharedAvailable))
+@Suite("Ops against PyTorch")
 struct TorchReferenceTests {
     @Test("conv2d: stride 1 / padding 0, stride 2 / padding 1, stride 1 / padding 1",
           arguments: ["conv2d_s1_p0", "conv2d_s2_p1", "conv2d_s1_p1"])

@@ -1,11 +1,11 @@
-// RandomState against numpy's own draws (../shared/testvectors/numpy_randomstate0.json and values printed by numpy).
+// RandomState against numpy's own draws (Tests/References/numpy_randomstate0.json and values printed by numpy).
 import Foundation
 import MNISTData
 import Testing
 import TestSupport
 
 private func reference() throws -> JSON {
-    try JSON.load(Fixtures.shared("testvectors/numpy_randomstate0.json"))
+    try JSON.load(Fixtures.reference("numpy_randomstate0.json"))
 }
 
 /// The SHA-256 of `values` written as little-endian Int32, as the reference file hashes permutations.
@@ -13,7 +13,7 @@ private func digest(_ values: [Int32]) -> String {
     SHA256.hex(values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: v) >> UInt32(8 * $0)) } })
 }
 
-@Suite("numpy RandomState", .enabled(if: Fixtures.sharedAvailable))
+@Suite("numpy RandomState")
 struct RandomStateTests {
     @Test("raw words, random_sample and randn match RandomState(0)")
     func firstDraws() throws {

@@ -26,10 +26,9 @@ struct ModelTests {
         #expect(MLP(layerSizes: [784, 10]).parameterCount == 7850)
     }
 
-    @Test("the MLP starts from the chapter's weights: 0.1 * randn from RandomState(0), layer by layer",
-          .enabled(if: Fixtures.sharedAvailable))
+    @Test("the MLP starts from the chapter's weights: 0.1 * randn from RandomState(0), layer by layer")
     func mlpInitialisation() throws {
-        let json = try JSON.load(Fixtures.shared("testvectors/numpy_randomstate0.json"))
+        let json = try JSON.load(Fixtures.reference("numpy_randomstate0.json"))
         let store = MLP().makeParameterStore()
         MLP().initialize(store, seed: 0)
         #expect(Array(store["W1"].prefix(5)) == json["init_scale0.1_W1_784x1024_first5_row_major"].doubles.map(Float.init))
@@ -61,7 +60,7 @@ struct ModelTests {
     /// indexing or scaling mistake could meet.
     @Test("loss, outputs and every gradient of both models against PyTorch", arguments: ["cnn", "mlp"])
     func againstPyTorch(modelName: String) throws {
-        let reference = try JSON.load(Fixtures.packageRoot.appendingPathComponent("Tests/NNTests/Fixtures/model_reference.json"))
+        let reference = try JSON.load(Fixtures.reference("model_reference.json"))
         let entry = reference["models"].array.first { $0["model"].string == modelName }!
         let model: Model = modelName == "cnn" ? ChapterCNN() : MLP()
         let store = model.makeParameterStore()
@@ -207,7 +206,7 @@ struct OptimizerTests {
     /// where one of PyTorch's intermediate deltas rounds the other way). 2 ulp allows that and nothing more: any
     /// mistake in the update is off by orders of magnitude.
     private func replay(_ name: String, _ make: (Int) throws -> Optimizer) throws {
-        let cases = try JSON.load(Fixtures.shared("testvectors/torch_reference.json"))["cases"].array
+        let cases = try JSON.load(Fixtures.reference("torch_reference.json"))["cases"].array
         let reference = cases.first { $0["name"].string == name }!
         var values = reference["inputs"]["param0"]["data"].doubles.map(Float.init)
         let gradients = reference["inputs"]["grads_per_step"]["data"].doubles.map(Float.init)
@@ -227,7 +226,7 @@ struct OptimizerTests {
         print("\(name): largest difference from PyTorch over 5 steps: \(worst) ulp")
     }
 
-    @Test("Adadelta lr 0.1 and 1.0, and SGD lr 0.001, match PyTorch step for step", .enabled(if: Fixtures.sharedAvailable))
+    @Test("Adadelta lr 0.1 and 1.0, and SGD lr 0.001, match PyTorch step for step")
     func trajectories() throws {
         try replay("adadelta_lr0.1_rho0.9_eps1e-6") { try Adadelta(parameterCount: $0, configuration: .init(learningRate: 0.1)) }
         try replay("adadelta_lr1.0_rho0.9_eps1e-6") { try Adadelta(parameterCount: $0, configuration: .init(learningRate: 1.0)) }

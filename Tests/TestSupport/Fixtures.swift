@@ -1,8 +1,9 @@
-// Where tests find the project, the shared reference material and the MNIST files.
+// Where tests find the project, its reference values and the MNIST files.
 //
-// The shared folder (`../shared` beside the checkout, or MNIST_DIST_SHARED) holds the PyTorch and numpy reference
-// values. Tests that need it are disabled when it is absent, unless MNIST_DIST_REQUIRE_SHARED=1 (set by CI), in
-// which case they fail: CI must never pass by skipping.
+// The numpy and PyTorch reference values live in Tests/References, written by the generator scripts beside them,
+// so a fresh clone runs every test. MNIST comes from data/mnist (scripts/fetch-mnist.sh), MNIST_DIR, or the shared
+// folder's local mirror (`../shared` beside the checkout, or MNIST_DIST_SHARED); with MNIST_DIST_REQUIRE_SHARED=1
+// (set by CI) a missing MNIST fails the tests instead of disabling them: CI must never pass by skipping.
 import Foundation
 
 public enum Fixtures {
@@ -16,26 +17,18 @@ public enum Fixtures {
         fatalError("Fixtures: no Package.swift above \(#filePath)")
     }()
 
-    /// The shared reference folder, if present.
+    /// The shared folder, if present (only its MNIST mirror is used).
     public static let sharedDirectory: URL? = {
         let environment = ProcessInfo.processInfo.environment
         let candidate = environment["MNIST_DIST_SHARED"].map { URL(fileURLWithPath: $0) }
             ?? packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
-        return FileManager.default.fileExists(atPath: candidate.appendingPathComponent("testvectors").path)
+        return FileManager.default.fileExists(atPath: candidate.appendingPathComponent("data/mnist").path)
             ? candidate : nil
     }()
 
-    /// True when tests that need the shared folder should run (it is present, or CI demands it).
-    public static var sharedAvailable: Bool {
-        sharedDirectory != nil || ProcessInfo.processInfo.environment["MNIST_DIST_REQUIRE_SHARED"] == "1"
-    }
-
-    /// A file in the shared folder (fails the test run loudly if the folder is missing but required).
-    public static func shared(_ relativePath: String) -> URL {
-        guard let directory = sharedDirectory else {
-            fatalError("the shared folder is required (MNIST_DIST_REQUIRE_SHARED=1) but missing: set MNIST_DIST_SHARED")
-        }
-        return directory.appendingPathComponent(relativePath)
+    /// A reference file in Tests/References (see its README for the generators).
+    public static func reference(_ name: String) -> URL {
+        packageRoot.appendingPathComponent("Tests/References").appendingPathComponent(name)
     }
 
     /// A directory holding at least the MNIST t10k files: MNIST_DIR, the project's data/mnist, or the shared mirror.

@@ -4,8 +4,8 @@
 // Data flows one way through the modules:
 //   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
 //   -> Distributed (communicators, gradient reducers) -> Training (loop, workers, checkpoints) -> mnist-dist (command line)
-// Beside them: Support (helpers every module shares), Pictures (canvas, PNG, charts), Chapter (the chapter's
-// experiments), Benchmarking (the bench harness that launches runs and the reference programs).
+// Beside them: Support (helpers every module shares), Pictures (canvas, PNG, charts), TensorBoard (its event
+// files), Chapter (the chapter's experiments), Benchmarking (the bench harness that launches runs and the reference programs).
 import Foundation
 import PackageDescription
 
@@ -36,7 +36,9 @@ let package = Package(
         .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
         .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
         .target(name: "Pictures", dependencies: ["Support", "MNISTData"]),
-        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures"],
+        .target(name: "TensorBoard", dependencies: ["Support"]),
+        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
+                                         "TensorBoard"],
                 swiftSettings: numeric),
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
@@ -55,7 +57,8 @@ let package = Package(
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TensorBoard",
+                                                     "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
                     exclude: ["Fixtures"]),
     ]

@@ -17,5 +17,8 @@ if [ ! -e data/mnist/t10k-images-idx3-ubyte.gz ] && [ ! -e data/mnist/t10k-image
   scripts/fetch-mnist.sh
 fi
 
+# Other tools' own readers (TensorBoard's, Pillow) check the files mnist-dist writes: a Python environment for them.
+scripts/python-env.sh
+
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 swift test -c release "$@"

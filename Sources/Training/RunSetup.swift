@@ -28,6 +28,8 @@ final class Run {
     var epochPhases: [PhaseTimes] = []
     var confusion: [[Int]] = []
     var outputs: [(what: String, path: String)] = []
+    /// Rank 0's TensorBoard run (--tensorboard).
+    var tensorBoard: TensorBoardLog?
 
     init(data: DataSplit, source: String, model: Model, store: ParameterStore, optimizer: Optimizer, workers: Workers,
          reducer: GradientReducer, threads: Int, mode: ThreadMode, scaling: PixelScaling, policy: StopPolicy,
@@ -143,9 +145,26 @@ extension Trainer {
             position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer)
         }
         try broadcastState(store: store, optimizer: optimizer)
-        return Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
-                   reducer: reducer, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
-                   policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
+        let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
+                      reducer: reducer, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
+                      policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
+        run.tensorBoard = try makeTensorBoardLog(settings: settings, step: position.step)
+        return run
+    }
+
+    /// Rank 0's TensorBoard run directory, created now with the configuration as its first text.
+    func makeTensorBoardLog(settings: [String: String], step: Int) throws -> TensorBoardLog? {
+        guard let root = options.tensorBoardDirectory else { return nil }
+        return try communicator.agree { () throws -> TensorBoardLog? in
+            guard communicator.rank == 0 else { return nil }
+            let log = try TensorBoardLog(root: root, model: configuration.model.rawValue,
+                                         learningRate: configuration.resolvedLearningRate)
+            let run = [("ranks", "\(communicator.size)"), ("host", ProcessInfo.processInfo.hostName),
+                       ("machine", MachineDescription.current().summary)]
+            log.configuration(settings.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } + run, step: step)
+            try log.flush()
+            return log
+        }
     }
 
     /// The workers of a thread mode, with OpenBLAS's threading set for it.
@@ -305,6 +324,9 @@ extension Trainer {
         if options.threadMode == .blas && run.mode != .blas {
             console.info("  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
                          + "product by their count, which would change its last bits")
+        }
+        if let log = run.tensorBoard {
+            console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")
         }
         console.info(formatSummary(run.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "

@@ -46,6 +46,10 @@ public struct RunOptions: Sendable {
     public var metricsFile: String?
     /// PNG pictures of the run.
     public var plotsDirectory: String?
+    /// TensorBoard event files: a run directory under this one (rank 0).
+    public var tensorBoardDirectory: String?
+    /// A Chrome trace-event timeline of every rank's steps, merged into this one file.
+    public var traceFile: String?
     /// Compare a parameter checksum across ranks every this many steps (and at the end).
     public var checksumEvery = Defaults.checksumEvery
     /// Stop cleanly, as on SIGTERM, after this many steps of the run (for job schedulers and tests).
@@ -153,10 +157,14 @@ public final class Trainer {
         var lastBatchLoss = Double.nan
         for batchIndex in firstBatch..<plan.batchCount {
             let batch = plan.batch(batchIndex)
+            let (stepStart, waitedBefore) = (DispatchTime.now(), phases.allReduce)
             let metrics = try step(batch, order: order, run, phases: &phases)
             stopAgreed = metrics.stopRequested
             lastBatchLoss = metrics.lossSum / Double(batch.count)
             run.position.advance(batch: batchIndex + 1, by: metrics)
+            let stepSeconds = seconds(stepStart)
+            run.tensorBoard?.step(run.position.step, loss: lastBatchLoss, samplesPerSecond: Double(batch.count) / stepSeconds,
+                                  communicationShare: (phases.allReduce - waitedBefore) / stepSeconds)
             reportProgress(run, epoch: epoch, batch: batchIndex + 1, of: plan.batchCount, since: epochStart, first: firstBatch)
             if run.position.step % options.checksumEvery == 0 { try compareChecksums(run) }
             let decision = run.policy.afterStep(run.position.step, lastOfEpoch: batchIndex + 1 == plan.batchCount,
@@ -192,9 +200,11 @@ public final class Trainer {
                               record.epoch, configuration.epochs, record.trainLoss,
                               configuration.evaluateTrainingSet ? "acc" : "acc (running)", record.trainAccuracy,
                               record.testAccuracy, record.seconds, record.samplesPerSecond, 100 * record.communicationShare))
+        run.tensorBoard?.epoch(record)
         try communicator.agree {
             try run.metrics?.append(MetricsRecord.epoch(record, phases: phases, steps: steps,
                                                         residentMegabytes: Memory.residentMegabytes()?.current))
+            try run.tensorBoard?.flush()
         }
         let decision = run.policy.afterEpoch(epoch, of: configuration.epochs, stopAgreed: stopAgreed)
         let file = decision.checkpoint ? try saveCheckpoint(run) : nil
@@ -274,19 +284,23 @@ public final class Trainer {
         }
         try communicator.agree { try run.metrics?.append(MetricsRecord.run(summary, configuration: configuration)) }
         if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
-        if let directory = options.plotsDirectory {
-            summary.outputs += try writePictures(run, history: summary.history, to: directory).map { ("picture", $0) }
-        }
+        summary.outputs += try writePictures(run, history: summary.history).map { ("picture", $0) }
+        if let log = run.tensorBoard { summary.outputs.append(("TensorBoard run", log.directory)) }
         return summary
     }
 
-    /// Rank 0 draws the run's pictures; every rank learns the files, or the failure.
-    func writePictures(_ run: Run, history: [EpochRecord], to directory: String) throws -> [String] {
-        try communicator.agree { () throws -> [String] in
+    /// Rank 0 draws the run's pictures into --plots and TensorBoard; every rank learns the files, or the failure.
+    func writePictures(_ run: Run, history: [EpochRecord]) throws -> [String] {
+        guard options.plotsDirectory != nil || options.tensorBoardDirectory != nil else { return [] }
+        return try communicator.agree { () throws -> [String] in
             guard communicator.rank == 0 else { return [] }
+            let pictures = RunPictures.render(model: run.model, store: run.store, test: run.data.test, scaling: run.scaling,
+                                              history: history, confusion: run.confusion)
+            run.tensorBoard?.pictures(pictures, step: run.position.step)
+            try run.tensorBoard?.flush()
+            guard let directory = options.plotsDirectory else { return [] }
             do {
-                return try RunPictures.write(to: directory, model: run.model, store: run.store, test: run.data.test,
-                                             scaling: run.scaling, history: history, confusion: run.confusion)
+                return try RunPictures.write(pictures, to: directory)
             } catch {
                 throw RunError(.cannotWrite, "\(directory): cannot write the pictures (\(error))")
             }

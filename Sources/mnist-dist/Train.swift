@@ -14,6 +14,8 @@ struct Train: ParsableCommand {
               mpirun -np 2 mnist-dist train --metrics m.jsonl --plots plots
               mnist-dist train --checkpoint-dir ckpt --checkpoint-every 100
               mnist-dist train --checkpoint-dir ckpt --resume ckpt     continue after an interruption
+              mnist-dist train --tensorboard runs                 then: tensorboard --logdir runs
+              mpirun -np 2 mnist-dist train --trace trace.json    a timeline of both ranks' steps
             """)
 
     @OptionGroup(title: "Data") var data: DataOptions
@@ -55,6 +57,12 @@ struct Train: ParsableCommand {
 
     @Option(help: "Write PNG pictures of the run (accuracy, loss, digits, filters, confusion matrix) into this directory.")
     var plots: String?
+
+    @Option(help: ArgumentHelp("Write TensorBoard event files: a new run directory under this one, with scalars per step and per epoch, the run's pictures and the configuration. View with: tensorboard --logdir DIR.", valueName: "dir"))
+    var tensorboard: String?
+
+    @Option(help: ArgumentHelp("Write a timeline of every rank's steps (data, forward, backward, all-reduce wait, optimizer, evaluation, checkpoint) as Chrome trace-event JSON, all ranks in one file: open it in ui.perfetto.dev or chrome://tracing.", valueName: "file"))
+    var trace: String?
 
     @Option(name: .customLong("stop-after"), help: "Stop cleanly after N steps, as on SIGTERM (checkpoint, exit code 75).")
     var stopAfter: Int?
@@ -113,6 +121,8 @@ struct Train: ParsableCommand {
         options.save = save
         options.metricsFile = metrics
         options.plotsDirectory = plots
+        options.tensorBoardDirectory = tensorboard
+        options.traceFile = trace
         options.stopAfterSteps = stopAfter
         return options
     }

@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
         // MARK: Libraries, in the order data flows through them
         .target(name: "Support"),
@@ -35,7 +37,7 @@ let package = Package(
         .target(name: "Autodiff", dependencies: ["COpenBLAS", "Support"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
         .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
-        .target(name: "Pictures", dependencies: ["Support", "MNISTData"]),
+        .target(name: "Pictures", dependencies: ["Support", "MNISTData", "CPNG", "CTurboJPEG"]),
         .target(name: "TensorBoard", dependencies: ["Support"]),
         .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
                                          "TensorBoard"],

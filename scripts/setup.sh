@@ -8,8 +8,10 @@ cd "$root"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# 1. System packages: MPI, BLAS, zlib, pkg-config (SwiftPM finds the libraries through it), Fashion-MNIST.
-packages=(openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev pkg-config dataset-fashion-mnist)
+# 1. System packages: MPI, BLAS, zlib, libpng and libjpeg-turbo (predict's pictures), pkg-config (SwiftPM finds
+#    the libraries through it), Fashion-MNIST, and python3-venv (the tests read our files with other tools' readers).
+packages=(openmpi-bin libopenmpi-dev libopenblas-dev zlib1g-dev libpng-dev libturbojpeg0-dev pkg-config
+          dataset-fashion-mnist python3-venv)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,5 +1,5 @@
-// Reading single grayscale images for `predict`: PNG (8-bit gray, gray+alpha, RGB or RGBA, not interlaced) and
-// PGM (binary P5 or text P2, 8-bit).
+// Reading single pictures as grey for `predict`: PNG (every colour type and bit depth) and JPEG through
+// ImageDecoding.swift (libpng, libjpeg-turbo), and PGM (binary P5 or text P2, 8-bit) here.
 import Foundation
 import MNISTData
 import Support
@@ -10,7 +10,14 @@ public struct GrayImage: Equatable {
     public let height: Int
     public let pixels: [UInt8]
 
-    /// Reads a PNG or PGM file (told apart by their signatures).
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        require(pixels.count == width * height, "GrayImage: \(pixels.count) pixels for \(width)x\(height)")
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+
+    /// Reads a PNG, JPEG or PGM file (told apart by their signatures, not their names).
     /// - Throws: `DataError` naming the file: missing, unreadable, or not an image this reader takes.
     public static func read(path: String) throws(DataError) -> GrayImage {
         let bytes: [UInt8]
@@ -18,93 +25,15 @@ public struct GrayImage: Equatable {
             throw DataError(file: path, problem: "\(error)", kind: error.code == ENOENT ? .missing : .malformed)
         }
         do {
-            if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try decodePNG(bytes) }
+            if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try ImageDecoding.png(bytes) }
+            if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try ImageDecoding.jpeg(bytes) }
             if bytes.starts(with: Array("P5".utf8)) || bytes.starts(with: Array("P2".utf8)) { return try decodePGM(bytes) }
-            throw ImageError("is neither a PNG nor a PGM image")
+            throw ImageError("is not a PNG, JPEG or PGM image")
         } catch let error as ImageError {
             throw DataError(file: path, problem: error.description)
         } catch {
             throw DataError(file: path, problem: "\(error)")
         }
-    }
-
-    struct ImageError: Error, CustomStringConvertible {
-        let description: String
-        init(_ description: String) { self.description = description }
-    }
-
-    static func decodePNG(_ bytes: [UInt8]) throws -> GrayImage {
-        var position = 8
-        var width = 0, height = 0, colorType = -1
-        var data: [UInt8] = []
-        func uint32(_ at: Int) -> Int { Int(bytes[at]) << 24 | Int(bytes[at + 1]) << 16 | Int(bytes[at + 2]) << 8 | Int(bytes[at + 3]) }
-        while position + 12 <= bytes.count {
-            let length = uint32(position)
-            let type = String(decoding: bytes[(position + 4)..<(position + 8)], as: UTF8.self)
-            guard length <= bytes.count - position - 12 else { throw ImageError("PNG chunk \(type) is truncated") }
-            let body = Array(bytes[(position + 8)..<(position + 8 + length)])
-            let crc = UInt32(uint32(position + 8 + length))
-            guard Zlib.crc32(Array(bytes[(position + 4)..<(position + 8 + length)])) == crc else {
-                throw ImageError("PNG chunk \(type) fails its CRC")
-            }
-            switch type {
-            case "IHDR":
-                guard body.count == 13 else { throw ImageError("PNG header is malformed") }
-                width = Int(body[0]) << 24 | Int(body[1]) << 16 | Int(body[2]) << 8 | Int(body[3])
-                height = Int(body[4]) << 24 | Int(body[5]) << 16 | Int(body[6]) << 8 | Int(body[7])
-                guard body[8] == 8 else { throw ImageError("PNG bit depth \(body[8]) is not supported (8 only)") }
-                guard body[12] == 0 else { throw ImageError("interlaced PNG is not supported") }
-                colorType = Int(body[9])
-                guard [0, 2, 4, 6].contains(colorType) else { throw ImageError("PNG colour type \(colorType) is not supported") }
-                guard width > 0, height > 0, width <= 4096, height <= 4096 else { throw ImageError("PNG size \(width)x\(height)") }
-            case "IDAT":
-                data += body
-            case "IEND":
-                position = bytes.count
-                continue
-            default:
-                break
-            }
-            position += 12 + length
-        }
-        guard colorType >= 0 else { throw ImageError("PNG has no header chunk") }
-        let channels = [0: 1, 2: 3, 4: 2, 6: 4][colorType]!
-        let stride = width * channels
-        let raw: [UInt8]
-        do { raw = try Zlib.decompress(data, limit: height * (stride + 1)) } catch { throw ImageError("PNG image data: \(error)") }
-        guard raw.count == height * (stride + 1) else { throw ImageError("PNG image data is \(raw.count) bytes, expected \(height * (stride + 1))") }
-        // Undo the per-row filters (None, Sub, Up, Average, Paeth).
-        var rows = [UInt8](repeating: 0, count: height * stride)
-        for row in 0..<height {
-            let filter = raw[row * (stride + 1)]
-            for i in 0..<stride {
-                let x = Int(raw[row * (stride + 1) + 1 + i])
-                let a = i >= channels ? Int(rows[row * stride + i - channels]) : 0
-                let b = row > 0 ? Int(rows[(row - 1) * stride + i]) : 0
-                let c = row > 0 && i >= channels ? Int(rows[(row - 1) * stride + i - channels]) : 0
-                let predicted: Int
-                switch filter {
-                case 0: predicted = 0
-                case 1: predicted = a
-                case 2: predicted = b
-                case 3: predicted = (a + b) / 2
-                case 4:
-                    let p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c)
-                    predicted = pa <= pb && pa <= pc ? a : (pb <= pc ? b : c)
-                default: throw ImageError("PNG row \(row) has an unknown filter \(filter)")
-                }
-                rows[row * stride + i] = UInt8((x + predicted) & 0xff)
-            }
-        }
-        // To gray: colour as luminance, alpha composited over white.
-        var gray = [UInt8](repeating: 0, count: width * height)
-        for i in 0..<(width * height) {
-            let p = rows[(i * channels)..<((i + 1) * channels)].map(Double.init)
-            let luminance = channels >= 3 ? 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2] : p[0]
-            let alpha = channels == 2 ? p[1] / 255 : channels == 4 ? p[3] / 255 : 1
-            gray[i] = UInt8(max(0, min(255, (luminance * alpha + 255 * (1 - alpha)).rounded())))
-        }
-        return GrayImage(width: width, height: height, pixels: gray)
     }
 
     static func decodePGM(_ bytes: [UInt8]) throws -> GrayImage {
@@ -139,4 +68,10 @@ public struct GrayImage: Equatable {
         }
         return GrayImage(width: width, height: height, pixels: values.map { UInt8(min(255, $0 * 255 / maxValue)) })
     }
+}
+
+/// Why a picture could not be read (the reader adds the file's name).
+struct ImageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

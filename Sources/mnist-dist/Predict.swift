@@ -1,4 +1,5 @@
-// mnist-dist predict: classify images from an IDX file or from PNG/PGM files.
+// mnist-dist predict: classify images from an IDX file, or pictures (PNG, JPEG, PGM) of any size, prepared as MNIST
+// prepared its digits.
 import ArgumentParser
 import Foundation
 import MNISTData
@@ -7,25 +8,36 @@ import Pictures
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Classify images with a saved model: an IDX image file, or 28x28 grayscale PNG/PGM files.",
+        abstract: "Classify images with a saved model: an IDX image file, or pictures of digits (PNG, JPEG, PGM) of any size.",
         discussion: """
             Examples:
-              mnist-dist predict --model cnn.ckpt digit.png other.pgm
+              mnist-dist predict --model cnn.ckpt photo.jpg drawing.png other.pgm
               mnist-dist predict --model cnn.ckpt data/mnist/t10k-images-idx3-ubyte.gz --limit 5
-            Each line gives the file (and index in an IDX file), the predicted digit and its probability.
+              mnist-dist predict --model cnn.ckpt photo.jpg --save-inputs seen     the 28x28 picture the model saw
+            Each line gives the file (and index in an IDX file), the predicted digit and its probability, and for a
+            picture what was done to it. Pictures get MNIST's own preprocessing: grey; inverted when the ink is dark
+            on a light background; the background subtracted; cropped to the ink; scaled to fit 20x20 keeping the
+            aspect ratio; centred by centre of mass in 28x28. A 28x28 picture with light ink on a dark background is
+            taken as it is (already MNIST's form) unless --preprocess mnist.
             """)
 
     @Option(help: "A model written by train --save (or any checkpoint).")
     var model: String
 
-    @Argument(help: "IDX image files (.gz or raw) or PNG/PGM images.")
+    @Argument(help: "IDX image files (.gz or raw), or PNG, JPEG or PGM pictures (told apart by their contents).")
     var inputs: [String]
 
     @Option(help: "Classify at most this many images of an IDX file.")
     var limit: Int = 20
 
-    @Option(help: "Invert PNG/PGM images (MNIST digits are light on dark): auto (when the border is light), yes or no.")
+    @Option(help: "Invert pictures (MNIST digits are light on dark): auto (when the border is light), yes or no.")
     var invert: Inversion = .auto
+
+    @Option(help: ArgumentHelp("How pictures are prepared: auto (MNIST's preprocessing, except for a 28x28 picture already light on dark), mnist (always), or none (the picture must be 28x28; only --invert applies).", valueName: "auto|mnist|none"))
+    var preprocess: Preprocessing = .auto
+
+    @Option(name: .customLong("save-inputs"), help: ArgumentHelp("Write each picture as the model saw it (28x28 PNG, named after the file) into this directory.", valueName: "dir"))
+    var saveInputs: String?
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one image file") }
@@ -48,19 +60,25 @@ struct Predict: ParsableCommand {
         }
     }
 
-    /// The images of one input as MNIST-style bytes, their count, and a name for each.
+    /// The images of one input as MNIST-style bytes, their count, and a name for each (with what was done to a
+    /// picture).
     func images(from path: String, rows: Int, columns: Int) throws -> ([UInt8], Int, [String]) {
-        let lower = path.lowercased()
-        if lower.hasSuffix(".png") || lower.hasSuffix(".pgm") {
+        guard isIDX(path) else {
             let image: GrayImage
             do { image = try GrayImage.read(path: path) } catch { throw RunError(error) }
-            guard image.width == columns && image.height == rows else {
-                throw RunError(.badInput, "\(path): the image is \(image.width)x\(image.height); the model takes \(columns)x\(rows)")
+            let (pixels, note) = try prepare(image, path: path, rows: rows, columns: columns)
+            if let saveInputs {
+                var canvas = Canvas(width: columns, height: rows, background: .black)
+                for (i, value) in pixels.enumerated() { canvas.set(i % columns, i / columns, .gray(Double(value) / 255)) }
+                let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + ".png"
+                do {
+                    try FileManager.default.createDirectory(atPath: saveInputs, withIntermediateDirectories: true)
+                    try canvas.writePNG(to: "\(saveInputs)/\(name)")
+                } catch {
+                    throw RunError(.cannotWrite, "--save-inputs \(saveInputs): \(error)")
+                }
             }
-            let border = (0..<image.width).flatMap { [image.pixels[$0], image.pixels[(image.height - 1) * image.width + $0]] }
-            let lightBorder = border.reduce(0) { $0 + Int($1) } / max(border.count, 1) > 127
-            let flip = invert == .yes || (invert == .auto && lightBorder)
-            return (flip ? image.pixels.map { 255 - $0 } : image.pixels, 1, [path])
+            return (pixels, 1, ["\(path)  [\(note)]"])
         }
         let array: IDXArray
         do { array = try IDX.read(path: path, kind: .images) } catch {
@@ -72,6 +90,40 @@ struct Predict: ParsableCommand {
         let count = min(limit, array.dimensions[0])
         return (Array(array.bytes.prefix(count * rows * columns)), count, (0..<count).map { "\(path)[\($0)]" })
     }
+
+    /// A picture as the model's input, and a note of what was done to it.
+    func prepare(_ image: GrayImage, path: String, rows: Int, columns: Int) throws -> ([UInt8], String) {
+        let size = "\(image.width)x\(image.height)"
+        let flip: Bool? = invert == .auto ? nil : invert == .yes
+        let alreadyMNIST = image.width == columns && image.height == rows && !(flip ?? DigitPreprocessing.hasLightBorder(image))
+        if preprocess == .none || (preprocess == .auto && alreadyMNIST) {
+            guard image.width == columns && image.height == rows else {
+                throw RunError(.badInput, "\(path): the picture is \(size); with --preprocess none the model takes \(columns)x\(rows)")
+            }
+            let inverted = flip ?? DigitPreprocessing.hasLightBorder(image)
+            return (inverted ? image.pixels.map { 255 - $0 } : image.pixels, "\(size), \(inverted ? "inverted" : "as it is")")
+        }
+        do {
+            let result = try DigitPreprocessing.mnist(image, invert: flip, side: columns)
+            let crop = result.crop!
+            return (result.pixels, "\(size)\(result.inverted ? ", inverted" : ""), ink \(crop.width)x\(crop.height) at "
+                    + "(\(crop.x), \(crop.y)) fitted to 20x20 and centred")
+        } catch {
+            throw RunError(.badInput, "\(path): \(error)")
+        }
+    }
+
+    /// Whether a file is IDX (raw, magic 00 00 08 xx, or gzip-compressed) rather than a picture.
+    func isIDX(_ path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path), let head = try? handle.read(upToCount: 3) else { return true }
+        try? handle.close()
+        let bytes = [UInt8](head)
+        return bytes.starts(with: [0x1F, 0x8B]) || bytes.starts(with: [0x00, 0x00, 0x08])
+    }
+}
+
+enum Preprocessing: String, ExpressibleByArgument, CaseIterable {
+    case auto, mnist, none
 }
 
 enum Inversion: String, ExpressibleByArgument, CaseIterable {

@@ -30,6 +30,8 @@ final class Run {
     var outputs: [(what: String, path: String)] = []
     /// Rank 0's TensorBoard run (--tensorboard).
     var tensorBoard: TensorBoardLog?
+    /// This rank's timeline (--trace), on every rank.
+    var trace: TraceRecorder?
 
     init(data: DataSplit, source: String, model: Model, store: ParameterStore, optimizer: Optimizer, workers: Workers,
          reducer: GradientReducer, threads: Int, mode: ThreadMode, scaling: PixelScaling, policy: StopPolicy,
@@ -149,6 +151,10 @@ extension Trainer {
                       reducer: reducer, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
                       policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
         run.tensorBoard = try makeTensorBoardLog(settings: settings, step: position.step)
+        if options.traceFile != nil {
+            run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
+            workers.trace = run.trace
+        }
         return run
     }
 

@@ -136,8 +136,13 @@ public final class Trainer {
         StopSignals.install()
         let run = try prepare()
         printStart(run)
-        for epoch in run.position.epoch..<configuration.epochs {
-            try train(epoch: epoch, run)
+        do {
+            for epoch in run.position.epoch..<configuration.epochs {
+                try train(epoch: epoch, run)
+            }
+        } catch let error as RunError where error.code == .stopped {
+            try writeTrace(run)  // a clean stop, agreed by every rank: the timeline up to it
+            throw error
         }
         return try finish(run, started: started)
     }
@@ -163,6 +168,7 @@ public final class Trainer {
             lastBatchLoss = metrics.lossSum / Double(batch.count)
             run.position.advance(batch: batchIndex + 1, by: metrics)
             let stepSeconds = seconds(stepStart)
+            run.trace?.record(.step, track: 0, from: stepStart, step: run.position.step)
             run.tensorBoard?.step(run.position.step, loss: lastBatchLoss, samplesPerSecond: Double(batch.count) / stepSeconds,
                                   communicationShare: (phases.allReduce - waitedBefore) / stepSeconds)
             reportProgress(run, epoch: epoch, batch: batchIndex + 1, of: plan.batchCount, since: epochStart, first: firstBatch)
@@ -185,11 +191,13 @@ public final class Trainer {
     func finishEpoch(_ epoch: Int, _ run: Run, phases: PhaseTimes, seconds: Double, steps: Int, lastBatchLoss: Double,
                      stopAgreed: Bool) throws {
         let totals = run.position.partial
+        let evaluationStart = DispatchTime.now()
         let test = try Evaluation.run(run.workers, run.data.test, scaling: run.scaling, communicator: communicator)
         run.confusion = test.confusion
         let trainAccuracy = configuration.evaluateTrainingSet
             ? try Evaluation.run(run.workers, run.data.train, scaling: run.scaling, communicator: communicator).accuracy
             : Double(totals.correct) / Double(max(totals.samples, 1))
+        run.trace?.record(.evaluation, track: 0, from: evaluationStart, step: run.position.step)
         let record = EpochRecord(epoch: epoch + 1, trainLoss: totals.lossSum / Double(max(totals.samples, 1)),
                                  trainAccuracy: trainAccuracy, testAccuracy: test.accuracy, seconds: seconds,
                                  samplesPerSecond: Double(totals.samples) / seconds,
@@ -219,6 +227,7 @@ public final class Trainer {
     /// One step on `batch` (positions in `order`): this rank's shard's gradient, reduced over workers and ranks,
     /// checked, and applied. Returns the step's metrics summed over the ranks (and whether any rank asked to stop).
     func step(_ batch: Range<Int>, order: [Int32], _ run: Run, phases: inout PhaseTimes) throws -> StepMetrics {
+        run.trace?.step = run.position.step + 1
         let (local, parts) = run.workers.gradient(of: run.data.train, order: order, batch: batch, rank: communicator.rank,
                                                   ranks: communicator.size, scaling: run.scaling,
                                                   microBatches: run.reducer.microBatches, hooks: run.reducer.backwardHooks())
@@ -234,6 +243,7 @@ public final class Trainer {
         phases.forward += local.forwardSeconds
         phases.backward += local.backwardSeconds - hidden
         phases.allReduce += seconds(reduceStart, DispatchTime.now()) + hidden
+        run.trace?.record(.allReduceWait, track: 0, from: reduceStart)
 
         // Every rank holds the same reduced numbers, so every rank takes the same decision here.
         let gradientFinite = run.store.withGradients { BufferMath.allFinite(UnsafeBufferPointer($0), threads: run.threads) }
@@ -248,6 +258,7 @@ public final class Trainer {
             run.optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
         }
         phases.optimizer += seconds(optimizerStart, DispatchTime.now())
+        run.trace?.record(.optimizer, track: 0, from: optimizerStart)
         return metrics
     }
 
@@ -286,7 +297,15 @@ public final class Trainer {
         if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
         summary.outputs += try writePictures(run, history: summary.history).map { ("picture", $0) }
         if let log = run.tensorBoard { summary.outputs.append(("TensorBoard run", log.directory)) }
+        try writeTrace(run)
+        if let path = options.traceFile { summary.outputs.append(("trace", path)) }
         return summary
+    }
+
+    /// Every rank's timeline, merged into --trace's file by rank 0.
+    func writeTrace(_ run: Run) throws {
+        guard let path = options.traceFile, let trace = run.trace else { return }
+        try trace.write(to: path, communicator: communicator)
     }
 
     /// Rank 0 draws the run's pictures into --plots and TensorBoard; every rank learns the files, or the failure.
@@ -345,6 +364,8 @@ public final class Trainer {
     /// Rank 0 writes a checkpoint of where the run stands; every rank learns the file, or the failure.
     func saveCheckpoint(_ run: Run) throws -> String {
         let directory = run.policy.directory!
+        let started = DispatchTime.now()
+        defer { run.trace?.record(.checkpoint, track: 0, from: started, step: run.position.step) }
         let file = try communicator.agree { () throws -> String in
             guard communicator.rank == 0 else { return directory.file(step: run.position.step) }
             do { return try directory.save(run.checkpoint()) } catch { throw RunError(.cannotWrite, "\(error)") }

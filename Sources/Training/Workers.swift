@@ -52,6 +52,8 @@ final class Workers: @unchecked Sendable {
     /// Micro-batch gradient buffers (the first is the store's own), grown to the most micro-batches a step has given
     /// this rank, and pointers to them.
     private var microStorage: [TensorStorage] = []
+    /// Where each worker records its data, forward and backward phases (--trace), on track 1 + worker.
+    var trace: TraceRecorder?
     private var microParts: [UnsafeMutableBufferPointer<Float>] = []
 
     /// - Parameter threads: worker threads, each computing a part of the shard. How OpenBLAS threads inside their
@@ -153,12 +155,18 @@ final class Workers: @unchecked Sendable {
         let start = DispatchTime.now()
         tape.reset()
         let parameters = tape.bind(store, gradients: destination)
-        let logProbabilities = forward(dataset, order: order, range: range, scaling: scaling, worker: worker,
-                                       tape: tape, parameters: parameters)
+        let images = batch(dataset, order: order, range: range, scaling: scaling, worker: worker, tape: tape)
+        let loaded = DispatchTime.now()
+        let logProbabilities = model.logProbabilities(images, parameters)
         let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: normalizer)
         let middle = DispatchTime.now()
         tape.backward(from: loss, parameterReady: hooks.0, afterEachPullback: hooks.1)
         let end = DispatchTime.now()
+        if let trace {
+            trace.record(.data, track: 1 + worker, from: start, to: loaded)
+            trace.record(.forward, track: 1 + worker, from: loaded, to: middle)
+            trace.record(.backward, track: 1 + worker, from: middle, to: end)
+        }
         return WorkerTotals(lossSum: Double(loss.scalar) * Double(normalizer), correct: countCorrect(logProbabilities, labels[worker]),
                             samples: range.count, forwardSeconds: seconds(start, middle), backwardSeconds: seconds(middle, end))
     }
@@ -200,6 +208,12 @@ final class Workers: @unchecked Sendable {
     /// label array.
     private func forward(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
                          worker: Int, tape: Tape, parameters: Parameters) -> Tensor {
+        model.logProbabilities(batch(dataset, order: order, range: range, scaling: scaling, worker: worker, tape: tape), parameters)
+    }
+
+    /// The images at `order[range]` as a batch on `tape`; fills the worker's label array.
+    private func batch(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
+                       worker: Int, tape: Tape) -> Tensor {
         labels[worker].removeAll(keepingCapacity: true)
         labels[worker].append(contentsOf: repeatElement(0, count: range.count))
         let images = tape.constant([range.count, 1, dataset.rows, dataset.columns]) { buffer in
@@ -208,7 +222,7 @@ final class Workers: @unchecked Sendable {
                                   labels: labelBuffer.baseAddress!)
             }
         }
-        return model.logProbabilities(images, parameters)
+        return images
     }
 }
 

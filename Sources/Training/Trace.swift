@@ -107,15 +107,19 @@ final class TraceRecorder: @unchecked Sendable {
         var events: [String] = []
         var dropped = 0
         for (rank, data) in ranks.enumerated() {
+            // Process and thread ids unique across the file (Perfetto takes thread ids as system-wide, and pid 0 as
+            // the kernel's): rank r is process r + 1, its tracks threads 1000 (r + 1) + track.
+            let pid = rank + 1
+            func tid(_ track: Int) -> Int { 1000 * pid + track }
             let trackCount = Int(data[0])
             dropped += Int(data[1])
             let host = String(decoding: data[2..<66].prefix { $0 != 0 }.map { UInt8($0) }, as: UTF8.self)
-            events.append(#"{"name":"process_name","ph":"M","pid":\#(rank),"tid":0,"args":{"name":\#(Support.json("rank \(rank) on \(host)"))}}"#)
-            events.append(#"{"name":"process_sort_index","ph":"M","pid":\#(rank),"tid":0,"args":{"sort_index":\#(rank)}}"#)
+            events.append(#"{"name":"process_name","ph":"M","pid":\#(pid),"tid":\#(tid(0)),"args":{"name":\#(Support.json("rank \(rank) on \(host)"))}}"#)
+            events.append(#"{"name":"process_sort_index","ph":"M","pid":\#(pid),"tid":\#(tid(0)),"args":{"sort_index":\#(rank)}}"#)
             var at = 66
             for track in 0..<trackCount {
                 let name = track == 0 ? "step" : "worker \(track - 1)"
-                events.append(#"{"name":"thread_name","ph":"M","pid":\#(rank),"tid":\#(track),"args":{"name":"\#(name)"}}"#)
+                events.append(#"{"name":"thread_name","ph":"M","pid":\#(pid),"tid":\#(tid(track)),"args":{"name":"\#(name)"}}"#)
                 let count = Int(data[at])
                 at += 1
                 // In time order on each track (a step's span is recorded after the phases inside it).
@@ -123,7 +127,7 @@ final class TraceRecorder: @unchecked Sendable {
                 for e in order {
                     let base = at + fields * e
                     let phase = TracePhase(rawValue: Int(data[base]))!
-                    events.append(#"{"name":"\#(phase.name)","cat":"train","ph":"X","pid":\#(rank),"tid":\#(track),"ts":\#(format(data[base + 1])),"dur":\#(format(data[base + 2])),"args":{"step":\#(Int(data[base + 3]))}}"#)
+                    events.append(#"{"name":"\#(phase.name)","cat":"train","ph":"X","pid":\#(pid),"tid":\#(tid(track)),"ts":\#(format(data[base + 1])),"dur":\#(format(data[base + 2])),"args":{"step":\#(Int(data[base + 3]))}}"#)
                 }
                 at += fields * count
             }

@@ -100,6 +100,7 @@ extension EndToEnd {
             #expect(summary["processes"].array.map(\.string) == ["rank 0 on \(ProcessInfo.processInfo.hostName)",
                                                                 "rank 1 on \(ProcessInfo.processInfo.hostName)"])
             #expect(summary["threads"].array.map(\.string) == ["step", "worker 0", "worker 1"])
+            #expect(summary["unique_thread_ids"] == .bool(true), "Perfetto merges tracks that share a thread id")
             // 63 steps: per rank a step, an all-reduce wait and an optimizer phase each, and data, forward and
             // backward on each of the two workers; an evaluation; checkpoints after steps 20, 40, 60 and 63.
             for rank in ["0", "1"] {

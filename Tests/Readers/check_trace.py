@@ -42,9 +42,10 @@ def main(path):
             complete.append(e)
         else:
             fail(f"unexpected phase type {e['ph']}")
+    rank = {pid: index for index, pid in enumerate(sorted(processes))}  # processes in order are ranks 0, 1, ...
     counts = defaultdict(Counter)
     for e in complete:
-        counts[str(e["pid"])][e["name"]] += 1
+        counts[str(rank[e["pid"]])][e["name"]] += 1
     steps = {(e["pid"], e["args"]["step"]): e for e in complete if e["name"] == "step"}
     not_nested = 0
     for e in complete:
@@ -59,7 +60,8 @@ def main(path):
             ends[e["args"]["step"]][e["pid"]] = e["ts"] + e["dur"]
     skews = [max(v.values()) - min(v.values()) for v in ends.values() if len(v) > 1]
     json.dump({"processes": [processes[p] for p in sorted(processes)],
-               "threads": sorted({name for (pid, tid), name in threads.items() if pid == 0}),
+               "threads": sorted({name for (pid, tid), name in threads.items() if rank.get(pid) == 0}),
+               "unique_thread_ids": len({tid for (pid, tid) in threads}) == len(threads),
                "counts": counts, "not_nested": not_nested,
                "dropped": trace.get("otherData", {}).get("dropped_events", -1),
                "median_allreduce_end_skew_us": statistics.median(skews) if skews else None}, sys.stdout)

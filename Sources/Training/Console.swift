@@ -1,10 +1,10 @@
 // What a run prints: rank 0 reports (every rank, prefixed, with --verbose), errors go to stderr, and the progress of
-// an epoch is a bar updated in place on a terminal or plain lines elsewhere (as under mpirun, which pipes output).
+// an epoch is a bar updated in place when a person watches a terminal, or plain lines (about ten an epoch) in a log.
 import Foundation
 
 /// How progress within an epoch is shown.
 public enum ProgressStyle: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// A bar when standard output is a terminal, lines otherwise.
+    /// A bar when the output goes to a person's terminal (`Terminal.isInteractive`), lines otherwise.
     case auto
     case bar
     case lines
@@ -28,7 +28,7 @@ public final class Console: @unchecked Sendable {
         self.verbose = verbose
         self.quiet = quiet
         if progress == .auto {
-            self.progress = isatty(STDOUT_FILENO) == 1 && !quiet ? .bar : .lines
+            self.progress = Terminal.isInteractive() && !quiet ? .bar : .lines
         } else {
             self.progress = progress
         }
@@ -102,6 +102,46 @@ public final class Console: @unchecked Sendable {
             FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
             barVisible = false
         }
+    }
+}
+
+/// Whether standard output reaches a person's terminal.
+///
+/// Alone, that is `isatty`. Under Open MPI it is not: mpirun gives every rank a pseudo-terminal of its own, even
+/// when mpirun's own output goes to a file, so `isatty` is always true there and a log would fill with one bar
+/// frame per step. There the answer is whether mpirun's own standard output is a terminal: the rank finds its
+/// launcher among its ancestors (mpirun, mpiexec, orterun, prterun) and reads where that process's descriptor 1
+/// points. A rank started by a remote daemon (orted, prted) or one whose launcher cannot be found prints lines.
+/// Slurm's srun passes output through pipes (a terminal only with --pty), so `isatty` answers rightly under it.
+public enum Terminal {
+    public static func isInteractive(environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+        guard isatty(STDOUT_FILENO) == 1 else { return false }
+        guard environment["OMPI_COMM_WORLD_SIZE"] != nil else { return true }
+        var pid = getppid()
+        for _ in 0..<8 where pid > 1 {
+            let name = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            if ["mpirun", "mpiexec", "orterun", "prterun"].contains(name) { return isTerminal(process: pid, descriptor: 1) }
+            if ["orted", "prted"].contains(name) { return false }
+            pid = parent(of: pid)
+        }
+        return false
+    }
+
+    /// Whether another process's descriptor points at a terminal (a pseudo-terminal or a console).
+    static func isTerminal(process: pid_t, descriptor: Int32) -> Bool {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process)/fd/\(descriptor)") else {
+            return false
+        }
+        return target.hasPrefix("/dev/pts/") || target.hasPrefix("/dev/tty") || target == "/dev/console"
+    }
+
+    /// The parent of a process (/proc/PID/stat's fourth field; the name before it may hold spaces).
+    static func parent(of pid: pid_t) -> pid_t {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) ?? 0 : 0
     }
 }
 

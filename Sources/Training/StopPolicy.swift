@@ -67,9 +67,25 @@ package struct StopPolicy {
 
     /// The line a diverged run prints.
     /// - Parameter place: "step 12 (epoch 1, batch 12)".
-    package func divergenceMessage(at place: String, loss lossFinite: Bool, learningRate: Double) -> String {
-        "training diverged at \(place): the \(lossFinite ? "gradient" : "loss") is not finite. Try a smaller "
-            + "learning rate (--lr, now \(formatNumber(learningRate)))"
+    /// A step's mean loss above this has exploded: 100 x ln 10, a hundred times the loss of a model that gives all
+    /// ten classes the same probability. Training that works never comes near it (the chapter's models start at
+    /// 2.3-4.5 and fall); a learning rate far too large crosses it within a few steps, long before the loss (if
+    /// ever) stops being a finite number. The same on every rank, from the same reduced loss: no rank goes on alone.
+    package static let explodingLoss = 100 * log(10.0)
+
+    /// What went wrong in a step, if anything: a non-finite loss or gradient, or an exploded loss.
+    package static func divergence(meanLoss: Double, gradientFinite: Bool) -> String? {
+        if !meanLoss.isFinite { return "the loss is not finite" }
+        if !gradientFinite { return "the gradient is not finite" }
+        if meanLoss > explodingLoss {
+            return "the loss exploded (mean loss \(meanLoss < 1e15 ? groupedThousands(Int(meanLoss)) : formatNumber(meanLoss)) over the batch, above \(String(format: "%.0f", explodingLoss)) = "
+                + "100 x ln 10, a hundred times the loss of guessing)"
+        }
+        return nil
+    }
+
+    package func divergenceMessage(at place: String, problem: String, learningRate: Double) -> String {
+        "training diverged at \(place): \(problem). Try a smaller learning rate (--lr, now \(formatNumber(learningRate)))"
             + (directory != nil ? "; the checkpoints written so far are untouched" : "") + "."
     }
 }

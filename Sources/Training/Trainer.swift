@@ -247,10 +247,10 @@ public final class Trainer {
 
         // Every rank holds the same reduced numbers, so every rank takes the same decision here.
         let gradientFinite = run.store.withGradients { BufferMath.allFinite(UnsafeBufferPointer($0), threads: run.threads) }
-        guard metrics.lossSum.isFinite && gradientFinite else {
+        if let problem = StopPolicy.divergence(meanLoss: metrics.lossSum / Double(batch.count), gradientFinite: gradientFinite) {
             throw RunError(.diverged, communicator.rank == 0
                 ? run.policy.divergenceMessage(at: "step \(run.position.step + 1) (epoch \(run.position.epoch + 1), batch "
-                                                   + "\(run.position.batch + 1))", loss: metrics.lossSum.isFinite,
+                                                   + "\(run.position.batch + 1))", problem: problem,
                                                learningRate: configuration.resolvedLearningRate) : nil)
         }
         let optimizerStart = DispatchTime.now()

@@ -122,6 +122,25 @@ extension EndToEnd {
             #expect(images.stdout.contains("digit.pgm  [28x28, as it is]: \(idxDigit) "), "\(images)")
         }
 
+        @Test("progress under mpirun: lines in a log (mpirun gives ranks a pseudo-terminal even then), a bar only when mpirun's own output is a terminal")
+        func progressUnderMPI() throws {
+            let arguments = ["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1"]
+            let logged = MnistDist.run(arguments, ranks: 2)
+            #expect(logged.status == 0, "\(logged)")
+            #expect(!logged.stdout.contains("\r") && !logged.stdout.contains("█"), "no bar frames in a log: \(logged)")
+            let lines = logged.stdout.split(separator: "\n").filter { $0.contains("epoch 1/1 batch ") }
+            #expect((10...12).contains(lines.count), "about ten progress lines an epoch: \(lines.count)")
+            // script(1) runs mpirun on a pseudo-terminal of its own, as a person's shell would.
+            let directory = Fixtures.makeTemporaryDirectory("terminal")
+            defer { Fixtures.removeTemporary(directory) }
+            let transcript = directory.appendingPathComponent("transcript").path
+            let command = (["/usr/bin/mpirun"] + MnistDist.mpirunOptions + ["-np", "2", MnistDist.executable] + arguments)
+                .map { "'\($0)'" }.joined(separator: " ")
+            #expect(MnistDist.shell("script -qec \"\(command)\" \(transcript) < /dev/null") == 0)
+            let watched = try String(contentsOfFile: transcript, encoding: .utf8)
+            #expect(watched.contains("\r") && watched.contains("█"), "a bar on a terminal: \(watched.suffix(2000))")
+        }
+
         @Test("show writes the first digits with their labels")
         func show() throws {
             let directory = Fixtures.makeTemporaryDirectory("show")

@@ -168,6 +168,21 @@ extension EndToEnd {
             }
         }
 
+        @Test("the tanh MLP at --lr 1e6 stays finite but its loss explodes: it stops within a few steps, saying so, instead of training on at a loss of millions")
+        func explodingLoss() throws {
+            let run = MnistDist.run(["train", "--model", "mlp", "--lr", "1e6", "--data-dir", E2E.mnist, "--split", "chapter",
+                                     "--epochs", "1", "--progress", "none"], ranks: 2)
+            #expect(run.status == ExitCode.diverged.rawValue, "\(run)")
+            #expect(run.stderr.contains("the loss exploded (mean loss "), "\(run)")
+            #expect(run.stderr.contains("above 230 = 100 x ln 10"), "\(run)")
+            #expect(run.stderr.contains("Try a smaller learning rate (--lr, now 1000000)"), "\(run)")
+            #expect(run.stderr.components(separatedBy: "diverged").count == 2, "printed once: \(run)")
+            // A large but workable learning rate trains on.
+            let fast = MnistDist.run(["train", "--model", "mlp", "--lr", "0.05", "--data-dir", E2E.mnist, "--split", "chapter",
+                                      "--epochs", "1", "--progress", "none", "--quiet"])
+            #expect(fast.status == 0, "\(fast)")
+        }
+
         @Test("a file size limit (a full disk, as any user sees it): a clear error, exit 73, the previous checkpoint intact")
         func fileSizeLimit() throws {
             let directory = Fixtures.makeTemporaryDirectory("fsize")

@@ -198,3 +198,19 @@ struct StopPolicyTests {
         #expect(policy.reason(step: 5, signal: nil) == "a stop signal reached another rank")
     }
 }
+
+@Suite("Divergence")
+struct DivergenceTests {
+    @Test("a step diverges on a non-finite loss or gradient, or a mean loss above 100 ln 10; healthy losses pass")
+    func rules() {
+        #expect(StopPolicy.divergence(meanLoss: .nan, gradientFinite: true) == "the loss is not finite")
+        #expect(StopPolicy.divergence(meanLoss: .infinity, gradientFinite: true) == "the loss is not finite")
+        #expect(StopPolicy.divergence(meanLoss: 2.3, gradientFinite: false) == "the gradient is not finite")
+        #expect(StopPolicy.divergence(meanLoss: 231, gradientFinite: true)?.hasPrefix("the loss exploded (mean loss 231 ") == true)
+        #expect(StopPolicy.divergence(meanLoss: 75_707_916, gradientFinite: true)?.contains("75,707,916") == true)
+        for healthy in [0.0, 2.302585, 4.5, 50, 230] {
+            #expect(StopPolicy.divergence(meanLoss: healthy, gradientFinite: true) == nil, "\(healthy)")
+        }
+        #expect(abs(StopPolicy.explodingLoss - 230.2585) < 1e-4)
+    }
+}

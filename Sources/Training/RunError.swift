@@ -31,7 +31,7 @@ public enum ExitCode: Int32, Sendable, CaseIterable {
         case .software: return "internal error"
         case .cannotWrite: return "cannot write a checkpoint or output"
         case .stopped: return "stopped by a signal; a checkpoint was written, resume with --resume"
-        case .diverged: return "training diverged (loss or gradient not finite)"
+        case .diverged: return "training diverged (loss or gradient not finite, or the loss exploded)"
         }
     }
 }

@@ -30,9 +30,31 @@ public enum Processors {
     }
 
     /// The default threads of one of `ranksOnHost` ranks: its share of the host's cores when it may use all of
-    /// them, or the cores it is bound to.
-    public static func defaultThreads(ranksOnHost: Int) -> Int {
+    /// them, or the cores it is bound to; under Slurm, no more than the CPUs the job was given for each task.
+    public static func defaultThreads(ranksOnHost: Int,
+                                      environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
         let all = ProcessInfo.processInfo.activeProcessorCount, mine = allowed
-        return max(1, mine < all ? mine : all / max(ranksOnHost, 1))
+        let share = max(1, mine < all ? mine : all / max(ranksOnHost, 1))
+        return slurmCPUsPerTask(environment).map { min(share, $0) } ?? share
+    }
+
+    /// The CPUs Slurm allocated to each task on this node: SLURM_CPUS_PER_TASK (-c), else SLURM_CPUS_ON_NODE
+    /// divided by this node's tasks (SLURM_TASKS_PER_NODE, e.g. "2(x3),1", at index SLURM_NODEID). Nil outside a
+    /// Slurm step (an sbatch script's mpirun sees the batch step's values and is left to the host's count).
+    static func slurmCPUsPerTask(_ environment: [String: String]) -> Int? {
+        guard environment["SLURM_STEP_ID"] != nil, environment["SLURM_STEP_ID"] != "batch" else { return nil }
+        if let perTask = environment["SLURM_CPUS_PER_TASK"].flatMap({ Int($0) }), perTask > 0 { return perTask }
+        guard let onNode = environment["SLURM_CPUS_ON_NODE"].flatMap({ Int($0) }),
+              let layout = environment["SLURM_TASKS_PER_NODE"],
+              let node = environment["SLURM_NODEID"].flatMap({ Int($0) }) else { return nil }
+        var tasks: [Int] = []
+        for group in layout.split(separator: ",") {
+            let parts = group.split(separator: "(")
+            guard let count = Int(parts[0]) else { return nil }
+            let repeats = parts.count > 1 ? Int(parts[1].dropFirst().dropLast()) ?? 1 : 1
+            tasks += Array(repeating: count, count: repeats)
+        }
+        guard node < tasks.count, tasks[node] > 0 else { return nil }
+        return max(1, onNode / tasks[node])
     }
 }

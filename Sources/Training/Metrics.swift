@@ -31,7 +31,8 @@ final class MetricsLog {
 /// The --metrics file's objects. Their keys are part of the file's format, written here and nowhere else; the
 /// configuration's keys are the checkpoints' (`SettingKey`).
 enum MetricsRecord {
-    static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?) -> String {
+    static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?,
+                      slurm: SlurmJob? = nil) -> String {
         jsonObject([
             ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
             ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
@@ -41,10 +42,16 @@ enum MetricsRecord {
             ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
             ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
             ("resident_mb", json(residentMegabytes ?? .nan)),
-        ])
+        ] + slurmFields(slurm))
     }
 
-    static func run(_ summary: RunSummary, configuration: TrainingConfiguration) -> String {
+    /// The Slurm job and how often it was requeued, in every line of a run under Slurm.
+    static func slurmFields(_ job: SlurmJob?) -> [(String, String)] {
+        guard let job else { return [] }
+        return [("slurm_job_id", json(job.jobID)), ("slurm_restart_count", "\(job.restartCount)")]
+    }
+
+    static func run(_ summary: RunSummary, configuration: TrainingConfiguration, slurm: SlurmJob? = nil) -> String {
         let settings = jsonObject(configuration.settings.map { ($0.key.rawValue, json($0.value)) })
         let median = Support.median((summary.history.count > 1 ? summary.history.dropFirst() : summary.history[...]).map(\.seconds))
         return jsonObject([
@@ -55,6 +62,6 @@ enum MetricsRecord {
             ("parameter_checksum", json(summary.parameterChecksumHex)),
             ("peak_resident_mb_per_rank", "[" + summary.peakResidentMegabytes.map(json).joined(separator: ", ") + "]"),
             ("confusion", "[" + summary.confusion.map { "[" + $0.map(String.init).joined(separator: ", ") + "]" }.joined(separator: ", ") + "]"),
-        ])
+        ] + slurmFields(slurm))
     }
 }

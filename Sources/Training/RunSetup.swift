@@ -144,7 +144,7 @@ extension Trainer {
         model.initialize(store, seed: configuration.seed)
         var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
         if let resume = options.resume {
-            position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer)
+            position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer) ?? position
         }
         try broadcastState(store: store, optimizer: optimizer)
         let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
@@ -267,11 +267,17 @@ extension Trainer {
 
     /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
     /// every rank checks it against the run and restores parameters and optimizer state from it.
+    /// The position and state of the checkpoint at `path` (rank 0 reads it and sends it to the others); nil when
+    /// `options.resumeIfPresent` and there is none yet.
     func resumeState(from path: String, expected: [String: String], store: ParameterStore,
-                     optimizer: Optimizer) throws -> RunPosition {
+                     optimizer: Optimizer) throws -> RunPosition? {
         var bytes: [UInt8] = []
         try communicator.agree {
             guard communicator.rank == 0 else { return }
+            if options.resumeIfPresent && CheckpointDirectory(path: path).files().isEmpty {
+                console.info("No checkpoint in \(path) yet: starting from the beginning")
+                return
+            }
             do throws(CheckpointError) {
                 let (checkpoint, file) = try loadCheckpoint(from: path) { console.error("warning: \($0)") }
                 console.info("Resuming from \(file) (epoch \(checkpoint.epoch + 1), batch \(checkpoint.batch + 1), step \(checkpoint.step))")
@@ -288,6 +294,7 @@ extension Trainer {
         } catch {
             throw RunError(.ranksDisagree, "sending the checkpoint: \(error)")
         }
+        guard length[0] > 0 else { return nil }
         return try communicator.agree { () throws -> RunPosition in
             let checkpoint: Checkpoint
             do throws(CheckpointError) { checkpoint = try Checkpoint.decode(bytes, name: path) } catch { throw RunError(error) }
@@ -324,6 +331,11 @@ extension Trainer {
         case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
         console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(run.reducer.summary)")
+        if let job = options.slurm {
+            let left = communicator.rank == 0 ? job.secondsLeft().map { "; \(formatDuration($0)) left" } ?? "" : ""
+            console.info("  slurm    \(job.summary)\(left)")
+        }
+        for note in options.notes { console.info("  note     \(note)") }
         let machine = MachineDescription.current()
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }

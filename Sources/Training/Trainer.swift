@@ -54,6 +54,13 @@ public struct RunOptions: Sendable {
     public var checksumEvery = Defaults.checksumEvery
     /// Stop cleanly, as on SIGTERM, after this many steps of the run (for job schedulers and tests).
     public var stopAfterSteps: Int?
+    /// With `resume`: start from the beginning when it holds no checkpoint yet (a requeued Slurm job whose first
+    /// run stopped before its first checkpoint), instead of refusing.
+    public var resumeIfPresent = false
+    /// The Slurm job this run belongs to, if any (start block, metrics, the time-limit warning).
+    public var slurm: SlurmJob?
+    /// Lines for the start block about choices made for the user (defaults taken from the environment).
+    public var notes: [String] = []
 
     public init() {}
 }
@@ -204,6 +211,7 @@ public final class Trainer {
                                  communicationShare: phases.allReduce / seconds, lastBatchLoss: lastBatchLoss)
         run.position.finishEpoch(record)
         run.epochPhases.append(phases)
+        if run.epochPhases.count == 1 { warnAboutTimeLimit(epochSeconds: seconds, epochsLeft: configuration.epochs - epoch - 1) }
         console.report(String(format: "epoch %2d/%d  loss %.4f  train %@ %.4f  test %.4f  %.2f s  %.0f samples/s  comm %.1f%%",
                               record.epoch, configuration.epochs, record.trainLoss,
                               configuration.evaluateTrainingSet ? "acc" : "acc (running)", record.trainAccuracy,
@@ -211,7 +219,8 @@ public final class Trainer {
         run.tensorBoard?.epoch(record)
         try communicator.agree {
             try run.metrics?.append(MetricsRecord.epoch(record, phases: phases, steps: steps,
-                                                        residentMegabytes: Memory.residentMegabytes()?.current))
+                                                        residentMegabytes: Memory.residentMegabytes()?.current,
+                                                        slurm: options.slurm))
             try run.tensorBoard?.flush()
         }
         let decision = run.policy.afterEpoch(epoch, of: configuration.epochs, stopAgreed: stopAgreed)
@@ -262,6 +271,18 @@ public final class Trainer {
         return metrics
     }
 
+    /// Under Slurm, after this run's first epoch: a warning when the job's time limit comes before the estimated
+    /// end and its batch script arranges no signal (without one the job is killed at the limit, losing the work
+    /// since the last checkpoint; with one, mnist-dist checkpoints and stops with exit 75 for a requeue).
+    func warnAboutTimeLimit(epochSeconds: Double, epochsLeft: Int) {
+        guard communicator.rank == 0, epochsLeft > 0, let job = options.slurm, let left = job.secondsLeft() else { return }
+        let estimate = epochSeconds * Double(epochsLeft)
+        guard left < estimate, !job.signalArranged() else { return }
+        console.error("warning: Slurm job \(job.jobID) has \(formatDuration(left)) left, but the \(epochsLeft) epochs to go need "
+                      + "about \(formatDuration(estimate)); no signal is arranged (#SBATCH --signal=B:USR1@120, as in "
+                      + "scripts/slurm-job.sh), so the job will be killed at its limit and lose the steps since its last checkpoint")
+    }
+
     func reportProgress(_ run: Run, epoch: Int, batch: Int, of batches: Int, since start: DispatchTime, first: Int) {
         let elapsed = seconds(start, DispatchTime.now())
         let totals = run.position.partial
@@ -293,7 +314,7 @@ public final class Trainer {
             }
             summary.outputs.append(("model", path))
         }
-        try communicator.agree { try run.metrics?.append(MetricsRecord.run(summary, configuration: configuration)) }
+        try communicator.agree { try run.metrics?.append(MetricsRecord.run(summary, configuration: configuration, slurm: options.slurm)) }
         if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
         summary.outputs += try writePictures(run, history: summary.history).map { ("picture", $0) }
         if let log = run.tensorBoard { summary.outputs.append(("TensorBoard run", log.directory)) }

@@ -76,7 +76,9 @@ struct Train: ParsableCommand {
         }
         if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }
         if let checkpointEvery, checkpointEvery < 1 { throw ValidationError("--checkpoint-every \(checkpointEvery): must be at least 1") }
-        if checkpointEvery != nil && checkpointDirectory == nil { throw ValidationError("--checkpoint-every needs --checkpoint-dir") }
+        if checkpointEvery != nil && checkpointDirectory == nil && SlurmJob.current() == nil {
+            throw ValidationError("--checkpoint-every needs --checkpoint-dir (under Slurm a directory per job is the default)")
+        }
         if keepCheckpoints < 1 { throw ValidationError("--keep \(keepCheckpoints): must be at least 1") }
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after \(stopAfter): must be at least 1") }
         if microBatch < 1 { throw ValidationError("--micro-batch \(microBatch): must be at least 1") }
@@ -124,6 +126,20 @@ struct Train: ParsableCommand {
         options.tensorBoardDirectory = tensorboard
         options.traceFile = trace
         options.stopAfterSteps = stopAfter
+        if let job = SlurmJob.current() {
+            options.slurm = job
+            if checkpointDirectory == nil {
+                options.checkpointDirectory = job.defaultCheckpointDirectory
+                options.notes.append("checkpoints go to \(job.defaultCheckpointDirectory), the default under Slurm (one "
+                                     + "directory per job; --checkpoint-dir sets another)")
+            }
+            if resume == nil && job.restartCount > 0 {
+                options.resume = options.checkpointDirectory
+                options.resumeIfPresent = true
+                options.notes.append("Slurm requeued this job (restart \(job.restartCount)): resuming from the newest "
+                                     + "checkpoint in \(options.checkpointDirectory!)")
+            }
+        }
         return options
     }
 

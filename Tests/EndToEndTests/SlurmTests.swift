@@ -1,0 +1,227 @@
+// Against a real Slurm (scripts/slurm-cluster.sh: munge, slurmctld and three slurmd nodes on this machine): srun and
+// sbatch + mpirun train what one process trains, a job near its time limit checkpoints, requeues itself and
+// resumes, scancel leaves checkpoints that verify, a killed rank ends the step, a lost node's job is requeued onto
+// the other nodes at another rank count. Comparisons are bit for bit: every run sums with --allreduce exact.
+// Needs root (slurmd starts jobs as their users) and Debian's Slurm packages (the script installs them).
+import Foundation
+import Testing
+import TestSupport
+import Training
+
+private let canRunSlurm = getuid() == 0 && FileManager.default.fileExists(atPath: "/usr/bin/apt-get")
+
+/// A Slurm cluster for one test: started in its own directory, stopped by `stop()`.
+private struct SlurmCluster {
+    let directory: URL
+    let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-cluster.sh").path
+    var conf: String { directory.appendingPathComponent("slurm/slurm.conf").path }
+
+    init(nodes: Int = 3) throws {
+        directory = Fixtures.makeTemporaryDirectory("slurm")
+        // The munge socket's directories must all be world-searchable.
+        chmod(directory.path, 0o755)
+        let (status, output) = shell("'\(script)' start --nodes \(nodes) --dir '\(directory.path)/slurm'", slurm: false)
+        guard status == 0 else { throw ClusterError(description: "slurm-cluster.sh start failed: \(output)") }
+    }
+
+    func stop() {
+        _ = shell("'\(script)' stop --dir '\(directory.path)/slurm'", slurm: false)
+        Fixtures.removeTemporary(directory)
+    }
+
+    /// Runs a shell command (with SLURM_CONF and MNIST_DIST set) in the cluster's directory; its status and output.
+    @discardableResult
+    func shell(_ command: String, slurm: Bool = true) -> (Int32, String) {
+        let log = directory.appendingPathComponent("shell-\(UUID().uuidString.prefix(6)).log").path
+        let environment = slurm ? "export SLURM_CONF='\(conf)' MNIST_DIST='\(MnistDist.executable)'; " : ""
+        let status = MnistDist.shell("cd '\(directory.path)' && \(environment)\(command) > '\(log)' 2>&1")
+        return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    /// Submits a batch job; its id.
+    func submit(_ arguments: String) throws -> String {
+        let (status, output) = shell("sbatch --parsable \(arguments)")
+        guard status == 0, let id = output.split(separator: "\n").last.map(String.init), Int(id) != nil else {
+            throw ClusterError(description: "sbatch failed: \(output)")
+        }
+        return id
+    }
+
+    /// A job's state and requeue count (scontrol show job).
+    func job(_ id: String) -> (state: String, restarts: Int, nodes: String) {
+        let (_, output) = shell("scontrol show job \(id)")
+        func field(_ name: String) -> String {
+            output.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.hasPrefix(name + "=") }
+                .map { String($0.dropFirst(name.count + 1)) } ?? ""
+        }
+        return (field("JobState"), Int(field("Restarts")) ?? -1, field("NodeList"))
+    }
+
+    /// Waits until the job has ended. A requeued job waits for its begin time (about 25 s here); once its old
+    /// credential has expired (12 s: the cluster's cred_expire is 10) it is started at once, as an operator would
+    /// (`scontrol update StartTime=now`; sooner, Slurm kills it: "Job credential revoked").
+    func wait(for id: String, timeout: Double = 300) -> (state: String, restarts: Int) {
+        let start = Date()
+        var last = job(id)
+        var pendingSince: Date?
+        while Date().timeIntervalSince(start) < timeout {
+            last = job(id)
+            if ["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"].contains(last.state) { break }
+            if last.state == "PENDING" && last.restarts > 0 {
+                let since = pendingSince ?? Date()
+                pendingSince = since
+                if Date().timeIntervalSince(since) > 12 {
+                    shell("scontrol update jobid=\(id) StartTime=now")
+                    pendingSince = nil
+                }
+            } else {
+                pendingSince = nil
+            }
+            usleep(500_000)
+        }
+        return (last.state, last.restarts)
+    }
+
+    func output(of id: String) -> String {
+        (try? String(contentsOfFile: directory.appendingPathComponent("job-\(id).out").path, encoding: .utf8)) ?? ""
+    }
+}
+
+private struct ClusterError: Error, CustomStringConvertible { let description: String }
+
+/// The last "parameter checksum" a log reports.
+private func checksum(_ log: String) -> String? {
+    log.split(separator: "\n").last { $0.hasPrefix("parameter checksum ") }.map { String($0.split(separator: " ")[2]) }
+}
+
+/// mnist-dist's training options for these tests: the MLP on the chapter split, summed exactly.
+private func training(epochs: Int) -> String {
+    "--model mlp --data-dir '\(E2E.mnist)' --split chapter --epochs \(epochs) --allreduce exact --progress lines"
+}
+
+/// What one process trains with the same options (the reference every Slurm run must equal).
+private func reference(epochs: Int) -> String? {
+    let run = MnistDist.run(["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "\(epochs)",
+                             "--allreduce", "exact", "--progress", "none", "--quiet"])
+    return checksum(run.stdout)
+}
+
+extension EndToEnd {
+    @Suite("On a Slurm cluster", .enabled(if: canRunSlurm))
+    struct SlurmTests {
+        @Test("srun --mpi=pmix and sbatch + mpirun train bit for bit what one process trains; the start block and the metrics name the job")
+        func launchers() throws {
+            let cluster = try SlurmCluster()
+            defer { cluster.stop() }
+            let expected = reference(epochs: 2)
+            let (status, log) = cluster.shell("srun -N 2 -n 2 --mpi=pmix \"$MNIST_DIST\" train \(training(epochs: 2)) --metrics srun.jsonl")
+            #expect(status == 0, "\(log)")
+            #expect(checksum(log) == expected && expected != nil, "srun: \(log)")
+            #expect(log.contains("  slurm    job "), "\(log)")
+            #expect(log.contains("checkpoints go to checkpoints/slurm-"), "the per-job default is said: \(log)")
+            let metrics = try String(contentsOfFile: cluster.directory.appendingPathComponent("srun.jsonl").path, encoding: .utf8)
+            let lines = try metrics.split(separator: "\n").map { try JSON.parse(String($0)) }
+            #expect(lines.allSatisfy { $0["slurm_restart_count"].int == 0 && !$0["slurm_job_id"].string.isEmpty })
+            let id = try cluster.submit("-N 2 --ntasks-per-node=1 -o job-%j.out --wrap '"
+                                        + "mpirun \"$MNIST_DIST\" train \(training(epochs: 2).replacingOccurrences(of: "'", with: "")); exit $?'")
+            let ended = cluster.wait(for: id)
+            #expect(ended.state == "COMPLETED", "\(cluster.output(of: id))")
+            #expect(checksum(cluster.output(of: id)) == expected, "sbatch + mpirun: \(cluster.output(of: id))")
+        }
+
+        @Test("a job with a short --time gets USR1 before its limit, checkpoints, requeues itself, resumes and ends with the uninterrupted parameters")
+        func timeLimit() throws {
+            let cluster = try SlurmCluster()
+            defer { cluster.stop() }
+            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
+            let id = try cluster.submit("--time=1 --signal=B:USR1@50 -o job-%j.out '\(script)' \(training(epochs: 16)) --save final.ckpt")
+            let ended = cluster.wait(for: id, timeout: 600)
+            let log = cluster.output(of: id)
+            #expect(ended.state == "COMPLETED", "\(log)")
+            #expect(ended.restarts >= 1, "requeued at least once: \(log)")
+            #expect(log.contains("time limit near: asking the ranks to checkpoint and stop"), "\(log)")
+            #expect(log.contains("requeueing job \(id)"), "\(log)")
+            #expect(log.contains("Slurm requeued this job (restart 1): resuming"), "\(log)")
+            #expect(checksum(log) == reference(epochs: 16), "\(log)")
+        }
+
+        @Test("scancel of a running job leaves checkpoints that verify; a resubmitted job resumes to the uninterrupted result")
+        func cancelled() throws {
+            let cluster = try SlurmCluster()
+            defer { cluster.stop() }
+            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
+            let checkpoints = cluster.directory.appendingPathComponent("ckpt").path
+            let first = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 6)) --checkpoint-dir '\(checkpoints)' --checkpoint-every 20")
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline && CheckpointDirectory(path: checkpoints).files().isEmpty { usleep(200_000) }
+            #expect(!CheckpointDirectory(path: checkpoints).files().isEmpty, "\(cluster.output(of: first))")
+            cluster.shell("scancel \(first)")
+            #expect(cluster.wait(for: first).state == "CANCELLED")
+            usleep(1_000_000)
+            #expect(MnistDist.runningProcesses().isEmpty, "no rank is left behind")
+            for file in CheckpointDirectory(path: checkpoints).files() {
+                #expect(throws: Never.self, "\(file)") { try Checkpoint.read(path: file) }
+            }
+            let second = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 6)) --checkpoint-dir '\(checkpoints)' --resume '\(checkpoints)'")
+            #expect(cluster.wait(for: second).state == "COMPLETED", "\(cluster.output(of: second))")
+            #expect(cluster.output(of: second).contains("Resuming from \(checkpoints)/checkpoint-"))
+            #expect(checksum(cluster.output(of: second)) == reference(epochs: 6), "\(cluster.output(of: second))")
+        }
+
+        @Test("a rank killed with SIGKILL ends the srun step within seconds, and no task is left behind")
+        func rankKilled() throws {
+            let cluster = try SlurmCluster()
+            defer { cluster.stop() }
+            let killer = Thread {
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline && MnistDist.runningProcesses().count < 2 { usleep(100_000) }
+                usleep(3_000_000)
+                if let victim = MnistDist.runningProcesses().last { kill(victim, SIGKILL) }
+            }
+            let start = Date()
+            killer.start()
+            let (status, log) = cluster.shell("timeout 120 srun -N 2 -n 2 --mpi=pmix \"$MNIST_DIST\" train \(training(epochs: 30))")
+            let elapsed = Date().timeIntervalSince(start)
+            #expect(status != 0 && status != 124, "\(log)")
+            #expect(elapsed < 30, "the step took \(elapsed) s to end: \(log)")
+            usleep(500_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+        }
+
+        @Test("a node lost mid-job: the job is requeued onto the remaining nodes at another rank count, resumes, and ends with the uninterrupted parameters")
+        func nodeLost() throws {
+            let cluster = try SlurmCluster(nodes: 3)
+            defer { cluster.stop() }
+            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
+            let id = try cluster.submit("--nodes=2-3 -o job-%j.out '\(script)' \(training(epochs: 8)) --checkpoint-every 10")
+            let checkpoints = cluster.directory.appendingPathComponent("checkpoints/slurm-\(id)").path
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline && CheckpointDirectory(path: checkpoints).files().isEmpty { usleep(200_000) }
+            #expect(cluster.job(id).nodes == "n[1-3]", "three ranks at first: \(cluster.output(of: id))")
+            // The node is lost: Slurm marks it down (as its health check would), and everything on it dies.
+            cluster.shell("scontrol update nodename=n3 state=down reason=lost")
+            cluster.shell("kill -9 $(cat '\(cluster.directory.path)/slurm/run/slurmd-n3.pid')")
+            for pid in MnistDist.runningProcesses() {
+                let environment = (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? ""
+                if environment.contains("SLURMD_NODENAME=n3\0") { kill(pid, SIGKILL) }
+            }
+            let ended = cluster.wait(for: id, timeout: 600)
+            let log = cluster.output(of: id)
+            #expect(ended.state == "COMPLETED", "\(log)")
+            #expect(ended.restarts >= 1, "\(log)")
+            #expect(log.contains("on n[1-2]"), "the requeued job ran on the two nodes left: \(log)")
+            #expect(log.contains("Resuming from checkpoints/slurm-\(id)/checkpoint-"), "\(log)")
+            #expect(checksum(log) == reference(epochs: 8), "\(log)")
+        }
+
+        @Test("a time limit shorter than the run, with no signal arranged: a warning after the first epoch saying what will happen")
+        func timeLimitWarning() throws {
+            let cluster = try SlurmCluster()
+            defer { cluster.stop() }
+            let (status, log) = cluster.shell("srun --time=1 -N 2 -n 2 --mpi=pmix \"$MNIST_DIST\" train \(training(epochs: 60)) --stop-after 70")
+            #expect(status == ExitCode.stopped.rawValue, "\(log)")
+            #expect(log.contains("warning: Slurm job "), "\(log)")
+            #expect(log.contains("no signal is arranged"), "\(log)")
+        }
+    }
+}

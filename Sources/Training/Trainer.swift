@@ -163,6 +163,8 @@ public final class Trainer {
         let order = source.order(forEpoch: epoch, count: run.data.train.count)
         let plan = BatchPlan(sampleCount: run.data.train.count, batchSize: configuration.batchSize)
         let firstBatch = run.position.batch
+        // A run resumed mid-epoch carries the samples before the stop in its totals: speed counts only this run's.
+        let samplesBefore = run.position.partial.samples
         var phases = PhaseTimes()
         let epochStart = DispatchTime.now()
         var stopAgreed = false
@@ -178,7 +180,8 @@ public final class Trainer {
             run.trace?.record(.step, track: 0, from: stepStart, step: run.position.step)
             run.tensorBoard?.step(run.position.step, loss: lastBatchLoss, samplesPerSecond: Double(batch.count) / stepSeconds,
                                   communicationShare: (phases.allReduce - waitedBefore) / stepSeconds)
-            reportProgress(run, epoch: epoch, batch: batchIndex + 1, of: plan.batchCount, since: epochStart, first: firstBatch)
+            reportProgress(run, epoch: epoch, batch: batchIndex + 1, of: plan.batchCount, since: epochStart, first: firstBatch,
+                           samplesBefore: samplesBefore)
             if run.position.step % options.checksumEvery == 0 { try compareChecksums(run) }
             let decision = run.policy.afterStep(run.position.step, lastOfEpoch: batchIndex + 1 == plan.batchCount,
                                                 stopAgreed: stopAgreed)
@@ -190,12 +193,12 @@ public final class Trainer {
             }
         }
         if case .continuing(let generator) = source { run.position.generator = generator }
-        try finishEpoch(epoch, run, phases: phases, seconds: seconds(epochStart, DispatchTime.now()),
+        try finishEpoch(epoch, run, phases: phases, seconds: seconds(epochStart, DispatchTime.now()), samplesBefore: samplesBefore,
                         steps: plan.batchCount - firstBatch, lastBatchLoss: lastBatchLoss, stopAgreed: stopAgreed)
     }
 
     /// The end of an epoch: evaluate, report, record, checkpoint, and stop if the ranks agreed to.
-    func finishEpoch(_ epoch: Int, _ run: Run, phases: PhaseTimes, seconds: Double, steps: Int, lastBatchLoss: Double,
+    func finishEpoch(_ epoch: Int, _ run: Run, phases: PhaseTimes, seconds: Double, samplesBefore: Int, steps: Int, lastBatchLoss: Double,
                      stopAgreed: Bool) throws {
         let totals = run.position.partial
         let evaluationStart = DispatchTime.now()
@@ -207,7 +210,7 @@ public final class Trainer {
         run.trace?.record(.evaluation, track: 0, from: evaluationStart, step: run.position.step)
         let record = EpochRecord(epoch: epoch + 1, trainLoss: totals.lossSum / Double(max(totals.samples, 1)),
                                  trainAccuracy: trainAccuracy, testAccuracy: test.accuracy, seconds: seconds,
-                                 samplesPerSecond: Double(totals.samples) / seconds,
+                                 samplesPerSecond: Double(totals.samples - samplesBefore) / seconds,
                                  communicationShare: phases.allReduce / seconds, lastBatchLoss: lastBatchLoss)
         run.position.finishEpoch(record)
         run.epochPhases.append(phases)
@@ -283,12 +286,13 @@ public final class Trainer {
                       + "scripts/slurm-job.sh), so the job will be killed at its limit and lose the steps since its last checkpoint")
     }
 
-    func reportProgress(_ run: Run, epoch: Int, batch: Int, of batches: Int, since start: DispatchTime, first: Int) {
+    func reportProgress(_ run: Run, epoch: Int, batch: Int, of batches: Int, since start: DispatchTime, first: Int,
+                        samplesBefore: Int) {
         let elapsed = seconds(start, DispatchTime.now())
         let totals = run.position.partial
         console.progress(epoch: epoch + 1, epochs: configuration.epochs, batch: batch, batches: batches,
                          loss: totals.lossSum / Double(max(totals.samples, 1)),
-                         samplesPerSecond: Double(totals.samples) / max(elapsed, 1e-9),
+                         samplesPerSecond: Double(totals.samples - samplesBefore) / max(elapsed, 1e-9),
                          secondsLeft: elapsed / Double(batch - first) * Double(batches - batch))
     }
 

@@ -14,12 +14,12 @@ public enum DigitPreprocessing {
         /// The side x side picture the model sees: 0 background, 255 full ink.
         public var pixels: [UInt8]
         public var inverted: Bool
-        /// The ink's bounding box in the original picture (x, y, width, height), nil when passed through.
-        public var crop: (x: Int, y: Int, width: Int, height: Int)?
-        public static func == (a: Result, b: Result) -> Bool {
-            a.pixels == b.pixels && a.inverted == b.inverted && a.crop?.x == b.crop?.x && a.crop?.y == b.crop?.y
-                && a.crop?.width == b.crop?.width && a.crop?.height == b.crop?.height
-        }
+        /// The ink's bounding box in the original picture.
+        public var crop: Box
+    }
+
+    public struct Box: Equatable {
+        public var x, y, width, height: Int
     }
 
     public struct NoDigit: Error, CustomStringConvertible {
@@ -74,7 +74,7 @@ public enum DigitPreprocessing {
                 pixels[(top + y) * side + left + x] = UInt8((min(1, max(0, fitted[y * fitWidth + x])) * 255).rounded())
             }
         }
-        return Result(pixels: pixels, inverted: flip, crop: (x0, y0, width, height))
+        return Result(pixels: pixels, inverted: flip, crop: Box(x: x0, y: y0, width: width, height: height))
     }
 
     /// The outer ring of pixels.

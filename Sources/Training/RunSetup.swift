@@ -266,9 +266,8 @@ extension Trainer {
     }
 
     /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
-    /// every rank checks it against the run and restores parameters and optimizer state from it.
-    /// The position and state of the checkpoint at `path` (rank 0 reads it and sends it to the others); nil when
-    /// `options.resumeIfPresent` and there is none yet.
+    /// every rank checks it against the run and restores parameters and optimizer state from it. Returns its
+    /// position, or nil when `options.resumeIfPresent` and there is no checkpoint yet.
     func resumeState(from path: String, expected: [String: String], store: ParameterStore,
                      optimizer: Optimizer) throws -> RunPosition? {
         var bytes: [UInt8] = []

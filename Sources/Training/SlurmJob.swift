@@ -66,22 +66,27 @@ public struct SlurmJob: Sendable, Equatable {
         return days * 86400 + seconds
     }
 
-    /// A Slurm client command's output, or nil if it cannot run or fails (within 10 s).
+    /// A Slurm client command's output, or nil if it cannot run, fails, or takes over 10 s (a controller that does
+    /// not answer must not hold up training). The output goes to a file, so waiting never blocks on a pipe.
     static func command(_ arguments: [String]) -> String? {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("mnist-dist-slurm-\(getpid())-\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: file.path, contents: nil),
+              let output = try? FileHandle(forWritingTo: file) else { return nil }
+        defer { try? FileManager.default.removeItem(at: file) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
+        process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         do { try process.run() } catch { return nil }
         let deadline = Date().addingTimeInterval(10)
-        var data = Data()
-        while process.isRunning && Date() < deadline {
-            data.append(pipe.fileHandleForReading.availableData)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            return nil
         }
-        if process.isRunning { process.terminate(); return nil }
-        data.append(pipe.fileHandleForReading.readDataToEndOfFile())
-        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
+        try? output.close()
+        guard process.terminationStatus == 0, let data = FileManager.default.contents(atPath: file.path) else { return nil }
+        return String(decoding: data, as: UTF8.self)
     }
 }

@@ -61,8 +61,11 @@ final class TraceRecorder: @unchecked Sendable {
             return
         }
         let begin = Double(Int64(start.uptimeNanoseconds) - Int64(origin.uptimeNanoseconds)) / 1000
-        tracks[track] += [Double(phase.rawValue), begin, Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1000,
-                          Double(step ?? self.step)]
+        // Four appends, no temporary array: this runs in every step.
+        tracks[track].append(Double(phase.rawValue))
+        tracks[track].append(begin)
+        tracks[track].append(Double(end.uptimeNanoseconds - start.uptimeNanoseconds) / 1000)
+        tracks[track].append(Double(step ?? self.step))
     }
 
     /// Gathers every rank's events on rank 0, which writes `path` (atomically); every rank learns the outcome.

@@ -105,7 +105,7 @@ struct Predict: ParsableCommand {
         }
         do {
             let result = try DigitPreprocessing.mnist(image, invert: flip, side: columns)
-            let crop = result.crop!
+            let crop = result.crop
             return (result.pixels, "\(size)\(result.inverted ? ", inverted" : ""), ink \(crop.width)x\(crop.height) at "
                     + "(\(crop.x), \(crop.y)) fitted to 20x20 and centred")
         } catch {

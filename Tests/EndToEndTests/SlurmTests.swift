@@ -106,6 +106,19 @@ private func reference(epochs: Int) -> String? {
     return checksum(run.stdout)
 }
 
+/// Waits for a job that must be requeued and then finish; checks that it was, that the requeued run resumed by
+/// itself, and that it ended with the parameters of one uninterrupted process. Returns the job's output.
+@discardableResult
+private func expectRequeuedToTheEnd(_ id: String, on cluster: SlurmCluster, epochs: Int) -> String {
+    let ended = cluster.wait(for: id, timeout: 600)
+    let log = cluster.output(of: id)
+    #expect(ended.state == "COMPLETED", "\(log)")
+    #expect(ended.restarts >= 1, "requeued at least once: \(log)")
+    #expect(log.contains("Slurm requeued this job (restart 1): resuming"), "\(log)")
+    #expect(checksum(log) == reference(epochs: epochs), "\(log)")
+    return log
+}
+
 extension EndToEnd {
     @Suite("On a Slurm cluster", .enabled(if: canRunSlurm))
     struct SlurmTests {
@@ -135,14 +148,9 @@ extension EndToEnd {
             defer { cluster.stop() }
             let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
             let id = try cluster.submit("--time=1 --signal=B:USR1@50 -o job-%j.out '\(script)' \(training(epochs: 16)) --save final.ckpt")
-            let ended = cluster.wait(for: id, timeout: 600)
-            let log = cluster.output(of: id)
-            #expect(ended.state == "COMPLETED", "\(log)")
-            #expect(ended.restarts >= 1, "requeued at least once: \(log)")
+            let log = expectRequeuedToTheEnd(id, on: cluster, epochs: 16)
             #expect(log.contains("time limit near: asking the ranks to checkpoint and stop"), "\(log)")
             #expect(log.contains("requeueing job \(id)"), "\(log)")
-            #expect(log.contains("Slurm requeued this job (restart 1): resuming"), "\(log)")
-            #expect(checksum(log) == reference(epochs: 16), "\(log)")
         }
 
         @Test("scancel of a running job leaves checkpoints that verify; a resubmitted job resumes to the uninterrupted result")
@@ -205,13 +213,9 @@ extension EndToEnd {
                 let environment = (try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? ""
                 if environment.contains("SLURMD_NODENAME=n3\0") { kill(pid, SIGKILL) }
             }
-            let ended = cluster.wait(for: id, timeout: 600)
-            let log = cluster.output(of: id)
-            #expect(ended.state == "COMPLETED", "\(log)")
-            #expect(ended.restarts >= 1, "\(log)")
+            let log = expectRequeuedToTheEnd(id, on: cluster, epochs: 8)
             #expect(log.contains("on n[1-2]"), "the requeued job ran on the two nodes left: \(log)")
             #expect(log.contains("Resuming from checkpoints/slurm-\(id)/checkpoint-"), "\(log)")
-            #expect(checksum(log) == reference(epochs: 8), "\(log)")
         }
 
         @Test("a time limit shorter than the run, with no signal arranged: a warning after the first epoch saying what will happen")

@@ -197,12 +197,9 @@ struct StopPolicyTests {
                 == "stopped at the end of epoch 1: SIGUSR1 received; no --checkpoint-dir was given, so nothing was saved")
         #expect(policy.reason(step: 5, signal: nil) == "a stop signal reached another rank")
     }
-}
 
-@Suite("Divergence")
-struct DivergenceTests {
     @Test("a step diverges on a non-finite loss or gradient, or a mean loss above 100 ln 10; healthy losses pass")
-    func rules() {
+    func divergence() {
         #expect(StopPolicy.divergence(meanLoss: .nan, gradientFinite: true) == "the loss is not finite")
         #expect(StopPolicy.divergence(meanLoss: .infinity, gradientFinite: true) == "the loss is not finite")
         #expect(StopPolicy.divergence(meanLoss: 2.3, gradientFinite: false) == "the gradient is not finite")
@@ -214,3 +211,4 @@ struct DivergenceTests {
         #expect(abs(StopPolicy.explodingLoss - 230.2585) < 1e-4)
     }
 }
+

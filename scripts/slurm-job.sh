@@ -11,8 +11,9 @@
 # One rank per node unless --ntasks-per-node says otherwise; with --nodes=2-3 the job takes 3 nodes when it can
 # and, requeued after losing one, runs on 2 (mnist-dist resumes at any rank count).
 # Checkpoints go to checkpoints/slurm-<job id> in the submit directory unless --checkpoint-dir says otherwise; it
-# must be on a filesystem every node sees. Exit codes: 0 finished; 75 stopped and requeued; anything else failed
-# (see mnist-dist's table in the README).
+# must be on a filesystem every node sees (mnist-dist checks). Exit codes: 0 finished; 75 stopped and requeued;
+# 79 a rank stalled, requeued up to MAX_STALL_REQUEUES (3) times; anything else failed (see mnist-dist's table in
+# the README).
 #SBATCH --job-name=mnist-dist
 #SBATCH --nodes=2
 #SBATCH --time=01:00:00
@@ -47,6 +48,13 @@ if [ $status -eq 75 ] || { [ $stopping = 1 ] && [ $status -ne 0 ]; }; then
   echo "stopped with a checkpoint (exit $status): requeueing job $SLURM_JOB_ID"
   scontrol requeue "$SLURM_JOB_ID"
   exit 75
+fi
+# 79: a rank stalled (the output names it and its node); the last checkpoint is intact. A frozen or swapping node
+# is often a passing trouble: requeue, but not for ever.
+if [ $status -eq 79 ] && [ "${SLURM_RESTART_COUNT:-0}" -lt "${MAX_STALL_REQUEUES:-3}" ]; then
+  echo "a rank stalled (exit 79): requeueing job $SLURM_JOB_ID to resume from its last checkpoint"
+  scontrol requeue "$SLURM_JOB_ID"
+  exit 79
 fi
 echo "mnist-dist ended with exit $status"
 exit $status

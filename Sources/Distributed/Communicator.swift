@@ -41,6 +41,42 @@ public protocol Communicator: AnyObject {
     func abort(code: Int32) -> Never
     /// Ends the communicator cleanly (after the last collective).
     func finalize()
+
+    /// Gives every later collective a deadline: a rank that waits longer than `deadline` for the others calls a
+    /// roll call, the ranks that do not answer are named, and the job ends with `exitCode`. Nil waits for ever.
+    /// Only processes can stall (stopped, swapping, on a hung filesystem); threads in one process ignore it.
+    func watchForStalls(_ deadline: StallDeadline?)
+    /// What this rank is doing, for a stall report ("step 41 (epoch 1, batch 41)").
+    func describeActivity(_ activity: String)
+    /// The host (under Slurm, the node) `rank` runs on, for messages that name ranks.
+    func hostName(ofRank rank: Int) -> String
+}
+
+/// How long a collective may wait, and how a stalled job ends.
+public struct StallDeadline: Sendable, Equatable {
+    /// Seconds a rank waits in one collective before it calls the roll call.
+    public var seconds: Double
+    /// The exit code of a job that stalled.
+    public var exitCode: Int32
+    public init(seconds: Double, exitCode: Int32) {
+        self.seconds = seconds
+        self.exitCode = exitCode
+    }
+}
+
+extension Communicator {
+    public func watchForStalls(_ deadline: StallDeadline?) {}
+    public func describeActivity(_ activity: String) {}
+    /// One process, or threads in one: every rank is on this host.
+    public func hostName(ofRank rank: Int) -> String { localHostName() }
+}
+
+/// This host's name: under Slurm the node's (what --exclude takes), elsewhere the host name.
+func localHostName() -> String {
+    if let node = getenv("SLURMD_NODENAME") { return String(cString: node) }
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, 255)
+    return String(cString: name)
 }
 
 extension Communicator {

@@ -129,9 +129,9 @@ public final class ThreadCommunicator: Communicator {
     public func finalize() {}
 }
 
-/// A rank's thread, with a stack as large as the main thread's (a secondary thread's default is small for the
-/// training step's deep generic code).
-private struct RankThread {
+/// A POSIX thread with a stack as large as the main thread's (a secondary thread's default is small for the
+/// training step's deep generic code): a rank's thread, or the stall watchdog.
+struct RankThread {
     private var thread = pthread_t()
 
     /// The closure a thread runs; retained by the thread alone, and released when it ends.
@@ -141,9 +141,13 @@ private struct RankThread {
     }
 
     init(_ body: @escaping () -> Void) {
+        self.init(body, stack: 16 << 20)
+    }
+
+    init(_ body: @escaping () -> Void, stack: Int) {
         var attributes = pthread_attr_t()
         pthread_attr_init(&attributes)
-        pthread_attr_setstacksize(&attributes, 16 << 20)
+        pthread_attr_setstacksize(&attributes, stack)
         let context = Unmanaged.passRetained(Body(body)).toOpaque()
         let status = pthread_create(&thread, &attributes, { context in
             Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()

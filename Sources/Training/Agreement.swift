@@ -7,7 +7,7 @@ extension Communicator {
     /// one host) ends every rank the same way instead of leaving the others waiting in a collective.
     ///
     /// If any rank's `body` throws, every rank throws a `RunError` with the code of the lowest failing rank; only
-    /// that rank's error carries the message, so it is printed once.
+    /// that rank's error carries the message (naming its host when the job spans several), so it is printed once.
     public func agree<T>(_ body: () throws -> T) throws -> T {
         var result: T?
         var failure = RunError(.software, nil)
@@ -27,6 +27,8 @@ extension Communicator {
             throw RunError(.ranksDisagree, "\(error)")
         }
         if failing == Int64(size), let result { return result }
-        throw RunError(ExitCode(rawValue: Int32(code)) ?? .software, Int64(rank) == failing ? failure.message : nil)
+        // Across hosts, say which one failed: a file missing on one node is the typical cause.
+        let message = failure.message.map { localSize < size ? "\($0) (on host \(hostName(ofRank: rank)))" : $0 }
+        throw RunError(ExitCode(rawValue: Int32(code)) ?? .software, Int64(rank) == failing ? message : nil)
     }
 }

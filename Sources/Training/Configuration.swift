@@ -101,6 +101,11 @@ public enum Defaults {
     public static let sgdLearningRate = SGD.defaultLearningRate
     public static let checkpointsKept = 3
     public static let checksumEvery = 200
+    /// Seconds a collective waits for the other ranks before the job is declared stalled (at least ten times the
+    /// slowest step so far): far above any wait of a healthy job, short enough that a frozen host costs minutes.
+    public static let stallTimeout = 300.0
+    /// How many times the slowest step a collective may wait, when that is longer than `stallTimeout`.
+    public static let stallStepMultiple = 10.0
     /// Samples per micro-batch of the exact sum: 4 of a 128-sample batch. Measured against 16 (8 per batch) on a
     /// 2-core Xeon: MLP epoch 1.66 s against 2.4 s (the Double sum: 1.10 s), CNN 7.57 s against 8.09 s (7.35 s).
     public static let microBatch = 32

@@ -20,6 +20,8 @@ public enum ExitCode: Int32, Sendable, CaseIterable {
     case stopped = 75
     /// The loss or a gradient became infinite or NaN.
     case diverged = 76
+    /// A rank did not arrive at a collective within the stall deadline; the last checkpoint is intact.
+    case stalled = 79
 
     public var meaning: String {
         switch self {
@@ -32,6 +34,7 @@ public enum ExitCode: Int32, Sendable, CaseIterable {
         case .cannotWrite: return "cannot write a checkpoint or output"
         case .stopped: return "stopped by a signal; a checkpoint was written, resume with --resume"
         case .diverged: return "training diverged (loss or gradient not finite, or the loss exploded)"
+        case .stalled: return "a rank stalled (named in the message); the last checkpoint is intact, resume from it"
         }
     }
 }

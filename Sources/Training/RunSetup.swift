@@ -26,6 +26,8 @@ final class Run {
     let settings: [String: String]
     var position: RunPosition
     var epochPhases: [PhaseTimes] = []
+    /// The slowest step so far, in seconds (the stall deadline grows with it).
+    var slowestStep = 0.0
     var confusion: [[Int]] = []
     var outputs: [(what: String, path: String)] = []
     /// Rank 0's TensorBoard run (--tensorboard).
@@ -197,8 +199,47 @@ extension Trainer {
                 guard communicator.rank == 0 else { return }
                 do { try directory.prepare() } catch { throw RunError(.cannotWrite, "\(error)") }
             }
+            if communicator.size > 1 { try checkShared(directory) }
         }
         return StopPolicy(directory: directory, every: options.checkpointEvery, stopAfter: options.stopAfterSteps)
+    }
+
+    /// Rank 0 writes the checkpoints and reads them on resume, and a requeued job may start on other nodes with
+    /// another rank 0: so every rank must see the directory rank 0 sees. Rank 0 writes a file with a name nobody
+    /// has looked up before; every rank looks for it (for up to 2 s, for network filesystems' caches); a rank that
+    /// cannot see it stops the job with the ranks and hosts that are cut off.
+    func checkShared(_ directory: CheckpointDirectory) throws {
+        let token = try communicator.allReduce(communicator.rank == 0 ? Int64.random(in: 1...Int64.max) : 0, .max)
+        let marker = URL(fileURLWithPath: directory.path).appendingPathComponent(".mnist-dist-shared-\(String(token, radix: 16))").path
+        try communicator.agree {
+            guard communicator.rank == 0 else { return }
+            guard FileManager.default.createFile(atPath: marker, contents: Data("written by rank 0 of a starting mnist-dist job\n".utf8)) else {
+                throw RunError(.cannotWrite, "\(directory.path): cannot create a file there")
+            }
+        }
+        var seen = FileManager.default.fileExists(atPath: marker)
+        for _ in 0..<20 where !seen {
+            usleep(100_000)
+            seen = FileManager.default.fileExists(atPath: marker)
+        }
+        var blind = [Int64](repeating: 0, count: communicator.size)
+        blind[communicator.rank] = seen ? 0 : 1
+        do {
+            try blind.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
+        } catch {
+            throw RunError(.ranksDisagree, "checking that every rank sees the checkpoint directory: \(error)")
+        }
+        if communicator.rank == 0 { try? FileManager.default.removeItem(atPath: marker) }
+        let cutOff = blind.indices.filter { blind[$0] != 0 }
+        guard cutOff.isEmpty else {
+            let who = cutOff.map { "\($0) (\(communicator.hostName(ofRank: $0)))" }.joined(separator: ", ")
+            throw RunError(.usage, communicator.rank == 0
+                ? "--checkpoint-dir \(directory.path) is not shared: rank\(cutOff.count == 1 ? "" : "s") \(who) cannot see "
+                    + "the file rank 0 (\(communicator.hostName(ofRank: 0))) wrote there. Rank 0 writes the checkpoints "
+                    + "and a resumed or requeued job may have its rank 0 on another host: put the directory on a "
+                    + "filesystem every host mounts (a home or project directory), not on node-local storage such as /tmp"
+                : nil)
+        }
     }
 
     /// Rank 0's metrics file, created (or emptied) now.

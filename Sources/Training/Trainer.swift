@@ -52,6 +52,9 @@ public struct RunOptions: Sendable {
     public var traceFile: String?
     /// Compare a parameter checksum across ranks every this many steps (and at the end).
     public var checksumEvery = Defaults.checksumEvery
+    /// Seconds a collective waits for the other ranks before the job ends as stalled (raised to ten times the
+    /// slowest step); nil waits for ever.
+    public var stallTimeout: Double? = Defaults.stallTimeout
     /// Stop cleanly, as on SIGTERM, after this many steps of the run (for job schedulers and tests).
     public var stopAfterSteps: Int?
     /// With `resume`: start from the beginning when it holds no checkpoint yet (a requeued Slurm job whose first
@@ -141,6 +144,8 @@ public final class Trainer {
     public func run() throws -> RunSummary {
         let started = DispatchTime.now()
         StopSignals.install()
+        communicator.watchForStalls(options.stallTimeout.map { StallDeadline(seconds: $0, exitCode: ExitCode.stalled.rawValue) })
+        communicator.describeActivity("start-up")
         let run = try prepare()
         printStart(run)
         do {
@@ -172,11 +177,13 @@ public final class Trainer {
         for batchIndex in firstBatch..<plan.batchCount {
             let batch = plan.batch(batchIndex)
             let (stepStart, waitedBefore) = (DispatchTime.now(), phases.allReduce)
+            communicator.describeActivity("step \(run.position.step + 1) (epoch \(epoch + 1), batch \(batchIndex + 1))")
             let metrics = try step(batch, order: order, run, phases: &phases)
             stopAgreed = metrics.stopRequested
             lastBatchLoss = metrics.lossSum / Double(batch.count)
             run.position.advance(batch: batchIndex + 1, by: metrics)
             let stepSeconds = seconds(stepStart)
+            stretchStallDeadline(run, stepSeconds: stepSeconds)
             run.trace?.record(.step, track: 0, from: stepStart, step: run.position.step)
             run.tensorBoard?.step(run.position.step, loss: lastBatchLoss, samplesPerSecond: Double(batch.count) / stepSeconds,
                                   communicationShare: (phases.allReduce - waitedBefore) / stepSeconds)
@@ -202,6 +209,7 @@ public final class Trainer {
                      stopAgreed: Bool) throws {
         let totals = run.position.partial
         let evaluationStart = DispatchTime.now()
+        communicator.describeActivity("the end of epoch \(epoch + 1) (evaluation, metrics, checkpoint)")
         let test = try Evaluation.run(run.workers, run.data.test, scaling: run.scaling, communicator: communicator)
         run.confusion = test.confusion
         let trainAccuracy = configuration.evaluateTrainingSet
@@ -274,6 +282,17 @@ public final class Trainer {
         return metrics
     }
 
+    /// Keeps the stall deadline at least `Defaults.stallStepMultiple` times the slowest step so far, so that a model
+    /// whose steps take minutes is not declared stalled by a deadline made for milliseconds.
+    func stretchStallDeadline(_ run: Run, stepSeconds: Double) {
+        guard let timeout = options.stallTimeout, stepSeconds > run.slowestStep else { return }
+        run.slowestStep = stepSeconds
+        let seconds = max(timeout, Defaults.stallStepMultiple * stepSeconds)
+        if seconds > timeout {
+            communicator.watchForStalls(StallDeadline(seconds: seconds, exitCode: ExitCode.stalled.rawValue))
+        }
+    }
+
     /// Under Slurm, after this run's first epoch: a warning when the job's time limit comes before the estimated
     /// end and its batch script arranges no signal (without one the job is killed at the limit, losing the work
     /// since the last checkpoint; with one, mnist-dist checkpoints and stops with exit 75 for a requeue).
@@ -300,6 +319,7 @@ public final class Trainer {
 
     /// After the last epoch: the final checksum and figures, the saved model, the metrics' last line, the pictures.
     func finish(_ run: Run, started: DispatchTime) throws -> RunSummary {
+        communicator.describeActivity("the end of the run (checksum, model, metrics, pictures)")
         var summary = RunSummary()
         summary.history = run.position.history
         summary.threadsPerRank = run.threads

@@ -64,6 +64,9 @@ struct Train: ParsableCommand {
     @Option(help: ArgumentHelp("Write a timeline of every rank's steps (data, forward, backward, all-reduce wait, optimizer, evaluation, checkpoint) as Chrome trace-event JSON, all ranks in one file: open it in ui.perfetto.dev or chrome://tracing.", valueName: "file"))
     var trace: String?
 
+    @Option(name: .customLong("stall-timeout"), help: ArgumentHelp("Seconds a rank waits in a collective for the others before the job is declared stalled (raised to \(Int(Defaults.stallStepMultiple)) times the slowest step): the ranks that did not arrive are named, with their hosts, and the job ends with exit code 79, its last checkpoint intact. 0 waits for ever.", valueName: "seconds"))
+    var stallTimeout: Double = Defaults.stallTimeout
+
     @Option(name: .customLong("stop-after"), help: "Stop cleanly after N steps, as on SIGTERM (checkpoint, exit code 75).")
     var stopAfter: Int?
 
@@ -82,6 +85,9 @@ struct Train: ParsableCommand {
         if keepCheckpoints < 1 { throw ValidationError("--keep \(keepCheckpoints): must be at least 1") }
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after \(stopAfter): must be at least 1") }
         if microBatch < 1 { throw ValidationError("--micro-batch \(microBatch): must be at least 1") }
+        if !(stallTimeout >= 0 && stallTimeout.isFinite) {
+            throw ValidationError("--stall-timeout \(stallTimeout): must be a number of seconds, 0 or more (0 waits for ever)")
+        }
     }
 
     /// The option that sets a configuration setting (the settings' keys happen to be the options' names; this is
@@ -126,6 +132,7 @@ struct Train: ParsableCommand {
         options.tensorBoardDirectory = tensorboard
         options.traceFile = trace
         options.stopAfterSteps = stopAfter
+        options.stallTimeout = stallTimeout > 0 ? stallTimeout : nil
         if let job = SlurmJob.current() {
             options.slurm = job
             if checkpointDirectory == nil {

@@ -38,7 +38,8 @@ extension EndToEnd {
                           (["--model", "resnet"], "resnet"), (["--optimizer", "adam"], "adam"), (["--threads", "0"], "--threads 0"),
                           (["--rho", "2"], "--rho 2"), (["--hidden", "10,x"], "--hidden 10,x"),
                           (["--shuffle", "chapter", "--split", "standard"], "--shuffle chapter"),
-                          (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir")])
+                          (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir"),
+                          (["--stall-timeout", "-1"], "--stall-timeout -1"), (["--stall-timeout", "inf"], "--stall-timeout inf")])
         func refused(arguments: [String], named: String) {
             let start = Date()
             let run = MnistDist.run(["train", "--data-dir", E2E.mnist] + arguments)

@@ -12,6 +12,16 @@ private func cnnRun(_ extra: [String]) -> [String] {
     ["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "3", "--batch-size", "512", "--progress", "none"] + extra
 }
 
+/// When a process was stopped, and which (set from the stopping thread, read after the run).
+private final class Stopwatch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stoppedAt: Date?
+    private var stoppedPID: Int32?
+    func mark(_ pid: Int32) { lock.withLock { (stoppedAt, stoppedPID) = (Date(), pid) } }
+    var pid: Int32? { lock.withLock { stoppedPID } }
+    var seconds: Double { lock.withLock { stoppedAt.map { Date().timeIntervalSince($0) } ?? .nan } }
+}
+
 /// True if this process may mount a tmpfs (root with CAP_SYS_ADMIN).
 private let canMount: Bool = {
     let directory = Fixtures.makeTemporaryDirectory("mount")
@@ -149,6 +159,46 @@ extension EndToEnd {
             #expect(resumed.status == 0, "\(resumed)")
             let whole = MnistDist.run(cnnRun(["--threads", "2", "--thread-mode", "workers", "--save", path("whole.ckpt")]))
             #expect(try Checkpoint.read(path: path("e.ckpt")).parameters == Checkpoint.read(path: path("whole.ckpt")).parameters, "\(whole)")
+        }
+
+        @Test("a rank stopped with SIGSTOP: within seconds of the deadline the job ends with exit 79 naming that rank and its pid; the checkpoints verify and resume to the uninterrupted result")
+        func stalledRank() throws {
+            let directory = Fixtures.makeTemporaryDirectory("stalled")
+            defer { Fixtures.removeTemporary(directory) }
+            let path = { (name: String) in directory.appendingPathComponent(name).path }
+            // The CNN at batch 512 spends under 1 % of a step transferring gradients, so the stop lands (all but
+            // surely) outside a transfer, where the roll call names the rank.
+            let stopped = Stopwatch()
+            let stopper = Thread {
+                let deadline = Date().addingTimeInterval(60)
+                while Date() < deadline && MnistDist.runningProcesses().count < 2 { usleep(50_000) }
+                usleep(7_000_000)
+                if let victim = MnistDist.runningProcesses().max() {
+                    stopped.mark(victim)
+                    kill(victim, SIGSTOP)
+                }
+            }
+            let run = MnistDist.run(cnnRun(["--threads", "1", "--checkpoint-dir", path("c"), "--checkpoint-every", "4",
+                                            "--stall-timeout", "4"]), ranks: 2, timeout: 120, onStart: { _ in stopper.start() })
+            let victim = try #require(stopped.pid, "\(run)")
+            defer { kill(victim, SIGCONT); kill(victim, SIGKILL) }
+            #expect(run.status == ExitCode.stalled.rawValue && !run.timedOut, "\(run)")
+            let waited = stopped.seconds
+            #expect(waited < 25, "ended \(waited) s after the stop (deadline about 5 s, roll call 2 s)")
+            // The deadline: --stall-timeout 4, or 10 times the slowest step when that is longer.
+            #expect(run.stderr.contains(", pid \(victim)) did not arrive within the stall deadline ("), "\(run)")
+            #expect(run.stderr.split(separator: "\n").filter { $0.contains("did not arrive") }.count == 1, "said once: \(run)")
+            #expect(run.stderr.contains("was in step "), "the waiting rank says where it waited: \(run)")
+            usleep(500_000)
+            #expect(MnistDist.runningProcesses().isEmpty, "the stopped rank was ended too")
+            let files = CheckpointDirectory(path: path("c")).files()
+            #expect(!files.isEmpty, "no checkpoint before the stop")
+            for file in files { #expect(throws: Never.self) { try Checkpoint.read(path: file) } }
+            let resumed = MnistDist.run(cnnRun(["--threads", "1", "--resume", path("c"), "--save", path("resumed.ckpt")]), ranks: 2)
+            #expect(resumed.status == 0, "\(resumed)")
+            let whole = MnistDist.run(cnnRun(["--threads", "1", "--save", path("whole.ckpt")]), ranks: 2)
+            #expect(try Checkpoint.read(path: path("resumed.ckpt")).parameters == Checkpoint.read(path: path("whole.ckpt")).parameters,
+                    "\(whole)")
         }
 
         @Test("a learning rate of 1e6: stops at the step the loss or gradient turns non-finite, with a hint; checkpoints stay good")

@@ -1,7 +1,8 @@
 // Against a real Slurm (scripts/slurm-cluster.sh: munge, slurmctld and three slurmd nodes on this machine): srun and
 // sbatch + mpirun train what one process trains, a job near its time limit checkpoints, requeues itself and
-// resumes, scancel leaves checkpoints that verify, a killed rank ends the step, a lost node's job is requeued onto
-// the other nodes at another rank count. Comparisons are bit for bit: every run sums with --allreduce exact.
+// resumes, scancel leaves checkpoints that verify, a killed rank ends the step, a stopped one is named and the job
+// requeued, a lost node's job is requeued onto the other nodes at another rank count, and nodes that see different
+// files (a node-local checkpoint directory, data on one node only) are told apart. Comparisons are bit for bit: every run sums with --allreduce exact.
 // Needs root (slurmd starts jobs as their users) and Debian's Slurm packages (the script installs them).
 import Foundation
 import Testing
@@ -216,6 +217,53 @@ extension EndToEnd {
             let log = expectRequeuedToTheEnd(id, on: cluster, epochs: 8)
             #expect(log.contains("on n[1-2]"), "the requeued job ran on the two nodes left: \(log)")
             #expect(log.contains("Resuming from checkpoints/slurm-\(id)/checkpoint-"), "\(log)")
+        }
+
+        @Test("nodes that see different files: a node-local checkpoint directory (exit 64) and data missing on one node (exit 66) each end the job at once with one line naming the node")
+        func nodesSeeDifferentFiles() throws {
+            let cluster = try SlurmCluster(nodes: 2)
+            defer { cluster.stop() }
+            // $dir/local is each node's own directory (slurm-cluster.sh); from here, node nN's is $dir/nodes/nN.
+            let local = cluster.directory.appendingPathComponent("slurm/local").path
+            let start = Date()
+            let (status, log) = cluster.shell("timeout 60 srun -N 2 -n 2 --mpi=pmix \"$MNIST_DIST\" train \(training(epochs: 1)) "
+                                              + "--checkpoint-dir '\(local)/checkpoints'")
+            #expect(status == ExitCode.usage.rawValue, "\(log)")
+            #expect(log.contains("--checkpoint-dir \(local)/checkpoints is not shared: rank 1 (n2) cannot see the file rank 0 (n1) wrote there"), "\(log)")
+            #expect(log.components(separatedBy: "is not shared").count == 2, "said once: \(log)")
+
+            let n1 = cluster.directory.appendingPathComponent("slurm/nodes/n1/mnist")
+            try FileManager.default.createDirectory(at: n1, withIntermediateDirectories: true)
+            for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+                try FileManager.default.copyItem(atPath: "\(E2E.mnist)/\(name)", toPath: n1.appendingPathComponent(name).path)
+            }
+            let options = training(epochs: 1).replacingOccurrences(of: "--data-dir '\(E2E.mnist)'", with: "--data-dir '\(local)/mnist'")
+            let (missing, missingLog) = cluster.shell("timeout 60 srun -N 2 -n 2 --mpi=pmix \"$MNIST_DIST\" train \(options)")
+            #expect(missing == ExitCode.missingInput.rawValue, "\(missingLog)")
+            #expect(missingLog.contains("\(local)/mnist/t10k-images-idx3-ubyte.gz: missing"), "\(missingLog)")
+            #expect(missingLog.contains("(on host n2)"), "\(missingLog)")
+            #expect(Date().timeIntervalSince(start) < 30)
+            usleep(500_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+        }
+
+        @Test("a task stopped with SIGSTOP: the job ends with exit 79 naming the stall, the batch script requeues it, and it resumes to the uninterrupted parameters")
+        func stalledTask() throws {
+            let cluster = try SlurmCluster(nodes: 2)
+            defer { cluster.stop() }
+            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
+            let id = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 8)) --checkpoint-every 10 --stall-timeout 4")
+            let checkpoints = cluster.directory.appendingPathComponent("checkpoints/slurm-\(id)").path
+            let deadline = Date().addingTimeInterval(120)
+            while Date() < deadline && CheckpointDirectory(path: checkpoints).files().isEmpty { usleep(200_000) }
+            let victim = try #require(MnistDist.runningProcesses().last, "\(cluster.output(of: id))")
+            kill(victim, SIGSTOP)
+            defer { kill(victim, SIGCONT); kill(victim, SIGKILL) }
+            let log = expectRequeuedToTheEnd(id, on: cluster, epochs: 8)
+            #expect(log.contains("a rank stalled (exit 79): requeueing job \(id)"), "\(log)")
+            // Stopped outside a transfer, the roll call names the task; inside one, the ranks still alive say so.
+            #expect(log.contains(", pid \(victim)) did not arrive within the stall deadline (")
+                    || log.contains("every rank arrived, but the transfer has not finished"), "\(log)")
         }
 
         @Test("a time limit shorter than the run, with no signal arranged: a warning after the first epoch saying what will happen")

@@ -19,8 +19,8 @@ public struct BenchmarkOptions: Sendable {
     /// Gradient sums to run each configuration with (`--allreduce`).
     public var reductions: [ReductionPrecision] = [.double]
     public var dataDirectory: String
-    /// Run the reference programs too, from this folder (`../shared/anchors`).
-    public var anchors: String?
+    /// Run the reference programs too, from this folder (the checkout's `benchmarks`).
+    public var references: String?
     /// The Python that has numpy, jax and torch for the reference programs.
     public var python = "python3"
     public var output: String?
@@ -67,8 +67,9 @@ public struct BenchmarkRow: Sendable {
 }
 
 public enum Benchmark {
-    /// Work per training sample (../shared/anchors/flops.py): multiply-add = 2 FLOP, the first layer's input
-    /// gradient not computed.
+    /// Work per training sample, 2 FLOP per multiply-add: forward, and backward's weight and input gradients (each
+    /// as many multiply-adds as forward), less the first layer's input gradient, which nobody computes. CNN: 3 x
+    /// 11,992,448 - 194,688 multiply-adds; MLP: 3 x 1,861,632 - 802,816.
     public static let flopPerSample: [ModelKind: Double] = [.cnn: 71.6e6, .mlp: 9.6e6]
     static let trainingSamples = 8000.0  // the chapter split
 
@@ -95,8 +96,8 @@ public enum Benchmark {
                     }
                 }
             }
-            if let anchors = options.anchors {
-                rows += try references(anchors: anchors, options: options, console: console)
+            if let folder = options.references {
+                rows += try references(folder: folder, options: options, console: console)
             }
             rounds.append(rows)
         }
@@ -190,28 +191,31 @@ public enum Benchmark {
     }
 
     /// The reference programs: JAX's MLP, PyTorch's CNN with 2 threads, PyTorch DDP with 2 gloo processes.
-    static func references(anchors: String, options: BenchmarkOptions, console: Console) throws -> [BenchmarkRow] {
+    static func references(folder: String, options: BenchmarkOptions, console: Console) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
         let environment = ["MNIST_DIR": options.dataDirectory]
+        let epochs = ["--epochs", "\(options.epochs)"]
         let programs: [(name: String, model: ModelKind, module: String, command: [String], ranks: Int, threads: Int)] = [
-            ("JAX jit MLP (reference)", .mlp, "jax", [options.python, "\(anchors)/jax_mlp.py", "shared"], 1, 0),
-            ("PyTorch CNN, 2 threads (reference)", .cnn, "torch", [options.python, "\(anchors)/torch_cnn.py", "2", "\(options.epochs)"], 1, 2),
+            ("JAX jit MLP (reference)", .mlp, "jax", [options.python, "\(folder)/jax_mlp.py"] + epochs, 1, 0),
+            ("PyTorch CNN, 2 threads (reference)", .cnn, "torch", [options.python, "\(folder)/torch_cnn.py", "--threads", "2"] + epochs, 1, 2),
             ("PyTorch DDP gloo, 2 x 1 thread (reference)", .cnn, "torch",
-             [options.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "\(anchors)/torch_ddp.py", "\(options.epochs)"], 2, 1),
+             [options.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "\(folder)/torch_ddp.py",
+              "--threads", "1"] + epochs, 2, 1),
         ]
         for program in programs where options.models.contains(program.model) {
-            guard FileManager.default.fileExists(atPath: "\(anchors)/\(program.command.last { $0.hasSuffix(".py") }!.split(separator: "/").last!)") else {
-                console.report("  skipped \(program.name): \(anchors) has no such program")
+            let script = program.command.first { $0.hasSuffix(".py") }!
+            guard FileManager.default.fileExists(atPath: script) else {
+                console.report("  skipped \(program.name): there is no \(script)")
                 continue
             }
             let probe = try runProcess([options.python, "-c", "import numpy, \(program.module)"])
             guard probe.status == 0 else {
                 console.report("  skipped \(program.name): \(options.python) cannot import \(program.module) "
-                               + "(install it: \(options.python) -m pip install numpy \(program.module == "jax" ? "jax jaxlib" : "torch"))")
+                               + "(scripts/benchmark-env.sh makes an environment that can)")
                 continue
             }
             console.info("  running: \(program.command.joined(separator: " "))")
-            let result = try runProcess(program.command, environment: environment, directory: anchors)
+            let result = try runProcess(program.command, environment: environment, directory: folder)
             guard result.status == 0, let line = result.output.split(separator: "\n").last(where: { $0.hasPrefix("RESULT") }) else {
                 console.report("  \(program.name) failed (exit \(result.status)): \(result.output.suffix(500))")
                 continue
@@ -221,7 +225,7 @@ public enum Benchmark {
                 return Double(line[range.upperBound...].prefix { "0123456789.".contains($0) }) ?? .nan
             }
             let seconds = value("median_epoch_after_first")
-            let accuracy = program.model == .mlp ? value("final_test") : value("final_test_acc")
+            let accuracy = value("final_test_acc")
             let row = BenchmarkRow(name: program.name, model: program.model.rawValue, ranks: program.ranks, threads: program.threads,
                                    secondsPerEpoch: seconds, samplesPerSecond: trainingSamples / seconds,
                                    gflops: flopPerSample[program.model]! * trainingSamples / seconds / 1e9,
@@ -298,7 +302,8 @@ public enum Benchmark {
         return "{\"epochs\": \(options.epochs), \"rounds\": \(options.rounds), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), "
             + "\"cpu\": \(Support.json(machine.cpu)), \"vector_isa\": \(Support.json(machine.vectorISA.description)), "
             + "\"blas_kernel\": \(Support.json(machine.blasKernel)), \"blas_isa\": \(Support.json(machine.blasISA.description)), "
-            + "\"openblas_coretype\": \(machine.forcedCoreType.map(Support.json) ?? "null"), \"runs\": [\n  "
+            + "\"openblas_coretype\": \(machine.forcedCoreType.map(Support.json) ?? "null"), "
+            + "\"blas_kernel_chosen_by_mnist_dist\": \(machine.chosenCoreType.map(Support.json) ?? "null"), \"runs\": [\n  "
             + items.joined(separator: ",\n  ") + "\n]}\n"
     }
 

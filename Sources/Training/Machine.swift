@@ -43,15 +43,19 @@ public struct MachineDescription: Sendable {
     /// OpenBLAS's kernel family in use, and the vectors it uses.
     public let blasKernel: String
     public let blasISA: VectorISA
-    /// OPENBLAS_CORETYPE, when set.
+    /// OPENBLAS_CORETYPE, when the user (or the machine's environment) set it.
     public let forcedCoreType: String?
+    /// The kernels mnist-dist chose because OpenBLAS did not recognise the CPU (`KernelChoice`), if it did.
+    public let chosenCoreType: String?
 
-    package init(cpu: String, vectorISA: VectorISA, blasKernel: String, blasISA: VectorISA, forcedCoreType: String?) {
+    package init(cpu: String, vectorISA: VectorISA, blasKernel: String, blasISA: VectorISA, forcedCoreType: String?,
+                 chosenCoreType: String? = nil) {
         self.cpu = cpu
         self.vectorISA = vectorISA
         self.blasKernel = blasKernel
         self.blasISA = blasISA
-        self.forcedCoreType = forcedCoreType
+        self.chosenCoreType = chosenCoreType
+        self.forcedCoreType = chosenCoreType == nil ? forcedCoreType : nil
     }
 
     /// This process's machine, from /proc/cpuinfo, OpenBLAS and the environment.
@@ -63,21 +67,33 @@ public struct MachineDescription: Sendable {
         let cpu = field("model name").map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
         let flags = Set((field("flags") ?? "").split(separator: " "))
         let core = BLAS.coreName
+        let environment = ProcessInfo.processInfo.environment
         return MachineDescription(cpu: cpu, vectorISA: VectorISA.widest(flags: flags), blasKernel: core,
-                                  blasISA: VectorISA.of(openBLASCore: core),
-                                  forcedCoreType: ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"])
+                                  blasISA: VectorISA.of(openBLASCore: core), forcedCoreType: environment["OPENBLAS_CORETYPE"],
+                                  chosenCoreType: environment[KernelChoice.marker])
+    }
+
+    /// The OpenBLAS kernel family for this CPU's widest vectors.
+    var bestCoreType: String {
+        switch vectorISA {
+        case .avx512: "SkylakeX"
+        case .avx2: "Haswell"
+        case .avx: "Sandybridge"
+        case .sse: "Prescott"
+        }
     }
 
     /// "Intel(R) Xeon(R) Processor (AVX-512); OpenBLAS Prescott kernels (SSE)".
     public var summary: String {
         "\(cpu) (\(vectorISA)); OpenBLAS \(blasKernel) kernels (\(blasISA)"
-            + (forcedCoreType.map { ", forced by OPENBLAS_CORETYPE=\($0)" } ?? "") + ")"
+            + (forcedCoreType.map { ", forced by OPENBLAS_CORETYPE=\($0)" } ?? "")
+            + (chosenCoreType.map { _ in ", chosen by mnist-dist: OpenBLAS does not recognise this CPU" } ?? "") + ")"
     }
 
     /// What to do when OpenBLAS runs narrower kernels than the CPU has, said once; nil when it does not.
     public var hint: String? {
         guard blasISA < vectorISA else { return nil }
-        let better = vectorISA == .avx512 ? "SkylakeX" : (vectorISA == .avx2 ? "Haswell" : "Sandybridge")
+        let better = bestCoreType
         if let forcedCoreType {
             return "OPENBLAS_CORETYPE=\(forcedCoreType) makes OpenBLAS use \(blasISA) kernels on this \(vectorISA) CPU, so "
                 + "matrix products run narrower than they could; unset it (or set \(better)) unless it is there for a reason"
@@ -87,5 +103,33 @@ public struct MachineDescription: Sendable {
         return "OpenBLAS chose its \(blasKernel) (\(blasISA)) kernels on this \(vectorISA) CPU, which it does not recognise; "
             + "OPENBLAS_CORETYPE=\(better) lets it use \(vectorISA) (measured on such a Xeon: epochs 2.2x faster for the CNN, "
             + "2.5x for the MLP)"
+    }
+}
+
+/// When OpenBLAS does not recognise the CPU (Debian's 0.3.21 on recent Xeons falls back to its SSE kernels), the
+/// kernels for the CPU's widest vectors are chosen instead: OpenBLAS reads OPENBLAS_CORETYPE only when it is
+/// loaded, so the process starts itself again with it set, before anything else (MPI included) has begun. A
+/// user's own OPENBLAS_CORETYPE is never changed; setting it (to any family) keeps mnist-dist from choosing.
+public enum KernelChoice {
+    /// Set in the environment of the process started again: the kernels chosen.
+    public static let marker = "MNIST_DIST_CHOSEN_CORETYPE"
+
+    /// The kernel family to start again with, or nil to go on as is.
+    public static func better(than machine: MachineDescription, environment: [String: String]) -> String? {
+        guard environment["OPENBLAS_CORETYPE"] == nil, environment[marker] == nil,
+              machine.blasISA < machine.vectorISA, machine.blasKernel.lowercased() == "prescott" else { return nil }
+        return machine.bestCoreType
+    }
+
+    /// Starts this process again with better kernels when `better` finds some; returns only when it does not (or
+    /// the start fails, which leaves the process as it was).
+    public static func restartIfBetter() {
+        let environment = ProcessInfo.processInfo.environment
+        guard let core = better(than: .current(), environment: environment) else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv(marker, core, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        unsetenv("OPENBLAS_CORETYPE")
+        unsetenv(marker)
     }
 }

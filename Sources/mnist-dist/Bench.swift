@@ -14,14 +14,15 @@ struct Bench: ParsableCommand {
             after the first, samples/s, effective GFLOP/s (71.6 MFLOP per CNN
             sample, 9.6 per MLP sample), the step's shares in forward, backward,
             all-reduce and optimizer, and memory per rank.
-            --compare runs the reference programs (../shared/anchors) right after,
-            with --python (which needs numpy, jax, jaxlib and torch; a missing one
-            is skipped with a line saying how to install it). --rounds N repeats
+            --compare runs the reference programs (the checkout's benchmarks folder)
+            right after, with the Python of .venv-bench (scripts/benchmark-env.sh
+            makes it: numpy, torch, jax) or --python; a program whose module is
+            missing is skipped with a line saying how to install it. --rounds N repeats
             ours-then-references N times and reports medians, for machines whose
             speed drifts within a session.
             Examples:
               mnist-dist bench
-              mnist-dist bench --epochs 10 --compare --python ~/anchor-venv/bin/python
+              scripts/benchmark-env.sh && mnist-dist bench --epochs 6 --ranks 1,2 --compare
               mnist-dist bench --epochs 10 --ranks 1,2 --rounds 3 --compare
             """)
 
@@ -46,11 +47,11 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also run the reference PyTorch and JAX programs and print the ratios.")
     var compare = false
 
-    @Option(help: "The folder of reference programs. Default: ../shared/anchors beside the checkout.")
-    var anchors: String?
+    @Option(help: ArgumentHelp("The folder of reference programs. Default: the checkout's benchmarks folder.", valueName: "dir"))
+    var references: String?
 
-    @Option(help: "The Python for the reference programs.")
-    var python: String = "python3"
+    @Option(help: "The Python for the reference programs. Default: the checkout's .venv-bench (made by scripts/benchmark-env.sh), else python3.")
+    var python: String?
 
     @Option(help: "Write the figures as JSON to this file.")
     var output: String?
@@ -87,14 +88,17 @@ struct Bench: ParsableCommand {
             options.ranks = rankCounts()!
             options.models = modelKinds()!
             options.reductions = reductions()!
-            options.python = python
+            let checkout = DataLocation.checkoutDirectory()
+            let environment = checkout.map { "\($0)/.venv-bench/bin/python" }
+            options.python = python ?? environment.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil } ?? "python3"
             options.output = output
             if compare {
-                let candidate = anchors ?? DataLocation.checkoutDirectory().map { "\($0)/../shared/anchors" }
-                guard let candidate, FileManager.default.fileExists(atPath: candidate) else {
-                    throw RunError(.missingInput, "no reference programs found; name their folder with --anchors")
+                let candidate = references ?? checkout.map { "\($0)/benchmarks" }
+                guard let candidate, FileManager.default.fileExists(atPath: "\(candidate)/mnist_split.py") else {
+                    throw RunError(.missingInput, "no reference programs found\(references.map { " in \($0)" } ?? ""); name their "
+                                   + "folder (the checkout's benchmarks) with --references")
                 }
-                options.anchors = candidate
+                options.references = candidate
             }
             _ = try Benchmark.run(options, console: console)
         }

@@ -24,6 +24,7 @@ struct MnistDist: ParsableCommand {
     /// Parses, runs, and ends the process with the run's exit code. Under mpirun every rank parses the same
     /// arguments, so only rank 0 prints a usage error; all ranks exit with its code.
     static func main() {
+        KernelChoice.restartIfBetter()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -39,7 +39,7 @@ extension EndToEnd {
                           (["--rho", "2"], "--rho 2"), (["--hidden", "10,x"], "--hidden 10,x"),
                           (["--shuffle", "chapter", "--split", "standard"], "--shuffle chapter"),
                           (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir"),
-                          (["--stall-timeout", "-1"], "--stall-timeout -1"), (["--stall-timeout", "inf"], "--stall-timeout inf")])
+                          (["--stall-timeout=-1"], "--stall-timeout -1"), (["--stall-timeout", "inf"], "--stall-timeout inf")])
         func refused(arguments: [String], named: String) {
             let start = Date()
             let run = MnistDist.run(["train", "--data-dir", E2E.mnist] + arguments)

@@ -28,4 +28,24 @@ struct MachineTests {
         let matched = MachineDescription(cpu: "AMD EPYC", vectorISA: .avx2, blasKernel: "Zen", blasISA: .avx2, forcedCoreType: nil)
         #expect(matched.hint == nil)
     }
+
+    @Test("kernels are chosen only when OpenBLAS fell back to Prescott on a wider CPU and nobody set OPENBLAS_CORETYPE")
+    func kernelChoice() {
+        func machine(_ isa: VectorISA, _ kernel: String, _ kernelISA: VectorISA) -> MachineDescription {
+            MachineDescription(cpu: "CPU", vectorISA: isa, blasKernel: kernel, blasISA: kernelISA, forcedCoreType: nil)
+        }
+        #expect(KernelChoice.better(than: machine(.avx512, "Prescott", .sse), environment: [:]) == "SkylakeX")
+        #expect(KernelChoice.better(than: machine(.avx2, "Prescott", .sse), environment: [:]) == "Haswell")
+        #expect(KernelChoice.better(than: machine(.avx512, "Prescott", .sse), environment: ["OPENBLAS_CORETYPE": "Prescott"]) == nil,
+                "the user's setting stands")
+        #expect(KernelChoice.better(than: machine(.avx512, "Prescott", .sse), environment: [KernelChoice.marker: "SkylakeX"]) == nil,
+                "started again once at most")
+        #expect(KernelChoice.better(than: machine(.avx512, "Haswell", .avx2), environment: [:]) == nil, "a recognised CPU")
+        #expect(KernelChoice.better(than: machine(.avx512, "SkylakeX", .avx512), environment: [:]) == nil)
+        #expect(KernelChoice.better(than: machine(.sse, "Prescott", .sse), environment: [:]) == nil)
+        let chosen = MachineDescription(cpu: "Intel Xeon", vectorISA: .avx512, blasKernel: "SkylakeX", blasISA: .avx512,
+                                        forcedCoreType: "SkylakeX", chosenCoreType: "SkylakeX")
+        #expect(chosen.forcedCoreType == nil && chosen.hint == nil)
+        #expect(chosen.summary.hasSuffix("(AVX-512, chosen by mnist-dist: OpenBLAS does not recognise this CPU)"))
+    }
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Measures training on the simulated cluster (scripts/cluster-sim.sh): seconds per epoch and the all-reduce's share,
-# for each number of hosts, link and overlap setting. One rank of one thread per host. Root only. Not a test.
-#   scripts/cluster-bench.sh [--model cnn] [--epochs 2] [--hosts "2 4"] [--reduction double] [--extra "ARGS"]
+# for each number of hosts, link and overlap setting, with the bytes each rank all-reduces per step and how the
+# step's all-reduce time compares with what a ring needs on that link (2 (N - 1) / N x the bytes at the link's
+# rate). One rank of one thread per host. Root only. Not a test.
+#   scripts/cluster-bench.sh [--model cnn] [--epochs 2] [--hosts "2 4"] [--reduction double] [--links "1gbit 0.2ms"]
+#                            [--overlaps "overlap no-overlap"] [--extra "ARGS"]
 # Prints a Markdown table; the figures go into docs/scaling.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 model=cnn epochs=2 hostcounts="2 4" reduction=double extra=""
+links=("unlimited" "10gbit 0.05ms" "1gbit 0.2ms") overlaps="overlap no-overlap"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
@@ -13,6 +17,8 @@ while [ $# -gt 0 ]; do
     --hosts) hostcounts="$2"; shift 2 ;;
     --reduction) reduction="$2"; shift 2 ;;
     --extra) extra="$2"; shift 2 ;;
+    --links) IFS=, read -r -a links <<< "$2"; shift 2 ;;
+    --overlaps) overlaps="$2"; shift 2 ;;
     *) echo "cluster-bench.sh: unknown option $1" >&2; exit 64 ;;
   esac
 done
@@ -21,26 +27,34 @@ binary="$root/.build/release/mnist-dist"
 data="${MNIST_DATA_DIR:-$root/data/mnist}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-echo "| hosts | link | overlap | s/epoch | all-reduce share | ms per step in all-reduce |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| hosts | link | sum | overlap | s/epoch | all-reduce share | MB per step per rank | ms per step in all-reduce | against the wire's time |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for hosts in $hostcounts; do
-  for link in "unlimited" "10gbit 0.05ms" "1gbit 0.2ms"; do
+  for link in "${links[@]}"; do
     limits=()
     if [ "$link" != unlimited ]; then set -- $link; limits=(--rate "$1" --delay "$2"); fi
-    for overlap in overlap no-overlap; do
+    for overlap in $overlaps; do
       metrics="$work/m-$hosts-${link// /_}-$overlap.jsonl"
       "$root/scripts/cluster-sim.sh" --hosts "$hosts" "${limits[@]}" -- "$binary" train --model "$model" --data-dir "$data" \
         --split chapter --epochs "$epochs" --threads 1 --allreduce "$reduction" --"$overlap" --metrics "$metrics" \
         --progress none --quiet $extra > "$work/log" 2>&1 || { echo "run failed:"; tail -20 "$work/log"; exit 1; }
-      python3 - "$metrics" "$hosts" "$link" "$overlap" <<'PY'
+      python3 - "$metrics" "$hosts" "$link" "$overlap" "$reduction" <<'PY'
 import json, sys, statistics
-path, hosts, link, overlap = sys.argv[1:]
+path, hosts, link, overlap, reduction = sys.argv[1:]
 epochs = [json.loads(l) for l in open(path) if '"epoch"' in l]
 used = epochs[1:] if len(epochs) > 1 else epochs
 seconds = statistics.median(e["seconds"] for e in used)
 share = statistics.median(e["communication_share"] for e in used)
 step_ms = statistics.median(e["allreduce_seconds"] / e["steps"] * 1000 for e in used)
-print(f"| {hosts} | {link} | {'on' if overlap == 'overlap' else 'off'} | {seconds:.2f} | {100*share:.0f} % | {step_ms:.1f} |")
+payload = statistics.median(e["allreduce_bytes_per_step"] for e in used)
+n = int(hosts)
+against = "-"
+if link != "unlimited":
+    rate = float(link.split()[0].replace("gbit", "")) * 1e9
+    wire_ms = 2 * (n - 1) / n * payload * 8 / rate * 1000
+    against = f"{wire_ms:.1f} ms: {step_ms / wire_ms:.2f}x"
+print(f"| {hosts} | {link} | {reduction} | {'on' if overlap == 'overlap' else 'off'} | {seconds:.2f} | {100*share:.0f} % | "
+      f"{payload / 1e6:.2f} | {step_ms:.1f} | {against} |")
 PY
     done
   done

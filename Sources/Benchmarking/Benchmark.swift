@@ -45,6 +45,17 @@ public struct BenchmarkRow: Sendable {
     public var residentAfterLastEpoch: Double
     public var testAccuracy: Double
     public var ours: Bool
+    /// Bytes each rank hands to the gradient all-reduce per step, and the milliseconds a step spends in it
+    /// (waiting included); NaN for one rank and the references.
+    public var allReduceBytesPerStep = Double.nan
+    public var allReduceMillisecondsPerStep = Double.nan
+
+    /// The rate at which a ring all-reduce moved the gradient, in GB/s of bus traffic (2 (N - 1) / N x the bytes
+    /// per rank, over the step's all-reduce time): the figure to hold against a link's speed.
+    public var busGigabytesPerSecond: Double {
+        guard ranks > 1 else { return .nan }
+        return 2 * Double(ranks - 1) / Double(ranks) * allReduceBytesPerStep / (allReduceMillisecondsPerStep / 1000) / 1e9
+    }
 
     public init(name: String, model: String, ranks: Int = 1, threads: Int = 1, secondsPerEpoch: Double, samplesPerSecond: Double = .nan,
                 gflops: Double = .nan, shares: (forward: Double, backward: Double, allReduce: Double, optimizer: Double) = (.nan, .nan, .nan, .nan),
@@ -180,7 +191,7 @@ public enum Benchmark {
         let phases = [median("forward_seconds"), median("backward_seconds"), median("allreduce_seconds"), median("optimizer_seconds")]
         let total = max(phases.reduce(0, +), 1e-12)
         let peaks = (run["peak_resident_mb_per_rank"] as? [NSNumber])?.map(\.doubleValue) ?? []
-        return BenchmarkRow(name: name, model: model.rawValue, ranks: ranks, threads: threads, secondsPerEpoch: seconds,
+        var row = BenchmarkRow(name: name, model: model.rawValue, ranks: ranks, threads: threads, secondsPerEpoch: seconds,
                             samplesPerSecond: trainingSamples / seconds,
                             gflops: flopPerSample[model]! * trainingSamples / seconds / 1e9,
                             shares: (phases[0] / total, phases[1] / total, phases[2] / total, phases[3] / total),
@@ -188,6 +199,11 @@ public enum Benchmark {
                             residentAfterSecondEpoch: epochs.count > 1 ? number(epochs[1], "resident_mb") : .nan,
                             residentAfterLastEpoch: number(epochs.last!, "resident_mb"),
                             testAccuracy: number(run, "final_test_accuracy"), ours: true)
+        if ranks > 1 {
+            row.allReduceBytesPerStep = median("allreduce_bytes_per_step")
+            row.allReduceMillisecondsPerStep = Support.median(measured.map { 1000 * number($0, "allreduce_seconds") / number($0, "steps") })
+        }
+        return row
     }
 
     /// The reference programs: JAX's MLP, PyTorch's CNN with 2 threads, PyTorch DDP with 2 gloo processes.
@@ -240,19 +256,24 @@ public enum Benchmark {
     static func format(_ row: BenchmarkRow) -> String {
         String(format: "  %-46@ %6.2f s/epoch %7.0f samples/s %6.1f GFLOP/s  test %.4f", row.name, row.secondsPerEpoch,
                row.samplesPerSecond, row.gflops, row.testAccuracy)
+            + (row.allReduceBytesPerStep.isNaN ? "" : String(format: "  all-reduce %.1f MB/step, %.1f ms/step, %.2f GB/s on the bus",
+                                                             row.allReduceBytesPerStep / 1e6, row.allReduceMillisecondsPerStep,
+                                                             row.busGigabytesPerSecond))
     }
 
     /// The full table, Markdown, with phase shares and memory.
     public static func table(_ rows: [BenchmarkRow]) -> String {
-        var lines = ["| run | s/epoch | samples/s | GFLOP/s | fwd / bwd / all-reduce / opt | peak RSS per rank | RSS epoch 2 -> last | test acc |",
-                     "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        var lines = ["| run | s/epoch | samples/s | GFLOP/s | fwd / bwd / all-reduce / opt | all-reduce MB/step, ms/step | peak RSS per rank | RSS epoch 2 -> last | test acc |",
+                     "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for row in rows {
             let shares = row.ours ? String(format: "%.0f / %.0f / %.0f / %.0f %%", 100 * row.shares.forward, 100 * row.shares.backward,
                                            100 * row.shares.allReduce, 100 * row.shares.optimizer) : "-"
             let memory = row.ours ? String(format: "%.0f MB", row.peakResidentMegabytes) : "-"
             let growth = row.ours ? String(format: "%.0f -> %.0f MB", row.residentAfterSecondEpoch, row.residentAfterLastEpoch) : "-"
-            lines.append(String(format: "| %@ | %.2f | %.0f | %.1f | %@ | %@ | %@ | %.4f |", row.name, row.secondsPerEpoch,
-                                row.samplesPerSecond, row.gflops, shares, memory, growth, row.testAccuracy))
+            let wire = row.allReduceBytesPerStep.isNaN ? "-"
+                : String(format: "%.1f MB, %.1f ms", row.allReduceBytesPerStep / 1e6, row.allReduceMillisecondsPerStep)
+            lines.append(String(format: "| %@ | %.2f | %.0f | %.1f | %@ | %@ | %@ | %@ | %.4f |", row.name, row.secondsPerEpoch,
+                                row.samplesPerSecond, row.gflops, shares, wire, memory, growth, row.testAccuracy))
         }
         return lines.joined(separator: "\n")
     }
@@ -296,6 +317,9 @@ public enum Benchmark {
                         ("peak_resident_mb", Support.json(row.peakResidentMegabytes)),
                         ("resident_mb_after_epoch_2", Support.json(row.residentAfterSecondEpoch)),
                         ("resident_mb_after_last_epoch", Support.json(row.residentAfterLastEpoch)),
+                        ("allreduce_bytes_per_step", Support.json(row.allReduceBytesPerStep)),
+                        ("allreduce_ms_per_step", Support.json(row.allReduceMillisecondsPerStep)),
+                        ("allreduce_bus_gb_per_s", Support.json(row.busGigabytesPerSecond)),
                         ("test_accuracy", Support.json(row.testAccuracy))])
         }
         let machine = MachineDescription.current()

@@ -10,6 +10,7 @@ static inline MPI_Comm cmpi_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Datatype cmpi_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype cmpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype cmpi_int64(void) { return MPI_INT64_T; }
+static inline MPI_Datatype cmpi_int32(void) { return MPI_INT32_T; }
 static inline MPI_Datatype cmpi_byte(void) { return MPI_BYTE; }
 static inline MPI_Op cmpi_op_sum(void) { return MPI_SUM; }
 static inline MPI_Op cmpi_op_max(void) { return MPI_MAX; }

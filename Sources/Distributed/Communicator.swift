@@ -8,7 +8,7 @@ public struct CommunicatorError: Error, CustomStringConvertible {
 }
 
 /// Element types the collectives move.
-public enum ReductionElement: Sendable { case float, double, int64 }
+public enum ReductionElement: Sendable { case float, double, int32, int64 }
 
 /// How partial values combine in a reduction.
 public enum ReductionOperation: Sendable { case sum, max, min }
@@ -88,6 +88,11 @@ extension Communicator {
     /// In-place reduction of Doubles over all ranks (metrics).
     public func allReduce(_ buffer: UnsafeMutableBufferPointer<Double>, _ operation: ReductionOperation) throws(CommunicatorError) {
         try allReduce(UnsafeMutableRawBufferPointer(buffer), count: buffer.count, element: .double, operation: operation)
+    }
+
+    /// In-place reduction of 32-bit integers over all ranks (the narrow fixed-point sum).
+    public func allReduce(_ buffer: UnsafeMutableBufferPointer<Int32>, _ operation: ReductionOperation) throws(CommunicatorError) {
+        try allReduce(UnsafeMutableRawBufferPointer(buffer), count: buffer.count, element: .int32, operation: operation)
     }
 
     /// In-place reduction of 64-bit integers over all ranks (counts, hashes, flags).

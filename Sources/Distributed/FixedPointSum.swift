@@ -20,6 +20,15 @@
 // 2^-46 of the largest value is far below Float's own resolution of it (2^-24), so the final rounding to Float
 // decides the result in all but contrived cases. Headroom: |value| < 2^(E + 1) is at most 2^46 grid steps, so
 // up to 2^16 micro-batches sum without overflow (batch size up to 2^16 micro-batches; checked).
+//
+// Float's bytes on the wire (the narrow sum). A batch of K <= 64 micro-batches (the default: 128 / 32 = 4) is
+// summed in Int32 instead, in blocks of 256 consecutive values of a tensor, each with its own grid: the ranks agree
+// on each block's largest magnitude (one Float per block, 1/256 of the bytes), and the grid leaves 30 - ceil(log2
+// K) bits for a value (28 at K = 4), so that K values sum without overflow. The all-reduce then moves 4 bytes a
+// value, as a Float all-reduce does, and stays exact and order-free: integers. What it costs: a value is rounded to
+// 2^-(bits - 1) of its block's largest (2^-27 at K = 4) instead of 2^-45 of its tensor's, so a value far smaller
+// than its block's largest (below 2^-3 of it, at K = 4) keeps fewer bits than Float would give it. The grid
+// depends on K, the batch's micro-batch count, which every rank count computes alike: the same bits at any N.
 import Dispatch
 import Support
 
@@ -73,20 +82,75 @@ public final class FixedPointSum: GradientReducer {
         self.threads = threads
         sum = [Int64](repeating: 0, count: count)
         largest = [Float](repeating: 0, count: tensors.count)
+        blocks = tensors.flatMap { tensor in
+            stride(from: tensor.lowerBound, to: tensor.upperBound, by: NarrowFixedPoint.blockSize).map {
+                $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
+            }
+        }
+        narrowSum = [Int32](repeating: 0, count: count)
+        blockLargest = [Float](repeating: 0, count: blocks.count)
     }
 
+    /// The narrow sum's blocks (of `NarrowFixedPoint.blockSize` values, none across a tensor's end), its Int32 sum
+    /// and each block's largest magnitude; allocated once.
+    private let blocks: [Range<Int>]
+    private var narrowSum: [Int32]
+    private var blockLargest: [Float]
+
     public var summary: String {
-        "gradients summed exactly (Int64 fixed point over micro-batches of \(plan.size): the same bits at any rank "
-            + "and thread count)"
+        "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
+            + "any rank and thread count)"
             + (communicator.size > 1 ? ", one all-reduce after backward" : "")
     }
 
     private let plan: MicroBatches
     public var microBatches: MicroBatches? { plan }
 
-    /// `parts` are this rank's micro-batch gradients (a zero part if it has none); the sum over every rank's
-    /// micro-batches is left in the first part.
+    public private(set) var bytesPerStep = 0
+
+    /// `reduce(_:batch:)` for a batch of unknown size: the Int64 sum, whose headroom covers any batch.
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+        try reduceWide(parts)
+    }
+
+    /// `parts` are this rank's micro-batch gradients (a zero part if it has none); the sum over every rank's
+    /// micro-batches of `batch` is left in the first part: in Int32 blocks when the batch has few enough
+    /// micro-batches, else in Int64.
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
+        if let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) {
+            try reduceNarrow(parts, valueBits: bits)
+        } else {
+            try reduceWide(parts)
+        }
+    }
+
+    /// The Int32 sum in blocks (see the top of this file).
+    private func reduceNarrow(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, valueBits: Int) throws(CommunicatorError) {
+        let total = parts.first!
+        require(narrowSum.count == total.count, "FixedPointSum: \(total.count) gradients, made for \(narrowSum.count)")
+        let blocks = self.blocks
+        blockLargest.withUnsafeMutableBufferPointer { largest in
+            NarrowFixedPoint.largestPerBlock(parts, blocks: blocks, into: largest, threads: threads)
+        }
+        try blockLargest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
+            try communicator.allReduce(UnsafeMutableRawBufferPointer(largest), count: largest.count, element: .float, operation: .max)
+        }
+        narrowSum.withUnsafeMutableBufferPointer { sum in
+            blockLargest.withUnsafeBufferPointer { largest in
+                NarrowFixedPoint.accumulate(parts, blocks: blocks, largest: largest, valueBits: valueBits, into: sum, threads: threads)
+            }
+        }
+        try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in try communicator.allReduce(sum, .sum) }
+        narrowSum.withUnsafeBufferPointer { sum in
+            blockLargest.withUnsafeBufferPointer { largest in
+                NarrowFixedPoint.convertBack(sum, blocks: blocks, largest: largest, valueBits: valueBits, into: total, threads: threads)
+            }
+        }
+        bytesPerStep = communicator.size > 1 ? total.count * 4 + blocks.count * 4 : 0
+    }
+
+    /// The Int64 sum, one grid per tensor.
+    private func reduceWide(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
         let total = parts.first!
         require(sum.count == total.count, "FixedPointSum: \(total.count) gradients, made for \(sum.count)")
         for (t, range) in tensors.enumerated() {
@@ -106,6 +170,7 @@ public final class FixedPointSum: GradientReducer {
                 FixedPoint.convertBack(sum, range: range, largest: largest[t], into: total)
             }
         }
+        bytesPerStep = communicator.size > 1 ? total.count * 8 + tensors.count * 4 : 0
     }
 }
 
@@ -189,6 +254,101 @@ public enum FixedPoint {
         } else {
             let step = Double(sign: .plus, exponent: grid, significand: 1)
             for i in range { total[i] = Float(Double(sum[i]) * step) }
+        }
+    }
+}
+
+/// The narrow (Int32) fixed-point kernels: one grid per block of a tensor.
+public enum NarrowFixedPoint {
+    /// Values per block: 1/256 more bytes for the blocks' largest magnitudes, and a grid that follows the gradient's
+    /// scale along a tensor.
+    public static let blockSize = 256
+
+    /// Bits of a value's grid for a sum of `terms` micro-batches: K values of at most 2^bits steps sum below 2^30,
+    /// inside an Int32. Nil when fewer than 24 would be left (more than 64 micro-batches): the Int64 sum then.
+    public static func valueBits(terms: Int) -> Int? {
+        let headroom = terms <= 1 ? 0 : Int.bitWidth - (terms - 1).leadingZeroBitCount  // ceil(log2 terms)
+        let bits = 30 - headroom
+        return bits >= 24 ? bits : nil
+    }
+
+    /// The grid's exponent for a block whose largest magnitude is `largest` (finite, not 0).
+    static func gridExponent(_ largest: Float, valueBits: Int) -> Int { Int(largest.exponent) + 1 - valueBits }
+
+    /// Runs `body(block)` for every block, the blocks shared among `threads` threads.
+    static func forEachBlock(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let workers = min(threads, max(1, count / 64))
+        if workers <= 1 {
+            for block in 0..<count { body(block) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for block in stride(from: worker, to: count, by: workers) { body(block) }
+            }
+        }
+    }
+
+    /// Each block's largest magnitude over every part (infinity when a value is not finite).
+    static func largestPerBlock(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, blocks: [Range<Int>],
+                                into largest: UnsafeMutableBufferPointer<Float>, threads: Int) {
+        let work = UncheckedSendable((parts, blocks, largest))
+        forEachBlock(blocks.count, threads: threads) { b in
+            let (parts, blocks, largest) = work.value
+            var result: Float = 0
+            for part in parts {
+                result = max(result, FixedPoint.largestMagnitude(UnsafeBufferPointer(rebasing: part[blocks[b]])))
+            }
+            largest[b] = result
+        }
+    }
+
+    /// `sum[block] = Σ over parts of round(part[block] / 2^grid)`, each part read once.
+    static func accumulate(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, blocks: [Range<Int>],
+                           largest: UnsafeBufferPointer<Float>, valueBits: Int, into sum: UnsafeMutableBufferPointer<Int32>,
+                           threads: Int) {
+        let work = UncheckedSendable((parts, blocks, largest, sum))
+        forEachBlock(blocks.count, threads: threads) { b in
+            let (parts, blocks, largest, sum) = work.value
+            let range = blocks[b], target = sum.baseAddress! + range.lowerBound
+            guard largest[b].isFinite && largest[b] > 0 else {
+                for i in 0..<range.count { target[i] = 0 }  // all zero, or not finite (convertBack writes NaN)
+                return
+            }
+            let scale = Double(sign: .plus, exponent: -gridExponent(largest[b], valueBits: valueBits), significand: 1)
+            for (index, part) in parts.enumerated() {
+                let values = part.baseAddress! + range.lowerBound
+                if index == 0 {
+                    for i in 0..<range.count { target[i] = Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
+                } else {
+                    for i in 0..<range.count { target[i] &+= Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
+                }
+            }
+        }
+    }
+
+    /// `total[block] = Float(sum[block] x 2^grid)`: one rounding (two where the result is subnormal); NaN for a
+    /// block that held a value that was not finite.
+    static func convertBack(_ sum: UnsafeBufferPointer<Int32>, blocks: [Range<Int>], largest: UnsafeBufferPointer<Float>,
+                            valueBits: Int, into total: UnsafeMutableBufferPointer<Float>, threads: Int) {
+        let work = UncheckedSendable((sum, blocks, largest, total))
+        forEachBlock(blocks.count, threads: threads) { b in
+            let (sum, blocks, largest, total) = work.value
+            let range = blocks[b]
+            guard largest[b].isFinite else {
+                for i in range { total[i] = .nan }
+                return
+            }
+            guard largest[b] > 0 else {
+                for i in range { total[i] = 0 }
+                return
+            }
+            let grid = gridExponent(largest[b], valueBits: valueBits)
+            if grid >= Int(Float.leastNormalMagnitude.exponent) {
+                let step = Float(sign: .plus, exponent: grid, significand: 1)
+                for i in range { total[i] = Float(sum[i]) * step }  // Float(Int32) rounds once; the power of two is exact
+            } else {
+                let step = Double(sign: .plus, exponent: grid, significand: 1)
+                for i in range { total[i] = Float(Double(sum[i]) * step) }
+            }
         }
     }
 }

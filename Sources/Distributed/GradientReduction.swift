@@ -10,7 +10,8 @@
 //                  exact while the summed values' exponents span less than Double's 29 extra bits, and so the
 //                  same bits whatever the split or the order.
 //   OverlappedSum  either of those sums, started per bucket of parameters while backward is still running.
-//   FixedPointSum  fixed micro-batches summed in Int64 fixed point: the same bits at any rank and thread count
+//   FixedPointSum  fixed micro-batches summed in fixed point: the same bits at any rank and thread count; Int32
+//                  on the wire (Float's bytes) for batches of up to 64 micro-batches, Int64 beyond
 //                  (FixedPointSum.swift).
 import Dispatch
 import Support
@@ -53,12 +54,21 @@ public protocol GradientReducer: AnyObject {
     /// Leaves in the first part the sum of `parts` over this rank and every other rank. The other parts may be
     /// used as scratch. Every rank calls it once per step, with parts of equal length.
     func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError)
+    /// `reduce` for a step on the global `batch` (positions in the epoch's order), for reducers whose sum depends
+    /// on how many micro-batches the batch has.
+    func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError)
+    /// Bytes each rank hands to the all-reduce in the last step (0 on one rank): what a ring all-reduce moves
+    /// about twice over the wire.
+    var bytesPerStep: Int { get }
 }
 
 extension GradientReducer {
     public func backwardHooks() -> BackwardHooks? { nil }
     public var secondsDuringBackward: Double { 0 }
     public var microBatches: MicroBatches? { nil }
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
+        try reduce(parts)
+    }
 }
 
 public enum GradientReduction {
@@ -101,7 +111,10 @@ public final class FloatSum: GradientReducer {
         let total = parts.first!
         for part in parts.dropFirst() { ReductionKernels.add(part, into: total) }
         try communicator.allReduceSum(total)
+        bytesPerStep = communicator.size > 1 ? total.count * 4 : 0
     }
+
+    public private(set) var bytesPerStep = 0
 }
 
 /// The parts summed in Double, all-reduced in Double, rounded to Float once.
@@ -129,7 +142,10 @@ public final class DoubleSum: GradientReducer {
             try communicator.allReduce(sum, .sum)
             ReductionKernels.round(UnsafeBufferPointer(sum), into: total)
         }
+        bytesPerStep = communicator.size > 1 ? total.count * 8 : 0
     }
+
+    public private(set) var bytesPerStep = 0
 }
 
 /// Buckets of parameters, last layer first (the order backward finishes them), each all-reduced with
@@ -237,6 +253,8 @@ public final class OverlappedSum: GradientReducer {
             wide.withUnsafeBufferPointer { ReductionKernels.round($0, into: gradient) }
         }
     }
+
+    public var bytesPerStep: Int { gradient.count * (precision == .double ? 8 : 4) }
 }
 
 // MARK: Kernels

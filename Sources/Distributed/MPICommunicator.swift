@@ -110,6 +110,7 @@ public final class MPICommunicator: Communicator {
         switch element {
         case .float: (type, width) = (cmpi_float(), 4)
         case .double: (type, width) = (cmpi_double(), 8)
+        case .int32: (type, width) = (cmpi_int32(), 4)
         case .int64: (type, width) = (cmpi_int64(), 8)
         }
         let op: MPI_Op

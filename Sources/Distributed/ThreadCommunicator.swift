@@ -83,6 +83,7 @@ public final class ThreadCommunicator: Communicator {
         switch element {
         case .float: combine(Float.self, all, buffer, count, operation)
         case .double: combine(Double.self, all, buffer, count, operation)
+        case .int32: combine(Int32.self, all, buffer, count, operation)
         case .int64: combine(Int64.self, all, buffer, count, operation)
         }
     }

@@ -32,7 +32,7 @@ final class MetricsLog {
 /// configuration's keys are the checkpoints' (`SettingKey`).
 enum MetricsRecord {
     static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?,
-                      slurm: SlurmJob? = nil) -> String {
+                      allReduceBytesPerStep: Int = 0, slurm: SlurmJob? = nil) -> String {
         jsonObject([
             ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
             ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
@@ -41,6 +41,7 @@ enum MetricsRecord {
             ("steps", "\(steps)"),
             ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
             ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
+            ("allreduce_bytes_per_step", "\(allReduceBytesPerStep)"),
             ("resident_mb", json(residentMegabytes ?? .nan)),
         ] + slurmFields(slurm))
     }

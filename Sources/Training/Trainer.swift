@@ -231,7 +231,7 @@ public final class Trainer {
         try communicator.agree {
             try run.metrics?.append(MetricsRecord.epoch(record, phases: phases, steps: steps,
                                                         residentMegabytes: Memory.residentMegabytes()?.current,
-                                                        slurm: options.slurm))
+                                                        allReduceBytesPerStep: run.reducer.bytesPerStep, slurm: options.slurm))
             try run.tensorBoard?.flush()
         }
         let decision = run.policy.afterEpoch(epoch, of: configuration.epochs, stopAgreed: stopAgreed)
@@ -254,7 +254,7 @@ public final class Trainer {
         let reduceStart = DispatchTime.now()
         var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
         do {
-            try run.reducer.reduce(parts)
+            try run.reducer.reduce(parts, batch: batch)
             try metrics.sum(over: communicator)
         } catch {
             throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")

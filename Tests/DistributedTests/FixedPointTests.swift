@@ -25,9 +25,13 @@ let tensors = [0..<64, 64..<128]
 /// The reducer's plan only tells the workers how to cut a batch; these tests hand it the micro-batches directly.
 let plan = MicroBatches(size: 16)
 
+/// The two sums: Int64 per tensor (a batch of unknown size), and Int32 in blocks (a batch of 8 micro-batches).
+enum Width: CaseIterable { case wide, narrow }
+
 /// Reduces micro-batches `0..<count`, assigned to ranks by `assign` (rank -> its micro-batch indices), with
 /// `FixedPointSum` on thread ranks; every rank's result.
-func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, assign: @escaping @Sendable (Int) -> [Int]) throws -> [[Float]] {
+func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Width = .wide,
+                   assign: @escaping @Sendable (Int) -> [Int]) throws -> [[Float]] {
     try ThreadGroup.run(ranks: ranks, descending: descending) { communicator in
         let mine = assign(communicator.rank)
         let buffers = (mine.isEmpty ? [-1] : mine).map { index in
@@ -36,22 +40,27 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, assign: @es
             return buffer
         }
         defer { buffers.forEach { $0.deallocate() } }
-        try FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan).reduce(buffers[...])
+        let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
+        switch width {
+        case .wide: try sum.reduce(buffers[...])
+        case .narrow: try sum.reduce(buffers[...], batch: 0..<(16 * count))
+        }
         return Array(buffers[0])
     }
 }
 
 @Suite("The exact sum")
 struct FixedPointTests {
-    @Test("any grouping of 8 micro-batches over 1-5 ranks, in any order, gives the same bits")
-    func groupingAndOrder() throws {
-        let reference = try fixedPointSum(count: 8, ranks: 1) { _ in Array(0..<8) }[0]
+    @Test("any grouping of 8 micro-batches over 1-5 ranks, in any order, gives the same bits (Int64 and Int32 sums)",
+          arguments: Width.allCases)
+    func groupingAndOrder(width: Width) throws {
+        let reference = try fixedPointSum(count: 8, ranks: 1, width: width) { _ in Array(0..<8) }[0]
         for ranks in 1...5 {
             for descending in [false, true] {
-                let contiguous = try fixedPointSum(count: 8, ranks: ranks, descending: descending) { rank in
+                let contiguous = try fixedPointSum(count: 8, ranks: ranks, descending: descending, width: width) { rank in
                     Array((rank * 8 / ranks)..<((rank + 1) * 8 / ranks))
                 }
-                let roundRobin = try fixedPointSum(count: 8, ranks: ranks, descending: descending) { rank in
+                let roundRobin = try fixedPointSum(count: 8, ranks: ranks, descending: descending, width: width) { rank in
                     Array(stride(from: rank, to: 8, by: ranks)).reversed()
                 }
                 for result in contiguous + roundRobin {
@@ -72,6 +81,45 @@ struct FixedPointTests {
         // 1e10 and -1e10 cancel; 8 x 1e-30 is far below 2^-46 of 1e10 and vanishes, as documented.
         let partsWithBigValues = (0..<8).map { adversarialPart($0)[0] }
         #expect(result[0] == Float(partsWithBigValues.reduce(0.0) { $0 + Double($1) }))
+    }
+
+    @Test("the Int32 sum: exact where its grid (2^-27 of a block's largest at 8 micro-batches) holds the values; within a grid step per micro-batch elsewhere")
+    func narrowExactness() throws {
+        let result = try fixedPointSum(count: 8, ranks: 3, width: .narrow) { [[0, 1, 2], [3, 4, 5], [6, 7]][$0] }[0]
+        // The second tensor's values are multiples of 2^-10 below 3: its grid, 2^(1 + 1 - 27), holds them.
+        for i in 0..<64 {
+            let exact = (0..<8).reduce(0.0) { $0 + Double(adversarialPart($1)[64 + i]) }
+            #expect(result[64 + i] == Float(exact))
+        }
+        // The first tensor's largest is 1e10 (exponent 33): a grid step of 2^7 = 128. 1e10 and -1e10 cancel
+        // exactly; small values vanish; every sum is within 8 x 64 of the exact one.
+        for i in 0..<64 {
+            let exact = (0..<8).reduce(0.0) { $0 + Double(adversarialPart($1)[i]) }
+            #expect(abs(Double(result[i]) - exact) <= 8 * 64 + abs(exact) * 0x1p-24, "value \(i): \(result[i]) against \(exact)")
+        }
+        #expect(NarrowFixedPoint.valueBits(terms: 1) == 30 && NarrowFixedPoint.valueBits(terms: 4) == 28)
+        #expect(NarrowFixedPoint.valueBits(terms: 8) == 27 && NarrowFixedPoint.valueBits(terms: 64) == 24)
+        #expect(NarrowFixedPoint.valueBits(terms: 65) == nil, "more micro-batches: the Int64 sum")
+    }
+
+    @Test("the Int32 sum of 64 micro-batches of the largest magnitude fills the headroom without overflow")
+    func narrowHeadroom() throws {
+        let results = try ThreadGroup.run(ranks: 4) { communicator -> [Float] in
+            // 16 micro-batches per rank, every value the block's largest (with both signs in the second tensor).
+            let buffers = (0..<16).map { _ in
+                let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 128)
+                for i in 0..<128 { buffer[i] = i < 64 ? Float.greatestFiniteMagnitude.nextDown : (i % 2 == 0 ? 3.999 : -3.999) }
+                return buffer
+            }
+            defer { buffers.forEach { $0.deallocate() } }
+            try FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
+                .reduce(buffers[...], batch: 0..<(16 * 64))
+            return Array(buffers[0])
+        }
+        for result in results {
+            #expect(result[0..<64].allSatisfy { $0 == .infinity }, "64 x (almost) the largest Float: infinity, not a wrapped sum")
+            #expect(result[64..<128].enumerated().allSatisfy { $0.element == ($0.offset % 2 == 0 ? 1 : -1) * 64 * 3.999 })
+        }
     }
 
     @Test("a value that is not finite makes its tensor NaN on every rank, and leaves the others alone")

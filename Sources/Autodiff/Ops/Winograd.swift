@@ -375,66 +375,70 @@ func winogradPoolFuses(_ plan: WinogradPlan, maxPool: Int?) -> Bool {
 
 /// Pooled output (images x O x OH/2 x OW/2) and the winners' positions in their OH x OW plane, from M.
 /// Ties go to the first of (0,0), (0,1), (1,0), (1,1), and NaN wins, as in `maxPool2D`.
+///
+/// Every tile's sums are its own, and a plane's tiles lie consecutive in each ξ plane of M, so the tiles of a
+/// plane are taken 16 at a time in one flat run (one AVX-512 register, or two AVX2 ones), whatever the tile rows;
+/// the choices (relu, the window's winner) are bit masks, not branches.
 func winogradTransformOutputPooled(_ m: UnsafePointer<Float>, images: Int, _ plan: WinogradPlan, bias: UnsafePointer<Float>?,
                                    relu: Bool, _ pooled: UnsafeMutablePointer<Float>, _ argmax: UnsafeMutablePointer<Int32>) {
     let g = plan.g
-    let t = images * plan.tilesPerImage
+    let tiles = plan.tilesPerImage
+    let t = images * tiles
     let stride = g.o * t
-    for image in 0..<images {
-        for channel in 0..<g.o {
-            let source = m + channel * t + image * plan.tilesPerImage
-            let planeIndex = (image * g.o + channel) * plan.tilesPerImage
-            let values = pooled + planeIndex, winners = argmax + planeIndex
-            let bias = Lane(repeating: bias?[channel] ?? 0)
-            for ty in 0..<plan.tilesY {
-                var tx = 0
-                while tx < plan.tilesX {
-                    let at = ty * plan.tilesX + tx
+    let width = Int32(g.ow)
+    withTileOrigins(plan) { origins in
+        for image in 0..<images {
+            for channel in 0..<g.o {
+                let source = m + channel * t + image * tiles
+                let planeIndex = (image * g.o + channel) * tiles
+                let values = pooled + planeIndex, winners = argmax + planeIndex
+                let b = bias?[channel] ?? 0
+                var at = 0
+                while at + 16 <= tiles {
                     let index = source + at
-                    let lanes = min(4, plan.tilesX - tx)
-                    var x = (Lane(), Lane(), Lane(), Lane(), Lane(), Lane(), Lane(), Lane(),
-                             Lane(), Lane(), Lane(), Lane(), Lane(), Lane(), Lane(), Lane())
-                    withUnsafeMutableBytes(of: &x) { raw in
-                        let lanesOf = raw.baseAddress!.assumingMemoryBound(to: Lane.self)
-                        if lanes == 4 {
-                            for xi in 0..<16 { lanesOf[xi] = load4(index + xi * stride) }
-                        } else {
-                            for xi in 0..<16 { for k in 0..<lanes { lanesOf[xi][k] = index[xi * stride + k] } }
-                        }
-                    }
-                    let r0 = (x.0 + x.4 + x.8, x.1 + x.5 + x.9, x.2 + x.6 + x.10, x.3 + x.7 + x.11)
-                    let r1 = (x.4 - x.8 - x.12, x.5 - x.9 - x.13, x.6 - x.10 - x.14, x.7 - x.11 - x.15)
-                    var c00 = r0.0 + r0.1 + r0.2 + bias, c01 = r0.1 - r0.2 - r0.3 + bias
-                    var c10 = r1.0 + r1.1 + r1.2 + bias, c11 = r1.1 - r1.2 - r1.3 + bias
+                    @inline(__always) func x(_ xi: Int) -> Wide { load16(index + xi * stride) }
+                    let bias = Wide(repeating: b)
+                    let r00 = x(0) + x(4) + x(8), r01 = x(1) + x(5) + x(9), r02 = x(2) + x(6) + x(10), r03 = x(3) + x(7) + x(11)
+                    let r10 = x(4) - x(8) - x(12), r11 = x(5) - x(9) - x(13), r12 = x(6) - x(10) - x(14), r13 = x(7) - x(11) - x(15)
+                    var c00 = r00 + r01 + r02 + bias, c01 = r01 - r02 - r03 + bias
+                    var c10 = r10 + r11 + r12 + bias, c11 = r11 - r12 - r13 + bias
                     if relu {  // max(x, 0), keeping NaN as the scalar relu does
-                        let zero = Lane()
-                        c00.replace(with: zero, where: c00 .< zero)
-                        c01.replace(with: zero, where: c01 .< zero)
-                        c10.replace(with: zero, where: c10 .< zero)
-                        c11.replace(with: zero, where: c11 .< zero)
+                        let zero = Wide()
+                        c00 = select(bits(c00 .< zero), zero, c00)
+                        c01 = select(bits(c01 .< zero), zero, c01)
+                        c10 = select(bits(c10 .< zero), zero, c10)
+                        c11 = select(bits(c11 .< zero), zero, c11)
                     }
-                    // Position of (0,0) of each lane's tile in the OH x OW plane; the others add 1, OW, OW + 1.
-                    let origin = SIMD4<Int32>(repeating: Int32(2 * ty * g.ow + 2 * tx)) &+ SIMD4<Int32>(0, 2, 4, 6)
-                    var best = c00
-                    var position = origin
-                    @inline(__always) func consider(_ candidate: Lane, _ offset: Int32) {
-                        let wins = (candidate .> best) .| (candidate .!= candidate)
-                        best.replace(with: candidate, where: wins)
-                        position.replace(with: origin &+ offset, where: wins)
+                    let origin = loadIndices(origins + at)
+                    var best = c00, position = origin
+                    @inline(__always) func consider(_ candidate: Wide, _ offset: Int32) {
+                        let wins = bits(candidate .> best) | bits(candidate .!= candidate)
+                        best = select(wins, candidate, best)
+                        position = select(wins, origin &+ offset, position)
                     }
                     consider(c01, 1)
-                    consider(c10, Int32(g.ow))
-                    consider(c11, Int32(g.ow + 1))
-                    if lanes == 4 {
-                        store(best, values + at)
-                        UnsafeMutableRawPointer(winners + at).storeBytes(of: position, as: SIMD4<Int32>.self)
-                    } else {
-                        for k in 0..<lanes {
-                            values[at + k] = best[k]
-                            winners[at + k] = position[k]
-                        }
+                    consider(c10, width)
+                    consider(c11, width + 1)
+                    store(best, values + at)
+                    UnsafeMutableRawPointer(winners + at).storeBytes(of: position, as: WideIndices.self)
+                    at += 16
+                }
+                while at < tiles {
+                    var x = Wide()
+                    for xi in 0..<16 { x[xi] = source[at + xi * stride] }
+                    let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
+                    let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
+                    var c = SIMD4<Float>(r0.0 + r0.1 + r0.2 + b, r0.1 - r0.2 - r0.3 + b, r1.0 + r1.1 + r1.2 + b, r1.1 - r1.2 - r1.3 + b)
+                    if relu { for k in 0..<4 where c[k] < 0 { c[k] = 0 } }
+                    let offsets = SIMD4<Int32>(0, 1, width, width + 1)
+                    var best = c[0], position = origins[at]
+                    for k in 1..<4 where c[k] > best || c[k] != c[k] {
+                        best = c[k]
+                        position = origins[at] + offsets[k]
                     }
-                    tx += lanes
+                    values[at] = best
+                    winners[at] = position
+                    at += 1
                 }
             }
         }
@@ -442,63 +446,92 @@ func winogradTransformOutputPooled(_ m: UnsafePointer<Float>, images: Int, _ pla
 }
 
 /// Ŷ[ξ][o][t] from the pooled gradient: g · A[i][r] · A[j][c] at the winner (r, c) of each window, zero where the
-/// relu was inactive (pooled value not positive).
+/// relu was inactive (pooled value not positive). Tiles 16 at a time, as in `winogradTransformOutputPooled`.
 func winogradTransformPooledGradient(_ upstream: UnsafePointer<Float>, pooled: UnsafePointer<Float>, argmax: UnsafePointer<Int32>,
                                      images: Int, _ plan: WinogradPlan, relu: Bool, _ yhat: UnsafeMutablePointer<Float>) {
     let g = plan.g
-    let t = images * plan.tilesPerImage
+    let tiles = plan.tilesPerImage
+    let t = images * tiles
     let stride = g.o * t
-    // A's columns: A[i][0] = (1, 1, 1, 0), A[i][1] = (0, 1, -1, -1). Per lane, choose by the winner's row and column.
-    let column0 = Lane(1, 1, 1, 0), column1 = Lane(0, 1, -1, -1)
-    for image in 0..<images {
-        for channel in 0..<g.o {
-            let planeIndex = (image * g.o + channel) * plan.tilesPerImage
-            let gradients = upstream + planeIndex, values = pooled + planeIndex, winners = argmax + planeIndex
-            let out = yhat + channel * t + image * plan.tilesPerImage
-            for ty in 0..<plan.tilesY {
-                var tx = 0
-                while tx < plan.tilesX {
-                    let at = ty * plan.tilesX + tx
-                    let lanes = min(4, plan.tilesX - tx)
-                    var gradient = Lane(), value = Lane(repeating: 1)
-                    var offset = SIMD4<Int32>()
-                    for k in 0..<lanes {
-                        gradient[k] = gradients[at + k]
-                        value[k] = values[at + k]
-                        offset[k] = winners[at + k] - Int32(2 * ty * g.ow + 2 * (tx + k))
+    let width = Int32(g.ow)
+    withTileOrigins(plan) { origins in
+        for image in 0..<images {
+            for channel in 0..<g.o {
+                let planeIndex = (image * g.o + channel) * tiles
+                let gradients = upstream + planeIndex, values = pooled + planeIndex, winners = argmax + planeIndex
+                let out = yhat + channel * t + image * tiles
+                var at = 0
+                while at + 16 <= tiles {
+                    var gradient = load16(gradients + at)
+                    if relu { gradient = select(bits(load16(values + at) .> Wide()), gradient, Wide()) }
+                    let offset = loadIndices(winners + at) &- loadIndices(origins + at)
+                    // 1 where the winner is in the tile's lower row (right column), else 0; A's entries from them:
+                    // A[.][0] = (1, 1, 1, 0) and A[.][1] = (0, 1, -1, -1), so A[i][s] = (1 - s, 1, 1 - 2s, 0 - s).
+                    let one = Wide(repeating: 1)
+                    let lower = select(bits(offset .>= WideIndices(repeating: width)), one, Wide())
+                    let right = select(bits(offset .== WideIndices(repeating: 1)) | bits(offset .== WideIndices(repeating: width + 1)),
+                                       one, Wide())
+                    let rows = ((one - lower) * gradient, one * gradient, (one - 2 * lower) * gradient, (Wide() - lower) * gradient)
+                    let columns = (one - right, one, one - 2 * right, Wide() - right)
+                    @inline(__always) func write(_ row: Wide, _ i: Int) {
+                        let base = out + at + 4 * i * stride
+                        store(row * columns.0, base)
+                        store(row * columns.1, base + stride)
+                        store(row * columns.2, base + 2 * stride)
+                        store(row * columns.3, base + 3 * stride)
                     }
-                    if relu { gradient.replace(with: 0, where: .!(value .> 0)) }
-                    let lowerRow = offset .>= SIMD4<Int32>(repeating: Int32(g.ow))
-                    let rightColumn = (offset .== 1) .| (offset .== SIMD4<Int32>(repeating: Int32(g.ow + 1)))
-                    // A[i][r] and A[j][c] per lane: column 1 of A where the winner is in the lower row / right column.
-                    @inline(__always) func coefficient(_ i: Int, _ second: SIMDMask<SIMD4<Int32>>) -> Lane {
-                        var value = Lane(repeating: column0[i])
-                        value.replace(with: column1[i], where: second)
-                        return value
-                    }
-                    let index = out + at
-                    let columns = (coefficient(0, rightColumn), coefficient(1, rightColumn),
-                                   coefficient(2, rightColumn), coefficient(3, rightColumn))
+                    write(rows.0, 0); write(rows.1, 1); write(rows.2, 2); write(rows.3, 3)
+                    at += 16
+                }
+                while at < tiles {
+                    var gradient = gradients[at]
+                    if relu && !(values[at] > 0) { gradient = 0 }
+                    let offset = winners[at] - origins[at]
+                    let lower: Float = offset >= width ? 1 : 0
+                    let right: Float = offset == 1 || offset == width + 1 ? 1 : 0
+                    let rows = SIMD4<Float>((1 - lower) * gradient, 1 * gradient, (1 - 2 * lower) * gradient, (0 - lower) * gradient)
+                    let columns = SIMD4<Float>(1 - right, 1, 1 - 2 * right, 0 - right)
                     for i in 0..<4 {
-                        let row = coefficient(i, lowerRow) * gradient
-                        let base = index + 4 * i * stride
-                        if lanes == 4 {
-                            store(row * columns.0, base)
-                            store(row * columns.1, base + stride)
-                            store(row * columns.2, base + 2 * stride)
-                            store(row * columns.3, base + 3 * stride)
-                        } else {
-                            for k in 0..<lanes {
-                                base[k] = row[k] * columns.0[k]
-                                base[stride + k] = row[k] * columns.1[k]
-                                base[2 * stride + k] = row[k] * columns.2[k]
-                                base[3 * stride + k] = row[k] * columns.3[k]
-                            }
-                        }
+                        for j in 0..<4 { out[at + (4 * i + j) * stride] = rows[i] * columns[j] }
                     }
-                    tx += lanes
+                    at += 1
                 }
             }
         }
+    }
+}
+
+// MARK: 16 tiles at a time
+
+private typealias Wide = SIMD16<Float>
+private typealias WideIndices = SIMD16<Int32>
+
+@inline(__always) private func loadIndices(_ p: UnsafePointer<Int32>) -> WideIndices {
+    UnsafeRawPointer(p).loadUnaligned(as: WideIndices.self)
+}
+@inline(__always) private func loadIndices(_ p: UnsafeMutablePointer<Int32>) -> WideIndices { loadIndices(UnsafePointer(p)) }
+
+/// A comparison's lanes as bits (all ones where true): masks are combined as integers, since SIMDMask's own
+/// operators (`.|`, `replace(with:where:)`) compile to a loop over the lanes.
+@inline(__always) private func bits(_ mask: SIMDMask<WideIndices>) -> SIMD16<UInt32> { unsafeBitCast(mask, to: SIMD16<UInt32>.self) }
+
+/// `mask ? a : b` per lane, as bit operations.
+@inline(__always) private func select(_ m: SIMD16<UInt32>, _ a: Wide, _ b: Wide) -> Wide {
+    let x = unsafeBitCast(a, to: SIMD16<UInt32>.self), y = unsafeBitCast(b, to: SIMD16<UInt32>.self)
+    return unsafeBitCast((x & m) | (y & ~m), to: Wide.self)
+}
+@inline(__always) private func select(_ m: SIMD16<UInt32>, _ a: WideIndices, _ b: WideIndices) -> WideIndices {
+    let mask = unsafeBitCast(m, to: WideIndices.self)
+    return (a & mask) | (b & ~mask)
+}
+
+/// Runs `body` with each tile's origin, the position of its (0, 0) in the OH x OW plane, by tile index.
+@inline(__always)
+private func withTileOrigins<R>(_ plan: WinogradPlan, _ body: (UnsafeMutablePointer<Int32>) -> R) -> R {
+    withUnsafeTemporaryAllocation(of: Int32.self, capacity: plan.tilesPerImage) { origins in
+        for at in 0..<plan.tilesPerImage {
+            origins[at] = Int32(2 * (at / plan.tilesX) * plan.g.ow + 2 * (at % plan.tilesX))
+        }
+        return body(origins.baseAddress!)
     }
 }

@@ -28,14 +28,13 @@ extension EndToEnd {
             ("mlp-np3-threads1-float", 3, "mlp", ["--threads", "1", "--allreduce", "float"]),
         ]
 
-        /// What a recording depends on besides the code: the CPU model and the OpenBLAS kernel choice.
+        /// What a recording depends on besides the code: the CPU model and the OpenBLAS kernels mnist-dist runs
+        /// with (the environment's, or the ones it chooses when OpenBLAS does not recognise the CPU).
         static var machine: String {
-            let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-                .split(separator: "\n").first { $0.hasPrefix("model name") }?
-                .split(separator: ":", maxSplits: 1).last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
+            let here = MachineDescription.current()
             let environment = ProcessInfo.processInfo.environment
-            return "\(cpu); OPENBLAS_CORETYPE=\(environment["OPENBLAS_CORETYPE"] ?? "unset"); "
-                + "OPENBLAS_L2_SIZE=\(environment["OPENBLAS_L2_SIZE"] ?? "unset")"
+            let kernels = KernelChoice.better(than: here, environment: environment) ?? here.blasKernel
+            return "\(here.cpu); OpenBLAS \(kernels) kernels; OPENBLAS_L2_SIZE=\(environment["OPENBLAS_L2_SIZE"] ?? "unset")"
         }
 
         /// SHA-256 of the parameters' little-endian Float bytes after 20 steps of one case.

@@ -262,9 +262,8 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                         for image in 0..<images {
                             for channel in 0..<g.o {
                                 let start = planes + (image * g.o + channel) * pooled
-                                var total: Float = 0
-                                for j in start..<(start + pooled) where !relu || y[j] > 0 { total += upstream[j] }
-                                db[channel] += total
+                                db[channel] += relu ? vectorSum(upstream + start, wherePositive: y + start, pooled)
+                                    : vectorSum(upstream + start, pooled)
                             }
                         }
                     }
@@ -307,10 +306,7 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                 if let (db, _) = db {
                     for image in 0..<images {
                         for channel in 0..<g.o {
-                            let row = dyChunk + image * outputSize + channel * g.p
-                            var total: Float = 0
-                            for position in 0..<g.p { total += row[position] }
-                            db[channel] += total
+                            db[channel] += vectorSum(dyChunk + image * outputSize + channel * g.p, g.p)
                         }
                     }
                 }

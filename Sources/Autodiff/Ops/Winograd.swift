@@ -127,7 +127,17 @@ func winogradTransformInput(_ input: UnsafePointer<Float>, images: Int, _ plan: 
                 while tx < plan.tilesX {
                     let x0 = 2 * tx - g.padLeft
                     let index = out + ty * plan.tilesX + tx
-                    if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
+                    if rowsInside && tx + 8 <= plan.tilesX && x0 >= 0 && x0 + 18 <= g.w {
+                        // Eight tiles: the same as the four below, with rows of 16 (one AVX-512 load) and halves of 8.
+                        let row0 = plane + y0 * g.w + x0, row1 = row0 + g.w, row2 = row1 + g.w, row3 = row2 + g.w
+                        let (a0, a1, a2, a3) = columns8(row0), (b0, b1, b2, b3) = columns8(row1)
+                        let (c0, c1, c2, c3) = columns8(row2), (e0, e1, e2, e3) = columns8(row3)
+                        writeBRow(a0 - c0, a1 - c1, a2 - c2, a3 - c3, index, 0, stride)
+                        writeBRow(b0 + c0, b1 + c1, b2 + c2, b3 + c3, index, 4, stride)
+                        writeBRow(c0 - b0, c1 - b1, c2 - b2, c3 - b3, index, 8, stride)
+                        writeBRow(b0 - e0, b1 - e1, b2 - e2, b3 - e3, index, 12, stride)
+                        tx += 8
+                    } else if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
                         // Rows of the four patches, as columns j = 0...3 across the four tiles.
                         let row0 = plane + y0 * g.w + x0, row1 = row0 + g.w, row2 = row1 + g.w, row3 = row2 + g.w
                         let (a0, a1, a2, a3) = columns(row0), (b0, b1, b2, b3) = columns(row1)
@@ -155,14 +165,31 @@ private func columns(_ row: UnsafePointer<Float>) -> (Lane, Lane, Lane, Lane) {
     return (low.evenHalf, low.oddHalf, high.evenHalf, high.oddHalf)
 }
 
-/// Stores row r of (Bᵀ d) times B: (r0 - r2, r1 + r2, r2 - r1, r1 - r3) at ξ = first...first + 3.
+/// Columns 0...3 of eight adjacent patches in one input row starting at `row` (which must hold 18 values).
 @inline(__always)
-private func writeBRow(_ r0: Lane, _ r1: Lane, _ r2: Lane, _ r3: Lane, _ index: UnsafeMutablePointer<Float>,
-                       _ first: Int, _ stride: Int) {
-    store(r0 - r2, index + first * stride)
-    store(r1 + r2, index + (first + 1) * stride)
-    store(r2 - r1, index + (first + 2) * stride)
-    store(r1 - r3, index + (first + 3) * stride)
+private func columns8(_ row: UnsafePointer<Float>) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let low = load16(row), high = load16(row + 2)
+    return (low.evenHalf, low.oddHalf, high.evenHalf, high.oddHalf)
+}
+
+/// Stores row r of (Bᵀ d) times B: (r0 - r2, r1 + r2, r2 - r1, r1 - r3) at ξ = first...first + 3, for as many
+/// tiles as `L` has lanes.
+@inline(__always)
+private func writeBRow<L: SIMD>(_ r0: L, _ r1: L, _ r2: L, _ r3: L, _ index: UnsafeMutablePointer<Float>,
+                                _ first: Int, _ stride: Int) where L.Scalar == Float {
+    storeLanes(r0 - r2, index + first * stride)
+    storeLanes(r1 + r2, index + (first + 1) * stride)
+    storeLanes(r2 - r1, index + (first + 2) * stride)
+    storeLanes(r1 - r3, index + (first + 3) * stride)
+}
+
+@inline(__always)
+private func storeLanes<L: SIMD>(_ v: L, _ p: UnsafeMutablePointer<Float>) where L.Scalar == Float {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: L.self)
+}
+@inline(__always)
+private func loadLanes<L: SIMD>(_ p: UnsafePointer<Float>, as: L.Type = L.self) -> L where L.Scalar == Float {
+    UnsafeRawPointer(p).loadUnaligned(as: L.self)
 }
 
 private func transformInputTile(_ plane: UnsafePointer<Float>, y0: Int, x0: Int, _ g: ConvolutionGeometry,
@@ -310,7 +337,16 @@ func winogradAccumulateInputGradient(_ q: UnsafePointer<Float>, images: Int, _ p
                 while tx < plan.tilesX {
                     let x0 = 2 * tx - g.padLeft
                     let index = source + ty * plan.tilesX + tx
-                    if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
+                    if rowsInside && tx + 8 <= plan.tilesX && x0 >= 0 && x0 + 18 <= g.w {
+                        func x(_ xi: Int) -> SIMD8<Float> { load8(index + xi * stride) }
+                        addBRow8(x(0), x(1), x(2), x(3), plane + y0 * g.w + x0)
+                        addBRow8(x(4) - x(8) + x(12), x(5) - x(9) + x(13), x(6) - x(10) + x(14), x(7) - x(11) + x(15),
+                                 plane + (y0 + 1) * g.w + x0)
+                        addBRow8(x(4) + x(8) - x(0), x(5) + x(9) - x(1), x(6) + x(10) - x(2), x(7) + x(11) - x(3),
+                                 plane + (y0 + 2) * g.w + x0)
+                        addBRow8(-x(12), -x(13), -x(14), -x(15), plane + (y0 + 3) * g.w + x0)
+                        tx += 8
+                    } else if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
                         func x(_ xi: Int) -> Lane { load4(index + xi * stride) }
                         // B x: rows x0, x1 - x2 + x3, -x0 + x1 + x2, -x3 (of 4 columns each); each row times Bᵀ.
                         addBRow(x(0), x(1), x(2), x(3), plane + y0 * g.w + x0)
@@ -336,6 +372,19 @@ func winogradAccumulateInputGradient(_ q: UnsafePointer<Float>, images: Int, _ p
 private func addBRow(_ r0: Lane, _ r1: Lane, _ r2: Lane, _ r3: Lane, _ row: UnsafeMutablePointer<Float>) {
     store(load8(row) + interleave(r0, r1 - r2 + r3), row)
     store(load8(row + 2) + interleave(r1 + r2 - r0, -r3), row + 2)
+}
+
+/// `addBRow` for eight adjacent tiles (an input-gradient row of 18 values).
+@inline(__always)
+private func addBRow8(_ r0: SIMD8<Float>, _ r1: SIMD8<Float>, _ r2: SIMD8<Float>, _ r3: SIMD8<Float>,
+                      _ row: UnsafeMutablePointer<Float>) {
+    store(load16(row) + interleave8(r0, r1 - r2 + r3), row)
+    store(load16(row + 2) + interleave8(r1 + r2 - r0, -r3), row + 2)
+}
+
+/// (a0, b0, a1, b1, ..., a7, b7)
+@inline(__always) private func interleave8(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD16<Float> {
+    SIMD16(a[0], b[0], a[1], b[1], a[2], b[2], a[3], b[3], a[4], b[4], a[5], b[5], a[6], b[6], a[7], b[7])
 }
 
 private func accumulateInputTile(_ index: UnsafePointer<Float>, _ stride: Int, _ plane: UnsafeMutablePointer<Float>,

@@ -209,8 +209,10 @@ public enum Benchmark {
     /// The reference programs: JAX's MLP, PyTorch's CNN with 2 threads, PyTorch DDP with 2 gloo processes.
     static func references(folder: String, options: BenchmarkOptions, console: Console) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
-        let environment = ["MNIST_DIR": options.dataDirectory]
-        let epochs = ["--epochs", "\(options.epochs)"]
+        // The programs run in their own folder: a relative data directory is made absolute first.
+        let data = URL(fileURLWithPath: options.dataDirectory).standardizedFileURL.path
+        let environment = ["MNIST_DIR": data]
+        let epochs = ["--epochs", "\(options.epochs)", "--data-dir", data]
         let programs: [(name: String, model: ModelKind, module: String, command: [String], ranks: Int, threads: Int)] = [
             ("JAX jit MLP (reference)", .mlp, "jax", [options.python, "\(folder)/jax_mlp.py"] + epochs, 1, 0),
             ("PyTorch CNN, 2 threads (reference)", .cnn, "torch", [options.python, "\(folder)/torch_cnn.py", "--threads", "2"] + epochs, 1, 2),

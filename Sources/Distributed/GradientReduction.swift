@@ -137,6 +137,11 @@ public final class DoubleSum: GradientReducer {
         guard parts.count > 1 || communicator.size > 1 else { return }
         let total = parts.first!
         require(sum.count == total.count, "DoubleSum: \(total.count) gradients, made for \(sum.count)")
+        if communicator.size == 1 {
+            ReductionKernels.exactSumRounded(parts)  // nothing to send: one pass, no Double buffer
+            bytesPerStep = 0
+            return
+        }
         try sum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
             ReductionKernels.exactSum(parts, into: sum)
             try communicator.allReduce(sum, .sum)
@@ -273,6 +278,31 @@ enum ReductionKernels {
         for i in 0..<sum.count { sum[i] = Double(first[i]) }
         for part in parts.dropFirst() {
             for i in 0..<sum.count { sum[i] += Double(part[i]) }
+        }
+    }
+
+    /// `parts[0][i] = Float(Double(parts[0][i]) + Double(parts[1][i]) + ...)`: `exactSum` and `round` in one pass,
+    /// for one rank, whose sum goes nowhere else. The same bits as the two.
+    static func exactSumRounded(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) {
+        let total = parts.first!
+        let rest = Array(parts.dropFirst())
+        if rest.count == 1 {
+            let other = rest[0]
+            for i in 0..<total.count { total[i] = Float(Double(total[i]) + Double(other[i])) }
+            return
+        }
+        let block = 4096
+        var start = 0
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: block) { sum in
+            while start < total.count {
+                let count = min(block, total.count - start)
+                for i in 0..<count { sum[i] = Double(total[start + i]) }
+                for part in rest {
+                    for i in 0..<count { sum[i] += Double(part[start + i]) }
+                }
+                for i in 0..<count { total[start + i] = Float(sum[i]) }
+                start += count
+            }
         }
     }
 

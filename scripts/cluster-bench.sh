@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     *) echo "cluster-bench.sh: unknown option $1" >&2; exit 64 ;;
   esac
 done
-binary="$root/.build/release/mnist-dist"
+binary="${MNIST_DIST:-$root/.build/release/mnist-dist}"   # MNIST_DIST names another build
 [ -x "$binary" ] || { echo "cluster-bench.sh: build first (swift build -c release)" >&2; exit 1; }
 data="${MNIST_DATA_DIR:-$root/data/mnist}"
 work="$(mktemp -d)"

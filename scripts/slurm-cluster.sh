@@ -8,7 +8,8 @@
 #   scripts/slurm-cluster.sh stop  [--dir ...]
 #   scripts/slurm-cluster.sh status [--dir ...]
 #
-# Node-local storage: $dir/local is each node's own directory ($dir/nodes/nN from outside), all else is shared.
+# Node-local storage: $dir/local is each node's own directory ($dir/nodes/nN from outside), all else is shared
+# (where mount namespaces are allowed; else $dir/no-node-local exists).
 #
 # Settings that matter here (found by running it; see the README's "On a Slurm cluster"): MpiDefault=pmix (Debian's
 # Open MPI has no PMI2), KillOnBadExit=1 (a step with a dead rank ends at once), cred_expire=10 (a requeued job
@@ -114,11 +115,20 @@ CONF
   # Each node gets a node-local directory, as real nodes have local disks: $dir/local seen from a node's tasks is
   # that node's $dir/nodes/nN (a bind mount in a mount namespace of the node's own); everything else is shared.
   # Tests put a checkpoint directory or data there to see what mnist-dist does when nodes see different files.
+  # Where mount namespaces are not allowed (a container without CAP_SYS_ADMIN), the nodes share everything and
+  # $dir/no-node-local says so.
   mkdir -p "$dir/local"
+  node_local=1
+  unshare --mount --propagation private -- sh -c "mount --bind '$dir/local' '$dir/local'" 2>/dev/null || node_local=0
+  [ "$node_local" = 1 ] || echo "mount namespaces are not allowed here: no node-local storage" > "$dir/no-node-local"
   for n in $(seq "$nodes"); do
     mkdir -p "$dir/spool/n$n" "$dir/tmp/n$n" "$dir/nodes/n$n"
-    unshare --mount --propagation private -- sh -c 'mount --bind "$1" "$2" && exec slurmd -D -N "$3" -f "$SLURM_CONF"' \
-      node "$dir/nodes/n$n" "$dir/local" "n$n" >"$dir/log/slurmd-n$n.out" 2>&1 &
+    if [ "$node_local" = 1 ]; then
+      unshare --mount --propagation private -- sh -c 'mount --bind "$1" "$2" && exec slurmd -D -N "$3" -f "$SLURM_CONF"' \
+        node "$dir/nodes/n$n" "$dir/local" "n$n" >"$dir/log/slurmd-n$n.out" 2>&1 &
+    else
+      slurmd -D -N "n$n" -f "$SLURM_CONF" >"$dir/log/slurmd-n$n.out" 2>&1 &
+    fi
     echo $! > "$dir/run/slurmd-n$n.pid"
   done
   for _ in $(seq 100); do

@@ -28,7 +28,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), split (split each large product), blas (OpenBLAS's own threads), or auto (workers for the cnn, split for the mlp).")
     var threadMode: ThreadMode = .auto
 
-    @Option(help: ArgumentHelp("How gradients are summed across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit), float (half the bytes), or exact (the same bits at every rank count, thread count and thread mode; measured on 2 cores: the CNN's epoch +1 %, the MLP's +18 % at -np 2 and +59 % in one process, against double).", valueName: "double|float|exact"))
+    @Option(help: ArgumentHelp("How gradients are summed across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit), float (half the bytes), or exact (the same bits at every rank count, thread count and thread mode, 4 bytes a value on the wire; measured on 2 cores against double: the CNN's epoch the same at -np 2, the MLP's +10 % at -np 2 and 2.6x in one process, where its micro-batches cost most).", valueName: "double|float|exact"))
     var allreduce: ReductionPrecision = .double
 
     @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")

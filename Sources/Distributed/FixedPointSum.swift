@@ -239,6 +239,15 @@ public enum FixedPoint {
     /// where the tensor had a value that was not finite.
     public static func convertBack(_ sum: UnsafeBufferPointer<Int64>, range: Range<Int>, largest: Float,
                                    into total: UnsafeMutableBufferPointer<Float>) {
+        convertBack(sum, range: range, largest: largest, grid: largest.isFinite && largest > 0 ? gridExponent(largest) : 0,
+                    into: total)
+    }
+
+    /// `total[range] = Float(sum[range] x 2^grid)` for either width of sum (Int64 per tensor, Int32 per block): NaN
+    /// where `largest` is not finite, 0 where it is 0.
+    @inline(__always)
+    static func convertBack<I: FixedWidthInteger & SignedInteger>(_ sum: UnsafeBufferPointer<I>, range: Range<Int>, largest: Float,
+                                                                  grid: Int, into total: UnsafeMutableBufferPointer<Float>) {
         guard largest.isFinite else {
             for i in range { total[i] = .nan }
             return
@@ -247,10 +256,9 @@ public enum FixedPoint {
             for i in range { total[i] = 0 }
             return
         }
-        let grid = gridExponent(largest)
         if grid >= Int(Float.leastNormalMagnitude.exponent) {
             let step = Float(sign: .plus, exponent: grid, significand: 1)
-            for i in range { total[i] = Float(sum[i]) * step }  // Float(Int64) rounds once; the power of two is exact
+            for i in range { total[i] = Float(sum[i]) * step }  // Float(integer) rounds once; the power of two is exact
         } else {
             let step = Double(sign: .plus, exponent: grid, significand: 1)
             for i in range { total[i] = Float(Double(sum[i]) * step) }
@@ -332,23 +340,8 @@ public enum NarrowFixedPoint {
         let work = UncheckedSendable((sum, blocks, largest, total))
         forEachBlock(blocks.count, threads: threads) { b in
             let (sum, blocks, largest, total) = work.value
-            let range = blocks[b]
-            guard largest[b].isFinite else {
-                for i in range { total[i] = .nan }
-                return
-            }
-            guard largest[b] > 0 else {
-                for i in range { total[i] = 0 }
-                return
-            }
-            let grid = gridExponent(largest[b], valueBits: valueBits)
-            if grid >= Int(Float.leastNormalMagnitude.exponent) {
-                let step = Float(sign: .plus, exponent: grid, significand: 1)
-                for i in range { total[i] = Float(sum[i]) * step }  // Float(Int32) rounds once; the power of two is exact
-            } else {
-                let step = Double(sign: .plus, exponent: grid, significand: 1)
-                for i in range { total[i] = Float(Double(sum[i]) * step) }
-            }
+            let grid = largest[b].isFinite && largest[b] > 0 ? gridExponent(largest[b], valueBits: valueBits) : 0
+            FixedPoint.convertBack(sum, range: blocks[b], largest: largest[b], grid: grid, into: total)
         }
     }
 }

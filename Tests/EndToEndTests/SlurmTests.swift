@@ -90,6 +90,12 @@ private struct SlurmCluster {
 
 private struct ClusterError: Error, CustomStringConvertible { let description: String }
 
+/// Waits (up to 2 minutes) until a running job has written its first checkpoint into `directory`.
+private func waitForFirstCheckpoint(in directory: String) {
+    let deadline = Date().addingTimeInterval(120)
+    while Date() < deadline && CheckpointDirectory(path: directory).files().isEmpty { usleep(200_000) }
+}
+
 /// The last "parameter checksum" a log reports.
 private func checksum(_ log: String) -> String? {
     log.split(separator: "\n").last { $0.hasPrefix("parameter checksum ") }.map { String($0.split(separator: " ")[2]) }
@@ -163,8 +169,7 @@ extension EndToEnd {
             let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
             let checkpoints = cluster.directory.appendingPathComponent("ckpt").path
             let first = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 6)) --checkpoint-dir '\(checkpoints)' --checkpoint-every 20")
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline && CheckpointDirectory(path: checkpoints).files().isEmpty { usleep(200_000) }
+            waitForFirstCheckpoint(in: checkpoints)
             #expect(!CheckpointDirectory(path: checkpoints).files().isEmpty, "\(cluster.output(of: first))")
             cluster.shell("scancel \(first)")
             #expect(cluster.wait(for: first).state == "CANCELLED")
@@ -206,8 +211,7 @@ extension EndToEnd {
             let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
             let id = try cluster.submit("--nodes=2-3 -o job-%j.out '\(script)' \(training(epochs: 8)) --checkpoint-every 10")
             let checkpoints = cluster.directory.appendingPathComponent("checkpoints/slurm-\(id)").path
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline && CheckpointDirectory(path: checkpoints).files().isEmpty { usleep(200_000) }
+            waitForFirstCheckpoint(in: checkpoints)
             #expect(cluster.job(id).nodes == "n[1-3]", "three ranks at first: \(cluster.output(of: id))")
             // The node is lost: Slurm marks it down (as its health check would), and everything on it dies.
             cluster.shell("scontrol update nodename=n3 state=down reason=lost")
@@ -260,8 +264,7 @@ extension EndToEnd {
             let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
             let id = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 8)) --checkpoint-every 10 --stall-timeout 4")
             let checkpoints = cluster.directory.appendingPathComponent("checkpoints/slurm-\(id)").path
-            let deadline = Date().addingTimeInterval(120)
-            while Date() < deadline && CheckpointDirectory(path: checkpoints).files().isEmpty { usleep(200_000) }
+            waitForFirstCheckpoint(in: checkpoints)
             let victim = try #require(MnistDist.runningProcesses().last, "\(cluster.output(of: id))")
             kill(victim, SIGSTOP)
             defer { kill(victim, SIGCONT); kill(victim, SIGKILL) }

@@ -128,26 +128,12 @@ func winogradTransformInput(_ input: UnsafePointer<Float>, images: Int, _ plan: 
                 while tx < plan.tilesX {
                     let x0 = 2 * tx - g.padLeft
                     let index = out + ty * plan.tilesX + tx
+                    let row0 = plane + y0 * g.w + x0
                     if rowsInside && tx + 8 <= plan.tilesX && x0 >= 0 && x0 + 18 <= g.w {
-                        // Eight tiles: the same as the four below, with rows of 16 (one AVX-512 load) and halves of 8.
-                        let row0 = plane + y0 * g.w + x0, row1 = row0 + g.w, row2 = row1 + g.w, row3 = row2 + g.w
-                        let (a0, a1, a2, a3) = columns8(row0), (b0, b1, b2, b3) = columns8(row1)
-                        let (c0, c1, c2, c3) = columns8(row2), (e0, e1, e2, e3) = columns8(row3)
-                        writeBRow(a0 - c0, a1 - c1, a2 - c2, a3 - c3, index, 0, stride)
-                        writeBRow(b0 + c0, b1 + c1, b2 + c2, b3 + c3, index, 4, stride)
-                        writeBRow(c0 - b0, c1 - b1, c2 - b2, c3 - b3, index, 8, stride)
-                        writeBRow(b0 - e0, b1 - e1, b2 - e2, b3 - e3, index, 12, stride)
+                        transformTileRows(row0, width: g.w, columns8, index, stride)  // rows of 16, halves of 8
                         tx += 8
                     } else if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
-                        // Rows of the four patches, as columns j = 0...3 across the four tiles.
-                        let row0 = plane + y0 * g.w + x0, row1 = row0 + g.w, row2 = row1 + g.w, row3 = row2 + g.w
-                        let (a0, a1, a2, a3) = columns(row0), (b0, b1, b2, b3) = columns(row1)
-                        let (c0, c1, c2, c3) = columns(row2), (e0, e1, e2, e3) = columns(row3)
-                        // Bᵀ d: rows a - c, b + c, c - b, b - e (as columns 0...3), then each times B.
-                        writeBRow(a0 - c0, a1 - c1, a2 - c2, a3 - c3, index, 0, stride)
-                        writeBRow(b0 + c0, b1 + c1, b2 + c2, b3 + c3, index, 4, stride)
-                        writeBRow(c0 - b0, c1 - b1, c2 - b2, c3 - b3, index, 8, stride)
-                        writeBRow(b0 - e0, b1 - e1, b2 - e2, b3 - e3, index, 12, stride)
+                        transformTileRows(row0, width: g.w, columns, index, stride)
                         tx += 4
                     } else {
                         transformInputTile(plane, y0: y0, x0: x0, g, index, stride)
@@ -164,6 +150,19 @@ func winogradTransformInput(_ input: UnsafePointer<Float>, images: Int, _ plan: 
 private func columns(_ row: UnsafePointer<Float>) -> (Lane, Lane, Lane, Lane) {
     let low = load8(row), high = load8(row + 2)
     return (low.evenHalf, low.oddHalf, high.evenHalf, high.oddHalf)
+}
+
+/// V of as many adjacent tiles as `L` has lanes, whose 4x4 patches start at `row0`: the rows of the patches, as
+/// columns j = 0...3 across the tiles, then Bᵀ d (rows a - c, b + c, c - b, b - e), each row times B.
+@inline(__always)
+private func transformTileRows<L: SIMD>(_ row0: UnsafePointer<Float>, width: Int, _ columns: (UnsafePointer<Float>) -> (L, L, L, L),
+                                        _ index: UnsafeMutablePointer<Float>, _ stride: Int) where L.Scalar == Float {
+    let (a0, a1, a2, a3) = columns(row0), (b0, b1, b2, b3) = columns(row0 + width)
+    let (c0, c1, c2, c3) = columns(row0 + 2 * width), (e0, e1, e2, e3) = columns(row0 + 3 * width)
+    writeBRow(a0 - c0, a1 - c1, a2 - c2, a3 - c3, index, 0, stride)
+    writeBRow(b0 + c0, b1 + c1, b2 + c2, b3 + c3, index, 4, stride)
+    writeBRow(c0 - b0, c1 - b1, c2 - b2, c3 - b3, index, 8, stride)
+    writeBRow(b0 - e0, b1 - e1, b2 - e2, b3 - e3, index, 12, stride)
 }
 
 /// Columns 0...3 of eight adjacent patches in one input row starting at `row` (which must hold 18 values).

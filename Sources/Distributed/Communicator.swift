@@ -46,10 +46,35 @@ public protocol Communicator: AnyObject {
     /// roll call, the ranks that do not answer are named, and the job ends with `exitCode`. Nil waits for ever.
     /// Only processes can stall (stopped, swapping, on a hung filesystem); threads in one process ignore it.
     func watchForStalls(_ deadline: StallDeadline?)
-    /// What this rank is doing, for a stall report ("step 41 (epoch 1, batch 41)").
-    func describeActivity(_ activity: String)
+    /// What this rank is doing, for a stall report. A value, formatted only if a report is made: the training
+    /// step sets it every step and allocates nothing.
+    func describeActivity(_ activity: Activity)
     /// The host (under Slurm, the node) `rank` runs on, for messages that name ranks.
     func hostName(ofRank rank: Int) -> String
+}
+
+/// Where a run stands, as a stall report names it: "step 41 (epoch 1, batch 41)".
+public struct Activity: Sendable, CustomStringConvertible {
+    public enum Phase: Sendable { case startUp, step, epochEnd, runEnd }
+    public var phase: Phase
+    /// The step (from 1), epoch and batch (from 1), where they apply.
+    public var step = 0, epoch = 0, batch = 0
+
+    public static let startUp = Activity(phase: .startUp)
+    public static let runEnd = Activity(phase: .runEnd)
+    public static func step(_ step: Int, epoch: Int, batch: Int) -> Activity {
+        Activity(phase: .step, step: step, epoch: epoch, batch: batch)
+    }
+    public static func epochEnd(_ epoch: Int) -> Activity { Activity(phase: .epochEnd, epoch: epoch) }
+
+    public var description: String {
+        switch phase {
+        case .startUp: "start-up"
+        case .step: "step \(step) (epoch \(epoch), batch \(batch))"
+        case .epochEnd: "the end of epoch \(epoch) (evaluation, metrics, checkpoint)"
+        case .runEnd: "the end of the run (checksum, model, metrics, pictures)"
+        }
+    }
 }
 
 /// How long a collective may wait, and how a stalled job ends.
@@ -66,7 +91,7 @@ public struct StallDeadline: Sendable, Equatable {
 
 extension Communicator {
     public func watchForStalls(_ deadline: StallDeadline?) {}
-    public func describeActivity(_ activity: String) {}
+    public func describeActivity(_ activity: Activity) {}
     /// One process, or threads in one: every rank is on this host.
     public func hostName(ofRank rank: Int) -> String { localHostName() }
 }

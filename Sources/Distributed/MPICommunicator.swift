@@ -35,7 +35,7 @@ public final class MPICommunicator: Communicator {
     private let hosts: [String]
     private let processIDs: [Int32]
     private var deadline: StallDeadline?
-    private var activity = "start-up"
+    private var activity = Activity.startUp
     /// The roll call's receive, always posted, and what it receives: one `RollCall.bytes` message.
     private var callRequest = cmpi_request_null()
     private var callMessage = [UInt8](repeating: 0, count: RollCall.bytes)
@@ -46,7 +46,7 @@ public final class MPICommunicator: Communicator {
     private let transferStart = Atomic<UInt64>(0)
     private let transferLimit = Atomic<UInt64>(0)
     private let stallExitCode = Atomic<Int32>(1)
-    private let transferWhat = Mutex("")
+    private let transferWhat = Mutex((Activity.startUp, Collective.broadcast(bytes: 0, root: 0)))
     private var watchdog: RankThread?
 
     /// Initialises MPI (thread level FUNNELED: only the main thread calls MPI) and reads the job's layout.
@@ -126,7 +126,7 @@ public final class MPICommunicator: Communicator {
                           operation: ReductionOperation) throws(CommunicatorError) {
         guard count > 0 else { return }
         let (type, width, op) = Self.describe(element, operation)
-        try arrive("all-reduce of \(count) values")
+        try arrive(.allReduce(count: count))
         defer { transferStart.store(0, ordering: .releasing) }
         // MPI counts are 32-bit: reduce larger buffers in pieces.
         var start = 0
@@ -146,14 +146,14 @@ public final class MPICommunicator: Communicator {
             return FinishedReduction()
         }
         let (type, _, op) = Self.describe(element, operation)
-        let pending = MPIReduction(communicator: self, what: "all-reduce of \(count) values (overlapped)")
+        let pending = MPIReduction(communicator: self, what: .allReduce(count: count, overlapped: true))
         try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(count), type, op, world, &pending.request),
                        "MPI_Iallreduce of \(count) values")
         return pending
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws(CommunicatorError) {
-        try arrive("broadcast of \(buffer.count) bytes from rank \(root)")
+        try arrive(.broadcast(bytes: buffer.count, root: root))
         defer { transferStart.store(0, ordering: .releasing) }
         var start = 0
         while start < buffer.count {
@@ -177,19 +177,19 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    public func describeActivity(_ activity: String) { self.activity = activity }
+    public func describeActivity(_ activity: Activity) { self.activity = activity }
 
     public func hostName(ofRank rank: Int) -> String { hosts[rank] }
 
     /// With a deadline: waits, polling, until every rank has arrived at this collective (a non-blocking barrier),
     /// so that the blocking collective after it runs at its full speed. (Waiting for the collective itself without
     /// blocking, with MPI_Iallreduce, made the MLP's -np 2 epoch 4 % slower.)
-    private func arrive(_ what: String) throws(CommunicatorError) {
+    private func arrive(_ what: Collective) throws(CommunicatorError) {
         guard deadline != nil, size > 1 else { return }
         var request = cmpi_request_null()
         try Self.check(MPI_Ibarrier(world, &request), "MPI_Ibarrier")
         try complete(&request, what)
-        transferWhat.withLock { $0 = "\(activity): \(what)" }
+        transferWhat.withLock { [activity] in $0 = (activity, what) }
         transferStart.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
     }
 
@@ -201,8 +201,8 @@ public final class MPICommunicator: Communicator {
             guard start != 0, limit != 0 else { continue }
             let now = DispatchTime.now().uptimeNanoseconds
             guard now > start, now - start > limit else { continue }
-            let what = transferWhat.withLock { $0 }, code = stallExitCode.load(ordering: .relaxed)
-            let message = "error: rank \(rank) (host \(hosts[rank])): \(what): every rank arrived, but the transfer has not "
+            let (doing, what) = transferWhat.withLock { $0 }, code = stallExitCode.load(ordering: .relaxed)
+            let message = "error: rank \(rank) (host \(hosts[rank])): \(doing): \(what): every rank arrived, but the transfer has not "
                 + "finished after \(formatSeconds(Double(now - start) / 1e9)): a rank froze during it, or the network hangs "
                 + "(the ranks that report this line are alive). Ending the job with exit \(code); the "
                 + "last checkpoint is intact\n"
@@ -213,7 +213,7 @@ public final class MPICommunicator: Communicator {
 
     /// Waits for `request`; with a deadline, polls it and calls the roll call when the deadline passes or another
     /// rank has called one.
-    fileprivate func complete(_ request: inout MPI_Request?, _ what: String) throws(CommunicatorError) {
+    fileprivate func complete(_ request: inout MPI_Request?, _ what: Collective) throws(CommunicatorError) {
         guard let deadline, size > 1 else {
             try Self.check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait (\(what))")
             return
@@ -255,7 +255,7 @@ public final class MPICommunicator: Communicator {
 
     /// The roll call: tell every rank what this one waits in, hear who else answers within the grace period, have
     /// the lowest answering rank name the silent ones, and end the job.
-    private func stalled(in what: String, waited: Double, deadline: StallDeadline) -> Never {
+    private func stalled(in what: Collective, waited: Double, deadline: StallDeadline) -> Never {
         let mine = "\(activity): \(what), waiting \(formatSeconds(waited))"
         var message = RollCall.encode(mine)
         var sends = [MPI_Request?](repeating: cmpi_request_null(), count: size)
@@ -311,12 +311,12 @@ public final class MPICommunicator: Communicator {
     }
 
     /// Turns an MPI return code into a CommunicatorError with MPI's message.
-    fileprivate static func check(_ code: Int32, _ call: String) throws(CommunicatorError) {
+    fileprivate static func check(_ code: Int32, _ call: @autoclosure () -> String) throws(CommunicatorError) {
         guard code != cmpi_success() else { return }
         var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
         var length: Int32 = 0
         MPI_Error_string(code, &text, &length)
-        throw CommunicatorError("\(call) failed: \(string(text))")
+        throw CommunicatorError("\(call()) failed: \(string(text))")
     }
 }
 
@@ -325,9 +325,9 @@ private final class MPIReduction: PendingReduction {
     var request = cmpi_request_null()
     private var done = false
     private unowned let communicator: MPICommunicator
-    private let what: String
+    private let what: Collective
 
-    init(communicator: MPICommunicator, what: String) {
+    init(communicator: MPICommunicator, what: Collective) {
         self.communicator = communicator
         self.what = what
     }
@@ -344,6 +344,27 @@ private final class MPIReduction: PendingReduction {
         guard !done else { return }
         try communicator.complete(&request, what)
         done = true
+    }
+}
+
+/// A collective, as a stall report names it ("all-reduce of 1863690 values"); formatted only for a report.
+struct Collective: CustomStringConvertible {
+    enum Kind { case allReduce, overlappedAllReduce, broadcast }
+    let kind: Kind
+    let count: Int
+    let root: Int
+
+    static func allReduce(count: Int, overlapped: Bool = false) -> Collective {
+        Collective(kind: overlapped ? .overlappedAllReduce : .allReduce, count: count, root: 0)
+    }
+    static func broadcast(bytes: Int, root: Int) -> Collective { Collective(kind: .broadcast, count: bytes, root: root) }
+
+    var description: String {
+        switch kind {
+        case .allReduce: "all-reduce of \(count) values"
+        case .overlappedAllReduce: "all-reduce of \(count) values (overlapped)"
+        case .broadcast: "broadcast of \(count) bytes from rank \(root)"
+        }
     }
 }
 

@@ -146,7 +146,7 @@ public final class Trainer {
         let started = DispatchTime.now()
         StopSignals.install()
         communicator.watchForStalls(options.stallTimeout.map { StallDeadline(seconds: $0, exitCode: ExitCode.stalled.rawValue) })
-        communicator.describeActivity("start-up")
+        communicator.describeActivity(.startUp)
         let run = try prepare()
         printStart(run)
         do {
@@ -178,7 +178,7 @@ public final class Trainer {
         for batchIndex in firstBatch..<plan.batchCount {
             let batch = plan.batch(batchIndex)
             let (stepStart, waitedBefore) = (DispatchTime.now(), phases.allReduce)
-            communicator.describeActivity("step \(run.position.step + 1) (epoch \(epoch + 1), batch \(batchIndex + 1))")
+            communicator.describeActivity(.step(run.position.step + 1, epoch: epoch + 1, batch: batchIndex + 1))
             let metrics = try step(batch, order: order, run, phases: &phases)
             stopAgreed = metrics.stopRequested
             lastBatchLoss = metrics.lossSum / Double(batch.count)
@@ -210,7 +210,7 @@ public final class Trainer {
                      stopAgreed: Bool) throws {
         let totals = run.position.partial
         let evaluationStart = DispatchTime.now()
-        communicator.describeActivity("the end of epoch \(epoch + 1) (evaluation, metrics, checkpoint)")
+        communicator.describeActivity(.epochEnd(epoch + 1))
         let test = try Evaluation.run(run.workers, run.data.test, scaling: run.scaling, communicator: communicator)
         run.confusion = test.confusion
         let trainAccuracy = configuration.evaluateTrainingSet
@@ -320,7 +320,7 @@ public final class Trainer {
 
     /// After the last epoch: the final checksum and figures, the saved model, the metrics' last line, the pictures.
     func finish(_ run: Run, started: DispatchTime) throws -> RunSummary {
-        communicator.describeActivity("the end of the run (checksum, model, metrics, pictures)")
+        communicator.describeActivity(.runEnd)
         var summary = RunSummary()
         summary.history = run.position.history
         summary.threadsPerRank = run.threads

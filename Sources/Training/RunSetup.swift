@@ -209,7 +209,12 @@ extension Trainer {
     /// has looked up before; every rank looks for it (for up to 2 s, for network filesystems' caches); a rank that
     /// cannot see it stops the job with the ranks and hosts that are cut off.
     func checkShared(_ directory: CheckpointDirectory) throws {
-        let token = try communicator.allReduce(communicator.rank == 0 ? Int64.random(in: 1...Int64.max) : 0, .max)
+        let token: Int64
+        do {
+            token = try communicator.allReduce(communicator.rank == 0 ? Int64.random(in: 1...Int64.max) : 0, .max)
+        } catch {
+            throw RunError(.ranksDisagree, "checking that every rank sees the checkpoint directory: \(error)")
+        }
         let marker = URL(fileURLWithPath: directory.path).appendingPathComponent(".mnist-dist-shared-\(String(token, radix: 16))").path
         try communicator.agree {
             guard communicator.rank == 0 else { return }

@@ -285,9 +285,9 @@ enum ReductionKernels {
     /// for one rank, whose sum goes nowhere else. The same bits as the two.
     static func exactSumRounded(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) {
         let total = parts.first!
-        let rest = Array(parts.dropFirst())
+        let rest = parts.dropFirst()
         if rest.count == 1 {
-            let other = rest[0]
+            let other = rest.first!
             for i in 0..<total.count { total[i] = Float(Double(total[i]) + Double(other[i])) }
             return
         }

@@ -15,6 +15,8 @@ private let canRunSlurm = getuid() == 0 && FileManager.default.fileExists(atPath
 private struct SlurmCluster {
     let directory: URL
     let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-cluster.sh").path
+    /// The batch script users copy.
+    let batchScript = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
     var conf: String { directory.appendingPathComponent("slurm/slurm.conf").path }
 
     init(nodes: Int = 3) throws {
@@ -81,6 +83,15 @@ private struct SlurmCluster {
             usleep(500_000)
         }
         return (last.state, last.restarts)
+    }
+
+    /// Submits `scripts/slurm-job.sh` with sbatch `options` and mnist-dist `arguments`, and waits until the job
+    /// has written its first checkpoint into its default directory; the job's id and that directory.
+    func startBatchJob(_ options: String, _ arguments: String) throws -> (id: String, checkpoints: String) {
+        let id = try submit("\(options) -o job-%j.out '\(batchScript)' \(arguments)")
+        let checkpoints = directory.appendingPathComponent("checkpoints/slurm-\(id)").path
+        waitForFirstCheckpoint(in: checkpoints)
+        return (id, checkpoints)
     }
 
     func output(of id: String) -> String {
@@ -153,7 +164,7 @@ extension EndToEnd {
         func timeLimit() throws {
             let cluster = try SlurmCluster()
             defer { cluster.stop() }
-            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
+            let script = cluster.batchScript
             // 40 epochs take longer than the 10-15 s before the signal even with AVX-512 kernels (about 0.8 s each
             // here), so the run is always cut at least once.
             let id = try cluster.submit("--time=1 --signal=B:USR1@50 -o job-%j.out '\(script)' \(training(epochs: 40)) --save final.ckpt")
@@ -166,7 +177,7 @@ extension EndToEnd {
         func cancelled() throws {
             let cluster = try SlurmCluster()
             defer { cluster.stop() }
-            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
+            let script = cluster.batchScript
             let checkpoints = cluster.directory.appendingPathComponent("ckpt").path
             let first = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 6)) --checkpoint-dir '\(checkpoints)' --checkpoint-every 20")
             waitForFirstCheckpoint(in: checkpoints)
@@ -208,10 +219,7 @@ extension EndToEnd {
         func nodeLost() throws {
             let cluster = try SlurmCluster(nodes: 3)
             defer { cluster.stop() }
-            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
-            let id = try cluster.submit("--nodes=2-3 -o job-%j.out '\(script)' \(training(epochs: 8)) --checkpoint-every 10")
-            let checkpoints = cluster.directory.appendingPathComponent("checkpoints/slurm-\(id)").path
-            waitForFirstCheckpoint(in: checkpoints)
+            let (id, _) = try cluster.startBatchJob("--nodes=2-3", "\(training(epochs: 8)) --checkpoint-every 10")
             #expect(cluster.job(id).nodes == "n[1-3]", "three ranks at first: \(cluster.output(of: id))")
             // The node is lost: Slurm marks it down (as its health check would), and everything on it dies.
             cluster.shell("scontrol update nodename=n3 state=down reason=lost")
@@ -261,10 +269,7 @@ extension EndToEnd {
         func stalledTask() throws {
             let cluster = try SlurmCluster(nodes: 2)
             defer { cluster.stop() }
-            let script = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
-            let id = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 8)) --checkpoint-every 10 --stall-timeout 4")
-            let checkpoints = cluster.directory.appendingPathComponent("checkpoints/slurm-\(id)").path
-            waitForFirstCheckpoint(in: checkpoints)
+            let (id, _) = try cluster.startBatchJob("", "\(training(epochs: 8)) --checkpoint-every 10 --stall-timeout 4")
             let victim = try #require(MnistDist.runningProcesses().last, "\(cluster.output(of: id))")
             kill(victim, SIGSTOP)
             defer { kill(victim, SIGCONT); kill(victim, SIGKILL) }

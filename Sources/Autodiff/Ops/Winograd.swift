@@ -337,24 +337,12 @@ func winogradAccumulateInputGradient(_ q: UnsafePointer<Float>, images: Int, _ p
                 while tx < plan.tilesX {
                     let x0 = 2 * tx - g.padLeft
                     let index = source + ty * plan.tilesX + tx
+                    let row0 = plane + y0 * g.w + x0
                     if rowsInside && tx + 8 <= plan.tilesX && x0 >= 0 && x0 + 18 <= g.w {
-                        func x(_ xi: Int) -> SIMD8<Float> { load8(index + xi * stride) }
-                        addBRow8(x(0), x(1), x(2), x(3), plane + y0 * g.w + x0)
-                        addBRow8(x(4) - x(8) + x(12), x(5) - x(9) + x(13), x(6) - x(10) + x(14), x(7) - x(11) + x(15),
-                                 plane + (y0 + 1) * g.w + x0)
-                        addBRow8(x(4) + x(8) - x(0), x(5) + x(9) - x(1), x(6) + x(10) - x(2), x(7) + x(11) - x(3),
-                                 plane + (y0 + 2) * g.w + x0)
-                        addBRow8(-x(12), -x(13), -x(14), -x(15), plane + (y0 + 3) * g.w + x0)
+                        accumulateTileRows(index, stride, row0, width: g.w, addBRow8)
                         tx += 8
                     } else if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
-                        func x(_ xi: Int) -> Lane { load4(index + xi * stride) }
-                        // B x: rows x0, x1 - x2 + x3, -x0 + x1 + x2, -x3 (of 4 columns each); each row times Bᵀ.
-                        addBRow(x(0), x(1), x(2), x(3), plane + y0 * g.w + x0)
-                        addBRow(x(4) - x(8) + x(12), x(5) - x(9) + x(13), x(6) - x(10) + x(14), x(7) - x(11) + x(15),
-                                plane + (y0 + 1) * g.w + x0)
-                        addBRow(x(4) + x(8) - x(0), x(5) + x(9) - x(1), x(6) + x(10) - x(2), x(7) + x(11) - x(3),
-                                plane + (y0 + 2) * g.w + x0)
-                        addBRow(-x(12), -x(13), -x(14), -x(15), plane + (y0 + 3) * g.w + x0)
+                        accumulateTileRows(index, stride, row0, width: g.w, addBRow)
                         tx += 4
                     } else {
                         accumulateInputTile(index, stride, plane, y0: y0, x0: x0, g)
@@ -364,6 +352,19 @@ func winogradAccumulateInputGradient(_ q: UnsafePointer<Float>, images: Int, _ p
             }
         }
     }
+}
+
+/// Adds dd = B Q Bᵀ of as many adjacent tiles as `L` has lanes into the four input-gradient rows from `row0`:
+/// B x has rows x0, x1 - x2 + x3, -x0 + x1 + x2, -x3 (of 4 columns each), and `addRow` adds each row times Bᵀ.
+@inline(__always)
+private func accumulateTileRows<L: SIMD>(_ index: UnsafePointer<Float>, _ stride: Int, _ row0: UnsafeMutablePointer<Float>,
+                                         width: Int, _ addRow: (L, L, L, L, UnsafeMutablePointer<Float>) -> Void)
+    where L.Scalar == Float {
+    @inline(__always) func x(_ xi: Int) -> L { loadLanes(index + xi * stride) }
+    addRow(x(0), x(1), x(2), x(3), row0)
+    addRow(x(4) - x(8) + x(12), x(5) - x(9) + x(13), x(6) - x(10) + x(14), x(7) - x(11) + x(15), row0 + width)
+    addRow(x(4) + x(8) - x(0), x(5) + x(9) - x(1), x(6) + x(10) - x(2), x(7) + x(11) - x(3), row0 + 2 * width)
+    addRow(-x(12), -x(13), -x(14), -x(15), row0 + 3 * width)
 }
 
 /// Adds row (r0, r1, r2, r3) times Bᵀ — (r0, r1 - r2 + r3, -r0 + r1 + r2, -r3), the patches' columns 0...3 — of

@@ -90,7 +90,9 @@ struct Bench: ParsableCommand {
             options.reductions = reductions()!
             let checkout = DataLocation.checkoutDirectory()
             let environment = checkout.map { "\($0)/.venv-bench/bin/python" }
-            options.python = python ?? environment.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil } ?? "python3"
+            // The reference programs run in their own folder: relative paths are made absolute here.
+            func absolute(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+            options.python = python.map { $0.contains("/") ? absolute($0) : $0 } ?? environment.flatMap { FileManager.default.isExecutableFile(atPath: $0) ? $0 : nil } ?? "python3"
             options.output = output
             if compare {
                 let candidate = references ?? checkout.map { "\($0)/benchmarks" }
@@ -98,7 +100,7 @@ struct Bench: ParsableCommand {
                     throw RunError(.missingInput, "no reference programs found\(references.map { " in \($0)" } ?? ""); name their "
                                    + "folder (the checkout's benchmarks) with --references")
                 }
-                options.references = candidate
+                options.references = absolute(candidate)
             }
             _ = try Benchmark.run(options, console: console)
         }

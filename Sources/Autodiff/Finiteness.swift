@@ -10,20 +10,25 @@ public enum BufferMath {
         let parts = Parallel.partCount(of: values.count, threads: threads)
         return withUnsafeTemporaryAllocation(of: Bool.self, capacity: parts) { finite in  // on the stack
             Parallel.forEachPart(of: values.count, threads: threads) { part, range in
-                // Four independent sums of 16 lanes: one vector addition's latency no longer paces the loop.
-                var p0 = SIMD16<Float>(repeating: 0), p1 = p0, p2 = p0, p3 = p0
-                var i = range.lowerBound
-                let whole = range.lowerBound + (range.count / 64) * 64
-                while i < whole {
-                    let a = load16(base + i), b = load16(base + i + 16), c = load16(base + i + 32), d = load16(base + i + 48)
-                    p0 += a - a; p1 += b - b; p2 += c - c; p3 += d - d
-                    i += 64
-                }
-                var rest: Float = 0
-                while i < range.upperBound { rest += base[i] - base[i]; i += 1 }
-                finite.initializeElement(at: part, to: ((p0 + p1) + (p2 + p3)).sum() + rest == 0)
+                finite.initializeElement(at: part, to: allFinite(base + range.lowerBound, count: range.count))
             }
             return !finite.contains(false)
         }
+    }
+
+    /// Whether `values[0..<count]` are all finite, on the calling thread.
+    @inline(__always)
+    public static func allFinite(_ values: UnsafePointer<Float>, count: Int) -> Bool {
+        // Four independent sums of 16 lanes: one vector addition's latency no longer paces the loop.
+        var p0 = SIMD16<Float>(repeating: 0), p1 = p0, p2 = p0, p3 = p0
+        var i = 0
+        while i + 64 <= count {
+            let a = load16(values + i), b = load16(values + i + 16), c = load16(values + i + 32), d = load16(values + i + 48)
+            p0 += a - a; p1 += b - b; p2 += c - c; p3 += d - d
+            i += 64
+        }
+        var rest: Float = 0
+        while i < count { rest += values[i] - values[i]; i += 1 }
+        return ((p0 + p1) + (p2 + p3)).sum() + rest == 0
     }
 }

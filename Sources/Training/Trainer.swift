@@ -266,18 +266,22 @@ public final class Trainer {
         phases.allReduce += seconds(reduceStart, DispatchTime.now()) + hidden
         run.trace?.record(.allReduceWait, track: 0, from: reduceStart)
 
-        // Every rank holds the same reduced numbers, so every rank takes the same decision here.
-        let gradientFinite = run.store.withGradients { BufferMath.allFinite(UnsafeBufferPointer($0), threads: run.threads) }
-        if let problem = StopPolicy.divergence(meanLoss: metrics.lossSum / Double(batch.count), gradientFinite: gradientFinite) {
-            throw RunError(.diverged, communicator.rank == 0
+        // Every rank holds the same reduced numbers, so every rank takes the same decisions here.
+        let meanLoss = metrics.lossSum / Double(batch.count)
+        func diverged(_ problem: String) -> RunError {
+            RunError(.diverged, communicator.rank == 0
                 ? run.policy.divergenceMessage(at: "step \(run.position.step + 1) (epoch \(run.position.epoch + 1), batch "
                                                    + "\(run.position.batch + 1))", problem: problem,
                                                learningRate: configuration.resolvedLearningRate) : nil)
         }
+        if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: true) { throw diverged(problem) }
         let optimizerStart = DispatchTime.now()
-        run.store.withValuesAndGradients { values, gradients in
-            run.optimizer.step(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
+        // The gradient's finiteness is checked inside the step, block by block (one pass over it, not two). A
+        // non-finite gradient leaves the parameters partly stepped: the run ends here, and nothing is written.
+        let gradientFinite = run.store.withValuesAndGradients { values, gradients in
+            run.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
         }
+        if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: gradientFinite) { throw diverged(problem) }
         phases.optimizer += seconds(optimizerStart, DispatchTime.now())
         run.trace?.record(.optimizer, track: 0, from: optimizerStart)
         return metrics

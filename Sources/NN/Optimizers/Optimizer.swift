@@ -27,6 +27,10 @@ public struct HyperParameterError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(parameter.rawValue) \(value) is not valid: \(requirement)" }
 }
 
+/// Elements per block of `stepIfFinite`: 16 KB of gradient, which stays in the first-level cache from its check to
+/// its update.
+let finiteCheckBlock = 4096
+
 /// Updates parameters from gradients with one flat loop.
 public protocol Optimizer: AnyObject {
     /// The name on the command line and in checkpoints ("sgd", "adadelta").
@@ -48,6 +52,34 @@ extension Optimizer {
     public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, threads: Int = 1) {
         require(values.count == gradients.count, "\(name).step: \(values.count) values but \(gradients.count) gradients")
         Parallel.forEachPart(of: values.count, threads: threads) { _, range in step(values: values, gradients: gradients, range: range) }
+    }
+
+    /// One step over every parameter, as `step(values:gradients:threads:)`, that also checks the gradient is finite:
+    /// in blocks of `finiteCheckBlock` elements, each checked and then applied while it is still in the first-level
+    /// cache, so the gradient is read once per step instead of twice (a separate check and step, measured on the MLP:
+    /// 2.4 % of the step in the check alone).
+    ///
+    /// - Returns: false when some gradient is NaN or infinite. Each thread then stops at the first block that holds
+    ///   one, so the parameters and the optimizer's state are left partly stepped: the caller must end the run
+    ///   without using or saving them (the trainer ends with "diverged", and the checkpoints on disk stay as they
+    ///   were). True, with the same bits as `step(values:gradients:threads:)`, otherwise.
+    public func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>,
+                             threads: Int = 1) -> Bool {
+        require(values.count == gradients.count, "\(name).step: \(values.count) values but \(gradients.count) gradients")
+        guard let base = gradients.baseAddress else { return true }
+        let parts = Parallel.partCount(of: values.count, threads: threads)
+        return withUnsafeTemporaryAllocation(of: Bool.self, capacity: parts) { finite in  // on the stack
+            Parallel.forEachPart(of: values.count, threads: threads) { part, range in
+                var allFinite = true
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: finiteCheckBlock) {
+                    let block = start..<min(start + finiteCheckBlock, range.upperBound)
+                    guard BufferMath.allFinite(base + start, count: block.count) else { allFinite = false; break }
+                    step(values: values, gradients: gradients, range: block)
+                }
+                finite.initializeElement(at: part, to: allFinite)
+            }
+            return !finite.contains(false)
+        }
     }
 
     /// A copy of the flat state.

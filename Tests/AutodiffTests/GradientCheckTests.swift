@@ -82,6 +82,28 @@ struct GradientCheckTests {
         gradientCheck("2.5 a / 4", [random([6], seed: 15)]) { 2.5 * $0[0] / 4 }
     }
 
+    /// A bias added to every row takes vector loops (forward, and the row sums of its gradient); the same sum
+    /// written with a [1, n] bias takes the general broadcast loop. Both must give the same bits, with a width that
+    /// has a 64-column part and a remainder, and the bias used twice (its gradient accumulates).
+    @Test("a bias added to every row: the vector loops give the general broadcast's bits")
+    func biasRows() {
+        let x = random([5, 70], seed: 21), b = random([70], seed: 22)
+        func run(_ shape: [Int]) -> (out: [Float], gradients: [[Float]]) {
+            var out: [Float] = []
+            let (_, gradients) = valueWithGradient(at: [x, b]) { v in
+                let bias = reshape(v[1], shape)
+                let y = tanh(v[0] + bias) + bias
+                out = y.scalars
+                return sum(y * y)
+            }
+            return (out, gradients)
+        }
+        let vector = run([70]), general = run([1, 70])
+        #expect(vector.out.map(\.bitPattern) == general.out.map(\.bitPattern))
+        #expect(vector.gradients.map { $0.map(\.bitPattern) } == general.gradients.map { $0.map(\.bitPattern) })
+        #expect(vector.gradients[1].contains { $0 != 0 })
+    }
+
     @Test("sum and mean, whole and along each axis")
     func reductions() {
         let x = random([2, 3, 4], seed: 16)

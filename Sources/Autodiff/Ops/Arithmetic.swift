@@ -117,12 +117,57 @@ public func + (a: Tensor, b: Tensor) -> Tensor {
     let layout = Broadcast("+", a.shape, b.shape)
     let out = Tape.output("+", shape: layout.shape, inputs: a, b)
     let x = a.pointer, y = b.pointer, z = out.pointer
-    layout.forEach { i, ai, bi in z[i] = x[ai] + y[bi] }
+    if layout.kind == .suffix && layout.width > 0 {  // a bias added to every row
+        addToRows(x, y, rows: layout.count / layout.width, width: layout.width, into: z)
+    } else {
+        layout.forEach { i, ai, bi in z[i] = x[ai] + y[bi] }
+    }
     out.tape?.record(out) { tape, g in
         accumulateBroadcast(tape, a, layout, useA: true) { i, _, _ in g[i] }
-        accumulateBroadcast(tape, b, layout, useA: false) { i, _, _ in g[i] }
+        if layout.kind == .suffix && layout.width > 0 {
+            tape.withGradient(of: b) { db, acc in
+                sumRows(g, rows: layout.count / layout.width, width: layout.width, into: db, accumulate: acc)
+            }
+        } else {
+            accumulateBroadcast(tape, b, layout, useA: false) { i, _, _ in g[i] }
+        }
     }
     return out
+}
+
+/// z[r, :] = x[r, :] + y for each of `rows` rows of `width`, 16 lanes at a time.
+private func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
+                       into z: UnsafeMutablePointer<Float>) {
+    let whole = width / 16 * 16
+    for row in 0..<rows {
+        let xr = x + row * width, zr = z + row * width
+        var j = 0
+        while j < whole { store(load16(xr + j) + load16(y + j), zr + j); j += 16 }
+        while j < width { zr[j] = xr[j] + y[j]; j += 1 }
+    }
+}
+
+/// d = Σ over rows of g (or d += when `accumulate`), g being `rows` x `width`: a bias's gradient. Each column is
+/// summed in row order, starting from 0 (or d), the order of the general broadcast loop, so the bits are the same;
+/// 64 columns at a time, in four registers.
+private func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, into d: UnsafeMutablePointer<Float>,
+                     accumulate: Bool) {
+    var j = 0
+    while j + 64 <= width {
+        var s0 = SIMD16<Float>(), s1 = s0, s2 = s0, s3 = s0
+        if accumulate { s0 = load16(d + j); s1 = load16(d + j + 16); s2 = load16(d + j + 32); s3 = load16(d + j + 48) }
+        for row in 0..<rows {
+            let p = g + row * width + j
+            s0 += load16(p); s1 += load16(p + 16); s2 += load16(p + 32); s3 += load16(p + 48)
+        }
+        store(s0, d + j); store(s1, d + j + 16); store(s2, d + j + 32); store(s3, d + j + 48)
+        j += 64
+    }
+    for column in j..<width {
+        var sum: Float = accumulate ? d[column] : 0
+        for row in 0..<rows { sum += g[row * width + column] }
+        d[column] = sum
+    }
 }
 
 /// Elementwise difference, with numpy broadcasting.

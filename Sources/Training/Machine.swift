@@ -61,16 +61,32 @@ public struct MachineDescription: Sendable {
     /// This process's machine, from /proc/cpuinfo, OpenBLAS and the environment.
     public static func current() -> MachineDescription {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        func field(_ name: String) -> Substring? {
-            info.split(separator: "\n").first { $0.hasPrefix(name) }?.split(separator: ":", maxSplits: 1).last
-        }
-        let cpu = field("model name").map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
-        let flags = Set((field("flags") ?? "").split(separator: " "))
+        let flags = Set((cpuinfoField("flags", in: info) ?? "").split(separator: " "))
         let core = BLAS.coreName
         let environment = ProcessInfo.processInfo.environment
-        return MachineDescription(cpu: cpu, vectorISA: VectorISA.widest(flags: flags), blasKernel: core,
+        return MachineDescription(cpu: cpuName(cpuinfo: info), vectorISA: VectorISA.widest(flags: flags), blasKernel: core,
                                   blasISA: VectorISA.of(openBLASCore: core), forcedCoreType: environment["OPENBLAS_CORETYPE"],
                                   chosenCoreType: environment[KernelChoice.marker])
+    }
+
+    /// The CPU's model name with its family and model numbers: "AMD EPYC, family 25 model 17". Virtual machines
+    /// often report a bare "AMD EPYC" or "Intel Xeon Processor", and the numbers are what tell a Zen 3 from a Zen 4
+    /// or a Zen 5 (the same name, different vector units).
+    package static func cpuName(cpuinfo info: String) -> String {
+        let name = cpuinfoField("model name", in: info).map { $0.trimmingCharacters(in: .whitespaces) }
+        let family = cpuinfoField("cpu family", in: info).map { $0.trimmingCharacters(in: .whitespaces) }
+        let model = cpuinfoField("model", in: info).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let family, let model, Int(family) != nil, Int(model) != nil else { return name ?? "unknown CPU" }
+        return "\(name ?? "unknown CPU"), family \(family) model \(model)"
+    }
+
+    /// The value of the first /proc/cpuinfo line whose key (before the tabs and colon) is `key`.
+    static func cpuinfoField(_ key: String, in info: String) -> Substring? {
+        for line in info.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2, parts[0].trimmingCharacters(in: .whitespaces) == key { return parts[1] }
+        }
+        return nil
     }
 
     /// The OpenBLAS kernel family for this CPU's widest vectors.

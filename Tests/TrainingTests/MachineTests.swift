@@ -16,6 +16,19 @@ struct MachineTests {
         #expect(VectorISA.of(openBLASCore: "Prescott") == .sse)
     }
 
+    @Test("the CPU's name carries its family and model numbers, read from /proc/cpuinfo's own keys")
+    func cpuName() {
+        let zen4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+            + "stepping\t: 1\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n"
+        #expect(MachineDescription.cpuName(cpuinfo: zen4) == "AMD EPYC, family 25 model 17")
+        let xeon = "cpu family\t: 6\nmodel\t\t: 207\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        #expect(MachineDescription.cpuName(cpuinfo: xeon) == "Intel(R) Xeon(R) Processor, family 6 model 207",
+                "'model' is not taken from the 'model name' line")
+        #expect(MachineDescription.cpuName(cpuinfo: "model name\t: Some ARM core\n") == "Some ARM core", "no numbers")
+        #expect(MachineDescription.cpuName(cpuinfo: "cpu family\t: x\nmodel\t: 3\nmodel name\t: Odd\n") == "Odd")
+        #expect(MachineDescription.cpuName(cpuinfo: "") == "unknown CPU")
+    }
+
     @Test("a hint only when OpenBLAS runs narrower than the CPU, saying whether the environment forced it")
     func hints() {
         let forced = MachineDescription(cpu: "AMD EPYC", vectorISA: .avx512, blasKernel: "Haswell", blasISA: .avx2,

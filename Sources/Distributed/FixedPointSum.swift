@@ -119,8 +119,49 @@ public final class FixedPointSum: GradientReducer {
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
         if let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) {
             try reduceNarrow(parts, valueBits: bits)
+            convertNarrowBack(into: parts.first!, valueBits: bits)
         } else {
             try reduceWide(parts)
+        }
+    }
+
+    /// The Int32 sum is kept for `round(_:into:)` when the batch allows it (the Int64 sum is converted at once).
+    public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
+        keptValueBits = nil
+        guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
+            try reduceWide(parts)
+            return false
+        }
+        try reduceNarrow(parts, valueBits: bits)
+        keptValueBits = bits
+        return true
+    }
+
+    /// The grid bits of the Int32 sum kept by `reduceDeferringRounding`, nil when none is kept.
+    private var keptValueBits: Int?
+
+    public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        guard let valueBits = keptValueBits else { return require(false, "FixedPointSum.round: no Int32 sum is kept") }
+        require(range.lowerBound >= 0 && range.upperBound <= narrowSum.count, "FixedPointSum.round: range \(range) of \(narrowSum.count)")
+        guard !range.isEmpty else { return }
+        // The first block that ends after range.lowerBound (blocks tile the gradient in order).
+        var low = 0, high = blocks.count
+        while low < high {
+            let middle = (low + high) / 2
+            if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
+        }
+        narrowSum.withUnsafeBufferPointer { sum in
+            blockLargest.withUnsafeBufferPointer { largest in
+                var b = low, start = range.lowerBound
+                while start < range.upperBound {
+                    let block = blocks[b], end = min(block.upperBound, range.upperBound)
+                    require(block.lowerBound <= start, "FixedPointSum.round: element \(start) lies in no block")
+                    NarrowFixedPoint.convertBack(sum.baseAddress! + start, count: end - start, largest: largest[b],
+                                                 valueBits: valueBits, into: out + (start - range.lowerBound))
+                    start = end
+                    b += 1
+                }
+            }
         }
     }
 
@@ -141,12 +182,16 @@ public final class FixedPointSum: GradientReducer {
             }
         }
         try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in try communicator.allReduce(sum, .sum) }
+        bytesPerStep = communicator.size > 1 ? total.count * 4 + blocks.count * 4 : 0
+    }
+
+    /// The Int32 sum back to Float, into `total`.
+    private func convertNarrowBack(into total: UnsafeMutableBufferPointer<Float>, valueBits: Int) {
         narrowSum.withUnsafeBufferPointer { sum in
             blockLargest.withUnsafeBufferPointer { largest in
                 NarrowFixedPoint.convertBack(sum, blocks: blocks, largest: largest, valueBits: valueBits, into: total, threads: threads)
             }
         }
-        bytesPerStep = communicator.size > 1 ? total.count * 4 + blocks.count * 4 : 0
     }
 
     /// The Int64 sum, one grid per tensor.
@@ -243,25 +288,33 @@ public enum FixedPoint {
                     into: total)
     }
 
-    /// `total[range] = Float(sum[range] x 2^grid)` for either width of sum (Int64 per tensor, Int32 per block): NaN
-    /// where `largest` is not finite, 0 where it is 0.
+    /// `total[range] = Float(sum[range] x 2^grid)` for either width of sum (Int64 per tensor, Int32 per block).
     @inline(__always)
     static func convertBack<I: FixedWidthInteger & SignedInteger>(_ sum: UnsafeBufferPointer<I>, range: Range<Int>, largest: Float,
                                                                   grid: Int, into total: UnsafeMutableBufferPointer<Float>) {
+        guard !range.isEmpty else { return }
+        convertBack(sum.baseAddress! + range.lowerBound, count: range.count, largest: largest, grid: grid,
+                    into: total.baseAddress! + range.lowerBound)
+    }
+
+    /// `out[0..<count] = Float(sum[0..<count] x 2^grid)`: NaN where `largest` is not finite, 0 where it is 0.
+    @inline(__always)
+    static func convertBack<I: FixedWidthInteger & SignedInteger>(_ sum: UnsafePointer<I>, count: Int, largest: Float,
+                                                                  grid: Int, into out: UnsafeMutablePointer<Float>) {
         guard largest.isFinite else {
-            for i in range { total[i] = .nan }
+            out.update(repeating: .nan, count: count)
             return
         }
         guard largest > 0 else {
-            for i in range { total[i] = 0 }
+            out.update(repeating: 0, count: count)
             return
         }
         if grid >= Int(Float.leastNormalMagnitude.exponent) {
             let step = Float(sign: .plus, exponent: grid, significand: 1)
-            for i in range { total[i] = Float(sum[i]) * step }  // Float(integer) rounds once; the power of two is exact
+            for i in 0..<count { out[i] = Float(sum[i]) * step }  // Float(integer) rounds once; the power of two is exact
         } else {
             let step = Double(sign: .plus, exponent: grid, significand: 1)
-            for i in range { total[i] = Float(Double(sum[i]) * step) }
+            for i in 0..<count { out[i] = Float(Double(sum[i]) * step) }
         }
     }
 }
@@ -340,8 +393,19 @@ public enum NarrowFixedPoint {
         let work = UncheckedSendable((sum, blocks, largest, total))
         forEachBlock(blocks.count, threads: threads) { b in
             let (sum, blocks, largest, total) = work.value
-            let grid = largest[b].isFinite && largest[b] > 0 ? gridExponent(largest[b], valueBits: valueBits) : 0
-            FixedPoint.convertBack(sum, range: blocks[b], largest: largest[b], grid: grid, into: total)
+            FixedPoint.convertBack(sum, range: blocks[b], largest: largest[b], grid: grid(largest[b], valueBits: valueBits), into: total)
         }
+    }
+
+    /// `out[0..<count] = Float(sum[0..<count] x 2^grid)` for values of one block, whose largest magnitude is `largest`.
+    @inline(__always)
+    static func convertBack(_ sum: UnsafePointer<Int32>, count: Int, largest: Float, valueBits: Int, into out: UnsafeMutablePointer<Float>) {
+        FixedPoint.convertBack(sum, count: count, largest: largest, grid: grid(largest, valueBits: valueBits), into: out)
+    }
+
+    /// The grid's exponent for a block, or 0 when its largest magnitude is 0 or not finite (no grid is used).
+    @inline(__always)
+    private static func grid(_ largest: Float, valueBits: Int) -> Int {
+        largest.isFinite && largest > 0 ? gridExponent(largest, valueBits: valueBits) : 0
     }
 }

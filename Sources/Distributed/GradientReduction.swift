@@ -57,6 +57,16 @@ public protocol GradientReducer: AnyObject {
     /// `reduce` for a step on the global `batch` (positions in the epoch's order), for reducers whose sum depends
     /// on how many micro-batches the batch has.
     func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError)
+    /// `reduce(_:batch:)` for the training step, which may leave the sum unrounded: a reducer whose sum is wider
+    /// than Float (Double, fixed point) keeps it and returns true, and `round(_:into:)` then gives the Float
+    /// gradient a block at a time, so that rounding, the finiteness check and the optimizer's step walk the sum
+    /// once (`Optimizer.stepIfFinite(values:threads:rounding:)`). False: the sum is in the first part, as after
+    /// `reduce`.
+    func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool
+    /// Elements `range` of the sum that `reduceDeferringRounding` kept, rounded to Float into `out[0..<range.count]`:
+    /// the bits `reduce` would have left in the first part. Callable from several threads at once, for disjoint
+    /// ranges, until the next step.
+    func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>)
     /// Bytes each rank hands to the all-reduce in the last step (0 on one rank): what a ring all-reduce moves
     /// about twice over the wire.
     var bytesPerStep: Int { get }
@@ -68,6 +78,14 @@ extension GradientReducer {
     public var microBatches: MicroBatches? { nil }
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
         try reduce(parts)
+    }
+    /// Reducers whose sum is Float: `reduce`, and the sum is in the first part.
+    public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
+        try reduce(parts, batch: batch)
+        return false
+    }
+    public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        require(false, "\(type(of: self)).round: this reducer leaves its sum in Float (reduceDeferringRounding returned false)")
     }
 }
 
@@ -142,12 +160,36 @@ public final class DoubleSum: GradientReducer {
             bytesPerStep = 0
             return
         }
+        try sumAcrossRanks(parts)
+        sum.withUnsafeBufferPointer { sum in ReductionKernels.round(sum, into: total) }
+    }
+
+    /// On several ranks, keeps the Double sum for `round(_:into:)`; on one, its one pass (`reduce`) is already fused.
+    public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
+        guard communicator.size > 1 else {
+            try reduce(parts)
+            return false
+        }
+        try sumAcrossRanks(parts)
+        return true
+    }
+
+    public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        require(range.lowerBound >= 0 && range.upperBound <= sum.count, "DoubleSum.round: range \(range) of \(sum.count)")
+        sum.withUnsafeBufferPointer { sum in
+            ReductionKernels.round(UnsafeBufferPointer(rebasing: sum[range]), into: UnsafeMutableBufferPointer(start: out, count: range.count))
+        }
+    }
+
+    /// The parts' Double sum over every rank, left in `sum`.
+    private func sumAcrossRanks(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+        let total = parts.first!
+        require(sum.count == total.count, "DoubleSum: \(total.count) gradients, made for \(sum.count)")
         try sum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
             ReductionKernels.exactSum(parts, into: sum)
             try communicator.allReduce(sum, .sum)
-            ReductionKernels.round(UnsafeBufferPointer(sum), into: total)
         }
-        bytesPerStep = communicator.size > 1 ? total.count * 8 : 0
+        bytesPerStep = total.count * 8
     }
 
     public private(set) var bytesPerStep = 0

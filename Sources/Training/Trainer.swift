@@ -254,8 +254,9 @@ public final class Trainer {
                                                   microBatches: run.reducer.microBatches, hooks: run.reducer.backwardHooks())
         let reduceStart = DispatchTime.now()
         var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
+        var roundingDeferred = false
         do {
-            try run.reducer.reduce(parts, batch: batch)
+            roundingDeferred = try run.reducer.reduceDeferringRounding(parts, batch: batch)
             try metrics.sum(over: communicator)
         } catch {
             throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
@@ -276,10 +277,13 @@ public final class Trainer {
         }
         if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: true) { throw diverged(problem) }
         let optimizerStart = DispatchTime.now()
-        // The gradient's finiteness is checked inside the step, block by block (one pass over it, not two). A
-        // non-finite gradient leaves the parameters partly stepped: the run ends here, and nothing is written.
+        // The gradient's finiteness is checked inside the step, block by block (one pass over it, not two); a sum
+        // the reducer kept wider than Float is rounded there too, a block at a time. A non-finite gradient leaves
+        // the parameters partly stepped: the run ends here, and nothing is written.
         let gradientFinite = run.store.withValuesAndGradients { values, gradients in
-            run.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
+            roundingDeferred
+                ? run.optimizer.stepIfFinite(values: values, threads: run.threads) { run.reducer.round($0, into: $1) }
+                : run.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
         }
         if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: gradientFinite) { throw diverged(problem) }
         phases.optimizer += seconds(optimizerStart, DispatchTime.now())

@@ -25,8 +25,14 @@ let tensors = [0..<64, 64..<128]
 /// The reducer's plan only tells the workers how to cut a batch; these tests hand it the micro-batches directly.
 let plan = MicroBatches(size: 16)
 
-/// The two sums: Int64 per tensor (a batch of unknown size), and Int32 in blocks (a batch of 8 micro-batches).
-enum Width: CaseIterable { case wide, narrow }
+/// The two sums: Int64 per tensor (a batch of unknown size), and Int32 in blocks (a batch of 8 micro-batches),
+/// converted back at once (`reduce`) or kept and rounded range by range, as the optimizer asks for it
+/// (`reduceDeferringRounding`, then `round` over ranges that cut blocks and tensors at odd places).
+enum Width: CaseIterable { case wide, narrow, narrowDeferred }
+
+/// Ranges of the 128 values, as the optimizer's blocks might ask for them: one inside a block, one across the two
+/// tensors' blocks, one of a single value, the rest.
+let roundingRanges = [0..<5, 5..<70, 70..<71, 71..<128]
 
 /// Reduces micro-batches `0..<count`, assigned to ranks by `assign` (rank -> its micro-batch indices), with
 /// `FixedPointSum` on thread ranks; every rank's result.
@@ -44,6 +50,13 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
         switch width {
         case .wide: try sum.reduce(buffers[...])
         case .narrow: try sum.reduce(buffers[...], batch: 0..<(16 * count))
+        case .narrowDeferred:
+            guard try sum.reduceDeferringRounding(buffers[...], batch: 0..<(16 * count)) else { return [] }  // fails below
+            var rounded = [Float](repeating: .nan, count: 128)
+            rounded.withUnsafeMutableBufferPointer { out in
+                for range in roundingRanges.reversed() { sum.round(range, into: out.baseAddress! + range.lowerBound) }
+            }
+            return rounded
         }
         return Array(buffers[0])
     }
@@ -55,6 +68,10 @@ struct FixedPointTests {
           arguments: Width.allCases)
     func groupingAndOrder(width: Width) throws {
         let reference = try fixedPointSum(count: 8, ranks: 1, width: width) { _ in Array(0..<8) }[0]
+        if width == .narrowDeferred {  // rounded range by range: the bits the conversion of the whole sum gives
+            let whole = try fixedPointSum(count: 8, ranks: 1, width: .narrow) { _ in Array(0..<8) }[0]
+            #expect(reference.map(\.bitPattern) == whole.map(\.bitPattern))
+        }
         for ranks in 1...5 {
             for descending in [false, true] {
                 let contiguous = try fixedPointSum(count: 8, ranks: ranks, descending: descending, width: width) { rank in
@@ -122,19 +139,30 @@ struct FixedPointTests {
         }
     }
 
-    @Test("a value that is not finite makes its tensor NaN on every rank, and leaves the others alone")
+    @Test("a value that is not finite makes its tensor NaN on every rank, and leaves the others alone; its block's rounding too")
     func nonFinite() throws {
-        let results = try ThreadGroup.run(ranks: 2) { communicator -> [Float] in
+        let results = try ThreadGroup.run(ranks: 2) { communicator -> ([Float], [Float]) in
             var values = adversarialPart(communicator.rank)
             if communicator.rank == 1 { values[5] = .nan }
-            return try values.withUnsafeMutableBufferPointer { buffer in
+            let reduced = try values.withUnsafeMutableBufferPointer { buffer in
                 try FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan).reduce([buffer][...])
                 return Array(buffer)
             }
+            // Two micro-batches (the Int32 sum, in blocks): the NaN's block rounds to NaN, the other to finite values.
+            let kept = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
+            var rounded = [Float](repeating: 0, count: 128)
+            try values.withUnsafeMutableBufferPointer { buffer in
+                if try kept.reduceDeferringRounding([buffer][...], batch: 0..<32) {
+                    rounded.withUnsafeMutableBufferPointer { kept.round(0..<128, into: $0.baseAddress!) }
+                }
+            }
+            return (reduced, rounded)
         }
-        for result in results {
-            #expect(result[0..<64].allSatisfy { $0.isNaN })
-            #expect(result[64..<128].allSatisfy { $0.isFinite })
+        for (reduced, rounded) in results {
+            #expect(reduced[0..<64].allSatisfy { $0.isNaN })
+            #expect(reduced[64..<128].allSatisfy { $0.isFinite })
+            #expect(rounded[0..<64].allSatisfy { $0.isNaN })
+            #expect(rounded[64..<128].allSatisfy { $0.isFinite && $0 != 0 })
         }
     }
 

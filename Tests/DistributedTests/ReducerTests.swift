@@ -86,6 +86,32 @@ struct ReducerTests {
         }
     }
 
+    @Test("DoubleSum kept unrounded for the optimizer: rounded range by range, the bits reduce leaves; on one rank, not kept",
+          arguments: [1, 2, 3])
+    func doubleSumDeferred(ranks: Int) throws {
+        let expected = try reduce(ranks: ranks, parts: 2) { DoubleSum(communicator: $0, count: $1.count) }[0]
+        // Ranges as the optimizer's 4096-value blocks on 3 threads cut them: not aligned to anything.
+        let cuts = [0, 1, 4097, 100_003, 100_004, 250_000, elementCount]
+        let results = try ThreadGroup.run(ranks: ranks) { communicator -> [Float] in
+            let buffers = (0..<2).map { part in
+                let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: elementCount)
+                _ = buffer.initialize(from: syntheticPart(rank: communicator.rank, part: part, count: elementCount))
+                return buffer
+            }
+            defer { buffers.forEach { $0.deallocate() } }
+            let reducer = DoubleSum(communicator: communicator, count: elementCount)
+            guard try reducer.reduceDeferringRounding(buffers[...], batch: 0..<1) else { return Array(buffers[0]) }
+            var rounded = [Float](repeating: .nan, count: elementCount)
+            rounded.withUnsafeMutableBufferPointer { out in
+                for (start, end) in zip(cuts, cuts.dropFirst()).reversed() {
+                    reducer.round(start..<end, into: out.baseAddress! + start)
+                }
+            }
+            return rounded
+        }
+        for result in results { #expect(result.map(\.bitPattern) == expected.map(\.bitPattern), "\(ranks) ranks") }
+    }
+
     @Test("FloatSum: each rank's parts added in order, then the ranks' sums in rank order", arguments: [1, 2, 3, 4])
     func floatSum(ranks: Int) throws {
         let parts = 2

@@ -252,6 +252,20 @@ struct OptimizerTests {
             }
             #expect(finite, "\(threads) threads")
             #expect(values.map(\.bitPattern) == expected.map(\.bitPattern) && checked.state == plain.state, "\(threads) threads")
+            // The same step with the gradient handed over a block at a time (a reducer's sum rounded on the way):
+            // every element asked for exactly once, the same bits.
+            let rounding = try optimizer()
+            var asked = [UInt8](repeating: 0, count: count)
+            values = start
+            let roundedFinite = values.withUnsafeMutableBufferPointer { v in
+                asked.withUnsafeMutableBufferPointer { asked in
+                    rounding.stepIfFinite(values: v, threads: threads) { block, out in
+                        for i in block { asked[i] &+= 1; out[i - block.lowerBound] = gradient[i] }
+                    }
+                }
+            }
+            #expect(roundedFinite && asked.allSatisfy { $0 == 1 }, "\(threads) threads")
+            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern) && rounding.state == plain.state, "\(threads) threads")
             for (position, bad) in [(0, Float.nan), (4096, .infinity), (50_000, -.infinity), (count - 1, .nan)] {
                 var broken = gradient
                 broken[position] = bad
@@ -260,6 +274,12 @@ struct OptimizerTests {
                     broken.withUnsafeBufferPointer { try! optimizer().stepIfFinite(values: v, gradients: $0, threads: threads) }
                 }
                 #expect(!finite, "\(bad) at \(position), \(threads) threads")
+                let roundedFinite = values.withUnsafeMutableBufferPointer { v in
+                    try! optimizer().stepIfFinite(values: v, threads: threads) { block, out in
+                        for i in block { out[i - block.lowerBound] = broken[i] }
+                    }
+                }
+                #expect(!roundedFinite, "\(bad) at \(position), \(threads) threads, rounded block by block")
             }
         }
     }

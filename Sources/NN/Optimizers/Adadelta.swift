@@ -70,16 +70,18 @@ public final class Adadelta: Optimizer {
     }
     public var stateCount: Int { 2 * parameterCount }
 
-    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>) {
-        require(values.count == parameterCount && gradients.count == parameterCount && range.upperBound <= parameterCount,
-                "Adadelta.step: \(values.count) values and \(gradients.count) gradients for \(parameterCount) parameters, range \(range)")
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradient: UnsafePointer<Float>, range: Range<Int>) {
+        require(values.count == parameterCount && range.lowerBound >= 0 && range.upperBound <= parameterCount,
+                "Adadelta.step: \(values.count) values for \(parameterCount) parameters, range \(range)")
         let rho = Float(configuration.rho), eps = Float(configuration.epsilon), decay = Float(configuration.weightDecay)
         // PyTorch computes 1 - rho in Double (0.09999999999999998 for 0.9) and hands the kernel its Float rounding.
         let oneMinusRho = Float(1 - configuration.rho)
         let minusRate = Float(-configuration.learningRate)
         withExtendedLifetime(storage) {
-            let squareAverage = storage.pointer, accumulatedDelta = storage.pointer + parameterCount
-            let w = values.baseAddress!, gradient = gradients.baseAddress!
+            // Every pointer starts at the range's first element.
+            let squareAverage = storage.pointer + range.lowerBound
+            let accumulatedDelta = storage.pointer + parameterCount + range.lowerBound
+            let w = values.baseAddress! + range.lowerBound, count = range.count
             // Sixteen elements at a time (one AVX-512 register, two AVX ones). Every operation is correctly rounded
             // lane by lane, so the bits are those of one element at a time; the scalar loop this replaces compiled to
             // a square root and a division per element (5-6 % of a CNN step).
@@ -97,21 +99,21 @@ public final class Adadelta: Optimizer {
             @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Float>, _ i: Int) {
                 UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: V.self)
             }
-            var i = range.lowerBound
-            while i + 16 <= range.upperBound {
+            var i = 0
+            while i + 16 <= count {
                 var value = load(w, i), average = load(squareAverage, i), accumulated = load(accumulatedDelta, i)
                 update(&value, load(gradient, i), &average, &accumulated)
                 store(value, w, i); store(average, squareAverage, i); store(accumulated, accumulatedDelta, i)
                 i += 16
             }
-            if i < range.upperBound {  // the last few, in the lanes of one register (zeros in the others)
+            if i < count {  // the last few, in the lanes of one register (zeros in the others)
                 var value = V(), g = V(), average = V(), accumulated = V()
-                for lane in 0..<(range.upperBound - i) {
+                for lane in 0..<(count - i) {
                     (value[lane], g[lane]) = (w[i + lane], gradient[i + lane])
                     (average[lane], accumulated[lane]) = (squareAverage[i + lane], accumulatedDelta[i + lane])
                 }
                 update(&value, g, &average, &accumulated)
-                for lane in 0..<(range.upperBound - i) {
+                for lane in 0..<(count - i) {
                     (w[i + lane], squareAverage[i + lane], accumulatedDelta[i + lane]) = (value[lane], average[lane], accumulated[lane])
                 }
             }

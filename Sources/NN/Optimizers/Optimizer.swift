@@ -39,14 +39,24 @@ public protocol Optimizer: AnyObject {
     var hyperParameters: [(name: String, value: Double)] { get }
     /// Number of Floats of state (0 for SGD, 2 x parameters for Adadelta).
     var stateCount: Int { get }
-    /// One step on the elements in `range` only: `values[i]` -= update(`gradients[i]`) for i in `range`. The
-    /// update is elementwise, so disjoint ranges may run at the same time on different threads (`step(threads:)`).
-    func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>)
+    /// One step on the elements in `range` only, whose gradients are `gradient[0..<range.count]`:
+    /// `values[i]` -= update(`gradient[i - range.lowerBound]`) for i in `range`. The update is elementwise, so
+    /// disjoint ranges may run at the same time on different threads (`step(threads:)`), and a block of the gradient
+    /// may come from scratch (`stepIfFinite(values:rounding:threads:)`).
+    func step(values: UnsafeMutableBufferPointer<Float>, gradient: UnsafePointer<Float>, range: Range<Int>)
     /// Calls `body` with the flat state, writable (broadcast, checkpoint restore).
     func withState<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R
 }
 
 extension Optimizer {
+    /// One step on the elements in `range` only: `values[i]` -= update(`gradients[i]`) for i in `range`.
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>) {
+        require(values.count == gradients.count && range.lowerBound >= 0 && range.upperBound <= values.count,
+                "\(name).step: \(values.count) values, \(gradients.count) gradients, range \(range)")
+        guard !range.isEmpty else { return }
+        step(values: values, gradient: gradients.baseAddress! + range.lowerBound, range: range)
+    }
+
     /// One step over every parameter, split into `threads` contiguous parts that run in parallel. Each element's
     /// update is the same whatever the split, so the result does not depend on `threads`.
     public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, threads: Int = 1) {
@@ -67,14 +77,38 @@ extension Optimizer {
                              threads: Int = 1) -> Bool {
         require(values.count == gradients.count, "\(name).step: \(values.count) values but \(gradients.count) gradients")
         guard let base = gradients.baseAddress else { return true }
+        return stepIfFinite(values: values, threads: threads) { block, _ in UnsafePointer(base + block.lowerBound) }
+    }
+
+    /// `stepIfFinite(values:gradients:threads:)` for a gradient that is not yet Float: `rounding(block, scratch)`
+    /// writes the gradient of the elements `block` to `scratch[0..<block.count]` (a reduced sum rounded from
+    /// Double or fixed point, see `GradientReducer.reduceDeferringRounding`), one `finiteCheckBlock` at a time.
+    /// Rounding, the check and the update then walk the sum once, and the Float gradient never goes to memory.
+    /// `rounding` is called on several threads at once, for disjoint blocks. The same bits as rounding the whole
+    /// gradient first and stepping on it.
+    public func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, threads: Int = 1,
+                             rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) -> Bool {
+        stepIfFinite(values: values, threads: threads) { block, scratch in
+            rounding(block, scratch)
+            return UnsafePointer(scratch)
+        }
+    }
+
+    /// The loop both `stepIfFinite` share: `gradient(block, scratch)` says where the block's gradient is (it may
+    /// fill `scratch`, room for `finiteCheckBlock` Floats on the calling thread's stack).
+    private func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, threads: Int,
+                              gradient: (Range<Int>, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>) -> Bool {
         let parts = Parallel.partCount(of: values.count, threads: threads)
         return withUnsafeTemporaryAllocation(of: Bool.self, capacity: parts) { finite in  // on the stack
             Parallel.forEachPart(of: values.count, threads: threads) { part, range in
-                var allFinite = true
-                for start in stride(from: range.lowerBound, to: range.upperBound, by: finiteCheckBlock) {
-                    let block = start..<min(start + finiteCheckBlock, range.upperBound)
-                    guard BufferMath.allFinite(base + start, count: block.count) else { allFinite = false; break }
-                    step(values: values, gradients: gradients, range: block)
+                let allFinite = withUnsafeTemporaryAllocation(of: Float.self, capacity: finiteCheckBlock) { scratch in
+                    for start in stride(from: range.lowerBound, to: range.upperBound, by: finiteCheckBlock) {
+                        let block = start..<min(start + finiteCheckBlock, range.upperBound)
+                        let g = gradient(block, scratch.baseAddress!)
+                        guard BufferMath.allFinite(g, count: block.count) else { return false }
+                        step(values: values, gradient: g, range: block)
+                    }
+                    return true
                 }
                 finite.initializeElement(at: part, to: allFinite)
             }

@@ -21,11 +21,11 @@ public final class SGD: Optimizer {
     public var hyperParameters: [(name: String, value: Double)] { [("lr", learningRate)] }
     public var stateCount: Int { 0 }
 
-    public func step(values: UnsafeMutableBufferPointer<Float>, gradients: UnsafeBufferPointer<Float>, range: Range<Int>) {
-        require(values.count == gradients.count && range.upperBound <= values.count,
-                "SGD.step: \(values.count) values, \(gradients.count) gradients, range \(range)")
+    public func step(values: UnsafeMutableBufferPointer<Float>, gradient: UnsafePointer<Float>, range: Range<Int>) {
+        require(range.lowerBound >= 0 && range.upperBound <= values.count, "SGD.step: \(values.count) values, range \(range)")
         let rate = Float(learningRate)
-        for i in range { values[i] -= rate * gradients[i] }
+        let w = values.baseAddress! + range.lowerBound
+        for i in 0..<range.count { w[i] -= rate * gradient[i] }
     }
 
     public func withState<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {

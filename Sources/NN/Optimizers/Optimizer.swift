@@ -42,7 +42,7 @@ public protocol Optimizer: AnyObject {
     /// One step on the elements in `range` only, whose gradients are `gradient[0..<range.count]`:
     /// `values[i]` -= update(`gradient[i - range.lowerBound]`) for i in `range`. The update is elementwise, so
     /// disjoint ranges may run at the same time on different threads (`step(threads:)`), and a block of the gradient
-    /// may come from scratch (`stepIfFinite(values:rounding:threads:)`).
+    /// may come from scratch (`stepIfFinite(values:threads:rounding:)`).
     func step(values: UnsafeMutableBufferPointer<Float>, gradient: UnsafePointer<Float>, range: Range<Int>)
     /// Calls `body` with the flat state, writable (broadcast, checkpoint restore).
     func withState<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R

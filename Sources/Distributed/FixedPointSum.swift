@@ -117,11 +117,9 @@ public final class FixedPointSum: GradientReducer {
     /// micro-batches of `batch` is left in the first part: in Int32 blocks when the batch has few enough
     /// micro-batches, else in Int64.
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
-        if let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) {
-            try reduceNarrow(parts, valueBits: bits)
-            convertNarrowBack(into: parts.first!, valueBits: bits)
-        } else {
-            try reduceWide(parts)
+        let total = parts.first!
+        if try reduceDeferringRounding(parts, batch: batch), let first = total.baseAddress {
+            round(0..<total.count, into: first)
         }
     }
 
@@ -196,15 +194,6 @@ public final class FixedPointSum: GradientReducer {
         }
         try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in try communicator.allReduce(sum, .sum) }
         bytesPerStep = communicator.size > 1 ? total.count * 4 + blocks.count * 4 : 0
-    }
-
-    /// The Int32 sum back to Float, into `total`.
-    private func convertNarrowBack(into total: UnsafeMutableBufferPointer<Float>, valueBits: Int) {
-        narrowSum.withUnsafeBufferPointer { sum in
-            blockLargest.withUnsafeBufferPointer { largest in
-                NarrowFixedPoint.convertBack(sum, blocks: blocks, largest: largest, valueBits: valueBits, into: total, threads: threads)
-            }
-        }
     }
 
     /// The Int64 sum, one grid per tensor.
@@ -424,26 +413,12 @@ public enum NarrowFixedPoint {
         }
     }
 
-    /// `total[block] = Float(sum[block] x 2^grid)`: one rounding (two where the result is subnormal); NaN for a
-    /// block that held a value that was not finite.
-    static func convertBack(_ sum: UnsafeBufferPointer<Int32>, blocks: [Range<Int>], largest: UnsafeBufferPointer<Float>,
-                            valueBits: Int, into total: UnsafeMutableBufferPointer<Float>, threads: Int) {
-        let work = UncheckedSendable((sum, blocks, largest, total))
-        forEachBlock(blocks.count, threads: threads) { b in
-            let (sum, blocks, largest, total) = work.value
-            FixedPoint.convertBack(sum, range: blocks[b], largest: largest[b], grid: grid(largest[b], valueBits: valueBits), into: total)
-        }
-    }
-
-    /// `out[0..<count] = Float(sum[0..<count] x 2^grid)` for values of one block, whose largest magnitude is `largest`.
+    /// `out[0..<count] = Float(sum[0..<count] x 2^grid)` for values of one block, whose largest magnitude is
+    /// `largest`: one rounding (two where the result is subnormal); NaN for a block that held a value that was not
+    /// finite, 0 for one of zeros.
     @inline(__always)
     static func convertBack(_ sum: UnsafePointer<Int32>, count: Int, largest: Float, valueBits: Int, into out: UnsafeMutablePointer<Float>) {
-        FixedPoint.convertBack(sum, count: count, largest: largest, grid: grid(largest, valueBits: valueBits), into: out)
-    }
-
-    /// The grid's exponent for a block, or 0 when its largest magnitude is 0 or not finite (no grid is used).
-    @inline(__always)
-    private static func grid(_ largest: Float, valueBits: Int) -> Int {
-        largest.isFinite && largest > 0 ? gridExponent(largest, valueBits: valueBits) : 0
+        let grid = largest.isFinite && largest > 0 ? gridExponent(largest, valueBits: valueBits) : 0  // unused without a grid
+        FixedPoint.convertBack(sum, count: count, largest: largest, grid: grid, into: out)
     }
 }

@@ -286,20 +286,13 @@ public enum FixedPoint {
     /// where the tensor had a value that was not finite.
     public static func convertBack(_ sum: UnsafeBufferPointer<Int64>, range: Range<Int>, largest: Float,
                                    into total: UnsafeMutableBufferPointer<Float>) {
-        convertBack(sum, range: range, largest: largest, grid: largest.isFinite && largest > 0 ? gridExponent(largest) : 0,
-                    into: total)
-    }
-
-    /// `total[range] = Float(sum[range] x 2^grid)` for either width of sum (Int64 per tensor, Int32 per block).
-    @inline(__always)
-    static func convertBack<I: FixedWidthInteger & SignedInteger>(_ sum: UnsafeBufferPointer<I>, range: Range<Int>, largest: Float,
-                                                                  grid: Int, into total: UnsafeMutableBufferPointer<Float>) {
         guard !range.isEmpty else { return }
-        convertBack(sum.baseAddress! + range.lowerBound, count: range.count, largest: largest, grid: grid,
-                    into: total.baseAddress! + range.lowerBound)
+        convertBack(sum.baseAddress! + range.lowerBound, count: range.count, largest: largest,
+                    grid: largest.isFinite && largest > 0 ? gridExponent(largest) : 0, into: total.baseAddress! + range.lowerBound)
     }
 
-    /// `out[0..<count] = Float(sum[0..<count] x 2^grid)`: NaN where `largest` is not finite, 0 where it is 0.
+    /// `out[0..<count] = Float(sum[0..<count] x 2^grid)` for either width of sum (Int64 per tensor, Int32 per
+    /// block): NaN where `largest` is not finite, 0 where it is 0.
     @inline(__always)
     static func convertBack<I: FixedWidthInteger & SignedInteger>(_ sum: UnsafePointer<I>, count: Int, largest: Float,
                                                                   grid: Int, into out: UnsafeMutablePointer<Float>) {

@@ -76,6 +76,40 @@ struct SparseInputTests {
         }
     }
 
+    /// With the column-major copy built and at most 128 rows, x · w walks x by column (each row of w added into the
+    /// output rows that select it); otherwise by row (each output row gathering the rows of w it selects). Both give
+    /// every output element the same multiply-adds in the same order, so the same bits: checked on MNIST's shape,
+    /// a narrower last panel, an empty column range and the 128-row edge, on one thread and two.
+    @Test("x · w walked by column gives the bits of the walk by row",
+          arguments: [(128, 784, 1024, 0.19), (37, 200, 100, 0.3), (128, 64, 10, 0.05), (1, 30, 70, 0.2)], [0, -0.42421296])
+    func walksAgree(shape: (m: Int, k: Int, n: Int, density: Double), background: Float) throws {
+        let (m, k, n, density) = shape
+        var random = TestRandom(seed: UInt64(3 * m + k))
+        let x = Self.sparseInput(rows: m, columns: k, density: density, seed: UInt64(n), background: background)
+        let w = random.array(k * n)
+        for threads in [1, 2] {
+            var outputs: [[Float]] = []
+            for byColumn in [true, false] {
+                let sparse = try #require(x.withUnsafeBufferPointer {
+                    SparseInput($0.baseAddress!, rows: m, columns: k, byColumn: byColumn, tape: nil)
+                })
+                var out = [Float](repeating: .nan, count: m * n)
+                var panels = [Float](repeating: .nan, count: sparse.forwardScratch(n: n, threads: threads))
+                w.withUnsafeBufferPointer { w in
+                    panels.withUnsafeMutableBufferPointer { panels in
+                        out.withUnsafeMutableBufferPointer { out in
+                            sparse.times(w.baseAddress!, n: n, ldw: n, into: out.baseAddress!, ldc: n,
+                                         panels: panels.baseAddress!, threads: threads)
+                        }
+                    }
+                }
+                outputs.append(out)
+            }
+            #expect(outputs[0].allSatisfy { $0.isFinite }, "every output written, \(threads) threads")
+            #expect(outputs[0].map(\.bitPattern) == outputs[1].map(\.bitPattern), "\(threads) threads")
+        }
+    }
+
     @Test("a gradient that accumulates over two products, and an all-zero input")
     func accumulationAndZeros() {
         let (m, k, n) = (20, 64, 130)

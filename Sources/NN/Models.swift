@@ -91,9 +91,9 @@ public struct MLP: Model {
     public func logProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
         var activations = flatten(images)
         for layer in 0..<(layerSizes.count - 2) {
-            activations = tanh(matmul(activations, p[2 * layer]) + p[2 * layer + 1])
+            activations = tanh(affine(activations, p[2 * layer], bias: p[2 * layer + 1]))
         }
-        let logits = matmul(activations, p[p.count - 2]) + p[p.count - 1]
+        let logits = affine(activations, p[p.count - 2], bias: p[p.count - 1])
         return logits - logSumExp(logits, axis: 1, keepingDimension: true)
     }
 

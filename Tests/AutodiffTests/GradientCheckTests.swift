@@ -70,6 +70,44 @@ struct GradientCheckTests {
         }
     }
 
+    @Test("affine: a product plus a bias on every row, either layout of the weight")
+    func affineGradients() {
+        for tb in [false, true] {
+            let a = random([3, 4], seed: 41), b = random(tb ? [5, 4] : [4, 5], seed: 42), bias = random([5], seed: 43)
+            gradientCheck("affine tb=\(tb)", [a, b, bias]) { affine($0[0], $0[1], transposeB: tb, bias: $0[2]) }
+        }
+    }
+
+    /// `affine` is `matmul` and `+` in one op, for the layers of the MLP and the CNN's fully connected ones: the same
+    /// bits, forward and for every gradient, with a dense input (sgemm), an input the sparse kernels take (a
+    /// constant, mostly background), the weight transposed, and the bias and weight used again after (their
+    /// gradients accumulate).
+    @Test("affine gives the bits of matmul plus bias, dense and sparse, forward and backward")
+    func affineIsMatmulPlusBias() {
+        let (m, k, n) = (16, 40, 70)
+        var sparseX = [Float](repeating: 0, count: m * k)
+        for i in Swift.stride(from: 0, to: m * k, by: 7) { sparseX[i] = Float(i % 13) / 13 + 0.1 }
+        let dense = random([m, k], seed: 44).scalars, w = random([k, n], seed: 45).scalars
+        let wt = random([n, k], seed: 46).scalars, bias = random([n], seed: 47).scalars
+        for (sparse, transposeB) in [(false, false), (false, true), (true, false)] {
+            let input = sparse ? sparseX : dense, weight = transposeB ? wt : w
+            func run(fused: Bool) -> (out: [Float], gradients: [[Float]]) {
+                let tape = Tape()
+                let x = sparse ? tape.constant(input, shape: [m, k]) : tape.variable(input, shape: [m, k])
+                let wv = tape.variable(weight, shape: transposeB ? [n, k] : [k, n]), bv = tape.variable(bias, shape: [n])
+                let y = fused ? affine(x, wv, transposeB: transposeB, bias: bv) : matmul(x, wv, transposeB: transposeB) + bv
+                let again = tanh(y) + bv + sum(wv * wv)
+                tape.backward(from: sum(again * again))
+                return (y.scalars, [wv, bv].map { tape.gradient(of: $0) } + (sparse ? [] : [tape.gradient(of: x)]))
+            }
+            let fused = run(fused: true), separate = run(fused: false)
+            #expect(fused.out.map(\.bitPattern) == separate.out.map(\.bitPattern), "sparse \(sparse), transposeB \(transposeB)")
+            #expect(fused.gradients.map { $0.map(\.bitPattern) } == separate.gradients.map { $0.map(\.bitPattern) },
+                    "sparse \(sparse), transposeB \(transposeB)")
+            #expect(fused.gradients.allSatisfy { $0.contains { $0 != 0 } })
+        }
+    }
+
     @Test("add, multiply and scale, with suffix broadcasting")
     func elementwise() {
         gradientCheck("a + b", [random([3, 4], seed: 4), random([3, 4], seed: 5)]) { $0[0] + $0[1] }

@@ -136,7 +136,7 @@ public func + (a: Tensor, b: Tensor) -> Tensor {
 }
 
 /// z[r, :] = x[r, :] + y for each of `rows` rows of `width`, 16 lanes at a time.
-private func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
+func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
                        into z: UnsafeMutablePointer<Float>) {
     let whole = width / 16 * 16
     for row in 0..<rows {
@@ -150,7 +150,7 @@ private func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, row
 /// d = Σ over rows of g (or d += when `accumulate`), g being `rows` x `width`: a bias's gradient. Each column is
 /// summed in row order, starting from 0 (or d), the order of the general broadcast loop, so the bits are the same;
 /// 64 columns at a time, in four registers.
-private func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, into d: UnsafeMutablePointer<Float>,
+func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, into d: UnsafeMutablePointer<Float>,
                      accumulate: Bool) {
     var j = 0
     while j + 64 <= width {

@@ -250,7 +250,8 @@ package struct SparseInput {
     }
 
     /// Scratch Floats `times` needs: a (K + 1) x 64 panel per block when several threads may share the blocks, one
-    /// otherwise. It depends on the shape and `threads` only, not on this batch, so an arena's buffer fits every step.
+    /// otherwise; an (M + 1) x 64 output block instead when it scatters. It depends on the shape, `threads` and
+    /// whether the CSC is built, not on this batch's entries, so an arena's buffer from a full batch fits every step.
     package func forwardScratch(n: Int, threads: Int) -> Int {
         panelSlots(n: n, threads: threads) * ((scatters ? rows : columns) + 1) * panelWidth
     }

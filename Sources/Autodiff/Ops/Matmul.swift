@@ -30,7 +30,7 @@ private func product(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Boo
     if let bias {
         require(bias.count == n && bias.rank == 1, "affine: a bias of shape \(describe(bias.shape)) for \(n) columns")
     }
-    let out = Tape.output(bias == nil ? "matmul" : "affine", shape: [m, n], inputList: [a, b] + (bias.map { [$0] } ?? []))
+    let out = Tape.output(bias == nil ? "matmul" : "affine", shape: [m, n], inputList: bias.map { [a, b, $0] } ?? [a, b])
     let lda = a.shape[1], ldb = b.shape[1]
     if !transposeA && !transposeB && !a.requiresGradient,
        let sparse = SparseInput(a.pointer, rows: m, columns: k, byColumn: out.requiresGradient && b.requiresGradient,

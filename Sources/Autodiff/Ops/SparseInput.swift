@@ -9,7 +9,7 @@
 // panel (a row with a 4 KB stride would map every row's block onto the same few cache sets) and keep an output
 // row's 64 sums in eight AVX registers while they add the panel rows its entries select. With the CSC and at most
 // 128 rows, x · W scatters instead: the M x 64 output block stays contiguous in the first-level cache, and each
-// row of W, read once where it lies, is added into the output rows that select it (measured on Zen 4 for the MLP's
+// row of W, read where it lies, is added into the output rows that select it (measured on Zen 4 for the MLP's
 // first layer: 20 % fewer cycles than the gather and its copy). Either way each output element is a sum in a
 // fixed order (the entries in increasing index) whatever the thread count or the walk, so the result does not
 // depend on how the work is split; it does differ from sgemm's order in the last bits, like any other summation
@@ -189,8 +189,9 @@ package struct SparseInput {
     /// `times` by column: for each 64-column block, the M x 64 output block is kept contiguous (from the start row),
     /// and each row k of w, loaded once into four registers from where it lies, is added, scaled, into the output
     /// rows that column k of x selects. Each output element gets the same fused multiply-adds in the same order
-    /// (increasing k) as `sumsOfSelectedRows` gives it, so the same bits; but w is read once in place, where the
-    /// gather copies each block into a panel and reads a panel row from the second-level cache per entry.
+    /// (increasing k) as `sumsOfSelectedRows` gives it, so the same bits; but w is read in place (once, and once more
+    /// for the start row when the background is not 0), where the gather copies each block into a panel and reads a
+    /// panel row from the second-level cache per entry.
     private func scatteredRows(of w: UnsafePointer<Float>, stride: Int, n: Int, columnStart: UnsafePointer<Int32>,
                                columnRow: UnsafePointer<Int32>, value: UnsafePointer<Float>,
                                into out: UnsafeMutablePointer<Float>, ldc: Int, tiles: UnsafeMutablePointer<Float>,

@@ -22,18 +22,25 @@ public enum Parallel {
         return min(count, blocks * index / parts * 64)..<min(count, blocks * (index + 1) / parts * 64)
     }
 
-    /// Runs `body(part)` for part in 0..<parts, in parallel when there are several.
-    public static func forEach(parts: Int, _ body: (Int) -> Void) {
-        if parts <= 1 { if parts == 1 { body(0) }; return }
-        withoutActuallyEscaping(body) { body in
-            let box = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: parts) { box.value($0) }
-        }
+    /// Runs `body(part)` for part in 0..<parts, in parallel when there are several, on at most `threads` threads
+    /// (default: one per part).
+    public static func forEach(parts: Int, threads: Int? = nil, _ body: (Int) -> Void) {
+        ThreadPool.shared.run(parts: parts, threads: threads, body)
     }
 
     /// Runs `body(index, range)` for every part of 0..<count, in parallel when there are several.
     public static func forEachPart(of count: Int, threads: Int, _ body: (Int, Range<Int>) -> Void) {
         let parts = partCount(of: count, threads: threads)
         forEach(parts: parts) { body($0, part($0, of: count, parts: parts)) }
+    }
+
+    /// Threads for the elementwise ops between a layer's products, which would otherwise leave the product's
+    /// other threads waiting: those the products are split over (`BLAS.configure`'s `splitParts`); none beside
+    /// the caller's when OpenBLAS threads its calls itself, whose threads spin between calls.
+    static var elementwiseThreads: Int { BLAS.splitParts }
+
+    /// Runs `body(range)` for parts of 0..<count on `elementwiseThreads` threads.
+    static func forEachRange(of count: Int, _ body: (Range<Int>) -> Void) {
+        forEachPart(of: count, threads: elementwiseThreads) { _, range in body(range) }
     }
 }

@@ -270,7 +270,7 @@ public enum FixedPoint {
             }
         }
         let count = min(threads, blocks)
-        if count <= 1 { body(0, 1) } else { DispatchQueue.concurrentPerform(iterations: count) { body($0, count) } }
+        ThreadPool.shared.run(parts: count) { body($0, count) }
     }
 
     /// `value / 2^grid` (given as `scale`) rounded to the nearest integer, ties to even. Adding 1.5 x 2^52 rounds a
@@ -337,7 +337,7 @@ public enum NarrowFixedPoint {
         if workers <= 1 {
             for block in 0..<count { body(block) }
         } else {
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            ThreadPool.shared.run(parts: workers) { worker in
                 for block in stride(from: worker, to: count, by: workers) { body(block) }
             }
         }

@@ -36,7 +36,7 @@ struct WorkerTotals {
 /// Runs a model on parts of a batch in parallel threads, each with its own tape and gradient buffer.
 final class Workers: @unchecked Sendable {
     // @unchecked Sendable: each worker thread touches only its own index of every array below, and the main thread
-    // reads them only after DispatchQueue.concurrentPerform has returned.
+    // reads them only after the pool's loop has returned.
     let model: Model
     let store: ParameterStore
     let count: Int
@@ -73,7 +73,7 @@ final class Workers: @unchecked Sendable {
 
     /// Runs `body(worker)` for every worker, in parallel when there are several.
     private func parallel(_ body: @Sendable (Int) -> Void) {
-        if count == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
+        ThreadPool.shared.run(parts: count, body)
     }
 
     /// The gradient of Σ loss / `batch.count` over this rank's share of `batch` (positions in `order`), cut as the

@@ -9,10 +9,17 @@ import Darwin
 public func tanh(_ a: Tensor) -> Tensor {
     let out = Tape.output("tanh", shape: a.shape, inputs: a)
     let x = a.pointer, y = out.pointer
-    for i in 0..<a.count { y[i] = fastTanh(x[i]) }
+    Parallel.forEachRange(of: a.count) { range in
+        for i in range { y[i] = fastTanh(x[i]) }
+    }
     out.tape?.record(out) { tape, g in
         tape.withGradient(of: a) { da, acc in
-            store(da, count: a.count, accumulate: acc) { g[$0] * (1 - y[$0] * y[$0]) }
+            Parallel.forEachRange(of: a.count) { range in
+                store(da + range.lowerBound, count: range.count, accumulate: acc) {
+                    let i = range.lowerBound + $0
+                    return g[i] * (1 - y[i] * y[i])
+                }
+            }
         }
     }
     return out

@@ -135,25 +135,39 @@ public func + (a: Tensor, b: Tensor) -> Tensor {
     return out
 }
 
-/// z[r, :] = x[r, :] + y for each of `rows` rows of `width`, 16 lanes at a time.
+/// z[r, :] = x[r, :] + y for each of `rows` rows of `width`, 16 lanes at a time, the rows shared among the
+/// threads of a product.
 func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
                        into z: UnsafeMutablePointer<Float>) {
     let whole = width / 16 * 16
-    for row in 0..<rows {
-        let xr = x + row * width, zr = z + row * width
-        var j = 0
-        while j < whole { store(load16(xr + j) + load16(y + j), zr + j); j += 16 }
-        while j < width { zr[j] = xr[j] + y[j]; j += 1 }
+    let parts = Parallel.partCount(of: rows * width, threads: Parallel.elementwiseThreads)
+    Parallel.forEach(parts: parts) { part in
+        for row in rows * part / parts..<rows * (part + 1) / parts {
+            let xr = x + row * width, zr = z + row * width
+            var j = 0
+            while j < whole { store(load16(xr + j) + load16(y + j), zr + j); j += 16 }
+            while j < width { zr[j] = xr[j] + y[j]; j += 1 }
+        }
     }
 }
 
 /// d = Σ over rows of g (or d += when `accumulate`), g being `rows` x `width`: a bias's gradient. Each column is
 /// summed in row order, starting from 0 (or d), the order of the general broadcast loop, so the bits are the same;
-/// 64 columns at a time, in four registers.
+/// 64 columns at a time, in four registers, the columns shared among the threads of a product.
 func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, into d: UnsafeMutablePointer<Float>,
                      accumulate: Bool) {
-    var j = 0
-    while j + 64 <= width {
+    let parts = max(1, min(Parallel.partCount(of: rows * width, threads: Parallel.elementwiseThreads), width / 64))
+    Parallel.forEach(parts: parts) { part in
+        sumRows(g, rows: rows, width: width, columns: Parallel.part(part, of: width, parts: parts), into: d,
+                accumulate: accumulate)
+    }
+}
+
+/// `sumRows` for the columns in `columns`.
+private func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, columns: Range<Int>,
+                     into d: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    var j = columns.lowerBound
+    while j + 64 <= columns.upperBound {
         var s0 = SIMD16<Float>(), s1 = s0, s2 = s0, s3 = s0
         if accumulate { s0 = load16(d + j); s1 = load16(d + j + 16); s2 = load16(d + j + 32); s3 = load16(d + j + 48) }
         for row in 0..<rows {
@@ -163,7 +177,7 @@ func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, into d: UnsafeMut
         store(s0, d + j); store(s1, d + j + 16); store(s2, d + j + 32); store(s3, d + j + 48)
         j += 64
     }
-    for column in j..<width {
+    for column in j..<columns.upperBound {
         var sum: Float = accumulate ? d[column] : 0
         for row in 0..<rows { sum += g[row * width + column] }
         d[column] = sum

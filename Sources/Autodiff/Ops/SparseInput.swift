@@ -244,7 +244,7 @@ package struct SparseInput {
     private func forEachBlock(n: Int, threads: Int, _ body: (Int, Int) -> Void) {
         let blocks = (n + panelWidth - 1) / panelWidth
         if parallel(n: n, threads: threads) {
-            Parallel.forEach(parts: blocks) { block in body(block, block) }
+            Parallel.forEach(parts: blocks, threads: threads) { block in body(block, block) }
         } else {
             for block in 0..<blocks { body(block, 0) }
         }

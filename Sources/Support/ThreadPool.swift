@@ -157,7 +157,10 @@ public final class ThreadPool: @unchecked Sendable {
             let loop = state.load(ordering: .relaxed) >> 32
             if loop != seen { return loop }
             spins += 1
-            if spins & 255 == 0 && DispatchTime.now().uptimeNanoseconds > deadline { break }
+            if spins & 255 == 0 {
+                if DispatchTime.now().uptimeNanoseconds > deadline { break }
+                sched_yield()  // a core shared with another rank's thread (more threads than cores) goes to it
+            }
         }
         pthread_mutex_lock(&mutex)
         parked.add(1, ordering: .sequentiallyConsistent)

@@ -29,11 +29,13 @@ extension EndToEnd {
         ]
 
         /// What a recording depends on besides the code: the CPU model and the OpenBLAS kernels mnist-dist runs
-        /// with (the environment's, or the ones it chooses when OpenBLAS does not recognise the CPU).
+        /// each model with (the environment's, or the ones it chooses, see `KernelChoice`).
         static var machine: String {
             let here = MachineDescription.current()
             let environment = ProcessInfo.processInfo.environment
-            let kernels = KernelChoice.better(than: here, environment: environment) ?? here.blasKernel
+            let cnn = KernelChoice.better(than: here, environment: environment, model: .cnn) ?? here.blasKernel
+            let mlp = KernelChoice.better(than: here, environment: environment, model: .mlp) ?? here.blasKernel
+            let kernels = cnn == mlp ? cnn : "\(cnn) (the MLP's: \(mlp))"
             return "\(here.cpu); OpenBLAS \(kernels) kernels; OPENBLAS_L2_SIZE=\(environment["OPENBLAS_L2_SIZE"] ?? "unset")"
         }
 

@@ -1,5 +1,6 @@
 // What the start block and bench say about the machine: the CPU's widest vectors, the OpenBLAS kernels' vectors,
 // and the hint when the kernels are narrower.
+import Foundation
 import Testing
 import Training
 
@@ -60,5 +61,42 @@ struct MachineTests {
                                         forcedCoreType: "SkylakeX", chosenCoreType: "SkylakeX")
         #expect(chosen.forcedCoreType == nil && chosen.hint == nil)
         #expect(chosen.summary.hasSuffix("(AVX-512, chosen by mnist-dist: OpenBLAS does not recognise this CPU)"))
+    }
+
+    @Test("on a CPU that halves AVX-512 (Zen 4) the MLP gets OpenBLAS's Haswell kernels, the CNN keeps AVX-512 ones")
+    func kernelChoicePerModel() {
+        let zen4Info = "vendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: avx2 fma avx512f\n"
+        #expect(MachineDescription.halvesAVX512(cpuinfo: zen4Info))
+        #expect(!MachineDescription.halvesAVX512(cpuinfo: zen4Info.replacingOccurrences(of: ": 25", with: ": 26")), "Zen 5")
+        #expect(!MachineDescription.halvesAVX512(cpuinfo: "vendor_id\t: GenuineIntel\ncpu family\t: 25\n"))
+        #expect(!MachineDescription.halvesAVX512(cpuinfo: ""))
+
+        func machine(_ kernel: String, halves: Bool, chosen: String? = nil) -> MachineDescription {
+            MachineDescription(cpu: "AMD EPYC", vectorISA: .avx512, blasKernel: kernel, blasISA: VectorISA.of(openBLASCore: kernel),
+                               forcedCoreType: chosen, chosenCoreType: chosen, halvesAVX512: halves)
+        }
+        let zen4 = machine("Cooperlake", halves: true)
+        #expect(KernelChoice.better(than: zen4, environment: [:], model: .mlp) == "Haswell")
+        #expect(KernelChoice.better(than: zen4, environment: [:], model: .cnn) == nil)
+        #expect(KernelChoice.better(than: zen4, environment: [:]) == nil, "a command without a model")
+        #expect(KernelChoice.better(than: zen4, environment: ["OPENBLAS_CORETYPE": "SkylakeX"], model: .mlp) == nil,
+                "the user's setting stands")
+        #expect(KernelChoice.better(than: zen4, environment: [KernelChoice.marker: "Haswell"], model: .mlp) == nil,
+                "started again once at most")
+        #expect(KernelChoice.better(than: machine("Cooperlake", halves: false), environment: [:], model: .mlp) == nil,
+                "full-width AVX-512 (Zen 5, Xeon)")
+        #expect(KernelChoice.better(than: machine("Prescott", halves: true), environment: [:], model: .mlp) == "SkylakeX",
+                "an unrecognised CPU gets its widest kernels first")
+
+        let chosen = machine("Haswell", halves: true, chosen: "Haswell")
+        #expect(chosen.hint == nil, "no hint about narrower kernels that mnist-dist chose")
+        #expect(chosen.summary.hasSuffix("(AVX2, chosen by mnist-dist: faster for the MLP's products on this CPU, which runs "
+                                         + "AVX-512 as two 256-bit halves)"))
+
+        #expect(KernelChoice.model(in: ["train", "--model", "mlp", "--epochs", "2"]) == .mlp)
+        #expect(KernelChoice.model(in: ["--model=mlp"]) == .mlp)
+        #expect(KernelChoice.model(in: ["--model", "cnn"]) == .cnn)
+        #expect(KernelChoice.model(in: ["bench", "--models", "mlp"]) == nil)
+        #expect(KernelChoice.model(in: ["train", "--model"]) == nil)
     }
 }

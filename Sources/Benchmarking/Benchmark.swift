@@ -95,6 +95,10 @@ public enum Benchmark {
         let machine = MachineDescription.current()
         console.report("machine: \(machine.summary)")
         if let hint = machine.hint { console.report("note: \(hint)") }
+        if let core = mlpKernels(machine) {
+            console.report("note: the MLP's runs use OpenBLAS's \(core) kernels, chosen by mnist-dist: "
+                           + KernelChoice.reason(for: core, on: machine))
+        }
         var rounds: [[BenchmarkRow]] = []
         for round in 1...max(1, options.rounds) {
             if options.rounds > 1 { console.report("round \(round) of \(options.rounds)") }
@@ -126,6 +130,11 @@ public enum Benchmark {
     }
 
     /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
+    /// The kernels the MLP's runs start themselves with (`KernelChoice`) where they differ from this process's.
+    static func mlpKernels(_ machine: MachineDescription) -> String? {
+        KernelChoice.better(than: machine, environment: ProcessInfo.processInfo.environment, model: .mlp)
+    }
+
     static func runOurs(model: ModelKind, ranks: Int, reduction: ReductionPrecision, cores: Int, executable: String,
                         scratch: URL, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
         let threads = max(1, cores / ranks)
@@ -329,7 +338,8 @@ public enum Benchmark {
             + "\"cpu\": \(Support.json(machine.cpu)), \"vector_isa\": \(Support.json(machine.vectorISA.description)), "
             + "\"blas_kernel\": \(Support.json(machine.blasKernel)), \"blas_isa\": \(Support.json(machine.blasISA.description)), "
             + "\"openblas_coretype\": \(machine.forcedCoreType.map(Support.json) ?? "null"), "
-            + "\"blas_kernel_chosen_by_mnist_dist\": \(machine.chosenCoreType.map(Support.json) ?? "null"), \"runs\": [\n  "
+            + "\"blas_kernel_chosen_by_mnist_dist\": \(machine.chosenCoreType.map(Support.json) ?? "null"), "
+            + "\"mlp_blas_kernel_chosen_by_mnist_dist\": \(mlpKernels(machine).map(Support.json) ?? "null"), \"runs\": [\n  "
             + items.joined(separator: ",\n  ") + "\n]}\n"
     }
 

@@ -124,6 +124,12 @@ public struct MachineDescription: Sendable {
     public var hint: String? {
         guard blasISA < vectorISA, chosenCoreType == nil else { return nil }
         let better = bestCoreType
+        if let forcedCoreType, halvesAVX512 && blasISA == .avx2 {
+            // Measured on a Zen 4 (family 25 model 17): see KernelChoice.
+            return "OPENBLAS_CORETYPE=\(forcedCoreType) makes OpenBLAS use \(blasISA) kernels on this \(vectorISA) CPU; as it "
+                + "runs AVX-512 in two halves, that costs the CNN about 5 % and speeds up the MLP (which mnist-dist runs on "
+                + "Haswell kernels here anyway)"
+        }
         if let forcedCoreType {
             return "OPENBLAS_CORETYPE=\(forcedCoreType) makes OpenBLAS use \(blasISA) kernels on this \(vectorISA) CPU, so "
                 + "matrix products run narrower than they could; unset it (or set \(better)) unless it is there for a reason"
@@ -161,7 +167,7 @@ public enum KernelChoice {
     }
 
     /// Why mnist-dist chose `core` on `machine`, for the start block.
-    static func reason(for core: String, on machine: MachineDescription) -> String {
+    public static func reason(for core: String, on machine: MachineDescription) -> String {
         VectorISA.of(openBLASCore: core) < machine.vectorISA && machine.halvesAVX512
             ? "faster for the MLP's products on this CPU, which runs AVX-512 as two 256-bit halves"
             : "OpenBLAS does not recognise this CPU"

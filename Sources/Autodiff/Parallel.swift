@@ -22,8 +22,8 @@ public enum Parallel {
         return min(count, blocks * index / parts * 64)..<min(count, blocks * (index + 1) / parts * 64)
     }
 
-    /// Runs `body(part)` for part in 0..<parts, in parallel when there are several, on at most `threads` threads
-    /// (default: one per part).
+    /// Runs `body(part)` for part in 0..<parts, in parallel when there are several, on the pool's threads, sized
+    /// for `threads` (default: one per part; see `ThreadPool.run`).
     public static func forEach(parts: Int, threads: Int? = nil, _ body: (Int) -> Void) {
         ThreadPool.shared.run(parts: parts, threads: threads, body)
     }

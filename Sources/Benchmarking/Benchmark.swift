@@ -95,7 +95,7 @@ public enum Benchmark {
         let machine = MachineDescription.current()
         console.report("machine: \(machine.summary)")
         if let hint = machine.hint { console.report("note: \(hint)") }
-        if let core = mlpKernels(machine) {
+        if options.models.contains(.mlp), let core = mlpKernels(machine) {
             console.report("note: the MLP's runs use OpenBLAS's \(core) kernels, chosen by mnist-dist: "
                            + KernelChoice.reason(for: core, on: machine))
         }

@@ -147,9 +147,9 @@ public struct MachineDescription: Sendable {
 ///   kernels for the CPU's widest vectors;
 /// - for the MLP on a CPU that runs AVX-512 as two 256-bit halves (Zen 4), the Haswell (AVX2) kernels in place of
 ///   the AVX-512 ones OpenBLAS picks: the MLP's products are large single-threaded sgemm calls, which those kernels
-///   run faster there. Measured on a 2-core Zen 4 (family 25 model 17), alternating runs, MLP s/epoch: 0.36-0.38
-///   against 0.40-0.47 on one process, 0.75-0.82 against 0.81-0.83 at `-np 2`. The CNN's small products run faster
-///   with the AVX-512 kernels (2.31-2.38 against 2.20-2.22 s with Haswell's), so it keeps them.
+///   run faster there. Measured on a 2-core Zen 4 (family 25 model 17), alternating runs, MLP s/epoch: 0.37-0.38
+///   against 0.43-0.62 on one process, 0.75-0.82 against 0.81-0.83 at `-np 2`. The CNN's small products run faster
+///   with the AVX-512 kernels (2.20-2.22 s against 2.31-2.38 with Haswell's), so it keeps them.
 /// OpenBLAS reads OPENBLAS_CORETYPE only when it is loaded, so the process starts itself again with it set, before
 /// anything else (MPI included) has begun. A user's own OPENBLAS_CORETYPE is never changed; setting it (to any
 /// family) keeps mnist-dist from choosing.

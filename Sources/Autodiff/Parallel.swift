@@ -1,6 +1,7 @@
-// Elementwise loops over the flat buffers (the optimizer step, the finiteness check) split into contiguous parts
-// that run on several threads. Each element's result is the same whatever the split, so a split never changes
-// what is computed, only how fast. Nothing here allocates: the loops run inside the training step.
+// Elementwise loops split into contiguous parts that run on several threads (`ThreadPool`): over the flat buffers
+// (the optimizer step, the finiteness check), and between a layer's products (tanh, a bias and its gradient).
+// Each element's result is the same whatever the split, so a split never changes what is computed, only how fast.
+// Nothing here allocates: the loops run inside the training step.
 import Dispatch
 import Support
 

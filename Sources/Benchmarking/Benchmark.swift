@@ -129,12 +129,12 @@ public enum Benchmark {
         return rows
     }
 
-    /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
     /// The kernels the MLP's runs start themselves with (`KernelChoice`) where they differ from this process's.
     static func mlpKernels(_ machine: MachineDescription) -> String? {
         KernelChoice.better(than: machine, environment: ProcessInfo.processInfo.environment, model: .mlp)
     }
 
+    /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
     static func runOurs(model: ModelKind, ranks: Int, reduction: ReductionPrecision, cores: Int, executable: String,
                         scratch: URL, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
         let threads = max(1, cores / ranks)

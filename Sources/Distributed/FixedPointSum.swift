@@ -334,12 +334,8 @@ public enum NarrowFixedPoint {
     /// Runs `body(block)` for every block, the blocks shared among `threads` threads.
     static func forEachBlock(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let workers = min(threads, max(1, count / 64))
-        if workers <= 1 {
-            for block in 0..<count { body(block) }
-        } else {
-            ThreadPool.shared.run(parts: workers) { worker in
-                for block in stride(from: worker, to: count, by: workers) { body(block) }
-            }
+        ThreadPool.shared.run(parts: workers) { worker in
+            for block in stride(from: worker, to: count, by: workers) { body(block) }
         }
     }
 

@@ -75,7 +75,10 @@ public final class FixedPointSum: GradientReducer {
     /// - Parameters:
     ///   - tensors: each parameter's elements in the flat gradient, in layout order.
     ///   - microBatches: how the global batch is cut (the same for every rank count).
-    public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches, threads: Int = 1) {
+    ///   - overlap: start each bucket's sum during the backward of this rank's last micro-batch (more than one
+    ///     rank, one worker per rank; `backwardHooks(batch:)`).
+    public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches, threads: Int = 1,
+                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20) {
         self.communicator = communicator
         plan = microBatches
         self.tensors = tensors
@@ -89,6 +92,17 @@ public final class FixedPointSum: GradientReducer {
         }
         narrowSum = [Int32](repeating: 0, count: count)
         blockLargest = [Float](repeating: 0, count: blocks.count)
+        if overlap && communicator.size > 1 {
+            let buckets = GradientBuckets(parameterRanges: tensors, count: count, minimumBytes: minimumBucketBytes)
+            // A bucket is whole tensors and a block never crosses a tensor's end: each bucket is a run of whole blocks.
+            bucketBlocks = buckets.ranges.map { range in
+                let first = blocks.firstIndex { $0.lowerBound >= range.lowerBound } ?? blocks.count
+                let end = blocks[first...].firstIndex { $0.lowerBound >= range.upperBound } ?? blocks.count
+                return first..<end
+            }
+            bucketBlockLists = bucketBlocks.map { Array(blocks[$0]) }
+            self.buckets = buckets
+        }
     }
 
     /// The narrow sum's blocks (of `NarrowFixedPoint.blockSize` values, none across a tensor's end), its Int32 sum
@@ -100,7 +114,102 @@ public final class FixedPointSum: GradientReducer {
     public var summary: String {
         "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
-            + (communicator.size > 1 ? ", one all-reduce after backward" : "")
+            + (buckets.map { ", all-reduce overlapped with the last micro-batch's backward (\($0.description))" }
+                ?? (communicator.size > 1 ? ", one all-reduce after backward" : ""))
+    }
+
+    // MARK: Overlap
+    //
+    // With `overlap`, the narrow sum starts per bucket of parameters (`GradientBuckets`, last layer first) while
+    // backward runs: a rank's micro-batches are computed one after another, so when its last one has finished a
+    // bucket's gradients, every part of that bucket is final. The bucket's blocks' maxima are then agreed (a
+    // blocking max all-reduce of one Float per block: started anywhere later, the collectives could be issued in
+    // different orders on different ranks), its parts converted, and its Int32 sum started (MPI_Iallreduce).
+    // `reduceDeferringRounding` then only waits. The same grids, values and integer sums as without overlap: the same
+    // bits. A batch of more than 64 micro-batches takes the Int64 sum after backward, as without overlap.
+
+    /// The buckets and the blocks each covers (nil without overlap).
+    private var buckets: GradientBuckets?
+    private var bucketBlocks: [Range<Int>] = []
+    private var bucketBlockLists: [[Range<Int>]] = []
+    /// The step's state: the grid bits when its buckets are summed during backward, this rank's parts, and the
+    /// parameters each bucket still waits for.
+    private var overlapValueBits: Int?
+    private var stepParts: ArraySlice<UnsafeMutableBufferPointer<Float>> = []
+    private var remaining: [Int] = []
+    private var pending: [PendingReduction] = []
+    private var failure: CommunicatorError?
+    public private(set) var secondsDuringBackward = 0.0
+
+    public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
+        overlapValueBits = nil
+        secondsDuringBackward = 0
+        guard let buckets, let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else { return nil }
+        overlapValueBits = bits
+        stepParts = []
+        remaining = buckets.members
+        pending.removeAll(keepingCapacity: true)
+        failure = nil
+        var hooks = BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
+                                  afterEachPullback: { [unowned self] in progress() })
+        hooks.microBatchParts = { [unowned self] in stepParts = $0 }
+        return hooks
+    }
+
+    private func parameterReady(_ parameter: Int) {
+        guard let buckets, let valueBits = overlapValueBits else { return }
+        let bucket = buckets.bucketOf[parameter]
+        remaining[bucket] -= 1
+        guard remaining[bucket] == 0, failure == nil else { return }
+        let start = DispatchTime.now()
+        do { try startBucket(bucket, valueBits: valueBits) } catch { failure = error }
+        secondsDuringBackward += seconds(start)
+    }
+
+    /// Agrees on `bucket`'s grids, converts this rank's parts of it and starts its sum.
+    private func startBucket(_ bucket: Int, valueBits: Int) throws(CommunicatorError) {
+        require(!stepParts.isEmpty && stepParts.allSatisfy({ $0.count == narrowSum.count }),
+                "FixedPointSum: the micro-batch parts must be given before the last backward (microBatchParts)")
+        let parts = stepParts
+        let blocks = bucketBlockLists[bucket]
+        let elements = buckets!.ranges[bucket]
+        try blockLargest.withUnsafeMutableBufferPointer { (all) throws(CommunicatorError) in
+            let largest = UnsafeMutableBufferPointer(rebasing: all[bucketBlocks[bucket]])
+            NarrowFixedPoint.largestPerBlock(parts, blocks: blocks, into: largest, threads: threads)
+            try communicator.allReduce(UnsafeMutableRawBufferPointer(largest), count: largest.count, element: .float, operation: .max)
+            narrowSum.withUnsafeMutableBufferPointer { sum in
+                NarrowFixedPoint.accumulate(parts, blocks: blocks, largest: UnsafeBufferPointer(largest), valueBits: valueBits,
+                                            into: sum, threads: threads)
+            }
+        }
+        let request = try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
+            try communicator.startAllReduce(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: sum[elements])),
+                                            count: elements.count, element: .int32, operation: .sum)
+        }
+        pending.append(request)
+    }
+
+    private func progress() {
+        guard !pending.isEmpty else { return }
+        let start = DispatchTime.now()
+        for request in pending {
+            do { _ = try request.test() } catch { failure = error }
+        }
+        secondsDuringBackward += seconds(start)
+    }
+
+    /// Waits for the sums the step's backward started; false when it started none.
+    private func finishOverlapped(count: Int) throws(CommunicatorError) -> Bool {
+        guard let valueBits = overlapValueBits else { return false }
+        overlapValueBits = nil
+        stepParts = []
+        if let failure { throw failure }
+        require(remaining.allSatisfy { $0 == 0 }, "FixedPointSum: backward did not finish every bucket")
+        for request in pending { try request.wait() }
+        pending.removeAll(keepingCapacity: true)
+        keptValueBits = valueBits
+        bytesPerStep = count * 4 + blocks.count * 4
+        return true
     }
 
     private let plan: MicroBatches
@@ -110,6 +219,7 @@ public final class FixedPointSum: GradientReducer {
 
     /// `reduce(_:batch:)` for a batch of unknown size: the Int64 sum, whose headroom covers any batch.
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+        require(overlapValueBits == nil, "FixedPointSum: a step whose backward started its sums is finished by reduce(_:batch:)")
         try reduceWide(parts)
     }
 
@@ -126,6 +236,7 @@ public final class FixedPointSum: GradientReducer {
     /// The Int32 sum is kept for `round(_:into:)` when the batch allows it (the Int64 sum is converted at once).
     public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
         keptValueBits = nil
+        if try finishOverlapped(count: parts.first!.count) { return true }
         guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
             try reduceWide(parts)
             return false

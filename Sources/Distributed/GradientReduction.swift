@@ -12,7 +12,8 @@
 //   OverlappedSum  either of those sums, started per bucket of parameters while backward is still running.
 //   FixedPointSum  fixed micro-batches summed in fixed point: the same bits at any rank and thread count; Int32
 //                  on the wire (Float's bytes) for batches of up to 64 micro-batches, Int64 beyond
-//                  (FixedPointSum.swift).
+//                  (FixedPointSum.swift); with overlap, the Int32 sum started per bucket during the backward of
+//                  each rank's last micro-batch.
 import Dispatch
 import Support
 
@@ -37,15 +38,50 @@ public struct BackwardHooks {
     /// Called after each pullback, to let started reductions progress (Open MPI's TCP transport moves data only
     /// inside MPI calls).
     public let afterEachPullback: () -> Void
+    /// For a reducer that sums micro-batches: called with this rank's micro-batch parts before the backward of its
+    /// last one, which the two hooks above then follow (every other part is final by then). Nil: the hooks follow
+    /// the one backward of a single part.
+    public var microBatchParts: ((ArraySlice<UnsafeMutableBufferPointer<Float>>) -> Void)? = nil
+}
+
+/// Contiguous ranges of the flat gradient, each of whole parameters, taken from its end (backward finishes the last
+/// layer first) until a range holds at least `minimumBytes` of Float gradients; the first parameter closes the last.
+struct GradientBuckets {
+    /// Each bucket's elements, the last parameters' first.
+    let ranges: [Range<Int>]
+    /// The bucket each parameter belongs to, and how many parameters each bucket has.
+    let bucketOf: [Int]
+    let members: [Int]
+
+    init(parameterRanges: [Range<Int>], count: Int, minimumBytes: Int) {
+        var ranges: [Range<Int>] = [], bucketOf = [Int](repeating: 0, count: parameterRanges.count), members: [Int] = []
+        var end = count, parameters = 0
+        for index in parameterRanges.indices.reversed() {
+            let start = parameterRanges[index].lowerBound
+            bucketOf[index] = ranges.count
+            parameters += 1
+            if (end - start) * 4 >= minimumBytes || index == 0 {
+                ranges.append(start..<end)
+                members.append(parameters)
+                end = start
+                parameters = 0
+            }
+        }
+        self.ranges = ranges
+        self.bucketOf = bucketOf
+        self.members = members
+    }
+
+    var description: String { "\(ranges.count) bucket\(ranges.count == 1 ? "" : "s")" }
 }
 
 /// Sums a step's partial gradients over this rank's parts and all ranks.
 public protocol GradientReducer: AnyObject {
     /// What it sums how, for the start block ("summed in Double, one all-reduce after backward").
     var summary: String { get }
-    /// Hooks for the step's backward, for reducers that overlap it; nil for those that wait until it has finished.
-    /// Asking for them starts a step.
-    func backwardHooks() -> BackwardHooks?
+    /// Hooks for the backward of a step on the global `batch` (positions in the epoch's order), for reducers that
+    /// overlap it; nil for those that wait until it has finished. Asking for them starts a step.
+    func backwardHooks(batch: Range<Int>) -> BackwardHooks?
     /// Seconds of the last step's communication that ran inside backward (to count as all-reduce, not backward).
     var secondsDuringBackward: Double { get }
     /// How the batch must be cut for it: into fixed micro-batches of this size, each computed as a unit (nil: a
@@ -73,7 +109,7 @@ public protocol GradientReducer: AnyObject {
 }
 
 extension GradientReducer {
-    public func backwardHooks() -> BackwardHooks? { nil }
+    public func backwardHooks(batch: Range<Int>) -> BackwardHooks? { nil }
     public var secondsDuringBackward: Double { 0 }
     public var microBatches: MicroBatches? { nil }
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
@@ -91,7 +127,8 @@ extension GradientReducer {
 
 public enum GradientReduction {
     /// The reducer for a run: `precision` says how values are summed; `overlap` starts bucketed all-reduces during
-    /// backward, which needs one part per rank (a single worker) and more than one rank to mean anything.
+    /// backward (for the exact sum, during the backward of each rank's last micro-batch), which needs a single
+    /// worker per rank and more than one rank to mean anything.
     /// - Parameter parameterRanges: each parameter's elements in the flat gradient, in layout order.
     /// - Parameter gradient: the buffer backward writes the single part into (for `overlap`).
     /// - Parameters:
@@ -102,9 +139,9 @@ public enum GradientReduction {
                             microBatches: MicroBatches, threads: Int) -> GradientReducer {
         let overlapping = overlap && parts == 1 && communicator.size > 1
         switch precision {
-        case .exact:  // its micro-batches are finished only after backward: nothing to overlap
+        case .exact:
             return FixedPointSum(communicator: communicator, tensors: parameterRanges, count: gradient.count,
-                                 microBatches: microBatches, threads: threads)
+                                 microBatches: microBatches, threads: threads, overlap: overlapping)
         case .double where overlapping, .float where overlapping:
             return OverlappedSum(precision: precision, communicator: communicator, parameterRanges: parameterRanges,
                                  gradient: gradient)
@@ -202,11 +239,7 @@ public final class OverlappedSum: GradientReducer {
     let communicator: Communicator
     let precision: ReductionPrecision
     private let gradient: UnsafeMutableBufferPointer<Float>
-    /// Contiguous ranges of the flat gradient, taken from its end.
-    private let buckets: [Range<Int>]
-    /// The bucket each parameter belongs to, and how many parameters each bucket has.
-    private let bucketOf: [Int]
-    private let members: [Int]
+    private let buckets: GradientBuckets
     private var remaining: [Int] = []
     private var pending: [PendingReduction] = []
     private var failure: CommunicatorError?
@@ -217,36 +250,21 @@ public final class OverlappedSum: GradientReducer {
     /// Buckets of at least `minimumBytes` of Float gradients, built from the last parameter backwards.
     public init(precision: ReductionPrecision, communicator: Communicator, parameterRanges: [Range<Int>],
                 gradient: UnsafeMutableBufferPointer<Float>, minimumBytes: Int = 1 << 20) {
-        require(precision != .exact, "OverlappedSum: the exact sum has nothing to overlap")
+        require(precision != .exact, "OverlappedSum: the exact sum overlaps in FixedPointSum")
         self.precision = precision
         self.communicator = communicator
         self.gradient = gradient
-        var buckets: [Range<Int>] = [], bucketOf = [Int](repeating: 0, count: parameterRanges.count), members: [Int] = []
-        var end = gradient.count, count = 0
-        for index in parameterRanges.indices.reversed() {
-            let start = parameterRanges[index].lowerBound
-            bucketOf[index] = buckets.count
-            count += 1
-            if (end - start) * 4 >= minimumBytes || index == 0 {
-                buckets.append(start..<end)
-                members.append(count)
-                end = start
-                count = 0
-            }
-        }
-        self.buckets = buckets
-        self.bucketOf = bucketOf
-        self.members = members
+        buckets = GradientBuckets(parameterRanges: parameterRanges, count: gradient.count, minimumBytes: minimumBytes)
         if precision == .double { wide = [Double](repeating: 0, count: gradient.count) }
     }
 
     public var summary: String {
         "gradients summed in \(precision == .double ? "Double" : "Float"), all-reduce overlapped with backward "
-            + "(\(buckets.count) bucket\(buckets.count == 1 ? "" : "s"))"
+            + "(\(buckets.description))"
     }
 
-    public func backwardHooks() -> BackwardHooks? {
-        remaining = members
+    public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
+        remaining = buckets.members
         pending.removeAll(keepingCapacity: true)
         failure = nil
         secondsDuringBackward = 0
@@ -255,11 +273,11 @@ public final class OverlappedSum: GradientReducer {
     }
 
     private func parameterReady(_ parameter: Int) {
-        let bucket = bucketOf[parameter]
+        let bucket = buckets.bucketOf[parameter]
         remaining[bucket] -= 1
         guard remaining[bucket] == 0 else { return }
         let start = DispatchTime.now()
-        let range = buckets[bucket]
+        let range = buckets.ranges[bucket]
         do {
             switch precision {
             case .double:

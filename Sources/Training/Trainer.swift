@@ -30,8 +30,8 @@ public struct RunOptions: Sendable {
     /// Samples per micro-batch of the exact sum (`--allreduce exact`): the unit whose gradient is computed whole.
     /// Part of what is learned: runs compare bit for bit at the same size.
     public var microBatch = Defaults.microBatch
-    /// Start each bucket's all-reduce as soon as backward has finished its gradients (one worker per rank), instead
-    /// of one blocking all-reduce after backward. Off by default: it needs one worker per rank, which one host with
+    /// Start each bucket's all-reduce as soon as backward has finished its gradients (one worker per rank; with the
+    /// exact sum, the backward of the rank's last micro-batch), instead of one blocking all-reduce after backward. Off by default: it needs one worker per rank, which one host with
     /// several cores per rank does not want, and it lost on fast links in earlier measurements; on the simulated
     /// 2-host cluster with this round's kernels it paid on every link (docs/scaling.md).
     public var overlap = false
@@ -251,7 +251,7 @@ public final class Trainer {
         run.trace?.step = run.position.step + 1
         let (local, parts) = run.workers.gradient(of: run.data.train, order: order, batch: batch, rank: communicator.rank,
                                                   ranks: communicator.size, scaling: run.scaling,
-                                                  microBatches: run.reducer.microBatches, hooks: run.reducer.backwardHooks())
+                                                  microBatches: run.reducer.microBatches, hooks: run.reducer.backwardHooks(batch: batch))
         let reduceStart = DispatchTime.now()
         var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
         var roundingDeferred = false

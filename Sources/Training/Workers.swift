@@ -79,15 +79,15 @@ final class Workers: @unchecked Sendable {
     /// The gradient of Σ loss / `batch.count` over this rank's share of `batch` (positions in `order`), cut as the
     /// reducer needs it: with `microBatches`, one part per micro-batch of this rank (each computed as a unit of its
     /// own, so its bits do not depend on who computes it), else one part per worker, of this rank's contiguous shard.
-    /// - Parameter hooks: passed to the tape's backward (one worker and no micro-batches only: they run on the
-    ///   calling thread, which may then start and progress all-reduces).
+    /// - Parameter hooks: passed to the tape's backward (with micro-batches, to the last one's), one worker only:
+    ///   they run on the calling thread, which may then start and progress all-reduces.
     /// - Returns: the totals, and the parts for `GradientReducer.reduce` (the first is the store's gradient buffer).
     func gradient(of dataset: Dataset, order: [Int32], batch: Range<Int>, rank: Int, ranks: Int, scaling: PixelScaling,
                   microBatches: MicroBatches?, hooks: BackwardHooks? = nil) -> (WorkerTotals, ArraySlice<UnsafeMutableBufferPointer<Float>>) {
         if let microBatches {
-            require(hooks == nil, "Workers.gradient: backward hooks do not apply to micro-batches")
             let mine = shard(of: 0..<microBatches.count(of: batch), rank: rank, ranks: ranks)
-            return (gradient(of: dataset, order: order, microBatches: mine, of: batch, plan: microBatches, scaling: scaling),
+            return (gradient(of: dataset, order: order, microBatches: mine, of: batch, plan: microBatches, scaling: scaling,
+                             hooks: hooks),
                     microParts[0..<max(1, mine.count)])
         }
         let totals = gradient(of: dataset, order: order, range: shard(of: batch, rank: rank, ranks: ranks), scaling: scaling,
@@ -109,7 +109,7 @@ final class Workers: @unchecked Sendable {
                 guard !part.isEmpty else {
                     results[worker] = WorkerTotals()
                     destination.pointer.update(repeating: 0, count: store.count)
-                    for parameter in store.entries.indices { callbacks.value.0?(parameter) }
+                    for parameter in store.entries.indices.reversed() { callbacks.value.0?(parameter) }  // last first, as backward
                     return
                 }
                 results[worker] = backpropagate(dataset, order: order.value, range: part, scaling: scaling, normalizer: normalizer,
@@ -122,22 +122,31 @@ final class Workers: @unchecked Sendable {
     /// Forward and backward of micro-batches `indices` of `batch` (positions in `order`), each as a unit of its
     /// own: afterwards the j-th one's gradient of Σ loss / `batch.count` is in `microParts[j]` (or `microParts[0]`
     /// is zero, for none). Worker w computes a contiguous run of them, one after another.
+    /// - Parameter hooks: given the parts, then passed to the last micro-batch's backward (one worker only); with no
+    ///   micro-batch, every parameter is ready at once.
     func gradient(of dataset: Dataset, order: [Int32], microBatches indices: Range<Int>, of batch: Range<Int>,
-                  plan: MicroBatches, scaling: PixelScaling) -> WorkerTotals {
+                  plan: MicroBatches, scaling: PixelScaling, hooks: BackwardHooks? = nil) -> WorkerTotals {
+        require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
         while microStorage.count < max(1, indices.count) {  // grows in the first steps only
             let storage = microStorage.isEmpty ? store.gradientBuffer : TensorStorage(zeros: store.count)
             microStorage.append(storage)
             microParts.append(UnsafeMutableBufferPointer(start: storage.pointer, count: store.count))
         }
-        if indices.isEmpty { microParts[0].update(repeating: 0) }
+        hooks?.microBatchParts?(microParts[0..<max(1, indices.count)])
+        if indices.isEmpty {
+            microParts[0].update(repeating: 0)
+            if let hooks { for parameter in store.entries.indices.reversed() { hooks.parameterReady(parameter) } }  // last first, as backward
+        }
+        let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
         order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
                 results[worker] = WorkerTotals()
                 for j in shard(of: 0..<indices.count, rank: worker, ranks: count) {
+                    let last = j == indices.count - 1
                     let one = backpropagate(dataset, order: order.value, range: plan.microBatch(indices.lowerBound + j, of: batch),
                                             scaling: scaling, normalizer: batch.count, worker: worker, into: microStorage[j],
-                                            hooks: (nil, nil))
+                                            hooks: last ? callbacks.value : (nil, nil))
                     results[worker].add(one)
                     results[worker].forwardSeconds += one.forwardSeconds
                     results[worker].backwardSeconds += one.backwardSeconds

@@ -27,8 +27,9 @@ let plan = MicroBatches(size: 16)
 
 /// The two sums: Int64 per tensor (a batch of unknown size), and Int32 in blocks (a batch of 8 micro-batches),
 /// converted back at once (`reduce`) or kept and rounded range by range, as the optimizer asks for it
-/// (`reduceDeferringRounding`, then `round` over ranges that cut blocks and tensors at odd places).
-enum Width: CaseIterable { case wide, narrow, narrowDeferred }
+/// (`reduceDeferringRounding`, then `round` over ranges that cut blocks and tensors at odd places); and that last one
+/// overlapped, each tensor a bucket started from the backward hooks (on one rank there is nothing to overlap).
+enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped }
 
 /// Ranges of the 128 values, as the optimizer's blocks might ask for them: one inside a block, one across the two
 /// tensors' blocks, one of a single value, the rest.
@@ -46,11 +47,21 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
             return buffer
         }
         defer { buffers.forEach { $0.deallocate() } }
-        let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
+        let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan,
+                                overlap: width == .narrowOverlapped, minimumBucketBytes: 4)
         switch width {
         case .wide: try sum.reduce(buffers[...])
         case .narrow: try sum.reduce(buffers[...], batch: 0..<(16 * count))
-        case .narrowDeferred:
+        case .narrowDeferred, .narrowOverlapped:
+            if width == .narrowOverlapped && communicator.size > 1 {
+                // As the workers do: the parts, then the last micro-batch's backward finishing the last tensor first.
+                guard let hooks = sum.backwardHooks(batch: 0..<(16 * count)) else { return [] }  // fails below
+                hooks.microBatchParts?(buffers[...])
+                for parameter in tensors.indices.reversed() {
+                    hooks.parameterReady(parameter)
+                    hooks.afterEachPullback()
+                }
+            }
             guard try sum.reduceDeferringRounding(buffers[...], batch: 0..<(16 * count)) else { return [] }  // fails below
             var rounded = [Float](repeating: .nan, count: 128)
             rounded.withUnsafeMutableBufferPointer { out in
@@ -68,7 +79,7 @@ struct FixedPointTests {
           arguments: Width.allCases)
     func groupingAndOrder(width: Width) throws {
         let reference = try fixedPointSum(count: 8, ranks: 1, width: width) { _ in Array(0..<8) }[0]
-        if width == .narrowDeferred {  // rounded range by range: the bits the conversion of the whole sum gives
+        if width == .narrowDeferred || width == .narrowOverlapped {  // the bits the conversion of the whole sum gives
             let whole = try fixedPointSum(count: 8, ranks: 1, width: .narrow) { _ in Array(0..<8) }[0]
             #expect(reference.map(\.bitPattern) == whole.map(\.bitPattern))
         }
@@ -84,6 +95,15 @@ struct FixedPointTests {
                     #expect(result.map(\.bitPattern) == reference.map(\.bitPattern), "\(ranks) ranks, descending \(descending)")
                 }
             }
+        }
+    }
+
+    @Test("overlapped, a rank without a micro-batch takes part in every bucket's collectives with zeros")
+    func overlappedIdleRank() throws {
+        let reference = try fixedPointSum(count: 3, ranks: 1, width: .narrowDeferred) { _ in [0, 1, 2] }[0]
+        for ranks in [4, 5] {
+            let results = try fixedPointSum(count: 3, ranks: ranks, width: .narrowOverlapped) { $0 < 3 ? [$0] : [] }
+            for result in results { #expect(result.map(\.bitPattern) == reference.map(\.bitPattern), "\(ranks) ranks") }
         }
     }
 

@@ -33,7 +33,7 @@ func reduce(ranks: Int, parts: Int, descending: Bool = false,
         }
         defer { buffers.forEach { $0.deallocate() } }
         let reducer = make(communicator, buffers[0])
-        if let hooks = reducer.backwardHooks() {
+        if let hooks = reducer.backwardHooks(batch: 0..<1) {
             // As backward does: parameters become ready last first, with progress calls in between.
             for parameter in layout.indices.reversed() {
                 hooks.parameterReady(parameter)

@@ -20,7 +20,7 @@ extension EndToEnd {
             return summary["parameter_checksum"].string
         }
 
-        @Test("-np 1, 2, 3, 4 x --threads 1, 2 (and 3): one checksum, CNN and MLP; a resume at another count ends on it too",
+        @Test("-np 1, 2, 3, 4 x --threads 1, 2 (and 3), and --overlap at -np 3 and 5 (a rank with no micro-batch): one checksum, CNN and MLP; a resume at another count ends on it too",
               arguments: ["mlp", "cnn"])
         func oneModel(model: String) throws {
             let directory = Fixtures.makeTemporaryDirectory("exact-\(model)")
@@ -28,6 +28,10 @@ extension EndToEnd {
             var checksums: [String: String] = [:]
             for (ranks, threads) in [(nil, 1), (nil, 2), (nil, 3), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2)] as [(Int?, Int)] {
                 checksums["-np \(ranks ?? 1) x \(threads)"] = try Self.checksum(model: model, ranks: ranks, threads: threads, directory: directory)
+            }
+            for ranks in [3, 5] {  // each bucket's sum started in the last micro-batch's backward
+                checksums["-np \(ranks) x 1 --overlap"] = try Self.checksum(model: model, ranks: ranks, threads: 1, extra: ["--overlap"],
+                                                                            directory: directory)
             }
             #expect(Set(checksums.values).count == 1, "\(checksums)")
             print("\(model) --allreduce exact: \(checksums.count) rank and thread counts, one checksum \(checksums.values.first ?? "?")")

@@ -137,21 +137,18 @@ public final class FixedPointSum: GradientReducer {
     private var overlapValueBits: Int?
     private var stepParts: ArraySlice<UnsafeMutableBufferPointer<Float>> = []
     private var remaining: [Int] = []
-    private var pending: [PendingReduction] = []
-    private var failure: CommunicatorError?
-    public private(set) var secondsDuringBackward = 0.0
+    private var inFlight = InFlightReductions()
+    public var secondsDuringBackward: Double { inFlight.secondsDuringBackward }
 
     public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
         overlapValueBits = nil
-        secondsDuringBackward = 0
+        inFlight.reset()
         guard let buckets, let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else { return nil }
         overlapValueBits = bits
         stepParts = []
         remaining = buckets.members
-        pending.removeAll(keepingCapacity: true)
-        failure = nil
         var hooks = BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
-                                  afterEachPullback: { [unowned self] in progress() })
+                                  afterEachPullback: { [unowned self] in inFlight.progress() })
         hooks.microBatchParts = { [unowned self] in stepParts = $0 }
         return hooks
     }
@@ -160,14 +157,12 @@ public final class FixedPointSum: GradientReducer {
         guard let buckets, let valueBits = overlapValueBits else { return }
         let bucket = buckets.bucketOf[parameter]
         remaining[bucket] -= 1
-        guard remaining[bucket] == 0, failure == nil else { return }
-        let start = DispatchTime.now()
-        do { try startBucket(bucket, valueBits: valueBits) } catch { failure = error }
-        secondsDuringBackward += seconds(start)
+        guard remaining[bucket] == 0, inFlight.failure == nil else { return }
+        inFlight.start { () throws(CommunicatorError) in try startBucket(bucket, valueBits: valueBits) }
     }
 
     /// Agrees on `bucket`'s grids, converts this rank's parts of it and starts its sum.
-    private func startBucket(_ bucket: Int, valueBits: Int) throws(CommunicatorError) {
+    private func startBucket(_ bucket: Int, valueBits: Int) throws(CommunicatorError) -> PendingReduction {
         require(!stepParts.isEmpty && stepParts.allSatisfy({ $0.count == narrowSum.count }),
                 "FixedPointSum: the micro-batch parts must be given before the last backward (microBatchParts)")
         let parts = stepParts
@@ -182,20 +177,10 @@ public final class FixedPointSum: GradientReducer {
                                             into: sum, threads: threads)
             }
         }
-        let request = try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
+        return try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
             try communicator.startAllReduce(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: sum[elements])),
                                             count: elements.count, element: .int32, operation: .sum)
         }
-        pending.append(request)
-    }
-
-    private func progress() {
-        guard !pending.isEmpty else { return }
-        let start = DispatchTime.now()
-        for request in pending {
-            do { _ = try request.test() } catch { failure = error }
-        }
-        secondsDuringBackward += seconds(start)
     }
 
     /// Waits for the sums the step's backward started; false when it started none.
@@ -203,10 +188,8 @@ public final class FixedPointSum: GradientReducer {
         guard let valueBits = overlapValueBits else { return false }
         overlapValueBits = nil
         stepParts = []
-        if let failure { throw failure }
+        try inFlight.finish()
         require(remaining.allSatisfy { $0 == 0 }, "FixedPointSum: backward did not finish every bucket")
-        for request in pending { try request.wait() }
-        pending.removeAll(keepingCapacity: true)
         keptValueBits = valueBits
         bytesPerStep = count * 4 + blocks.count * 4
         return true

@@ -75,6 +75,46 @@ struct GradientBuckets {
     var description: String { "\(ranges.count) bucket\(ranges.count == 1 ? "" : "s")" }
 }
 
+/// The all-reduces a reducer starts during backward: progressed after each pullback, waited for after backward. The
+/// time spent starting and progressing them is the step's all-reduce time spent inside backward.
+struct InFlightReductions {
+    private var requests: [PendingReduction] = []
+    /// The first error a start or a progress call met; `finish` throws it.
+    private(set) var failure: CommunicatorError?
+    private(set) var secondsDuringBackward = 0.0
+
+    /// Forgets the last step's.
+    mutating func reset() {
+        requests.removeAll(keepingCapacity: true)
+        failure = nil
+        secondsDuringBackward = 0
+    }
+
+    /// Runs `body`, which starts one all-reduce (and may first prepare its buffer), timed; an error is kept.
+    mutating func start(_ body: () throws(CommunicatorError) -> PendingReduction) {
+        let begin = DispatchTime.now()
+        do { requests.append(try body()) } catch { failure = error }
+        secondsDuringBackward += seconds(begin)
+    }
+
+    /// Lets every started all-reduce progress.
+    mutating func progress() {
+        guard !requests.isEmpty else { return }
+        let begin = DispatchTime.now()
+        for request in requests {
+            do { _ = try request.test() } catch { failure = error }
+        }
+        secondsDuringBackward += seconds(begin)
+    }
+
+    /// Waits for every started all-reduce; throws the first error any start or progress call met.
+    mutating func finish() throws(CommunicatorError) {
+        if let failure { throw failure }
+        for request in requests { try request.wait() }
+        requests.removeAll(keepingCapacity: true)
+    }
+}
+
 /// Sums a step's partial gradients over this rank's parts and all ranks.
 public protocol GradientReducer: AnyObject {
     /// What it sums how, for the start block ("summed in Double, one all-reduce after backward").
@@ -241,11 +281,10 @@ public final class OverlappedSum: GradientReducer {
     private let gradient: UnsafeMutableBufferPointer<Float>
     private let buckets: GradientBuckets
     private var remaining: [Int] = []
-    private var pending: [PendingReduction] = []
-    private var failure: CommunicatorError?
+    private var inFlight = InFlightReductions()
     /// The gradient in Double, for precision `.double`; allocated once.
     private var wide: [Double] = []
-    public private(set) var secondsDuringBackward = 0.0
+    public var secondsDuringBackward: Double { inFlight.secondsDuringBackward }
 
     /// Buckets of at least `minimumBytes` of Float gradients, built from the last parameter backwards.
     public init(precision: ReductionPrecision, communicator: Communicator, parameterRanges: [Range<Int>],
@@ -265,55 +304,37 @@ public final class OverlappedSum: GradientReducer {
 
     public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
         remaining = buckets.members
-        pending.removeAll(keepingCapacity: true)
-        failure = nil
-        secondsDuringBackward = 0
+        inFlight.reset()
         return BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
-                             afterEachPullback: { [unowned self] in progress() })
+                             afterEachPullback: { [unowned self] in inFlight.progress() })
     }
 
     private func parameterReady(_ parameter: Int) {
         let bucket = buckets.bucketOf[parameter]
         remaining[bucket] -= 1
         guard remaining[bucket] == 0 else { return }
-        let start = DispatchTime.now()
         let range = buckets.ranges[bucket]
-        do {
+        inFlight.start { () throws(CommunicatorError) in
             switch precision {
             case .double:
-                let request = try wide.withUnsafeMutableBufferPointer { (wide) throws(CommunicatorError) in
+                return try wide.withUnsafeMutableBufferPointer { (wide) throws(CommunicatorError) in
                     let slice = UnsafeMutableBufferPointer(rebasing: wide[range])
                     for i in range { wide[i] = Double(gradient[i]) }
                     return try communicator.startAllReduce(UnsafeMutableRawBufferPointer(slice), count: range.count,
                                                            element: .double, operation: .sum)
                 }
-                pending.append(request)
             case .float, .exact:
                 let slice = UnsafeMutableBufferPointer(rebasing: gradient[range])
-                pending.append(try communicator.startAllReduce(UnsafeMutableRawBufferPointer(slice), count: range.count,
-                                                               element: .float, operation: .sum))
+                return try communicator.startAllReduce(UnsafeMutableRawBufferPointer(slice), count: range.count,
+                                                       element: .float, operation: .sum)
             }
-        } catch {
-            failure = error
         }
-        secondsDuringBackward += seconds(start)
-    }
-
-    private func progress() {
-        guard !pending.isEmpty else { return }
-        let start = DispatchTime.now()
-        for request in pending {
-            do { _ = try request.test() } catch { failure = error }
-        }
-        secondsDuringBackward += seconds(start)
     }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
         require(parts.count == 1 && parts.first!.baseAddress == gradient.baseAddress,
                 "OverlappedSum: backward must write one part into the buffer the reducer was made for")
-        if let failure { throw failure }
-        for request in pending { try request.wait() }
-        pending.removeAll(keepingCapacity: true)
+        try inFlight.finish()
         if precision == .double {
             wide.withUnsafeBufferPointer { ReductionKernels.round($0, into: gradient) }
         }

@@ -191,7 +191,7 @@ public final class FixedPointSum: GradientReducer {
         try inFlight.finish()
         require(remaining.allSatisfy { $0 == 0 }, "FixedPointSum: backward did not finish every bucket")
         keptValueBits = valueBits
-        bytesPerStep = count * 4 + blocks.count * 4
+        bytesPerStep = narrowBytesPerStep(count)
         return true
     }
 
@@ -199,6 +199,9 @@ public final class FixedPointSum: GradientReducer {
     public var microBatches: MicroBatches? { plan }
 
     public private(set) var bytesPerStep = 0
+
+    /// What the Int32 sum hands to the all-reduces: 4 bytes a value and each block's largest magnitude (0 alone).
+    private func narrowBytesPerStep(_ count: Int) -> Int { communicator.size > 1 ? count * 4 + blocks.count * 4 : 0 }
 
     /// `reduce(_:batch:)` for a batch of unknown size: the Int64 sum, whose headroom covers any batch.
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
@@ -287,7 +290,7 @@ public final class FixedPointSum: GradientReducer {
             }
         }
         try narrowSum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in try communicator.allReduce(sum, .sum) }
-        bytesPerStep = communicator.size > 1 ? total.count * 4 + blocks.count * 4 : 0
+        bytesPerStep = narrowBytesPerStep(total.count)
     }
 
     /// The Int64 sum, one grid per tensor.

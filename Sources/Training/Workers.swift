@@ -109,7 +109,7 @@ final class Workers: @unchecked Sendable {
                 guard !part.isEmpty else {
                     results[worker] = WorkerTotals()
                     destination.pointer.update(repeating: 0, count: store.count)
-                    for parameter in store.entries.indices.reversed() { callbacks.value.0?(parameter) }  // last first, as backward
+                    everyParameterReady(callbacks.value.0)
                     return
                 }
                 results[worker] = backpropagate(dataset, order: order.value, range: part, scaling: scaling, normalizer: normalizer,
@@ -135,7 +135,7 @@ final class Workers: @unchecked Sendable {
         hooks?.microBatchParts?(microParts[0..<max(1, indices.count)])
         if indices.isEmpty {
             microParts[0].update(repeating: 0)
-            if let hooks { for parameter in store.entries.indices.reversed() { hooks.parameterReady(parameter) } }  // last first, as backward
+            everyParameterReady(hooks?.parameterReady)
         }
         let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
         order.withUnsafeBufferPointer { orderBuffer in
@@ -154,6 +154,14 @@ final class Workers: @unchecked Sendable {
             }
         }
         return totalOverWorkers()
+    }
+
+    /// For a rank or worker with no samples, whose zero gradient is final at once: every parameter ready, in the
+    /// order backward would make them ready (last first). In another order, a reducer that starts a bucket's
+    /// all-reduce when its last parameter is ready would issue its collectives in an order the other ranks do not.
+    private func everyParameterReady(_ parameterReady: ((Int) -> Void)?) {
+        guard let parameterReady else { return }
+        for parameter in store.entries.indices.reversed() { parameterReady(parameter) }
     }
 
     /// Forward and backward of positions `range` of `order` on `worker`'s tape, the gradient written to `destination`.

@@ -46,7 +46,7 @@ extension EndToEnd {
             #expect(difference <= 1e-5)
         }
 
-        @Test("a global batch smaller than the rank count: empty shards still take part", arguments: ["mlp", "cnn"])
+        @Test("a global batch smaller than the rank count: empty shards still take part, also with --overlap", arguments: ["mlp", "cnn"])
         func tinyBatch(model: String) throws {
             let directory = Fixtures.makeTemporaryDirectory("tiny")
             defer { Fixtures.removeTemporary(directory) }
@@ -57,6 +57,13 @@ extension EndToEnd {
                                                extra: ["--threads", "1"]), ranks: 4)
             #expect(four.status == ExitCode.stopped.rawValue, "\(four)")
             #expect(try E2E.parameters(in: directory.appendingPathComponent("b"), step: 20)
+                    == E2E.parameters(in: directory.appendingPathComponent("a"), step: 20))
+            // With overlap the empty shard's rank marks every parameter ready at once; its bucketed all-reduces must
+            // start in the other ranks' order (last layer first) for the same parameters to come out.
+            let overlapped = MnistDist.run(E2E.steps(20, model: model, batch: 3, directory: directory.appendingPathComponent("c"),
+                                                     extra: ["--threads", "1", "--overlap"]), ranks: 4)
+            #expect(overlapped.status == ExitCode.stopped.rawValue, "\(overlapped)")
+            #expect(try E2E.parameters(in: directory.appendingPathComponent("c"), step: 20)
                     == E2E.parameters(in: directory.appendingPathComponent("a"), step: 20))
         }
 

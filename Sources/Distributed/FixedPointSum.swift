@@ -77,9 +77,16 @@ public final class FixedPointSum: GradientReducer {
     ///   - microBatches: how the global batch is cut (the same for every rank count).
     ///   - overlap: start each bucket's sum during the backward of this rank's last micro-batch (more than one
     ///     rank, one worker per rank; `backwardHooks(batch:)`).
+    ///   - hostSharing: from `Communicator.hostSharedSum`: memory the ranks of one host share, for the Int32 sum
+    ///     without an all-reduce (not with `overlap`, whose sums run during backward), or why there is none; nil
+    ///     all-reduces.
     public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches, threads: Int = 1,
-                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20) {
+                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20, hostSharing: HostSharing? = nil) {
+        let hostShared = hostSharing?.sum
+        require(hostShared == nil || (!overlap && hostShared!.count == count), "FixedPointSum: a host-shared sum of \(hostShared!.count) values")
         self.communicator = communicator
+        self.hostShared = hostShared
+        if case .unavailable(let reason) = hostSharing { notShared = reason }
         plan = microBatches
         self.tensors = tensors
         self.threads = threads
@@ -90,7 +97,7 @@ public final class FixedPointSum: GradientReducer {
                 $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
             }
         }
-        narrowSum = [Int32](repeating: 0, count: count)
+        narrowSum = hostShared == nil ? [Int32](repeating: 0, count: count) : []  // the shared memory holds it
         blockLargest = [Float](repeating: 0, count: blocks.count)
         if overlap && communicator.size > 1 {
             let buckets = GradientBuckets(parameterRanges: tensors, count: count, minimumBytes: minimumBucketBytes)
@@ -110,12 +117,19 @@ public final class FixedPointSum: GradientReducer {
     private let blocks: [Range<Int>]
     private var narrowSum: [Int32]
     private var blockLargest: [Float]
+    /// The Int32 sum through memory the host's ranks share, in place of `narrowSum` and its all-reduce.
+    private let hostShared: HostSharedSum?
+    /// Why the ranks all-reduce instead (for the summary).
+    private var notShared: String?
+    /// Whether the kept Int32 sum is `hostShared`'s result rather than `narrowSum`.
+    private var keptInHostShared = false
 
     public var summary: String {
         "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
             + (buckets.map { ", all-reduce overlapped with the last micro-batch's backward (\($0.description))" }
-                ?? (communicator.size > 1 ? ", one all-reduce after backward" : ""))
+                ?? (hostShared != nil ? ", the Int32 sum added in memory the host's ranks share (no all-reduce of it)"
+                    : communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : ""))
     }
 
     // MARK: Overlap
@@ -222,6 +236,7 @@ public final class FixedPointSum: GradientReducer {
     /// The Int32 sum is kept for `round(_:into:)` when the batch allows it (the Int64 sum is converted at once).
     public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
         keptValueBits = nil
+        keptInHostShared = false
         if try finishOverlapped(count: parts.first!.count) { return true }
         guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
             try reduceWide(parts)
@@ -237,7 +252,7 @@ public final class FixedPointSum: GradientReducer {
 
     public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         guard let valueBits = keptValueBits else { return require(false, "FixedPointSum.round: no Int32 sum is kept") }
-        require(range.lowerBound >= 0 && range.upperBound <= narrowSum.count, "FixedPointSum.round: range \(range) of \(narrowSum.count)")
+        require(range.lowerBound >= 0 && range.upperBound <= sum.count, "FixedPointSum.round: range \(range) of \(sum.count)")
         guard !range.isEmpty else { return }
         // The first block that ends after range.lowerBound (blocks tile the gradient in order).
         var low = 0, high = blocks.count
@@ -245,7 +260,7 @@ public final class FixedPointSum: GradientReducer {
             let middle = (low + high) / 2
             if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
         }
-        narrowSum.withUnsafeBufferPointer { sum in
+        withKeptSum { sum in
             blockLargest.withUnsafeBufferPointer { largest in
                 var b = low, start = range.lowerBound
                 while start < range.upperBound {
@@ -260,10 +275,15 @@ public final class FixedPointSum: GradientReducer {
         }
     }
 
+    /// The Int32 sum `reduceDeferringRounding` kept.
+    private func withKeptSum(_ body: (UnsafeBufferPointer<Int32>) -> Void) {
+        if keptInHostShared, let hostShared { body(hostShared.result) } else { narrowSum.withUnsafeBufferPointer(body) }
+    }
+
     /// The Int32 sum in blocks (see the top of this file).
     private func reduceNarrow(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, valueBits: Int) throws(CommunicatorError) {
         let total = parts.first!
-        require(narrowSum.count == total.count, "FixedPointSum: \(total.count) gradients, made for \(narrowSum.count)")
+        require(sum.count == total.count, "FixedPointSum: \(total.count) gradients, made for \(sum.count)")
         let blocks = self.blocks
         if communicator.size == 1 {
             // This rank's largest magnitudes are every rank's: each block is converted in the pass that finds its
@@ -282,6 +302,16 @@ public final class FixedPointSum: GradientReducer {
             }
             try blockLargest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
                 try communicator.allReduce(UnsafeMutableRawBufferPointer(largest), count: largest.count, element: .float, operation: .max)
+            }
+            if let hostShared {
+                blockLargest.withUnsafeBufferPointer { largest in
+                    NarrowFixedPoint.accumulate(parts, blocks: blocks, largest: largest, valueBits: valueBits,
+                                                into: hostShared.contribution, threads: threads)
+                }
+                try hostShared.sum(threads: threads)
+                keptInHostShared = true
+                bytesPerStep = narrowBytesPerStep(total.count)
+                return
             }
             narrowSum.withUnsafeMutableBufferPointer { sum in
                 blockLargest.withUnsafeBufferPointer { largest in

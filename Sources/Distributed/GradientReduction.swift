@@ -176,12 +176,14 @@ public enum GradientReduction {
     ///   - threads: the rank's threads, for reducers that convert.
     public static func make(precision: ReductionPrecision, overlap: Bool, parts: Int, communicator: Communicator,
                             parameterRanges: [Range<Int>], gradient: UnsafeMutableBufferPointer<Float>,
-                            microBatches: MicroBatches, threads: Int) -> GradientReducer {
+                            microBatches: MicroBatches, threads: Int) throws(CommunicatorError) -> GradientReducer {
         let overlapping = overlap && parts == 1 && communicator.size > 1
         switch precision {
         case .exact:
+            // On one host the Int32 sum goes through memory the ranks share (a collective: every rank asks).
+            let sharing = overlapping || communicator.size == 1 ? nil : try communicator.hostSharedSum(count: gradient.count)
             return FixedPointSum(communicator: communicator, tensors: parameterRanges, count: gradient.count,
-                                 microBatches: microBatches, threads: threads, overlap: overlapping)
+                                 microBatches: microBatches, threads: threads, overlap: overlapping, hostSharing: sharing)
         case .double where overlapping, .float where overlapping:
             return OverlappedSum(precision: precision, communicator: communicator, parameterRanges: parameterRanges,
                                  gradient: gradient)

@@ -19,11 +19,17 @@ public final class ThreadGroup: @unchecked Sendable {
     private var barrier = pthread_barrier_t()
     /// Each rank's buffer in the collective under way, by rank.
     private let posted: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>
+    /// Whether the ranks offer `hostSharedSum` (threads share all memory; without it, the reducers' all-reduce
+    /// paths are tested).
+    public let sharedSums: Bool
+    /// The memory `hostSharedSum` handed out (rank 0 allocates it; freed with the group).
+    private var sharedAreas: [UnsafeMutableRawPointer] = []
 
-    public init(size: Int, descending: Bool = false) {
+    public init(size: Int, descending: Bool = false, sharedSums: Bool = true) {
         require(size >= 1, "ThreadGroup: \(size) ranks")
         self.size = size
         self.descending = descending
+        self.sharedSums = sharedSums
         posted = .allocate(capacity: size)
         posted.initialize(repeating: nil)
         pthread_barrier_init(&barrier, nil, UInt32(size))
@@ -32,12 +38,14 @@ public final class ThreadGroup: @unchecked Sendable {
     deinit {
         pthread_barrier_destroy(&barrier)
         posted.deallocate()
+        for area in sharedAreas { area.deallocate() }
     }
 
     /// Runs `body` once per rank, each on a thread of its own with that rank's communicator, and returns the
     /// results in rank order.
-    public static func run<T>(ranks: Int, descending: Bool = false, _ body: @Sendable (Communicator) throws -> T) rethrows -> [T] {
-        let group = ThreadGroup(size: ranks, descending: descending)
+    public static func run<T>(ranks: Int, descending: Bool = false, sharedSums: Bool = true,
+                              _ body: @Sendable (Communicator) throws -> T) rethrows -> [T] {
+        let group = ThreadGroup(size: ranks, descending: descending, sharedSums: sharedSums)
         let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<T, Error>?>.allocate(capacity: ranks))
         results.value.initialize(repeating: nil)
         defer { results.value.deallocate() }
@@ -53,6 +61,19 @@ public final class ThreadGroup: @unchecked Sendable {
     }
 
     fileprivate func wait() { pthread_barrier_wait(&barrier) }
+
+    /// `bytes` that every rank gets the same pointer to: rank 0 allocates them (a collective).
+    fileprivate func sharedMemory(bytes: Int, rank: Int) -> UnsafeMutableRawPointer {
+        if rank == 0 {
+            let area = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            sharedAreas.append(area)
+            posted[0] = area
+        }
+        wait()
+        let area = posted[0]!
+        wait()  // every rank has read it before `posted` serves the next collective
+        return area
+    }
 
     /// Posts `pointer` as `rank`'s contribution, waits for every rank, and returns all contributions by rank.
     fileprivate func exchange(_ pointer: UnsafeMutableRawPointer?, rank: Int) -> [UnsafeMutableRawPointer] {
@@ -121,6 +142,14 @@ public final class ThreadCommunicator: Communicator {
         let all = group.exchange(buffer.baseAddress, rank: rank)
         if rank != root { buffer.baseAddress!.copyMemory(from: all[root], byteCount: buffer.count) }
         group.wait()
+    }
+
+    public func hostSharedSum(count: Int) -> HostSharing {
+        guard group.sharedSums else { return .unavailable("this thread group all-reduces") }
+        guard size > 1, count > 0 else { return .unavailable(size > 1 ? "nothing to sum" : "one rank") }
+        let memory = group.sharedMemory(bytes: HostSharedSum.bytes(count: count, size: size), rank: rank)
+            .bindMemory(to: Int32.self, capacity: (size + 1) * count)
+        return .shared(HostSharedSum(memory: memory, count: count, rank: rank, size: size) { [group] in group.wait() })
     }
 
     public func abort(code: Int32) -> Never {

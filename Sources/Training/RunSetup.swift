@@ -132,10 +132,14 @@ extension Trainer {
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
         let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction)
         let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode)
-        let reducer = store.withGradients { gradient in
-            GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
+        let reducer = try store.withGradients { gradient in
+            do {
+                return try GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
                                    communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
                                    microBatches: MicroBatches(size: options.microBatch), threads: threads)
+            } catch {
+                throw RunError(.ranksDisagree, "setting up the gradient sum: \(error)")
+            }
         }
         var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
         settings[SettingKey.split.rawValue] = data.kind.rawValue

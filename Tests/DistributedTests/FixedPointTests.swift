@@ -28,8 +28,9 @@ let plan = MicroBatches(size: 16)
 /// The two sums: Int64 per tensor (a batch of unknown size), and Int32 in blocks (a batch of 8 micro-batches),
 /// converted back at once (`reduce`) or kept and rounded range by range, as the optimizer asks for it
 /// (`reduceDeferringRounding`, then `round` over ranges that cut blocks and tensors at odd places); and that last one
-/// overlapped, each tensor a bucket started from the backward hooks (on one rank there is nothing to overlap).
-enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped }
+/// overlapped, each tensor a bucket started from the backward hooks (on one rank there is nothing to overlap); and
+/// kept with the Int32 sum added in memory the ranks share (`HostSharedSum`) instead of all-reduced.
+enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped, narrowShared }
 
 /// Ranges of the 128 values, as the optimizer's blocks might ask for them: one inside a block, one across the two
 /// tensors' blocks, one of a single value, the rest.
@@ -47,12 +48,14 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
             return buffer
         }
         defer { buffers.forEach { $0.deallocate() } }
+        let sharing = width == .narrowShared ? try communicator.hostSharedSum(count: 128) : nil
+        if width == .narrowShared && communicator.size > 1 && sharing?.sum == nil { return [] }  // fails below
         let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan,
-                                overlap: width == .narrowOverlapped, minimumBucketBytes: 4)
+                                overlap: width == .narrowOverlapped, minimumBucketBytes: 4, hostSharing: sharing)
         switch width {
         case .wide: try sum.reduce(buffers[...])
         case .narrow: try sum.reduce(buffers[...], batch: 0..<(16 * count))
-        case .narrowDeferred, .narrowOverlapped:
+        case .narrowDeferred, .narrowOverlapped, .narrowShared:
             if width == .narrowOverlapped && communicator.size > 1 {
                 // As the workers do: the parts, then the last micro-batch's backward finishing the last tensor first.
                 guard let hooks = sum.backwardHooks(batch: 0..<(16 * count)) else { return [] }  // fails below
@@ -79,7 +82,7 @@ struct FixedPointTests {
           arguments: Width.allCases)
     func groupingAndOrder(width: Width) throws {
         let reference = try fixedPointSum(count: 8, ranks: 1, width: width) { _ in Array(0..<8) }[0]
-        if width == .narrowDeferred || width == .narrowOverlapped {  // the bits the conversion of the whole sum gives
+        if [.narrowDeferred, .narrowOverlapped, .narrowShared].contains(width) {  // the bits the conversion of the whole sum gives
             let whole = try fixedPointSum(count: 8, ranks: 1, width: .narrow) { _ in Array(0..<8) }[0]
             #expect(reference.map(\.bitPattern) == whole.map(\.bitPattern))
         }

@@ -145,9 +145,9 @@ struct ReducerTests {
     func choice() throws {
         let kinds = try ThreadGroup.run(ranks: 2) { communicator -> [String] in
             var gradient = [Float](repeating: 0, count: elementCount)
-            return gradient.withUnsafeMutableBufferPointer { g in
-                [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2), (.exact, true, 1)].map {
-                    let reducer = GradientReduction.make(precision: $0.0, overlap: $0.1, parts: $0.2, communicator: communicator,
+            return try gradient.withUnsafeMutableBufferPointer { g in
+                try [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2), (.exact, true, 1)].map {
+                    let reducer = try GradientReduction.make(precision: $0.0, overlap: $0.1, parts: $0.2, communicator: communicator,
                                                          parameterRanges: layout, gradient: g, microBatches: MicroBatches(size: 16),
                                                          threads: 1)
                     return String(describing: type(of: reducer))
@@ -155,7 +155,7 @@ struct ReducerTests {
             }
         }
         #expect(kinds[0] == ["DoubleSum", "FloatSum", "OverlappedSum", "FloatSum", "FixedPointSum"])
-        let alone = GradientReduction.make(precision: .double, overlap: true, parts: 1, communicator: SingleProcessCommunicator(),
+        let alone = try GradientReduction.make(precision: .double, overlap: true, parts: 1, communicator: SingleProcessCommunicator(),
                                            parameterRanges: layout, gradient: UnsafeMutableBufferPointer(start: nil, count: 0),
                                            microBatches: MicroBatches(size: 16), threads: 1)
         #expect(alone is DoubleSum)

@@ -45,5 +45,24 @@ extension EndToEnd {
             let resumed = try Self.checksum(model: model, ranks: nil, threads: 2, extra: ["--resume", checkpoints], directory: directory)
             #expect(resumed == checksums.values.first)
         }
+
+        @Test("on one host the Int32 sum is added in memory the ranks share; without room for it, all-reduced: the same bits")
+        func hostSharedOrAllReduced() throws {
+            let directory = Fixtures.makeTemporaryDirectory("exact-shared")
+            defer { Fixtures.removeTemporary(directory) }
+            var checksums: [String] = []
+            for (backing, expected) in [(nil, "the Int32 sum added in memory the host's ranks share"),
+                                        ("/nonexistent-mnist-dist", "one all-reduce after backward (too little room in /nonexistent-mnist-dist")] {
+                let metrics = directory.appendingPathComponent("metrics-\(checksums.count).jsonl").path
+                let run = MnistDist.run(["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
+                                         "--allreduce", "exact", "--threads", "1", "--metrics", metrics, "--progress", "none"],
+                                        ranks: 3, environment: backing.map { ["OMPI_MCA_osc_sm_backing_directory": $0] } ?? [:])
+                #expect(run.status == 0, "\(run)")
+                #expect(run.stdout.contains(expected), "\(run.stdout)")
+                let last = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last.map(String.init) ?? ""
+                checksums.append(try JSON.parse(last)["parameter_checksum"].string)
+            }
+            #expect(checksums.count == 2 && checksums[0] == checksums[1], "\(checksums)")
+        }
     }
 }

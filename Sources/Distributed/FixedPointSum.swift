@@ -66,7 +66,10 @@ public final class FixedPointSum: GradientReducer {
     /// Each tensor's elements in the flat gradient.
     private let tensors: [Range<Int>]
     /// The fixed-point sum, allocated once.
-    private var sum: [Int64]
+    /// Values in the flat gradient.
+    private let count: Int
+    /// The Int64 sum, allocated at the first batch that needs it (most never do: 8 bytes a value).
+    private var sum: [Int64] = []
     /// Per tensor: the largest magnitude of any micro-batch's value, over all ranks.
     private var largest: [Float]
     /// Threads the conversion runs on (the rank's).
@@ -90,7 +93,7 @@ public final class FixedPointSum: GradientReducer {
         plan = microBatches
         self.tensors = tensors
         self.threads = threads
-        sum = [Int64](repeating: 0, count: count)
+        self.count = count
         largest = [Float](repeating: 0, count: tensors.count)
         blocks = tensors.flatMap { tensor in
             stride(from: tensor.lowerBound, to: tensor.upperBound, by: NarrowFixedPoint.blockSize).map {
@@ -252,7 +255,7 @@ public final class FixedPointSum: GradientReducer {
 
     public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         guard let valueBits = keptValueBits else { return require(false, "FixedPointSum.round: no Int32 sum is kept") }
-        require(range.lowerBound >= 0 && range.upperBound <= sum.count, "FixedPointSum.round: range \(range) of \(sum.count)")
+        require(range.lowerBound >= 0 && range.upperBound <= count, "FixedPointSum.round: range \(range) of \(count)")
         guard !range.isEmpty else { return }
         // The first block that ends after range.lowerBound (blocks tile the gradient in order).
         var low = 0, high = blocks.count
@@ -283,7 +286,7 @@ public final class FixedPointSum: GradientReducer {
     /// The Int32 sum in blocks (see the top of this file).
     private func reduceNarrow(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, valueBits: Int) throws(CommunicatorError) {
         let total = parts.first!
-        require(sum.count == total.count, "FixedPointSum: \(total.count) gradients, made for \(sum.count)")
+        require(count == total.count, "FixedPointSum: \(total.count) gradients, made for \(count)")
         let blocks = self.blocks
         if communicator.size == 1 {
             // This rank's largest magnitudes are every rank's: each block is converted in the pass that finds its
@@ -326,13 +329,14 @@ public final class FixedPointSum: GradientReducer {
     /// The Int64 sum, one grid per tensor.
     private func reduceWide(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
         let total = parts.first!
-        require(sum.count == total.count, "FixedPointSum: \(total.count) gradients, made for \(sum.count)")
+        require(count == total.count, "FixedPointSum: \(total.count) gradients, made for \(count)")
         for (t, range) in tensors.enumerated() {
             largest[t] = parts.reduce(Float(0)) { max($0, FixedPoint.largestMagnitude(UnsafeBufferPointer(rebasing: $1[range]))) }
         }
         try largest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
             try communicator.allReduce(UnsafeMutableRawBufferPointer(largest), count: largest.count, element: .float, operation: .max)
         }
+        if sum.isEmpty { sum = [Int64](repeating: 0, count: count) }
         sum.withUnsafeMutableBufferPointer { sum in
             for (t, range) in tensors.enumerated() {
                 FixedPoint.accumulate(parts, range: range, largest: largest[t], into: sum, threads: threads)

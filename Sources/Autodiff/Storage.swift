@@ -12,6 +12,9 @@ public final class TensorStorage {
     /// Number of Floats the buffer holds.
     public let capacity: Int
 
+    /// Whether this object allocated the buffer (and frees it).
+    private let owned: Bool
+
     /// A new buffer of `capacity` Floats, not initialised.
     public init(capacity: Int) {
         require(capacity >= 0, "TensorStorage: capacity \(capacity)")
@@ -19,6 +22,16 @@ public final class TensorStorage {
                                                    alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(capacity, 1))
         self.capacity = capacity
+        owned = true
+    }
+
+    /// `capacity` Floats at `pointer`, which someone else allocated and frees, after this object is gone (a
+    /// micro-batch's gradient in memory the ranks of a host share).
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, capacity: Int) {
+        require(capacity >= 0, "TensorStorage: capacity \(capacity)")
+        self.pointer = pointer
+        self.capacity = capacity
+        owned = false
     }
 
     /// A new buffer of `capacity` zeros.
@@ -27,7 +40,7 @@ public final class TensorStorage {
         pointer.initialize(repeating: 0, count: capacity)
     }
 
-    deinit { pointer.deallocate() }
+    deinit { if owned { pointer.deallocate() } }
 }
 
 /// Hands out buffers in the order they are requested, reusing last step's buffer at the same position.

@@ -51,9 +51,9 @@ public protocol Communicator: AnyObject {
     func describeActivity(_ activity: Activity)
     /// The host (under Slurm, the node) `rank` runs on, for messages that name ranks.
     func hostName(ofRank rank: Int) -> String
-    /// Memory for a sum of `count` Int32 values that every rank maps (`HostSharedSum`), when all ranks run on one
-    /// host and it has room; else why not. A collective: every rank calls it with the same count.
-    func hostSharedSum(count: Int) throws(CommunicatorError) -> HostSharing
+    /// `bytes` of memory that every rank maps (`HostSharedMemory`), when all ranks run on one host and it has room;
+    /// else why not. A collective: every rank calls it with the same size.
+    func hostSharedMemory(bytes: Int) throws(CommunicatorError) -> HostSharing
 }
 
 /// Where a run stands, as a stall report names it: "step 41 (epoch 1, batch 41)".
@@ -97,7 +97,7 @@ extension Communicator {
     public func describeActivity(_ activity: Activity) {}
     /// One process, or threads in one: every rank is on this host.
     public func hostName(ofRank rank: Int) -> String { localHostName() }
-    public func hostSharedSum(count: Int) -> HostSharing { .unavailable("one process") }
+    public func hostSharedMemory(bytes: Int) -> HostSharing { .unavailable("one process") }
 }
 
 /// This host's name: under Slurm the node's (what --exclude takes), elsewhere the host name.

@@ -80,15 +80,15 @@ public final class FixedPointSum: GradientReducer {
     ///   - microBatches: how the global batch is cut (the same for every rank count).
     ///   - overlap: start each bucket's sum during the backward of this rank's last micro-batch (more than one
     ///     rank, one worker per rank; `backwardHooks(batch:)`).
-    ///   - hostSharing: from `Communicator.hostSharedSum`: memory the ranks of one host share, for the Int32 sum
-    ///     without an all-reduce (not with `overlap`, whose sums run during backward), or why there is none; nil
-    ///     all-reduces.
+    ///   - hostSharing: from `Communicator.hostSharedMemory` (of `sharedBytes`): memory the ranks of one host share,
+    ///     in which the micro-batch gradients are summed without an all-reduce (not with `overlap`, whose sums run
+    ///     during backward), or why there is none; nil all-reduces.
+    ///   - partsPerRank: the most micro-batches a rank computes in a step, which sized the shared memory.
     public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches, threads: Int = 1,
-                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20, hostSharing: HostSharing? = nil) {
-        let hostShared = hostSharing?.sum
-        require(hostShared == nil || (!overlap && hostShared!.count == count), "FixedPointSum: a host-shared sum of \(hostShared!.count) values")
+                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20, hostSharing: HostSharing? = nil, partsPerRank: Int = 0) {
+        require(hostSharing?.memory == nil || !overlap, "FixedPointSum: shared memory and overlap")
         self.communicator = communicator
-        self.hostShared = hostShared
+        shared = hostSharing?.memory.map { SharedParts(memory: $0, count: count, partsPerRank: partsPerRank) }
         if case .unavailable(let reason) = hostSharing { notShared = reason }
         plan = microBatches
         self.tensors = tensors
@@ -100,7 +100,6 @@ public final class FixedPointSum: GradientReducer {
                 $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
             }
         }
-        narrowSum = hostShared == nil ? [Int32](repeating: 0, count: count) : []  // the shared memory holds it
         blockLargest = [Float](repeating: 0, count: blocks.count)
         if overlap && communicator.size > 1 {
             let buckets = GradientBuckets(parameterRanges: tensors, count: count, minimumBytes: minimumBucketBytes)
@@ -118,20 +117,23 @@ public final class FixedPointSum: GradientReducer {
     /// The narrow sum's blocks (of `NarrowFixedPoint.blockSize` values, none across a tensor's end), its Int32 sum
     /// and each block's largest magnitude; allocated once.
     private let blocks: [Range<Int>]
-    private var narrowSum: [Int32]
+    /// Allocated at the first batch that all-reduces it.
+    private var narrowSum: [Int32] = []
     private var blockLargest: [Float]
-    /// The Int32 sum through memory the host's ranks share, in place of `narrowSum` and its all-reduce.
-    private let hostShared: HostSharedSum?
+    /// The memory the host's ranks share, where they sum their micro-batch gradients instead of all-reducing.
+    private let shared: SharedParts?
     /// Why the ranks all-reduce instead (for the summary).
     private var notShared: String?
-    /// Whether the kept Int32 sum is `hostShared`'s result rather than `narrowSum`.
-    private var keptInHostShared = false
+    /// Whether the kept sum is `shared`'s rounded result rather than the Int32 `narrowSum`.
+    private var keptInShared = false
+    /// The slots that hold a micro-batch gradient in this step, every rank's (the shared sum's sources).
+    private var sources: [UnsafePointer<Float>] = []
 
     public var summary: String {
         "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
             + (buckets.map { ", all-reduce overlapped with the last micro-batch's backward (\($0.description))" }
-                ?? (hostShared != nil ? ", the Int32 sum added in memory the host's ranks share (no all-reduce of it)"
+                ?? (shared != nil ? ", the micro-batch gradients summed in memory the host's ranks share (no all-reduce)"
                     : communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : ""))
     }
 
@@ -162,6 +164,7 @@ public final class FixedPointSum: GradientReducer {
         inFlight.reset()
         guard let buckets, let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else { return nil }
         overlapValueBits = bits
+        if narrowSum.isEmpty { narrowSum = [Int32](repeating: 0, count: count) }
         stepParts = []
         remaining = buckets.members
         var hooks = BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
@@ -180,7 +183,7 @@ public final class FixedPointSum: GradientReducer {
 
     /// Agrees on `bucket`'s grids, converts this rank's parts of it and starts its sum.
     private func startBucket(_ bucket: Int, valueBits: Int) throws(CommunicatorError) -> PendingReduction {
-        require(!stepParts.isEmpty && stepParts.allSatisfy({ $0.count == narrowSum.count }),
+        require(!stepParts.isEmpty && stepParts.allSatisfy({ $0.count == count }),
                 "FixedPointSum: the micro-batch parts must be given before the last backward (microBatchParts)")
         let parts = stepParts
         let blocks = bucketBlockLists[bucket]
@@ -239,13 +242,18 @@ public final class FixedPointSum: GradientReducer {
     /// The Int32 sum is kept for `round(_:into:)` when the batch allows it (the Int64 sum is converted at once).
     public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
         keptValueBits = nil
-        keptInHostShared = false
+        keptInShared = false
         if try finishOverlapped(count: parts.first!.count) { return true }
         guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
             try reduceWide(parts)
             return false
         }
-        try reduceNarrow(parts, valueBits: bits)
+        if let shared, shared.holds(terms: plan.count(of: batch), ranks: communicator.size) {
+            try reduceShared(parts, valueBits: bits, shared)
+            keptInShared = true
+        } else {
+            try reduceNarrow(parts, valueBits: bits)
+        }
         keptValueBits = bits
         return true
     }
@@ -257,13 +265,17 @@ public final class FixedPointSum: GradientReducer {
         guard let valueBits = keptValueBits else { return require(false, "FixedPointSum.round: no Int32 sum is kept") }
         require(range.lowerBound >= 0 && range.upperBound <= count, "FixedPointSum.round: range \(range) of \(count)")
         guard !range.isEmpty else { return }
+        if keptInShared, let shared {  // rounded already, by the rank that summed the range's blocks
+            out.update(from: shared.result + range.lowerBound, count: range.count)
+            return
+        }
         // The first block that ends after range.lowerBound (blocks tile the gradient in order).
         var low = 0, high = blocks.count
         while low < high {
             let middle = (low + high) / 2
             if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
         }
-        withKeptSum { sum in
+        narrowSum.withUnsafeBufferPointer { sum in
             blockLargest.withUnsafeBufferPointer { largest in
                 var b = low, start = range.lowerBound
                 while start < range.upperBound {
@@ -278,14 +290,49 @@ public final class FixedPointSum: GradientReducer {
         }
     }
 
-    /// The Int32 sum `reduceDeferringRounding` kept.
-    private func withKeptSum(_ body: (UnsafeBufferPointer<Int32>) -> Void) {
-        if keptInHostShared, let hostShared { body(hostShared.result) } else { narrowSum.withUnsafeBufferPointer(body) }
+
+    // MARK: One host
+
+    /// Bytes of the memory the ranks share for gradients of `count` values, at most `partsPerRank` micro-batches a rank.
+    public static func sharedBytes(count: Int, ranks: Int, partsPerRank: Int) -> Int {
+        SharedParts.bytes(count: count, ranks: ranks, partsPerRank: partsPerRank)
     }
+
+    public var microBatchSlots: [UnsafeMutablePointer<Float>] {
+        guard let shared else { return [] }
+        return (0..<shared.partsPerRank).map { shared.slot(rank: communicator.rank, part: $0) }
+    }
+
+    /// The sum through memory the host's ranks share: every rank's micro-batch gradients are in its slots; after a
+    /// barrier each rank takes one share of the blocks and, per block, finds the largest magnitude over every
+    /// rank's parts, converts and sums them in Int32 and rounds the sum to Float, while the block is in the
+    /// first-level cache; after a second barrier every rank reads the whole result. The same grids, integers and
+    /// rounding as the all-reduced sum: the same bits. No all-reduce, not even of the maxima.
+    private func reduceShared(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, valueBits: Int, _ shared: SharedParts) throws(CommunicatorError) {
+        let rank = communicator.rank, size = communicator.size
+        require(parts.count <= shared.partsPerRank && parts.allSatisfy({ $0.count == count }),
+                "FixedPointSum: \(parts.count) parts for \(shared.partsPerRank) slots")
+        for (j, part) in parts.enumerated() where part.baseAddress != shared.slot(rank: rank, part: j) {
+            shared.slot(rank: rank, part: j).update(from: part.baseAddress!, count: count)  // a caller's own buffer
+        }
+        shared.partCounts[rank] = Int32(parts.count)
+        try shared.memory.barrier()  // every rank's parts written
+        sources.removeAll(keepingCapacity: true)
+        for other in 0..<size {
+            for j in 0..<Int(shared.partCounts[other]) { sources.append(UnsafePointer(shared.slot(rank: other, part: j))) }
+        }
+        let mine = (rank * blocks.count / size)..<((rank + 1) * blocks.count / size)
+        NarrowFixedPoint.sumAndRound(sources, blocks: blocks[mine], valueBits: valueBits, into: shared.result, threads: threads)
+        try shared.memory.barrier()  // every share of the result written
+        bytesPerStep = count * 4
+    }
+
+    // MARK: Across hosts
 
     /// The Int32 sum in blocks (see the top of this file).
     private func reduceNarrow(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, valueBits: Int) throws(CommunicatorError) {
         let total = parts.first!
+        if narrowSum.isEmpty { narrowSum = [Int32](repeating: 0, count: count) }
         require(count == total.count, "FixedPointSum: \(total.count) gradients, made for \(count)")
         let blocks = self.blocks
         if communicator.size == 1 {
@@ -305,16 +352,6 @@ public final class FixedPointSum: GradientReducer {
             }
             try blockLargest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
                 try communicator.allReduce(UnsafeMutableRawBufferPointer(largest), count: largest.count, element: .float, operation: .max)
-            }
-            if let hostShared {
-                blockLargest.withUnsafeBufferPointer { largest in
-                    NarrowFixedPoint.accumulate(parts, blocks: blocks, largest: largest, valueBits: valueBits,
-                                                into: hostShared.contribution, threads: threads)
-                }
-                try hostShared.sum(threads: threads)
-                keptInHostShared = true
-                bytesPerStep = narrowBytesPerStep(total.count)
-                return
             }
             narrowSum.withUnsafeMutableBufferPointer { sum in
                 blockLargest.withUnsafeBufferPointer { largest in
@@ -350,6 +387,44 @@ public final class FixedPointSum: GradientReducer {
         }
         bytesPerStep = communicator.size > 1 ? total.count * 8 + tensors.count * 4 : 0
     }
+}
+
+/// The layout of the memory the ranks of one host share for the exact sum: each rank's count of parts, then
+/// `partsPerRank` slots per rank, each for one micro-batch's gradient of `count` values, then the rounded sum.
+struct SharedParts {
+    let memory: HostSharedMemory
+    let count: Int
+    let partsPerRank: Int
+    let partCounts: UnsafeMutablePointer<Int32>
+    private let first: UnsafeMutablePointer<Float>
+
+    /// Bytes of the part counts (a cache line each 16 ranks) and of a slot (whole cache lines).
+    private static func header(ranks: Int) -> Int { (ranks * 4 + 63) / 64 * 64 }
+    private static func slotBytes(_ count: Int) -> Int { (count * 4 + 63) / 64 * 64 }
+
+    static func bytes(count: Int, ranks: Int, partsPerRank: Int) -> Int {
+        header(ranks: ranks) + (ranks * partsPerRank + 1) * slotBytes(count)
+    }
+
+    init(memory: HostSharedMemory, count: Int, partsPerRank: Int) {
+        require(partsPerRank >= 1 && memory.bytes >= Self.bytes(count: count, ranks: memory.size, partsPerRank: partsPerRank),
+                "SharedParts: \(memory.bytes) bytes for \(partsPerRank) parts of \(count) values a rank")
+        self.memory = memory
+        self.count = count
+        self.partsPerRank = partsPerRank
+        let header = Self.header(ranks: memory.size)
+        partCounts = memory.base.bindMemory(to: Int32.self, capacity: memory.size)
+        first = (memory.base + header).bindMemory(to: Float.self, capacity: (memory.bytes - header) / 4)
+    }
+
+    /// Whether a batch of `terms` micro-batches fits: no rank computes more than `partsPerRank`.
+    func holds(terms: Int, ranks: Int) -> Bool { (terms + ranks - 1) / ranks <= partsPerRank }
+
+    func slot(rank: Int, part: Int) -> UnsafeMutablePointer<Float> {
+        first + (rank * partsPerRank + part) * (Self.slotBytes(count) / 4)
+    }
+
+    var result: UnsafeMutablePointer<Float> { first + memory.size * partsPerRank * (Self.slotBytes(count) / 4) }
 }
 
 /// The fixed-point kernels.
@@ -501,6 +576,38 @@ public enum NarrowFixedPoint {
             let (parts, blocks, largest, sum) = work.value
             largest[b] = largestMagnitude(parts, block: blocks[b])
             convert(parts, block: blocks[b], largest: largest[b], valueBits: valueBits, into: sum)
+        }
+    }
+
+    /// For each of `blocks`: its largest magnitude over `sources`, their values on that grid summed in Int32, and the
+    /// sum rounded to Float into `out` at the block's place, the whole block in the first-level cache; the blocks
+    /// shared among `threads` threads. The bits of `largestPerBlock`, `accumulate` and `convertBack` over the same
+    /// sources in any grouping: integer sums.
+    static func sumAndRound(_ sources: [UnsafePointer<Float>], blocks: ArraySlice<Range<Int>>, valueBits: Int,
+                            into out: UnsafeMutablePointer<Float>, threads: Int) {
+        let work = UncheckedSendable((sources, blocks, out))
+        forEachBlock(blocks.count, threads: threads) { index in
+            let (sources, blocks, out) = work.value
+            let block = blocks[blocks.startIndex + index], length = block.count
+            var largest: Float = 0
+            for source in sources {
+                largest = max(largest, FixedPoint.largestMagnitude(UnsafeBufferPointer(start: source + block.lowerBound, count: length)))
+            }
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: blockSize) { sum in
+                let target = sum.baseAddress!
+                if largest.isFinite && largest > 0 {  // else convertBack writes NaN or zeros without reading the sum
+                    let scale = Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
+                    for (index, source) in sources.enumerated() {
+                        let values = source + block.lowerBound
+                        if index == 0 {
+                            for i in 0..<length { target[i] = Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
+                        } else {
+                            for i in 0..<length { target[i] &+= Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
+                        }
+                    }
+                }
+                convertBack(target, count: length, largest: largest, valueBits: valueBits, into: out + block.lowerBound)
+            }
         }
     }
 

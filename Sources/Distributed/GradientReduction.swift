@@ -127,6 +127,9 @@ public protocol GradientReducer: AnyObject {
     /// How the batch must be cut for it: into fixed micro-batches of this size, each computed as a unit (nil: a
     /// contiguous shard per rank, and per worker within it).
     var microBatches: MicroBatches? { get }
+    /// Where this rank's micro-batch gradients should be written, the j-th into the j-th (each as long as the
+    /// gradient): memory the reducer sums without copying; empty when it takes any buffers.
+    var microBatchSlots: [UnsafeMutablePointer<Float>] { get }
     /// Leaves in the first part the sum of `parts` over this rank and every other rank. The other parts may be
     /// used as scratch. Every rank calls it once per step, with parts of equal length.
     func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError)
@@ -160,6 +163,7 @@ extension GradientReducer {
         try reduce(parts, batch: batch)
         return false
     }
+    public var microBatchSlots: [UnsafeMutablePointer<Float>] { [] }
     public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         require(false, "\(type(of: self)).round: this reducer leaves its sum in Float (reduceDeferringRounding returned false)")
     }
@@ -173,17 +177,28 @@ public enum GradientReduction {
     /// - Parameter gradient: the buffer backward writes the single part into (for `overlap`).
     /// - Parameters:
     ///   - microBatches: how the exact sum cuts the batch.
+    ///   - batchSize: the run's batch size, which sizes the exact sum's shared memory on one host (nil: none).
     ///   - threads: the rank's threads, for reducers that convert.
     public static func make(precision: ReductionPrecision, overlap: Bool, parts: Int, communicator: Communicator,
                             parameterRanges: [Range<Int>], gradient: UnsafeMutableBufferPointer<Float>,
-                            microBatches: MicroBatches, threads: Int) throws(CommunicatorError) -> GradientReducer {
+                            microBatches: MicroBatches, batchSize: Int? = nil, threads: Int) throws(CommunicatorError) -> GradientReducer {
         let overlapping = overlap && parts == 1 && communicator.size > 1
         switch precision {
         case .exact:
-            // On one host the Int32 sum goes through memory the ranks share (a collective: every rank asks).
-            let sharing = overlapping || communicator.size == 1 ? nil : try communicator.hostSharedSum(count: gradient.count)
+            // On one host the micro-batch gradients are summed in memory the ranks share (a collective: every rank
+            // asks, with the same size), for batches of the Int32 sum's size.
+            var sharing: HostSharing?, partsPerRank = 0
+            if !overlapping && communicator.size > 1, let batchSize {
+                let terms = microBatches.count(of: 0..<batchSize)
+                partsPerRank = (terms + communicator.size - 1) / communicator.size
+                sharing = NarrowFixedPoint.valueBits(terms: terms) == nil
+                    ? .unavailable("\(terms) micro-batches a batch: the Int64 sum")
+                    : try communicator.hostSharedMemory(bytes: FixedPointSum.sharedBytes(count: gradient.count, ranks: communicator.size,
+                                                                                          partsPerRank: partsPerRank))
+            }
             return FixedPointSum(communicator: communicator, tensors: parameterRanges, count: gradient.count,
-                                 microBatches: microBatches, threads: threads, overlap: overlapping, hostSharing: sharing)
+                                 microBatches: microBatches, threads: threads, overlap: overlapping, hostSharing: sharing,
+                                 partsPerRank: partsPerRank)
         case .double where overlapping, .float where overlapping:
             return OverlappedSum(precision: precision, communicator: communicator, parameterRanges: parameterRanges,
                                  gradient: gradient)

@@ -48,7 +48,7 @@ public final class MPICommunicator: Communicator {
     private let stallExitCode = Atomic<Int32>(1)
     private let transferWhat = Mutex((Activity.startUp, Collective.broadcast(bytes: 0, root: 0)))
     private var watchdog: RankThread?
-    /// The shared-memory windows `hostSharedSum` made, freed at `finalize`.
+    /// The shared-memory windows `hostSharedMemory` made, freed at `finalize`.
     private var windows: [MPI_Win?] = []
 
     /// Initialises MPI (thread level FUNNELED: only the main thread calls MPI) and reads the job's layout.
@@ -168,39 +168,37 @@ public final class MPICommunicator: Communicator {
 
     // MARK: Memory the ranks of one host share
 
-    /// One window of `HostSharedSum.bytes` that rank 0 allocates (MPI_Win_allocate_shared) and every rank maps,
-    /// locked for the job (passive target), so `MPI_Win_sync` orders each rank's accesses around the barriers.
-    public func hostSharedSum(count: Int) throws(CommunicatorError) -> HostSharing {
-        guard size > 1, count > 0 else { return .unavailable(size > 1 ? "nothing to sum" : "one rank") }
+    /// One window that rank 0 allocates (MPI_Win_allocate_shared) and every rank maps, locked for the job (passive
+    /// target), so that `MPI_Win_sync` orders each rank's accesses around the barriers.
+    public func hostSharedMemory(bytes: Int) throws(CommunicatorError) -> HostSharing {
+        guard size > 1, bytes > 0 else { return .unavailable(size > 1 ? "nothing to share" : "one rank") }
         guard localSize == size else { return .unavailable("\(localSize) of the \(size) ranks on this host") }
-        let bytes = HostSharedSum.bytes(count: count, size: size)
         // Open MPI backs the window with a file in this directory; a full tmpfs would end the job with SIGBUS at the
         // first touch, so every rank checks for room (twice the size, the rest for others) and all must agree.
         let directory = getenv("OMPI_MCA_osc_sm_backing_directory").map { String(cString: $0) } ?? "/dev/shm"
         var status = statvfs()
         let room = statvfs(directory, &status) == 0 ? Int(status.f_bavail) * Int(status.f_frsize) : 0
         let fewest = try allReduce(Int64(room >= 2 * bytes ? 1 : 0), .min)
-        guard fewest == 1 else {
-            return .unavailable("too little room in \(directory) on some rank for the shared sum's \(bytes >> 20) MB")
-        }
-        try arrive(.sharedSum(count: count))
+        guard fewest == 1 else { return .unavailable("too little room in \(directory) on some rank for \(bytes >> 20) MB") }
+        try arrive(.sharedMemory(bytes: bytes))
         defer { transferStart.store(0, ordering: .releasing) }
+        let asked = bytes + 64  // room to align the start
         var window = cmpi_win_null()
         var mine: UnsafeMutableRawPointer?
-        try Self.check(MPI_Win_allocate_shared(rank == 0 ? bytes : 0, 4, cmpi_info_null(), world, &mine, &window),
-                       "MPI_Win_allocate_shared of \(bytes) bytes")
+        try Self.check(MPI_Win_allocate_shared(rank == 0 ? asked : 0, 1, cmpi_info_null(), world, &mine, &window),
+                       "MPI_Win_allocate_shared of \(asked) bytes")
         windows.append(window)
         MPI_Win_set_errhandler(window, cmpi_errors_return())
         var first: UnsafeMutableRawPointer?
         var firstBytes = 0
         var unit: Int32 = 0
         try Self.check(MPI_Win_shared_query(window, 0, &firstBytes, &unit, &first), "MPI_Win_shared_query")
-        guard let first, firstBytes >= bytes else { throw CommunicatorError("MPI_Win_shared_query: \(firstBytes) bytes, \(bytes) asked") }
+        guard let first, firstBytes >= asked else { throw CommunicatorError("MPI_Win_shared_query: \(firstBytes) bytes, \(asked) asked") }
         try Self.check(MPI_Win_lock_all(Int32(cmpi_mode_nocheck()), window), "MPI_Win_lock_all")
-        let memory = first.bindMemory(to: Int32.self, capacity: bytes / 4)
-        return .shared(HostSharedSum(memory: memory, count: count, rank: rank, size: size) { [unowned self] () throws(CommunicatorError) in
+        let aligned = first + (64 - Int(bitPattern: first) % 64) % 64
+        return .shared(HostSharedMemory(base: aligned, bytes: bytes, rank: rank, size: size) { [unowned self] () throws(CommunicatorError) in
             try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
-            try barrier(.sharedSum(count: count))
+            try barrier(.sharedMemory(bytes: bytes))
             try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
         })
     }
@@ -402,7 +400,7 @@ private final class MPIReduction: PendingReduction {
 
 /// A collective, as a stall report names it ("all-reduce of 1863690 values"); formatted only for a report.
 struct Collective: CustomStringConvertible {
-    enum Kind { case allReduce, overlappedAllReduce, broadcast, sharedSum }
+    enum Kind { case allReduce, overlappedAllReduce, broadcast, sharedMemory }
     let kind: Kind
     let count: Int
     let root: Int
@@ -411,14 +409,14 @@ struct Collective: CustomStringConvertible {
         Collective(kind: overlapped ? .overlappedAllReduce : .allReduce, count: count, root: 0)
     }
     static func broadcast(bytes: Int, root: Int) -> Collective { Collective(kind: .broadcast, count: bytes, root: root) }
-    static func sharedSum(count: Int) -> Collective { Collective(kind: .sharedSum, count: count, root: 0) }
+    static func sharedMemory(bytes: Int) -> Collective { Collective(kind: .sharedMemory, count: bytes, root: 0) }
 
     var description: String {
         switch kind {
         case .allReduce: "all-reduce of \(count) values"
         case .overlappedAllReduce: "all-reduce of \(count) values (overlapped)"
         case .broadcast: "broadcast of \(count) bytes from rank \(root)"
-        case .sharedSum: "sum of \(count) values in memory the host's ranks share"
+        case .sharedMemory: "barrier around \(count) bytes of memory the host's ranks share"
         }
     }
 }

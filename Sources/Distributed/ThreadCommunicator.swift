@@ -19,17 +19,17 @@ public final class ThreadGroup: @unchecked Sendable {
     private var barrier = pthread_barrier_t()
     /// Each rank's buffer in the collective under way, by rank.
     private let posted: UnsafeMutableBufferPointer<UnsafeMutableRawPointer?>
-    /// Whether the ranks offer `hostSharedSum` (threads share all memory; without it, the reducers' all-reduce
+    /// Whether the ranks offer `hostSharedMemory` (threads share all memory; without it, the reducers' all-reduce
     /// paths are tested).
-    public let sharedSums: Bool
-    /// The memory `hostSharedSum` handed out (rank 0 allocates it; freed with the group).
+    public let sharesMemory: Bool
+    /// The memory `hostSharedMemory` handed out (rank 0 allocates it; freed with the group).
     private var sharedAreas: [UnsafeMutableRawPointer] = []
 
-    public init(size: Int, descending: Bool = false, sharedSums: Bool = true) {
+    public init(size: Int, descending: Bool = false, sharesMemory: Bool = true) {
         require(size >= 1, "ThreadGroup: \(size) ranks")
         self.size = size
         self.descending = descending
-        self.sharedSums = sharedSums
+        self.sharesMemory = sharesMemory
         posted = .allocate(capacity: size)
         posted.initialize(repeating: nil)
         pthread_barrier_init(&barrier, nil, UInt32(size))
@@ -43,9 +43,9 @@ public final class ThreadGroup: @unchecked Sendable {
 
     /// Runs `body` once per rank, each on a thread of its own with that rank's communicator, and returns the
     /// results in rank order.
-    public static func run<T>(ranks: Int, descending: Bool = false, sharedSums: Bool = true,
+    public static func run<T>(ranks: Int, descending: Bool = false, sharesMemory: Bool = true,
                               _ body: @Sendable (Communicator) throws -> T) rethrows -> [T] {
-        let group = ThreadGroup(size: ranks, descending: descending, sharedSums: sharedSums)
+        let group = ThreadGroup(size: ranks, descending: descending, sharesMemory: sharesMemory)
         let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<T, Error>?>.allocate(capacity: ranks))
         results.value.initialize(repeating: nil)
         defer { results.value.deallocate() }
@@ -144,12 +144,11 @@ public final class ThreadCommunicator: Communicator {
         group.wait()
     }
 
-    public func hostSharedSum(count: Int) -> HostSharing {
-        guard group.sharedSums else { return .unavailable("this thread group all-reduces") }
-        guard size > 1, count > 0 else { return .unavailable(size > 1 ? "nothing to sum" : "one rank") }
-        let memory = group.sharedMemory(bytes: HostSharedSum.bytes(count: count, size: size), rank: rank)
-            .bindMemory(to: Int32.self, capacity: (size + 1) * count)
-        return .shared(HostSharedSum(memory: memory, count: count, rank: rank, size: size) { [group] in group.wait() })
+    public func hostSharedMemory(bytes: Int) -> HostSharing {
+        guard group.sharesMemory else { return .unavailable("this thread group all-reduces") }
+        guard size > 1, bytes > 0 else { return .unavailable(size > 1 ? "nothing to share" : "one rank") }
+        let base = group.sharedMemory(bytes: bytes, rank: rank)
+        return .shared(HostSharedMemory(base: base, bytes: bytes, rank: rank, size: size) { [group] in group.wait() })
     }
 
     public func abort(code: Int32) -> Never {

@@ -136,11 +136,13 @@ extension Trainer {
             do {
                 return try GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
                                    communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
-                                   microBatches: MicroBatches(size: options.microBatch), threads: threads)
+                                   microBatches: MicroBatches(size: options.microBatch), batchSize: configuration.batchSize,
+                                   threads: threads)
             } catch {
                 throw RunError(.ranksDisagree, "setting up the gradient sum: \(error)")
             }
         }
+        workers.microBatchSlots = reducer.microBatchSlots
         var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
         settings[SettingKey.split.rawValue] = data.kind.rawValue
         settings[SettingKey.architecture.rawValue] = model.architecture

@@ -55,6 +55,11 @@ final class Workers: @unchecked Sendable {
     /// Where each worker records its data, forward and backward phases (--trace), on track 1 + worker.
     var trace: TraceRecorder?
     private var microParts: [UnsafeMutableBufferPointer<Float>] = []
+    /// Where the reducer wants this rank's micro-batch gradients written (`GradientReducer.microBatchSlots`): its
+    /// memory, shared with the host's other ranks, so that it sums them without copies; empty for private buffers.
+    var microBatchSlots: [UnsafeMutablePointer<Float>] = [] {
+        willSet { require(microStorage.isEmpty, "Workers: micro-batch slots are set before the first step") }
+    }
 
     /// - Parameter threads: worker threads, each computing a part of the shard. How OpenBLAS threads inside their
     ///   products is the caller's to set (`BLAS.configure`).
@@ -128,7 +133,9 @@ final class Workers: @unchecked Sendable {
                   plan: MicroBatches, scaling: PixelScaling, hooks: BackwardHooks? = nil) -> WorkerTotals {
         require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
         while microStorage.count < max(1, indices.count) {  // grows in the first steps only
-            let storage = microStorage.isEmpty ? store.gradientBuffer : TensorStorage(zeros: store.count)
+            let j = microStorage.count
+            let storage = j < microBatchSlots.count ? TensorStorage(borrowing: microBatchSlots[j], capacity: store.count)
+                : j == 0 ? store.gradientBuffer : TensorStorage(zeros: store.count)
             microStorage.append(storage)
             microParts.append(UnsafeMutableBufferPointer(start: storage.pointer, count: store.count))
         }

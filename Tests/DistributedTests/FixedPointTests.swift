@@ -29,8 +29,9 @@ let plan = MicroBatches(size: 16)
 /// converted back at once (`reduce`) or kept and rounded range by range, as the optimizer asks for it
 /// (`reduceDeferringRounding`, then `round` over ranges that cut blocks and tensors at odd places); and that last one
 /// overlapped, each tensor a bucket started from the backward hooks (on one rank there is nothing to overlap); and
-/// kept with the Int32 sum added in memory the ranks share (`HostSharedSum`) instead of all-reduced.
-enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped, narrowShared }
+/// summed in memory the ranks share instead of all-reduced, the micro-batches written into the reducer's slots (as
+/// the workers do) or handed over in buffers of the caller's, which it copies in.
+enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped, narrowShared, narrowSharedCopied }
 
 /// Ranges of the 128 values, as the optimizer's blocks might ask for them: one inside a block, one across the two
 /// tensors' blocks, one of a single value, the rest.
@@ -42,20 +43,26 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
                    assign: @escaping @Sendable (Int) -> [Int]) throws -> [[Float]] {
     try ThreadGroup.run(ranks: ranks, descending: descending) { communicator in
         let mine = assign(communicator.rank)
-        let buffers = (mine.isEmpty ? [-1] : mine).map { index in
-            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: 128)
-            _ = buffer.initialize(from: index < 0 ? [Float](repeating: 0, count: 128) : adversarialPart(index))
+        let sharedWidth = width == .narrowShared || width == .narrowSharedCopied
+        let partsPerRank = (count + ranks - 1) / ranks
+        let sharing = sharedWidth && ranks > 1
+            ? try communicator.hostSharedMemory(bytes: FixedPointSum.sharedBytes(count: 128, ranks: ranks, partsPerRank: partsPerRank)) : nil
+        if sharedWidth && ranks > 1 && sharing?.memory == nil { return [] }  // fails below
+        let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan,
+                                overlap: width == .narrowOverlapped, minimumBucketBytes: 4, hostSharing: sharing,
+                                partsPerRank: partsPerRank)
+        let slots = width == .narrowShared ? sum.microBatchSlots : []
+        let buffers = (mine.isEmpty ? [-1] : mine).enumerated().map { j, index in
+            let buffer = j < slots.count ? UnsafeMutableBufferPointer(start: slots[j], count: 128)
+                : UnsafeMutableBufferPointer<Float>.allocate(capacity: 128)
+            _ = buffer.update(from: index < 0 ? [Float](repeating: 0, count: 128) : adversarialPart(index))
             return buffer
         }
-        defer { buffers.forEach { $0.deallocate() } }
-        let sharing = width == .narrowShared ? try communicator.hostSharedSum(count: 128) : nil
-        if width == .narrowShared && communicator.size > 1 && sharing?.sum == nil { return [] }  // fails below
-        let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan,
-                                overlap: width == .narrowOverlapped, minimumBucketBytes: 4, hostSharing: sharing)
+        defer { buffers.filter { buffer in !slots.contains { $0 == buffer.baseAddress } }.forEach { $0.deallocate() } }
         switch width {
         case .wide: try sum.reduce(buffers[...])
         case .narrow: try sum.reduce(buffers[...], batch: 0..<(16 * count))
-        case .narrowDeferred, .narrowOverlapped, .narrowShared:
+        case .narrowDeferred, .narrowOverlapped, .narrowShared, .narrowSharedCopied:
             if width == .narrowOverlapped && communicator.size > 1 {
                 // As the workers do: the parts, then the last micro-batch's backward finishing the last tensor first.
                 guard let hooks = sum.backwardHooks(batch: 0..<(16 * count)) else { return [] }  // fails below
@@ -82,7 +89,7 @@ struct FixedPointTests {
           arguments: Width.allCases)
     func groupingAndOrder(width: Width) throws {
         let reference = try fixedPointSum(count: 8, ranks: 1, width: width) { _ in Array(0..<8) }[0]
-        if [.narrowDeferred, .narrowOverlapped, .narrowShared].contains(width) {  // the bits the conversion of the whole sum gives
+        if [.narrowDeferred, .narrowOverlapped, .narrowShared, .narrowSharedCopied].contains(width) {  // the bits the conversion of the whole sum gives
             let whole = try fixedPointSum(count: 8, ranks: 1, width: .narrow) { _ in Array(0..<8) }[0]
             #expect(reference.map(\.bitPattern) == whole.map(\.bitPattern))
         }

@@ -46,12 +46,12 @@ extension EndToEnd {
             #expect(resumed == checksums.values.first)
         }
 
-        @Test("on one host the Int32 sum is added in memory the ranks share; without room for it, all-reduced: the same bits")
+        @Test("on one host the micro-batches are summed in memory the ranks share; without room for it, all-reduced: the same bits")
         func hostSharedOrAllReduced() throws {
             let directory = Fixtures.makeTemporaryDirectory("exact-shared")
             defer { Fixtures.removeTemporary(directory) }
             var checksums: [String] = []
-            for (backing, expected) in [(nil, "the Int32 sum added in memory the host's ranks share"),
+            for (backing, expected) in [(nil, "the micro-batch gradients summed in memory the host's ranks share"),
                                         ("/nonexistent-mnist-dist", "one all-reduce after backward (too little room in /nonexistent-mnist-dist")] {
                 let metrics = directory.appendingPathComponent("metrics-\(checksums.count).jsonl").path
                 let run = MnistDist.run(["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",

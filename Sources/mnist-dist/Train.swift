@@ -34,7 +34,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")
     var microBatch: Int = Defaults.microBatch
 
-    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. Measured on 2 simulated hosts (docs/scaling.md): 7.6 against 10.8 s per CNN epoch at 1 Gbit/s, 3.2 against 3.9 s on unlimited links. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits): 5.64 against 7.05 s per CNN epoch at 1 Gbit/s (6.47 with --allreduce float and no overlap).")
+    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. Measured on 2 simulated hosts (docs/scaling.md): 7.6 against 10.8 s per CNN epoch at 1 Gbit/s, 3.2 against 3.9 s on unlimited links. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits): 5.64 against 7.05 s per CNN epoch at 1 Gbit/s (6.47 with --allreduce float and no overlap). On one host --allreduce exact without --overlap is faster: its ranks sum in memory they share, with no all-reduce.")
     var overlap = false
 
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")

@@ -29,6 +29,11 @@
 // 2^-(bits - 1) of its block's largest (2^-27 at K = 4) instead of 2^-45 of its tensor's, so a value far smaller
 // than its block's largest (below 2^-3 of it, at K = 4) keeps fewer bits than Float would give it. The grid
 // depends on K, the batch's micro-batch count, which every rank count computes alike: the same bits at any N.
+//
+// On one host no all-reduce at all (`reduceShared`): the ranks' micro-batch gradients are written into memory they
+// all map, and each rank does the whole narrow sum (largest magnitude, conversion, Int32 sum, rounding) for 1/N
+// of the blocks, over every rank's micro-batches, with each block in the first-level cache. The same grids and
+// integers, so the same bits as across hosts.
 import Dispatch
 import Support
 
@@ -65,7 +70,6 @@ public final class FixedPointSum: GradientReducer {
     let communicator: Communicator
     /// Each tensor's elements in the flat gradient.
     private let tensors: [Range<Int>]
-    /// The fixed-point sum, allocated once.
     /// Values in the flat gradient.
     private let count: Int
     /// The Int64 sum, allocated at the first batch that needs it (most never do: 8 bytes a value).
@@ -115,9 +119,8 @@ public final class FixedPointSum: GradientReducer {
     }
 
     /// The narrow sum's blocks (of `NarrowFixedPoint.blockSize` values, none across a tensor's end), its Int32 sum
-    /// and each block's largest magnitude; allocated once.
+    /// (allocated at the first batch that all-reduces it) and each block's largest magnitude.
     private let blocks: [Range<Int>]
-    /// Allocated at the first batch that all-reduces it.
     private var narrowSum: [Int32] = []
     private var blockLargest: [Float]
     /// The memory the host's ranks share, where they sum their micro-batch gradients instead of all-reducing.
@@ -290,7 +293,6 @@ public final class FixedPointSum: GradientReducer {
         }
     }
 
-
     // MARK: One host
 
     /// Bytes of the memory the ranks share for gradients of `count` values, at most `partsPerRank` micro-batches a rank.
@@ -324,7 +326,7 @@ public final class FixedPointSum: GradientReducer {
         let mine = (rank * blocks.count / size)..<((rank + 1) * blocks.count / size)
         NarrowFixedPoint.sumAndRound(sources, blocks: blocks[mine], valueBits: valueBits, into: shared.result, threads: threads)
         try shared.memory.barrier()  // every share of the result written
-        bytesPerStep = count * 4
+        bytesPerStep = count * 4  // what each rank reads of the others' work: the result, as an all-reduce would move
     }
 
     // MARK: Across hosts
@@ -598,12 +600,7 @@ public enum NarrowFixedPoint {
                 if largest.isFinite && largest > 0 {  // else convertBack writes NaN or zeros without reading the sum
                     let scale = Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
                     for (index, source) in sources.enumerated() {
-                        let values = source + block.lowerBound
-                        if index == 0 {
-                            for i in 0..<length { target[i] = Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
-                        } else {
-                            for i in 0..<length { target[i] &+= Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
-                        }
+                        addOnGrid(source + block.lowerBound, count: length, scale: scale, into: target, first: index == 0)
                     }
                 }
                 convertBack(target, count: length, largest: largest, valueBits: valueBits, into: out + block.lowerBound)
@@ -631,12 +628,19 @@ public enum NarrowFixedPoint {
         }
         let scale = Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
         for (index, part) in parts.enumerated() {
-            let values = part.baseAddress! + range.lowerBound
-            if index == 0 {
-                for i in 0..<range.count { target[i] = Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
-            } else {
-                for i in 0..<range.count { target[i] &+= Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
-            }
+            addOnGrid(part.baseAddress! + range.lowerBound, count: range.count, scale: scale, into: target, first: index == 0)
+        }
+    }
+
+    /// `target[0..<count] (=, or += unless first) round(values[0..<count] x scale)`, in Int32 (the headroom of
+    /// `valueBits` keeps the sum from overflowing).
+    @inline(__always)
+    private static func addOnGrid(_ values: UnsafePointer<Float>, count: Int, scale: Double, into target: UnsafeMutablePointer<Int32>,
+                                  first: Bool) {
+        if first {
+            for i in 0..<count { target[i] = Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
+        } else {
+            for i in 0..<count { target[i] &+= Int32(truncatingIfNeeded: FixedPoint.fixed(values[i], scale)) }
         }
     }
 

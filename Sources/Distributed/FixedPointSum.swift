@@ -93,7 +93,7 @@ public final class FixedPointSum: GradientReducer {
         require(hostSharing?.memory == nil || !overlap, "FixedPointSum: shared memory and overlap")
         self.communicator = communicator
         shared = hostSharing?.memory.map { SharedParts(memory: $0, count: count, partsPerRank: partsPerRank) }
-        if case .unavailable(let reason) = hostSharing { notShared = reason }
+        if case .unavailable(let reason) = hostSharing { notShared = reason } else { notShared = nil }
         plan = microBatches
         self.tensors = tensors
         self.threads = threads
@@ -126,7 +126,7 @@ public final class FixedPointSum: GradientReducer {
     /// The memory the host's ranks share, where they sum their micro-batch gradients instead of all-reducing.
     private let shared: SharedParts?
     /// Why the ranks all-reduce instead (for the summary).
-    private var notShared: String?
+    private let notShared: String?
     /// Whether the kept sum is `shared`'s rounded result rather than the Int32 `narrowSum`.
     private var keptInShared = false
     /// The slots that hold a micro-batch gradient in this step, every rank's (the shared sum's sources).
@@ -251,7 +251,7 @@ public final class FixedPointSum: GradientReducer {
             try reduceWide(parts)
             return false
         }
-        if let shared, shared.holds(terms: plan.count(of: batch), ranks: communicator.size) {
+        if let shared, shared.holds(terms: plan.count(of: batch)) {
             try reduceShared(parts, valueBits: bits, shared)
             keptInShared = true
         } else {
@@ -420,7 +420,7 @@ struct SharedParts {
     }
 
     /// Whether a batch of `terms` micro-batches fits: no rank computes more than `partsPerRank`.
-    func holds(terms: Int, ranks: Int) -> Bool { (terms + ranks - 1) / ranks <= partsPerRank }
+    func holds(terms: Int) -> Bool { (terms + memory.size - 1) / memory.size <= partsPerRank }
 
     func slot(rank: Int, part: Int) -> UnsafeMutablePointer<Float> {
         first + (rank * partsPerRank + part) * (Self.slotBytes(count) / 4)
@@ -539,6 +539,11 @@ public enum NarrowFixedPoint {
     /// The grid's exponent for a block whose largest magnitude is `largest` (finite, not 0).
     static func gridExponent(_ largest: Float, valueBits: Int) -> Int { Int(largest.exponent) + 1 - valueBits }
 
+    /// 2^-grid, which takes a value of that block to its grid steps (exactly: a power of two).
+    static func gridScale(_ largest: Float, valueBits: Int) -> Double {
+        Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
+    }
+
     /// Runs `body(block)` for every block, the blocks shared among `threads` threads.
     static func forEachBlock(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let workers = min(threads, max(1, count / 64))
@@ -598,7 +603,7 @@ public enum NarrowFixedPoint {
             withUnsafeTemporaryAllocation(of: Int32.self, capacity: blockSize) { sum in
                 let target = sum.baseAddress!
                 if largest.isFinite && largest > 0 {  // else convertBack writes NaN or zeros without reading the sum
-                    let scale = Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
+                    let scale = gridScale(largest, valueBits: valueBits)
                     for (index, source) in sources.enumerated() {
                         addOnGrid(source + block.lowerBound, count: length, scale: scale, into: target, first: index == 0)
                     }
@@ -626,7 +631,7 @@ public enum NarrowFixedPoint {
             target.update(repeating: 0, count: range.count)
             return
         }
-        let scale = Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
+        let scale = gridScale(largest, valueBits: valueBits)
         for (index, part) in parts.enumerated() {
             addOnGrid(part.baseAddress! + range.lowerBound, count: range.count, scale: scale, into: target, first: index == 0)
         }

@@ -48,4 +48,9 @@ public enum HostSharing {
     public var memory: HostSharedMemory? {
         if case .shared(let memory) = self { memory } else { nil }
     }
+
+    /// Why `size` ranks cannot share `bytes`, whoever would map them: one rank, or nothing to share; nil otherwise.
+    static func none(size: Int, bytes: Int) -> HostSharing? {
+        size <= 1 ? .unavailable("one rank") : bytes <= 0 ? .unavailable("nothing to share") : nil
+    }
 }

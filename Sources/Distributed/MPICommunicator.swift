@@ -171,7 +171,7 @@ public final class MPICommunicator: Communicator {
     /// One window that rank 0 allocates (MPI_Win_allocate_shared) and every rank maps, locked for the job (passive
     /// target), so that `MPI_Win_sync` orders each rank's accesses around the barriers.
     public func hostSharedMemory(bytes: Int) throws(CommunicatorError) -> HostSharing {
-        guard size > 1, bytes > 0 else { return .unavailable(size > 1 ? "nothing to share" : "one rank") }
+        if let none = HostSharing.none(size: size, bytes: bytes) { return none }
         guard localSize == size else { return .unavailable("\(localSize) of the \(size) ranks on this host") }
         // Open MPI backs the window with a file in this directory; a full tmpfs would end the job with SIGBUS at the
         // first touch, so every rank checks for room (twice the size, the rest for others) and all must agree.
@@ -203,7 +203,7 @@ public final class MPICommunicator: Communicator {
         })
     }
 
-    /// A barrier over every rank, with the deadline's roll call when one is set.
+    /// A barrier over every rank; with a deadline, polled, with the roll call when it passes (`complete`).
     private func barrier(_ what: Collective) throws(CommunicatorError) {
         guard deadline != nil else { return try Self.check(MPI_Barrier(world), "MPI_Barrier (\(what))") }
         var request = cmpi_request_null()
@@ -233,9 +233,7 @@ public final class MPICommunicator: Communicator {
     /// blocking, with MPI_Iallreduce, made the MLP's -np 2 epoch 4 % slower.)
     private func arrive(_ what: Collective) throws(CommunicatorError) {
         guard deadline != nil, size > 1 else { return }
-        var request = cmpi_request_null()
-        try Self.check(MPI_Ibarrier(world, &request), "MPI_Ibarrier")
-        try complete(&request, what)
+        try barrier(what)
         transferWhat.withLock { [activity] in $0 = (activity, what) }
         transferStart.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
     }

@@ -146,7 +146,7 @@ public final class ThreadCommunicator: Communicator {
 
     public func hostSharedMemory(bytes: Int) -> HostSharing {
         guard group.sharesMemory else { return .unavailable("this thread group all-reduces") }
-        guard size > 1, bytes > 0 else { return .unavailable(size > 1 ? "nothing to share" : "one rank") }
+        if let none = HostSharing.none(size: size, bytes: bytes) { return none }
         let base = group.sharedMemory(bytes: bytes, rank: rank)
         return .shared(HostSharedMemory(base: base, bytes: bytes, rank: rank, size: size) { [group] in group.wait() })
     }

@@ -59,10 +59,11 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["MNISTData"], path: "Tests/TestSupport"),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TensorBoard",
                                                      "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],

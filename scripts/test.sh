@@ -2,6 +2,11 @@
 # The one test command: builds mnist-dist in release mode and runs every test, including the multi-rank tests under
 # real mpirun and the 10-epoch accuracy checks. Extra arguments go to `swift test` (e.g. --filter AutodiffTests).
 # MNIST_DIST_QUICK=1 skips the long experiments (minutes) for a fast inner loop.
+#
+# No run hangs: each test has a time limit of its own (Tests/TestSupport/TimeLimit.swift), and the whole run a
+# budget, MNIST_DIST_TEST_BUDGET seconds (default 2700, 45 min; a full run takes 10-15 min on 2 cores). Past it the
+# run is stopped and the tests still running are named. The log is kept in .build/test-log.txt; its five longest
+# tests are printed at the end.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -21,4 +26,16 @@ fi
 scripts/python-env.sh
 
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
-swift test -c release "$@"
+
+budget="${MNIST_DIST_TEST_BUDGET:-2700}"
+log=.build/test-log.txt
+mkdir -p .build
+status=0
+timeout --kill-after=30 "$budget" swift test -c release "$@" 2>&1 | tee "$log" || status=$?
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+  echo "error: the tests ran past their budget of ${budget} s (MNIST_DIST_TEST_BUDGET) and were stopped; still running:" >&2
+  scripts/test-report.sh running "$log" >&2
+fi
+echo "longest tests:"
+scripts/test-report.sh longest "$log" 5
+exit "$status"

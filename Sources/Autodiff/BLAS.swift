@@ -3,34 +3,59 @@ import COpenBLAS
 import Support
 
 /// Single-precision matrix products and OpenBLAS's thread control.
+///
+/// Nothing here changes while products run elsewhere in the process: how a product uses threads is a `Plan` that
+/// its caller passes (ops take it from their tape), and OpenBLAS's own thread count, the one process-wide setting,
+/// is 1 from the first product on unless a run that lets OpenBLAS thread its calls raises it
+/// (`useOpenBLASThreads`).
 public enum BLAS {
-    /// Threads OpenBLAS uses for one call.
-    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+    /// How the products of one tape (one worker) use threads.
+    public struct Plan: Sendable, Equatable, CustomStringConvertible {
+        /// Column ranges a large product is cut into, each a single-threaded sgemm on a thread of its own (see
+        /// `gemm`); 1 leaves any threading to OpenBLAS.
+        public let parts: Int
+        /// Column width at which large products are always cut, whatever `parts` is (nil: cut into `parts`
+        /// ranges). OpenBLAS's result for a column depends in its last bits on where the call's columns start and
+        /// how many there are; fixed cuts make a product's bits independent of the thread count.
+        public let fixedColumnBlock: Int?
 
-    /// Parts a large product is cut into, each a single-threaded sgemm on a thread of its own (see `gemm`); 1 leaves
-    /// any threading to OpenBLAS.
-    nonisolated(unsafe) private(set) static var splitParts = 1
+        /// - Precondition: `parts` >= 1; a fixed block, if any, of at least 64 columns.
+        public init(parts: Int, fixedColumnBlock: Int? = nil) {
+            require(parts >= 1 && (fixedColumnBlock ?? 64) >= 64,
+                    "BLAS.Plan: products split \(parts) ways, blocks \(fixedColumnBlock ?? 0)")
+            self.parts = parts
+            self.fixedColumnBlock = fixedColumnBlock
+        }
 
-    /// Column width at which large products are always cut, whatever the thread count (nil: cut into
-    /// `splitParts` ranges). OpenBLAS's result for a column depends in its last bits on where the call's columns
-    /// start and how many there are; fixed cuts make a product's bits independent of the thread count.
-    nonisolated(unsafe) private(set) static var fixedColumnBlock: Int?
+        /// One call per product, on the calling thread (and OpenBLAS's, if a run raised their count).
+        public static let serial = Plan(parts: 1)
 
-    /// How every product of this process uses threads: OpenBLAS's own (`threadsPerCall`), or `splitParts` column
-    /// ranges computed side by side, each by single-threaded OpenBLAS; with `fixedColumnBlock`, large products are
-    /// cut at multiples of that many columns and the pieces shared among `splitParts` threads. Set once, before
-    /// training, by whoever decides a rank's thread plan.
-    /// - Precondition: not both `threadsPerCall` and `splitParts` above 1 (two thread pools would fight for the cores).
-    public static func configure(threadsPerCall: Int, splitParts parts: Int, fixedColumnBlock block: Int? = nil) {
-        require(threadsPerCall >= 1 && parts >= 1 && (threadsPerCall == 1 || parts == 1) && (block ?? 64) >= 64,
-                "BLAS.configure: \(threadsPerCall) OpenBLAS threads with products split \(parts) ways, blocks \(block ?? 0)")
-        openblas_set_num_threads(Int32(threadsPerCall))
-        splitParts = parts
-        fixedColumnBlock = block
+        /// Threads one product may use, whichever way they are used (OpenBLAS's or split parts).
+        var threadsPerProduct: Int { max(BLAS.threadCount, parts) }
+
+        public var description: String {
+            parts == 1 ? "unsplit" : "split \(parts) ways" + (fixedColumnBlock.map { " at \($0)-column blocks" } ?? "")
+        }
     }
 
-    /// Threads one product may use, whichever way they are used (OpenBLAS's or split parts).
-    static var threadsPerProduct: Int { max(threadCount, splitParts) }
+    /// Threads OpenBLAS uses for one call.
+    public static var threadCount: Int {
+        _ = singleThreadedAtStart
+        return Int(openblas_get_num_threads())
+    }
+
+    /// OpenBLAS starts with one thread per core; every process of ours starts it with one, before its first product,
+    /// so that no product's bits depend on the machine's core count or on when a setting was made.
+    private static let singleThreadedAtStart: Void = openblas_set_num_threads(1)
+
+    /// Lets OpenBLAS thread each call over `threads` threads, for the whole process. Only a run whose products
+    /// are all its own calls this (the `blas` thread mode), before its first product; products split by a `Plan`
+    /// need it at 1, the count every process starts with.
+    public static func useOpenBLASThreads(_ threads: Int) {
+        require(threads >= 1, "BLAS.useOpenBLASThreads: \(threads) threads")
+        _ = singleThreadedAtStart
+        openblas_set_num_threads(Int32(threads))
+    }
 
     /// Products smaller than this many multiply-adds are not split: waking a thread would cost more than it saves.
     static let splitMinimum = 1 << 21
@@ -50,27 +75,28 @@ public enum BLAS {
     /// `c = alpha * op(a) * op(b) + beta * c` for row-major matrices, where op(a) is m x k and op(b) is k x n.
     ///
     /// Transposes are expressed through CBLAS's flags, never materialised. With `beta` 0, `c` need not be
-    /// initialised (BLAS does not read it). A large product is split into `parts` column ranges (default:
-    /// `splitParts`) computed side by side.
+    /// initialised (BLAS does not read it). A large product is cut as `plan` says (or, given `parts`, into that
+    /// many column ranges) and the pieces computed side by side.
     public static func gemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int,
                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                             b: UnsafePointer<Float>, ldb: Int,
-                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int? = nil) {
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, plan: Plan, parts: Int? = nil) {
         guard m > 0, n > 0 else { return }
+        _ = singleThreadedAtStart
         // C[:, columns] = op(A) · op(B)[:, columns], which reads B from column (or, transposed, row) `first`.
         func columns(_ first: Int, _ count: Int) {
             product(transposeA, transposeB, m, count, k, alpha, a, lda, transposeB ? b + first * ldb : b + first, ldb,
                     beta, c + first, ldc)
         }
-        if let block = fixedColumnBlock, parts == nil, n > block, m * n * k >= splitMinimum {
+        if let block = plan.fixedColumnBlock, parts == nil, n > block, m * n * k >= splitMinimum {
             // Fixed cuts: the same calls whatever the thread count; thread t takes pieces t, t + threads, ...
-            let pieces = (n + block - 1) / block, threads = min(splitParts, pieces)
+            let pieces = (n + block - 1) / block, threads = min(plan.parts, pieces)
             Parallel.forEach(parts: threads) { thread in
                 for piece in stride(from: thread, to: pieces, by: threads) { columns(piece * block, min(block, n - piece * block)) }
             }
             return
         }
-        let parts = min(parts ?? splitParts, n / 64)
+        let parts = min(parts ?? plan.parts, n / 64)
         guard parts > 1 && m * n * k >= splitMinimum else {
             product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return

@@ -36,12 +36,12 @@ public enum Parallel {
     }
 
     /// Threads for the elementwise ops between a layer's products, which would otherwise leave the product's
-    /// other threads waiting: those the products are split over (`BLAS.configure`'s `splitParts`); none beside
-    /// the caller's when OpenBLAS threads its calls itself, whose threads spin between calls.
-    static var elementwiseThreads: Int { BLAS.splitParts }
+    /// other threads waiting: those the tape's products are split over (its plan's parts); none beside the
+    /// caller's when OpenBLAS threads its calls itself, whose threads spin between calls.
+    static func elementwiseThreads(_ tape: Tape?) -> Int { tape?.plan.parts ?? 1 }
 
-    /// Runs `body(range)` for parts of 0..<count on `elementwiseThreads` threads.
-    static func forEachRange(of count: Int, _ body: (Range<Int>) -> Void) {
-        forEachPart(of: count, threads: elementwiseThreads) { _, range in body(range) }
+    /// Runs `body(range)` for parts of 0..<count on the threads of `tape`'s products.
+    static func forEachRange(of count: Int, on tape: Tape?, _ body: (Range<Int>) -> Void) {
+        forEachPart(of: count, threads: elementwiseThreads(tape)) { _, range in body(range) }
     }
 }

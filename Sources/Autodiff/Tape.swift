@@ -41,9 +41,12 @@ public final class Tape {
 
     /// When false, ops run without recording anything (evaluation); outputs still come from the arena.
     public var isRecording: Bool
+    /// How this tape's products use threads, forward and backward.
+    public let plan: BLAS.Plan
 
-    public init(recording: Bool = true) {
+    public init(recording: Bool = true, plan: BLAS.Plan = .serial) {
         isRecording = recording
+        self.plan = plan
     }
 
     /// Starts a new step: forgets the recorded ops and makes last step's buffers available again.

@@ -87,10 +87,9 @@ public struct SavedModel {
         return (0..<count).map { Array(values[($0 * classes)..<(($0 + 1) * classes)]) }
     }
 
-    /// Workers for evaluating this model on this process's threads, each with single-threaded OpenBLAS.
+    /// Workers for evaluating this model on this process's threads, each product one call.
     func workers(threads: Int) -> Workers {
-        BLAS.configure(threadsPerCall: 1, splitParts: 1)
-        return Workers(model: model, store: store, threads: threads)
+        Workers(model: model, store: store, threads: threads)
     }
 
     /// Accuracy and confusion matrix on `dataset`, split across the communicator's ranks.

@@ -181,18 +181,18 @@ extension Trainer {
         }
     }
 
-    /// The workers of a thread mode, with OpenBLAS's threading set for it.
+    /// The workers of a thread mode, and how their products use threads.
     func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode) -> Workers {
         switch mode {
         case .workers:
-            BLAS.configure(threadsPerCall: 1, splitParts: 1)
             return Workers(model: model, store: store, threads: threads)
         case .split:
             // The exact sum promises the same bits at any thread count: cut products where any count would.
-            BLAS.configure(threadsPerCall: 1, splitParts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil)
-            return Workers(model: model, store: store, threads: 1)
+            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil)
+            return Workers(model: model, store: store, threads: 1, plan: plan)
         case .blas, .auto:
-            BLAS.configure(threadsPerCall: threads, splitParts: 1)
+            // OpenBLAS's thread count is the process's: this mode is for a process that runs this one job.
+            BLAS.useOpenBLASThreads(threads)
             return Workers(model: model, store: store, threads: 1)
         }
     }

@@ -61,15 +61,16 @@ final class Workers: @unchecked Sendable {
         willSet { require(microStorage.isEmpty, "Workers: micro-batch slots are set before the first step") }
     }
 
-    /// - Parameter threads: worker threads, each computing a part of the shard. How OpenBLAS threads inside their
-    ///   products is the caller's to set (`BLAS.configure`).
-    init(model: Model, store: ParameterStore, threads: Int) {
+    /// - Parameters:
+    ///   - threads: worker threads, each computing a part of the shard.
+    ///   - plan: how each worker's products use threads (split among more threads, or one call each).
+    init(model: Model, store: ParameterStore, threads: Int, plan: BLAS.Plan = .serial) {
         require(threads >= 1, "Workers: \(threads) threads")
         self.model = model
         self.store = store
         count = threads
-        trainTapes = (0..<threads).map { _ in Tape() }
-        evaluationTapes = (0..<threads).map { _ in Tape(recording: false) }
+        trainTapes = (0..<threads).map { _ in Tape(plan: plan) }
+        evaluationTapes = (0..<threads).map { _ in Tape(recording: false, plan: plan) }
         gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
         labels = Array(repeating: [], count: threads)
         results = Array(repeating: WorkerTotals(), count: threads)

@@ -203,7 +203,7 @@ struct SparseInputTests {
                         let first = columns.lowerBound
                         BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: columns.count, k: k,
                                   a: a.baseAddress!, lda: lda, b: b.baseAddress! + (transposeB ? first * ldb : first),
-                                  ldb: ldb, c: out.baseAddress! + first, ldc: n, parts: parts)
+                                  ldb: ldb, c: out.baseAddress! + first, ldc: n, plan: .serial, parts: parts)
                     }
                 }
             }

@@ -378,6 +378,39 @@ struct FusedConvolutionTests {
         }
     }
 
+    /// How a product uses threads belongs to its tape (`BLAS.Plan`), not to the process: while other threads run
+    /// products split other ways, this one's bits do not move. Tests run in parallel in one process, so a setting
+    /// that one of them could change would change the bits of the others' products.
+    @Test("the CNN's gradients keep their bits while other tapes run products split other ways on other threads")
+    func plansAreTheTapes() {
+        let model = ChapterCNN()
+        func gradients(plan: BLAS.Plan) -> [Float] {
+            let store = model.makeParameterStore()
+            model.initialize(store, seed: 3)
+            let tape = Tape(plan: plan)
+            _ = tape.valueWithGradient(at: store) { p in
+                let x = tape.constant([5, 1, 28, 28]) { b in for i in 0..<b.count { b[i] = Float((i * 29) % 256) / 255 } }
+                return nllLoss(logProbabilities: model.logProbabilities(x, p), labels: [0, 9, 2, 7, 5])
+            }
+            return store.flatGradients
+        }
+        let alone = gradients(plan: .serial)
+        let stop = StopFlag()
+        let others = (0..<2).map { (index: Int) -> Thread in
+            Thread {
+                let plan = BLAS.Plan(parts: 2 + index, fixedColumnBlock: index == 0 ? 256 : nil)
+                while !stop.value {
+                    let tape = Tape(plan: plan)
+                    _ = matmul(tape.constant([128, 256]) { $0.update(repeating: 0.5) },
+                               tape.constant([256, 512]) { $0.update(repeating: 0.25) })
+                }
+            }
+        }
+        others.forEach { $0.start() }
+        for round in 0..<4 { expectIdentical(gradients(plan: .serial), alone, "round \(round)") }
+        stop.set()
+    }
+
     @Test("conv2D with relu and a pool of 2 or 3 equals the ops composed, including ragged edges",
           arguments: [(2, [2, 3, 9, 8]), (3, [1, 2, 11, 12]), (2, [1, 1, 7, 7])])
     func fusedOps(pool: Int, shape: [Int]) {
@@ -404,4 +437,11 @@ struct FusedConvolutionTests {
             #expect(results[0] == results[1], "\(activation) pool \(pool) \(shape)")
         }
     }
+}
+
+private final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    func set() { lock.withLock { stopped = true } }
+    var value: Bool { lock.withLock { stopped } }
 }

@@ -9,12 +9,12 @@ import Darwin
 public func tanh(_ a: Tensor) -> Tensor {
     let out = Tape.output("tanh", shape: a.shape, inputs: a)
     let x = a.pointer, y = out.pointer
-    Parallel.forEachRange(of: a.count) { range in
+    Parallel.forEachRange(of: a.count, on: out.tape) { range in
         for i in range { y[i] = fastTanh(x[i]) }
     }
     out.tape?.record(out) { tape, g in
         tape.withGradient(of: a) { da, acc in
-            Parallel.forEachRange(of: a.count) { range in
+            Parallel.forEachRange(of: a.count, on: out.tape) { range in
                 store(da + range.lowerBound, count: range.count, accumulate: acc) {
                     let i = range.lowerBound + $0
                     return g[i] * (1 - y[i] * y[i])

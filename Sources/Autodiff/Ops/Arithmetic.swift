@@ -118,7 +118,8 @@ public func + (a: Tensor, b: Tensor) -> Tensor {
     let out = Tape.output("+", shape: layout.shape, inputs: a, b)
     let x = a.pointer, y = b.pointer, z = out.pointer
     if layout.kind == .suffix && layout.width > 0 {  // a bias added to every row
-        addToRows(x, y, rows: layout.count / layout.width, width: layout.width, into: z)
+        addToRows(x, y, rows: layout.count / layout.width, width: layout.width, into: z,
+                  threads: Parallel.elementwiseThreads(out.tape))
     } else {
         layout.forEach { i, ai, bi in z[i] = x[ai] + y[bi] }
     }
@@ -126,7 +127,8 @@ public func + (a: Tensor, b: Tensor) -> Tensor {
         accumulateBroadcast(tape, a, layout, useA: true) { i, _, _ in g[i] }
         if layout.kind == .suffix && layout.width > 0 {
             tape.withGradient(of: b) { db, acc in
-                sumRows(g, rows: layout.count / layout.width, width: layout.width, into: db, accumulate: acc)
+                sumRows(g, rows: layout.count / layout.width, width: layout.width, into: db, accumulate: acc,
+                        threads: Parallel.elementwiseThreads(tape))
             }
         } else {
             accumulateBroadcast(tape, b, layout, useA: false) { i, _, _ in g[i] }
@@ -138,9 +140,9 @@ public func + (a: Tensor, b: Tensor) -> Tensor {
 /// z[r, :] = x[r, :] + y for each of `rows` rows of `width`, 16 lanes at a time, the rows shared among the
 /// threads of a product.
 func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, width: Int,
-                       into z: UnsafeMutablePointer<Float>) {
+               into z: UnsafeMutablePointer<Float>, threads: Int) {
     let whole = width / 16 * 16
-    let parts = Parallel.partCount(of: rows * width, threads: Parallel.elementwiseThreads)
+    let parts = Parallel.partCount(of: rows * width, threads: threads)
     Parallel.forEach(parts: parts) { part in
         for row in rows * part / parts..<rows * (part + 1) / parts {
             let xr = x + row * width, zr = z + row * width
@@ -155,8 +157,8 @@ func addToRows(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, rows: Int, 
 /// summed in row order, starting from 0 (or d), the order of the general broadcast loop, so the bits are the same;
 /// 64 columns at a time, in four registers, the columns shared among the threads of a product.
 func sumRows(_ g: UnsafePointer<Float>, rows: Int, width: Int, into d: UnsafeMutablePointer<Float>,
-                     accumulate: Bool) {
-    let parts = max(1, min(Parallel.partCount(of: rows * width, threads: Parallel.elementwiseThreads), width / 64))
+             accumulate: Bool, threads: Int) {
+    let parts = max(1, min(Parallel.partCount(of: rows * width, threads: threads), width / 64))
     Parallel.forEach(parts: parts) { part in
         sumRows(g, rows: rows, width: width, columns: Parallel.part(part, of: width, parts: parts), into: d,
                 accumulate: accumulate)

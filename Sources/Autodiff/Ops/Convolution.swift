@@ -188,6 +188,7 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
     let out = Tape.output("conv2D", shape: [g.n, g.o, maxPool == nil ? g.oh : ph, maxPool == nil ? g.ow : pw],
                           inputList: bias.map { [input, weight, $0] } ?? [input, weight])
     let allocate = { (count: Int) in out.tape.map { $0.arena.allocate(count) } ?? TensorStorage(capacity: count) }
+    let threading = out.tape?.plan ?? .serial
     let outputSize = g.o * g.p, imageSize = g.c * g.h * g.w
     let tiles = plan.map { chunk * $0.tilesPerImage } ?? 0
     // im2col: one image's columns (K x P). Winograd: the chunk's transformed input tiles V (16 x C x T).
@@ -207,7 +208,8 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
             winogradTransformInput(x + first * imageSize, images: images, plan, scratch.pointer)
             for xi in 0..<16 {
                 BLAS.gemm(m: g.o, n: t, k: g.c, a: transformedWeights.pointer + xi * g.o * g.c, lda: g.c,
-                          b: scratch.pointer + xi * g.c * t, ldb: t, c: products.pointer + xi * g.o * t, ldc: t)
+                          b: scratch.pointer + xi * g.c * t, ldb: t, c: products.pointer + xi * g.o * t, ldc: t,
+                          plan: threading)
             }
             if poolInTransform, let argmaxStorage {
                 argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
@@ -224,7 +226,7 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                 for channel in 0..<g.o { (target + channel * g.p).update(repeating: bias.pointer[channel], count: g.p) }
             }
             BLAS.gemm(m: g.o, n: g.p, k: g.k, a: wt, lda: g.k, b: scratch.pointer, ldb: g.p, beta: bias == nil ? 0 : 1,
-                      c: target, ldc: g.p)
+                      c: target, ldc: g.p, plan: threading)
         }
         if activation == .relu {
             for i in 0..<(images * outputSize) { target[i] = max(target[i], 0) }
@@ -274,7 +276,8 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                     winogradGradients(plan, first: first, images: images, input: x + first * imageSize,
                                       transformedInput: scratch.pointer, transformedWeights: transformedWeights.pointer,
                                       transformedGradient: transformedGradient.pointer, weightProducts: weightProducts?.pointer,
-                                      inputScratch: inputScratch?.pointer, dx: dx.map { ($0.0 + first * imageSize, $0.accumulate) })
+                                      inputScratch: inputScratch?.pointer, dx: dx.map { ($0.0 + first * imageSize, $0.accumulate) },
+                                      threading: tape.plan)
                     continue
                 }
                 // Gradient at the convolution's output for these images: through the pool and the activation.
@@ -315,17 +318,18 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                     winogradGradients(plan, first: first, images: images, input: x + first * imageSize,
                                       transformedInput: scratch.pointer, transformedWeights: transformedWeights.pointer,
                                       transformedGradient: transformedGradient.pointer, weightProducts: weightProducts?.pointer,
-                                      inputScratch: inputScratch?.pointer, dx: dx.map { ($0.0 + first * imageSize, $0.accumulate) })
+                                      inputScratch: inputScratch?.pointer, dx: dx.map { ($0.0 + first * imageSize, $0.accumulate) },
+                                      threading: tape.plan)
                 } else {
                     let dyn = dyChunk  // im2col works one image at a time
                     if let (dw, accumulate) = dw {
                         im2col(x + first * imageSize, g, scratch.pointer)
                         BLAS.gemm(transposeB: true, m: g.o, n: g.k, k: g.p, a: dyn, lda: g.p, b: scratch.pointer, ldb: g.p,
-                                  beta: (first == 0 && !accumulate) ? 0 : 1, c: dw, ldc: g.k)
+                                  beta: (first == 0 && !accumulate) ? 0 : 1, c: dw, ldc: g.k, plan: tape.plan)
                     }
                     if let (dx, accumulate) = dx, let inputScratch {
                         BLAS.gemm(transposeA: true, m: g.k, n: g.p, k: g.o, a: wt, lda: g.k, b: dyn, ldb: g.p,
-                                  c: inputScratch.pointer, ldc: g.p)
+                                  c: inputScratch.pointer, ldc: g.p, plan: tape.plan)
                         let dxn = dx + first * imageSize
                         if !accumulate { dxn.update(repeating: 0, count: imageSize) }
                         col2im(inputScratch.pointer, g, dxn)
@@ -347,7 +351,7 @@ private func winogradGradients(_ plan: WinogradPlan, first: Int, images: Int, in
                                transformedInput: UnsafeMutablePointer<Float>, transformedWeights: UnsafePointer<Float>,
                                transformedGradient: UnsafePointer<Float>, weightProducts: UnsafeMutablePointer<Float>?,
                                inputScratch: UnsafeMutablePointer<Float>?,
-                               dx: (UnsafeMutablePointer<Float>, accumulate: Bool)?) {
+                               dx: (UnsafeMutablePointer<Float>, accumulate: Bool)?, threading: BLAS.Plan) {
     let g = plan.g
     let t = images * plan.tilesPerImage
     if let weightProducts {
@@ -355,13 +359,14 @@ private func winogradGradients(_ plan: WinogradPlan, first: Int, images: Int, in
         for xi in 0..<16 {
             BLAS.gemm(transposeB: true, m: g.o, n: g.c, k: t, a: transformedGradient + xi * g.o * t, lda: t,
                       b: transformedInput + xi * g.c * t, ldb: t, beta: first == 0 ? 0 : 1,
-                      c: weightProducts + xi * g.o * g.c, ldc: g.c)
+                      c: weightProducts + xi * g.o * g.c, ldc: g.c, plan: threading)
         }
     }
     if let (dxChunk, accumulate) = dx, let inputScratch {
         for xi in 0..<16 {
             BLAS.gemm(transposeA: true, m: g.c, n: t, k: g.o, a: transformedWeights + xi * g.o * g.c, lda: g.c,
-                      b: transformedGradient + xi * g.o * t, ldb: t, c: inputScratch + xi * g.c * t, ldc: t)
+                      b: transformedGradient + xi * g.o * t, ldb: t, c: inputScratch + xi * g.c * t, ldc: t,
+                      plan: threading)
         }
         if !accumulate { dxChunk.update(repeating: 0, count: images * g.c * g.h * g.w) }
         winogradAccumulateInputGradient(inputScratch, images: images, plan, dxChunk)

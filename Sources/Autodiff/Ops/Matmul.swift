@@ -38,27 +38,28 @@ private func product(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Boo
         sparseMatmul(sparse, b, bias, out)
         return out
     }
+    let plan = out.tape?.plan ?? .serial
     BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-              a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: out.pointer, ldc: n)
-    if let bias { addToRows(out.pointer, bias.pointer, rows: m, width: n, into: out.pointer) }
+              a: a.pointer, lda: lda, b: b.pointer, ldb: ldb, c: out.pointer, ldc: n, plan: plan)
+    if let bias { addToRows(out.pointer, bias.pointer, rows: m, width: n, into: out.pointer, threads: plan.parts) }
     out.tape?.record(out) { tape, g in  // g: m x n
         if let bias { biasGradient(tape, bias, g, rows: m) }
         tape.withGradient(of: a) { da, acc in
             if !transposeA {  // dA (m x k) = g · op(B)ᵀ
                 BLAS.gemm(transposeA: false, transposeB: !transposeB, m: m, n: k, k: n,
-                          a: g, lda: n, b: b.pointer, ldb: ldb, beta: acc ? 1 : 0, c: da, ldc: k)
+                          a: g, lda: n, b: b.pointer, ldb: ldb, beta: acc ? 1 : 0, c: da, ldc: k, plan: plan)
             } else {          // dA (k x m) = op(B) · gᵀ
                 BLAS.gemm(transposeA: transposeB, transposeB: true, m: k, n: m, k: n,
-                          a: b.pointer, lda: ldb, b: g, ldb: n, beta: acc ? 1 : 0, c: da, ldc: m)
+                          a: b.pointer, lda: ldb, b: g, ldb: n, beta: acc ? 1 : 0, c: da, ldc: m, plan: plan)
             }
         }
         tape.withGradient(of: b) { db, acc in
             if !transposeB {  // dB (k x n) = op(A)ᵀ · g
                 BLAS.gemm(transposeA: !transposeA, transposeB: false, m: k, n: n, k: m,
-                          a: a.pointer, lda: lda, b: g, ldb: n, beta: acc ? 1 : 0, c: db, ldc: n)
+                          a: a.pointer, lda: lda, b: g, ldb: n, beta: acc ? 1 : 0, c: db, ldc: n, plan: plan)
             } else {          // dB (n x k) = gᵀ · op(A)
                 BLAS.gemm(transposeA: true, transposeB: transposeA, m: n, n: k, k: m,
-                          a: g, lda: n, b: a.pointer, ldb: lda, beta: acc ? 1 : 0, c: db, ldc: k)
+                          a: g, lda: n, b: a.pointer, ldb: lda, beta: acc ? 1 : 0, c: db, ldc: k, plan: plan)
             }
         }
     }
@@ -70,11 +71,14 @@ private func product(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Boo
 /// would use.
 private func sparseMatmul(_ a: SparseInput, _ b: Tensor, _ bias: Tensor?, _ out: Tensor) {
     let n = b.shape[1]
-    let threads = BLAS.threadsPerProduct
+    let threads = (out.tape?.plan ?? .serial).threadsPerProduct
     func scratch(_ count: Int) -> TensorStorage { out.tape?.arena.allocate(count) ?? TensorStorage(capacity: count) }
     let forwardPanels = scratch(a.forwardScratch(n: n, threads: threads))
     a.times(b.pointer, n: n, ldw: n, into: out.pointer, ldc: n, panels: forwardPanels.pointer, threads: threads)
-    if let bias { addToRows(out.pointer, bias.pointer, rows: a.rows, width: n, into: out.pointer) }
+    if let bias {
+        addToRows(out.pointer, bias.pointer, rows: a.rows, width: n, into: out.pointer,
+                  threads: Parallel.elementwiseThreads(out.tape))
+    }
     let gradientPanels = a.byColumn ? scratch(a.gradientScratch(n: n, threads: threads)) : nil
     out.tape?.record(out) { tape, g in  // g: m x n
         if let bias { biasGradient(tape, bias, g, rows: a.rows) }
@@ -88,7 +92,9 @@ private func sparseMatmul(_ a: SparseInput, _ b: Tensor, _ bias: Tensor?, _ out:
 
 /// The gradient of a bias added to every row of an m x n output: the column sums of g (n values).
 private func biasGradient(_ tape: Tape, _ bias: Tensor, _ g: UnsafePointer<Float>, rows: Int) {
-    tape.withGradient(of: bias) { db, acc in sumRows(g, rows: rows, width: bias.count, into: db, accumulate: acc) }
+    tape.withGradient(of: bias) { db, acc in
+        sumRows(g, rows: rows, width: bias.count, into: db, accumulate: acc, threads: tape.plan.parts)
+    }
 }
 
 /// A fully connected layer in PyTorch's layout: `input · weightᵀ + bias`.

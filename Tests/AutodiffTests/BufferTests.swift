@@ -7,7 +7,7 @@ import Support
 import Testing
 import TestSupport
 
-@Suite("Flat buffers and BLAS.gemm")
+@Suite("Flat buffers and BLAS.gemm", .limit(minutes: 5))
 struct BufferTests {
     @Test("parts cover 0..<count exactly once, in order, cut on 64-element boundaries", arguments: [0, 1, 63, 40_000, 65_536, 100_001])
     func parts(count: Int) {
@@ -71,7 +71,7 @@ struct BufferTests {
 
 /// The pool that runs the parallel loops: every part runs once per loop, whatever the timing, whether its threads
 /// spin or have parked, and when loops overlap (two callers, or a part that starts a loop of its own).
-@Suite("ThreadPool")
+@Suite("ThreadPool", .limit(minutes: 5))
 struct ThreadPoolTests {
     /// Runs `loops` loops of `parts` parts on the shared pool and returns how often each part of each loop ran.
     private func counts(loops: Int, parts: Int, threads: Int?, pauseMicroseconds: UInt32 = 0) -> [Int] {

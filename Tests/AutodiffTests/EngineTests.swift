@@ -5,7 +5,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite("conv2D against the direct reference")
+@Suite("conv2D against the direct reference", .limit(minutes: 5))
 struct ConvolutionReferenceTests {
     // Both paths compute in different orders (im2col + sgemm in Float, the reference in Double), so they agree to
     // Float rounding of sums of up to C*KH*KW = 75 products of values in [-1, 1]: 1e-5 is ~10x that.
@@ -49,7 +49,7 @@ struct ConvolutionReferenceTests {
     }
 }
 
-@Suite("Numerics")
+@Suite("Numerics", .limit(minutes: 5))
 struct NumericsTests {
     @Test("fast tanh is within 6 units in the last place of the exact value on [-10, 10]")
     func tanhAccuracy() {
@@ -80,7 +80,7 @@ struct NumericsTests {
     }
 }
 
-@Suite("Tape memory")
+@Suite("Tape memory", .limit(minutes: 5))
 struct TapeMemoryTests {
     @Test("after the first step, a step of the same shapes allocates no tensor buffers")
     func arenaReuse() {
@@ -127,7 +127,7 @@ struct TapeMemoryTests {
     }
 }
 
-@Suite("Shape mismatches")
+@Suite("Shape mismatches", .limit(minutes: 5))
 struct ShapeMismatchTests {
     // Exit tests run their body in a child process; the body may not capture anything, so each is written inline.
     private func stderr(_ result: ExitTest.Result?) -> String {
@@ -168,7 +168,7 @@ struct ShapeMismatchTests {
     }
 }
 
-@Suite("Winograd F(2x2, 3x3)")
+@Suite("Winograd F(2x2, 3x3)", .limit(minutes: 5))
 struct WinogradTests {
     // Winograd's transforms add and subtract up to 16 terms before and after the products, so against the Double
     // reference the error is a few times that of im2col: 1e-5 relative to the values' scale covers it, and any
@@ -221,9 +221,9 @@ struct WinogradTests {
             tape.backward(from: sum(y * tape.constant(upstream.array(y.count), shape: y.shape)))
             results.append([y.scalars, tape.gradient(of: vx), tape.gradient(of: vw), tape.gradient(of: vb)])
         }
-        #expect(results[0][0] == results[1][0], "outputs")
-        #expect(results[0][1] == results[1][1], "input gradient")
-        #expect(results[0][2] == results[1][2], "weight gradient")
+        expectIdentical(results[0][0], results[1][0], "outputs")
+        expectIdentical(results[0][1], results[1][1], "input gradient")
+        expectIdentical(results[0][2], results[1][2], "weight gradient")
         let bias = closeness(results[0][3], results[1][3], rtol: 1e-6, atol: 1e-7)  // summed in another order
         #expect(bias.passed, "bias gradient: \(bias)")
     }

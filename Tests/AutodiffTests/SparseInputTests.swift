@@ -5,7 +5,7 @@ import Autodiff
 import Testing
 import TestSupport
 
-@Suite("Sparse inputs and split products")
+@Suite("Sparse inputs and split products", .limit(minutes: 5))
 struct SparseInputTests {
     /// An M x K input like an MNIST batch: `density` of the entries differ from `background` (in [0.1, 1)), some
     /// rows are all background, and so is the first entry (where a batch of images has a corner).
@@ -106,7 +106,7 @@ struct SparseInputTests {
                 outputs.append(out)
             }
             #expect(outputs[0].allSatisfy { $0.isFinite }, "every output written, \(threads) threads")
-            #expect(outputs[0].map(\.bitPattern) == outputs[1].map(\.bitPattern), "\(threads) threads")
+            expectIdentical(outputs[0], outputs[1], "\(threads) threads")
         }
     }
 
@@ -139,8 +139,8 @@ struct SparseInputTests {
         let w = random.array(k * n), g = random.array(m * n)
         let asConstant = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
         let asVariable = Self.product(x, w, g, m: m, k: k, n: n, dense: true)
-        #expect(asConstant.out == asVariable.out)
-        #expect(asConstant.dw == asVariable.dw)
+        expectIdentical(asConstant.out, asVariable.out, "outputs")
+        expectIdentical(asConstant.dw, asVariable.dw, "weight gradients")
     }
 
     /// The sparse kernels hand 64-column blocks to threads, each block summed in a fixed order: the result is the
@@ -174,10 +174,13 @@ struct SparseInputTests {
                 return (out, dw)
             }
             let one = run(threads: 1), two = run(threads: 2), three = run(threads: 3)
-            #expect(one.out == two.out && one.out == three.out)
-            #expect(one.dw == two.dw && one.dw == three.dw)
+            expectIdentical(two.out, one.out, "outputs, 2 threads")
+            expectIdentical(three.out, one.out, "outputs, 3 threads")
+            expectIdentical(two.dw, one.dw, "weight gradients, 2 threads")
+            expectIdentical(three.dw, one.dw, "weight gradients, 3 threads")
             let viaMatmul = Self.product(x, w, g, m: m, k: k, n: n, dense: false)
-            #expect(viaMatmul.out == one.out && viaMatmul.dw == one.dw)
+            expectIdentical(viaMatmul.out, one.out, "outputs through matmul")
+            expectIdentical(viaMatmul.dw, one.dw, "weight gradients through matmul")
         }
     }
 
@@ -210,7 +213,7 @@ struct SparseInputTests {
             return out
         }
         let split = product(parts: 2)
-        #expect(product(parts: 2) == split)
+        expectIdentical(product(parts: 2), split, "a second run of the same split")
         let left = product(parts: 1, columns: 0..<512), right = product(parts: 1, columns: 512..<n)
         let differing = (0..<m * n).count { split[$0] != ($0 % n < 512 ? left[$0] : right[$0]) }
         #expect(differing == 0, "\(differing) of \(m * n) elements are not the two halves' products")

@@ -55,7 +55,7 @@ private func check(_ name: String, inputs inputNames: [String], _ op: ([Tensor])
     print("max |error| vs PyTorch float64 — \(report)")
 }
 
-@Suite("Ops against PyTorch")
+@Suite("Ops against PyTorch", .limit(minutes: 5))
 struct TorchReferenceTests {
     @Test("conv2d: stride 1 / padding 0, stride 2 / padding 1, stride 1 / padding 1",
           arguments: ["conv2d_s1_p0", "conv2d_s2_p1", "conv2d_s1_p1"])

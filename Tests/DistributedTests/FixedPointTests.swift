@@ -2,6 +2,7 @@
 // order, give the same bits, also with adversarial magnitudes (1e-30 beside 1e10, subnormals, cancelling signs).
 import Distributed
 import Testing
+import TestSupport
 
 /// Two tensors of 64 values each, for micro-batch `index` of `count`: the first tensor adversarial, the second tame.
 func adversarialPart(_ index: Int) -> [Float] {
@@ -83,7 +84,7 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
     }
 }
 
-@Suite("The exact sum")
+@Suite("The exact sum", .limit(minutes: 5))
 struct FixedPointTests {
     @Test("any grouping of 8 micro-batches over 1-5 ranks, in any order, gives the same bits (Int64 and Int32 sums)",
           arguments: Width.allCases)
@@ -91,7 +92,7 @@ struct FixedPointTests {
         let reference = try fixedPointSum(count: 8, ranks: 1, width: width) { _ in Array(0..<8) }[0]
         if [.narrowDeferred, .narrowOverlapped, .narrowShared, .narrowSharedCopied].contains(width) {  // the bits the conversion of the whole sum gives
             let whole = try fixedPointSum(count: 8, ranks: 1, width: .narrow) { _ in Array(0..<8) }[0]
-            #expect(reference.map(\.bitPattern) == whole.map(\.bitPattern))
+            expectIdentical(reference, whole)
         }
         for ranks in 1...5 {
             for descending in [false, true] {
@@ -102,7 +103,7 @@ struct FixedPointTests {
                     Array(stride(from: rank, to: 8, by: ranks)).reversed()
                 }
                 for result in contiguous + roundRobin {
-                    #expect(result.map(\.bitPattern) == reference.map(\.bitPattern), "\(ranks) ranks, descending \(descending)")
+                    expectIdentical(result, reference, "\(ranks) ranks, descending \(descending)")
                 }
             }
         }
@@ -113,7 +114,7 @@ struct FixedPointTests {
         let reference = try fixedPointSum(count: 3, ranks: 1, width: .narrowDeferred) { _ in [0, 1, 2] }[0]
         for ranks in [4, 5] {
             let results = try fixedPointSum(count: 3, ranks: ranks, width: .narrowOverlapped) { $0 < 3 ? [$0] : [] }
-            for result in results { #expect(result.map(\.bitPattern) == reference.map(\.bitPattern), "\(ranks) ranks") }
+            for result in results { expectIdentical(result, reference, "\(ranks) ranks") }
         }
     }
 

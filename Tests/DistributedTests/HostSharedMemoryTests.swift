@@ -2,8 +2,9 @@
 // end-to-end checksums, with and without it).
 import Distributed
 import Testing
+import TestSupport
 
-@Suite("Memory the host's ranks share")
+@Suite("Memory the host's ranks share", .limit(minutes: 5))
 struct HostSharedMemoryTests {
     @Test("every rank sees the same memory; what a rank writes before a barrier, every rank reads after it; round after round",
           arguments: [2, 3, 5])

@@ -2,6 +2,7 @@
 // the collectives themselves, then FloatSum, DoubleSum and OverlappedSum with several parts per rank.
 import Distributed
 import Testing
+import TestSupport
 
 /// Deterministic gradients with a wide spread of magnitudes and both signs: part `part` of rank `rank`.
 func syntheticPart(rank: Int, part: Int, count: Int) -> [Float] {
@@ -45,7 +46,7 @@ func reduce(ranks: Int, parts: Int, descending: Bool = false,
     }
 }
 
-@Suite("Gradient reducers on thread ranks")
+@Suite("Gradient reducers on thread ranks", .limit(minutes: 5))
 struct ReducerTests {
     @Test("the thread group's collectives: sum, max and min of every element type, and broadcast", arguments: [1, 2, 3, 4])
     func collectives(ranks: Int) throws {
@@ -81,7 +82,7 @@ struct ReducerTests {
             let rounded = expected.map { Float($0) }
             for descending in [false, true] {
                 let results = try reduce(ranks: ranks, parts: parts, descending: descending) { DoubleSum(communicator: $0, count: $1.count) }
-                for result in results { #expect(result == rounded, "\(ranks) ranks x \(parts) parts, descending \(descending)") }
+                for result in results { expectIdentical(result, rounded, "\(ranks) ranks x \(parts) parts, descending \(descending)") }
             }
         }
     }
@@ -109,7 +110,7 @@ struct ReducerTests {
             }
             return rounded
         }
-        for result in results { #expect(result.map(\.bitPattern) == expected.map(\.bitPattern), "\(ranks) ranks") }
+        for result in results { expectIdentical(result, expected, "\(ranks) ranks") }
     }
 
     @Test("FloatSum: each rank's parts added in order, then the ranks' sums in rank order", arguments: [1, 2, 3, 4])
@@ -124,7 +125,7 @@ struct ReducerTests {
             for i in 0..<elementCount { expected[i] = rank == 0 ? local[i] : expected[i] + local[i] }
         }
         for result in try reduce(ranks: ranks, parts: parts, make: { communicator, _ in FloatSum(communicator: communicator) }) {
-            #expect(result == expected)
+            expectIdentical(result, expected)
         }
     }
 
@@ -137,7 +138,7 @@ struct ReducerTests {
             let blocking = try reduce(ranks: ranks, parts: 1) { communicator, gradient -> GradientReducer in
                 precision == .double ? DoubleSum(communicator: communicator, count: gradient.count) : FloatSum(communicator: communicator)
             }
-            #expect(overlapped == blocking, "\(precision)")
+            expectIdentical(overlapped, blocking, "\(precision)")
         }
     }
 

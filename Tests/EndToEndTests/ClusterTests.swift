@@ -12,7 +12,7 @@ private let canMakeNamespaces: Bool = {
 }()
 
 extension EndToEnd {
-    @Suite("Simulated cluster", .enabled(if: canMakeNamespaces))
+    @Suite("Simulated cluster", .enabled(if: canMakeNamespaces), .limit(minutes: 5))
     struct ClusterTests {
         private var script: String { Fixtures.packageRoot.appendingPathComponent("scripts/cluster-sim.sh").path }
 
@@ -29,8 +29,8 @@ extension EndToEnd {
             let single = MnistDist.run(E2E.steps(20, model: "cnn", directory: directory.appendingPathComponent("single"),
                                                  extra: ["--threads", "2", "--thread-mode", "workers"]))
             #expect(single.status == ExitCode.stopped.rawValue)
-            #expect(try E2E.parameters(in: directory.appendingPathComponent("hosts"), step: 20)
-                    == E2E.parameters(in: directory.appendingPathComponent("single"), step: 20))
+            expectIdentical(try E2E.parameters(in: directory.appendingPathComponent("hosts"), step: 20),
+                            try E2E.parameters(in: directory.appendingPathComponent("single"), step: 20), "2 hosts against 2 workers")
             #expect(MnistDist.shell("ip netns list | grep -q mnist-host") != 0, "the namespaces were not removed")
         }
 

@@ -8,7 +8,7 @@ import Training
 import Pictures
 
 extension EndToEnd {
-    @Suite("Command line")
+    @Suite("Command line", .limit(minutes: 3))
     struct CommandLineTests {
         @Test("--help on every subcommand shows its options with defaults and an example",
               arguments: ["train", "evaluate", "predict", "reproduce", "toy", "smooth", "show", "bench"])

@@ -5,7 +5,7 @@ import TestSupport
 import Training
 
 extension EndToEnd {
-    @Suite("Ranks train one model")
+    @Suite("Ranks train one model", .limit(minutes: 5))
     struct DistributedTests {
         /// With gradients summed in Double (the default), the result does not depend on how the global batch is
         /// split, nor on MPI's reduction order: -np p (one thread each) must equal one process with p worker threads
@@ -28,7 +28,7 @@ extension EndToEnd {
                 let run = MnistDist.run(E2E.steps(20, model: model, directory: distributed, extra: ["--threads", "1"]), ranks: ranks)
                 #expect(run.status == ExitCode.stopped.rawValue, "-np \(ranks): \(run)")
                 let parameters = try E2E.parameters(in: distributed, step: 20)
-                #expect(parameters == (try E2E.parameters(in: alone, step: 20)), "-np \(ranks) differs from \(ranks) workers")
+                expectIdentical(parameters, try E2E.parameters(in: alone, step: 20), "-np \(ranks) against \(ranks) workers")
                 print("\(model) -np \(ranks): identical to one process with \(ranks) workers; max difference from the default "
                       + "one-process run: \(E2E.relativeDifference(parameters, defaultParameters)) of the largest parameter")
             }
@@ -56,15 +56,15 @@ extension EndToEnd {
             let four = MnistDist.run(E2E.steps(20, model: model, batch: 3, directory: directory.appendingPathComponent("b"),
                                                extra: ["--threads", "1"]), ranks: 4)
             #expect(four.status == ExitCode.stopped.rawValue, "\(four)")
-            #expect(try E2E.parameters(in: directory.appendingPathComponent("b"), step: 20)
-                    == E2E.parameters(in: directory.appendingPathComponent("a"), step: 20))
+            expectIdentical(try E2E.parameters(in: directory.appendingPathComponent("b"), step: 20),
+                            try E2E.parameters(in: directory.appendingPathComponent("a"), step: 20), "-np 4 against 4 workers")
             // With overlap the empty shard's rank marks every parameter ready at once; its bucketed all-reduces must
             // start in the other ranks' order (last layer first) for the same parameters to come out.
             let overlapped = MnistDist.run(E2E.steps(20, model: model, batch: 3, directory: directory.appendingPathComponent("c"),
                                                      extra: ["--threads", "1", "--overlap"]), ranks: 4)
             #expect(overlapped.status == ExitCode.stopped.rawValue, "\(overlapped)")
-            #expect(try E2E.parameters(in: directory.appendingPathComponent("c"), step: 20)
-                    == E2E.parameters(in: directory.appendingPathComponent("a"), step: 20))
+            expectIdentical(try E2E.parameters(in: directory.appendingPathComponent("c"), step: 20),
+                            try E2E.parameters(in: directory.appendingPathComponent("a"), step: 20), "-np 4 --overlap against 4 workers")
         }
 
         @Test("one process and mpirun -np 1 give bit-identical parameters; so does Open MPI's singleton start")
@@ -78,8 +78,8 @@ extension EndToEnd {
                 #expect(run.status == ExitCode.stopped.rawValue, "\(name): \(run)")
                 results.append(try E2E.parameters(in: target, step: 10))
             }
-            #expect(results[0] == results[1], "mpirun -np 1 differs from one process")
-            #expect(results[0] == results[2], "the singleton start differs from one process")
+            expectIdentical(results[1], results[0], "mpirun -np 1 against one process")
+            expectIdentical(results[2], results[0], "the singleton start against one process")
         }
 
         @Test("rank 0 reports; --verbose lets every rank report, prefixed; the thread budget is printed")

@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 import Training
 
-@Suite("End to end", .serialized, .enabled(if: Fixtures.mnistAvailable))
+@Suite("End to end", .serialized, .enabled(if: Fixtures.mnistAvailable), .limit(minutes: 15))
 struct EndToEnd {}
 
 /// Helpers shared by the end-to-end suites.

@@ -5,7 +5,7 @@ import TestSupport
 import Training
 
 extension EndToEnd {
-    @Suite("The exact sum under mpirun")
+    @Suite("The exact sum under mpirun", .limit(minutes: 8))
     struct ExactSumTests {
         /// Trains one epoch with the exact sum and returns the run's parameter checksum from its metrics.
         static func checksum(model: String, ranks: Int?, threads: Int, extra: [String] = [], directory: URL) throws -> String {

@@ -16,7 +16,7 @@ private func number(after prefix: String, in text: String) -> Double? {
 }
 
 extension EndToEnd {
-    @Suite("The chapter's experiments")
+    @Suite("The chapter's experiments", .limit(minutes: 8))
     struct ExperimentTests {
         @Test("reproduce mlp: train 0.8044 and test 0.7725 after 10 epochs, as the chapter prints", .enabled(if: long))
         func chapterMLP() {

@@ -8,7 +8,7 @@ import TestSupport
 import Training
 
 extension EndToEnd {
-    @Suite("Other tools' readers")
+    @Suite("Other tools' readers", .limit(minutes: 3))
     struct FormatReaderTests {
         @Test("--tensorboard under mpirun: TensorBoard's reader finds every record (CRCs checked), the metrics' values, every picture and the configuration")
         func tensorBoard() throws {

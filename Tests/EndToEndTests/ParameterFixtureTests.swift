@@ -11,7 +11,7 @@ import TestSupport
 import Training
 
 extension EndToEnd {
-    @Suite("Parameters after 20 steps match the recorded fixture")
+    @Suite("Parameters after 20 steps match the recorded fixture", .limit(minutes: 5))
     struct ParameterFixtureTests {
         static let file = Fixtures.packageRoot.appendingPathComponent("Tests/EndToEndTests/Fixtures/twenty-steps.tsv")
 

@@ -138,7 +138,7 @@ private func expectRequeuedToTheEnd(_ id: String, on cluster: SlurmCluster, epoc
 }
 
 extension EndToEnd {
-    @Suite("On a Slurm cluster", .enabled(if: canRunSlurm))
+    @Suite("On a Slurm cluster", .enabled(if: canRunSlurm), .limit(minutes: 10))
     struct SlurmTests {
         @Test("srun --mpi=pmix and sbatch + mpirun train bit for bit what one process trains; the start block and the metrics name the job")
         func launchers() throws {

@@ -14,7 +14,7 @@ private func problem(_ bytes: [UInt8], _ kind: IDXKind = .images) -> String? {
     }
 }
 
-@Suite("IDX reader")
+@Suite("IDX reader", .limit(minutes: 5))
 struct IDXReaderTests {
     @Test("raw and gzip files of the same data read identically")
     func rawAndGzip() throws {
@@ -103,7 +103,7 @@ struct IDXReaderTests {
     }
 }
 
-@Suite("Dataset files")
+@Suite("Dataset files", .limit(minutes: 5))
 struct DatasetFileTests {
     /// Writes `files` into a new directory and returns it.
     private func directory(_ files: [String: [UInt8]]) -> URL {

@@ -13,7 +13,7 @@ private func digest(_ values: [Int32]) -> String {
     SHA256.hex(values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: UInt32(bitPattern: v) >> UInt32(8 * $0)) } })
 }
 
-@Suite("numpy RandomState")
+@Suite("numpy RandomState", .limit(minutes: 5))
 struct RandomStateTests {
     @Test("raw words, random_sample and randn match RandomState(0)")
     func firstDraws() throws {
@@ -52,7 +52,7 @@ struct RandomStateTests {
     }
 }
 
-@Suite("numpy RandomState, seeding and restoring")
+@Suite("numpy RandomState, seeding and restoring", .limit(minutes: 5))
 struct RandomStateSeedingTests {
     // Values printed by numpy 2.4.6: RandomState([7, 3]).random_sample(3), .permutation(10) and
     // RandomState(12345).uniform(-0.5, 0.5, 3).

@@ -14,7 +14,7 @@ private func syntheticBatch(_ tape: Tape, count: Int) -> Tensor {
     }
 }
 
-@Suite("Models")
+@Suite("Models", .limit(minutes: 5))
 struct ModelTests {
     @Test("parameter totals: MLP 1,863,690 and CNN 1,199,882, and the summaries agree")
     func parameterCounts() {
@@ -44,8 +44,8 @@ struct ModelTests {
         model.initialize(a, seed: 1)
         model.initialize(b, seed: 1)
         model.initialize(c, seed: 2)
-        #expect(a.flatValues == b.flatValues)
-        #expect(a.flatValues != c.flatValues)
+        expectIdentical(a.flatValues, b.flatValues, "the same seed")
+        #expect(differences(a.flatValues, c.flatValues).differing > 0, "another seed, the same weights")
         for (name, fanIn) in [("conv1.weight", 9), ("conv2.bias", 288), ("fc1.weight", 9216), ("fc2.weight", 128)] {
             let bound = Float(1 / Double(fanIn).squareRoot())
             let values = a[name]
@@ -136,7 +136,7 @@ private func sparseBatch(count: Int, seed: Int) -> [Float] {
     return pixels
 }
 
-@Suite("The MLP on mostly-zero inputs")
+@Suite("The MLP on mostly-zero inputs", .limit(minutes: 5))
 struct SparseMLPTests {
     /// An input that needs no gradient takes the sparse first layer; the same input as a variable takes sgemm.
     /// They differ only in summation order, so the gradients agree to rounding (1e-5 of each gradient's norm).
@@ -178,7 +178,7 @@ struct SparseMLPTests {
     }
 }
 
-@Suite("Optimizers")
+@Suite("Optimizers", .limit(minutes: 5))
 struct OptimizerTests {
     /// The step split over threads must compute every element exactly as the one-thread step does (the split is
     /// over contiguous ranges, each element's update is independent). 100,000 parameters make three parts.
@@ -198,7 +198,7 @@ struct OptimizerTests {
         }
         let one = try run(threads: 1)
         #expect(Array(one.prefix(count)) != start, "the steps changed nothing")
-        for threads in [2, 3] { #expect(try run(threads: threads) == one, "\(threads) threads") }
+        for threads in [2, 3] { expectIdentical(try run(threads: threads), one, "\(threads) threads") }
     }
 
     /// Adadelta updates 16 elements per vector and the last few through the lanes of one register: every element
@@ -226,7 +226,7 @@ struct OptimizerTests {
         }
         let whole = try run(oneAtATime: false)
         #expect(Array(whole.prefix(count)) != start, "the steps changed nothing")
-        #expect(whole.map(\.bitPattern) == (try run(oneAtATime: true)).map(\.bitPattern))
+        expectIdentical(whole, try run(oneAtATime: true))
     }
 
     /// The step that checks the gradient as it goes: with a finite gradient it is the plain step, bit for bit, on
@@ -251,7 +251,8 @@ struct OptimizerTests {
                 gradient.withUnsafeBufferPointer { checked.stepIfFinite(values: v, gradients: $0, threads: threads) }
             }
             #expect(finite, "\(threads) threads")
-            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern) && checked.state == plain.state, "\(threads) threads")
+            expectIdentical(values, expected, "values, \(threads) threads")
+            expectIdentical(checked.state, plain.state, "optimizer state, \(threads) threads")
             // The same step with the gradient handed over a block at a time (a reducer's sum rounded on the way):
             // every element asked for exactly once, the same bits.
             let rounding = try optimizer()
@@ -265,7 +266,8 @@ struct OptimizerTests {
                 }
             }
             #expect(roundedFinite && asked.allSatisfy { $0 == 1 }, "\(threads) threads")
-            #expect(values.map(\.bitPattern) == expected.map(\.bitPattern) && rounding.state == plain.state, "\(threads) threads")
+            expectIdentical(values, expected, "values, rounded block by block, \(threads) threads")
+            expectIdentical(rounding.state, plain.state, "optimizer state, rounded block by block, \(threads) threads")
             for (position, bad) in [(0, Float.nan), (4096, .infinity), (50_000, -.infinity), (count - 1, .nan)] {
                 var broken = gradient
                 broken[position] = bad
@@ -342,7 +344,7 @@ struct OptimizerTests {
     }
 }
 
-@Suite("Fused convolution")
+@Suite("Fused convolution", .limit(minutes: 5))
 struct FusedConvolutionTests {
     /// Outputs are bit-identical. Gradients are identical too except the conv2 bias, whose sum runs over the pooled
     /// windows in window order in the fused op and over the output rows in row order in the unfused one: the same
@@ -364,7 +366,7 @@ struct FusedConvolutionTests {
                 return nllLoss(logProbabilities: lp, labels: labels)
             }
         }
-        #expect(outputs[0] == outputs[1])
+        expectIdentical(outputs[0], outputs[1], "log-probabilities")
         for entry in fused.entries {
             if entry.name == "conv2.bias" {
                 // Each element is a sum of 2,880 terms (5 images x 24 x 24 positions) that mostly cancel: its Float
@@ -373,7 +375,7 @@ struct FusedConvolutionTests {
                 let result = closeness(fused.gradient(entry.name), unfused.gradient(entry.name), rtol: 1e-6, atol: 2e-8)
                 #expect(result.passed, "\(entry.name): \(result)")
             } else {
-                #expect(fused.gradient(entry.name) == unfused.gradient(entry.name), "\(entry.name)")
+                expectIdentical(fused.gradient(entry.name), unfused.gradient(entry.name), entry.name)
             }
         }
     }
@@ -434,7 +436,7 @@ struct FusedConvolutionTests {
                 _ = random.array(x.count + w.count + b.count)
                 results.append([y.scalars, tape.gradient(of: vx), tape.gradient(of: vw), tape.gradient(of: vb)])
             }
-            #expect(results[0] == results[1], "\(activation) pool \(pool) \(shape)")
+            expectIdentical(results[0], results[1], "\(activation) pool \(pool) \(shape)")
         }
     }
 }

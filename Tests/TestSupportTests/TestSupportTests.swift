@@ -4,7 +4,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite("Buffer comparisons", .limit(minutes: 2))
+@Suite("Buffer comparisons", .limit(minutes: 5))
 struct DifferencesTests {
     @Test("identical buffers, and the count, first indices and largest difference of ones that differ")
     func counts() {
@@ -41,7 +41,7 @@ struct DifferencesTests {
 /// Set by `hungTestStops` for the run of the test binary it starts: the one test that hangs on purpose.
 private let hangOnPurpose = ProcessInfo.processInfo.environment["MNIST_DIST_TEST_HANG"] == "1"
 
-@Suite("Time limits", .limit(minutes: 2))
+@Suite("Time limits", .limit(minutes: 5))
 struct TimeLimitTests {
     @Test("a watchdog that is not cancelled expires once its time is up; a cancelled one never does")
     func watchdog() async throws {

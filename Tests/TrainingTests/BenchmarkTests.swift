@@ -1,9 +1,10 @@
 // The benchmark's arithmetic over rounds: which run stands for a configuration, and which ratio is reported.
 import Testing
+import TestSupport
 import Training
 import Benchmarking
 
-@Suite("Benchmark rounds")
+@Suite("Benchmark rounds", .limit(minutes: 5))
 struct BenchmarkTests {
     /// Three rounds in which the machine drifts: our CNN at 5, 6 and 4 s, PyTorch at 8, 12 and 9 s.
     static let rounds: [[BenchmarkRow]] = [(5.0, 8.0), (6.0, 12.0), (4.0, 9.0)].map { ours, theirs in

@@ -18,7 +18,7 @@ private func sample() -> Checkpoint {
                       parameters: (0..<1000).map { Float($0) * 0.001 - 0.3 }, optimizerState: (0..<2000).map { Float($0) * 1e-4 })
 }
 
-@Suite("Checkpoint format")
+@Suite("Checkpoint format", .limit(minutes: 5))
 struct CheckpointFormatTests {
     @Test("a checkpoint decodes to exactly what was encoded, generator state and history included")
     func roundTrip() throws {
@@ -76,7 +76,7 @@ struct CheckpointFormatTests {
     }
 }
 
-@Suite("Checkpoint files")
+@Suite("Checkpoint files", .limit(minutes: 5))
 struct CheckpointFileTests {
     @Test("writing replaces the file atomically and leaves no temporary file")
     func atomicReplace() throws {
@@ -102,7 +102,7 @@ struct CheckpointFileTests {
         let blocked = directory.appendingPathComponent("blocked.ckpt").path
         try FileManager.default.createDirectory(atPath: blocked + "/inside", withIntermediateDirectories: true)
         #expect(throws: CheckpointError.self) { try sample().write(to: blocked) }
-        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        expectIdentical(try Data(contentsOf: URL(fileURLWithPath: path)), before, "the old file's bytes")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["blocked.ckpt", "model.ckpt"])
     }
 

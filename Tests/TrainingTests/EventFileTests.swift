@@ -1,9 +1,10 @@
 // TensorBoard's record framing, against the published CRC-32C check values (RFC 3720, appendix B.4). Reading whole
 // event files back with TensorBoard's own reader is EndToEndTests/FormatReaderTests.
 import Testing
+import TestSupport
 import TensorBoard
 
-@Suite("TensorBoard records")
+@Suite("TensorBoard records", .limit(minutes: 5))
 struct EventFileTests {
     @Test("CRC-32C check values: \"123456789\", 32 zero bytes, 32 bytes 0xff, 0...31")
     func checkValues() {

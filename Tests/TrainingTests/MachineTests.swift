@@ -2,9 +2,10 @@
 // and the hint when the kernels are narrower.
 import Foundation
 import Testing
+import TestSupport
 import Training
 
-@Suite("Knowing the machine")
+@Suite("Knowing the machine", .limit(minutes: 5))
 struct MachineTests {
     @Test("the widest vector set from /proc/cpuinfo's flags, and an OpenBLAS kernel family's")
     func vectorSets() {

@@ -58,7 +58,7 @@ func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .d
     }
 }
 
-@Suite("Orchestration on thread ranks", .serialized)
+@Suite("Orchestration on thread ranks", .serialized, .limit(minutes: 5))
 struct OrchestrationTests {
     @Test("N thread ranks with one worker each train what one rank with N workers trains, bit for bit", arguments: [2, 3, 4])
     func rankCountEquivalence(ranks: Int) throws {
@@ -162,7 +162,7 @@ struct OrchestrationTests {
     }
 }
 
-@Suite("Checkpoint and stop decisions")
+@Suite("Checkpoint and stop decisions", .limit(minutes: 5))
 struct StopPolicyTests {
     let directory = CheckpointDirectory(path: "/tmp/ckpt")
 

@@ -58,13 +58,15 @@ public protocol Communicator: AnyObject {
 
 /// Where a run stands, as a stall report names it: "step 41 (epoch 1, batch 41)".
 public struct Activity: Sendable, CustomStringConvertible {
-    public enum Phase: Sendable { case startUp, step, epochEnd, runEnd }
+    public enum Phase: Sendable { case startUp, step, epochEnd, runEnd, exit }
     public var phase: Phase
     /// The step (from 1), epoch and batch (from 1), where they apply.
     public var step = 0, epoch = 0, batch = 0
 
     public static let startUp = Activity(phase: .startUp)
     public static let runEnd = Activity(phase: .runEnd)
+    /// After the run: every rank finishing together (`Communicator.finalize`).
+    public static let exit = Activity(phase: .exit)
     public static func step(_ step: Int, epoch: Int, batch: Int) -> Activity {
         Activity(phase: .step, step: step, epoch: epoch, batch: batch)
     }
@@ -76,6 +78,7 @@ public struct Activity: Sendable, CustomStringConvertible {
         case .step: "step \(step) (epoch \(epoch), batch \(batch))"
         case .epochEnd: "the end of epoch \(epoch) (evaluation, metrics, checkpoint)"
         case .runEnd: "the end of the run (checksum, model, metrics, pictures)"
+        case .exit: "the job's exit (the run had finished)"
         }
     }
 }

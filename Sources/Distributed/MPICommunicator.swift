@@ -247,10 +247,15 @@ public final class MPICommunicator: Communicator {
             let now = DispatchTime.now().uptimeNanoseconds
             guard now > start, now - start > limit else { continue }
             let (doing, what) = transferWhat.withLock { $0 }, code = stallExitCode.load(ordering: .relaxed)
-            let message = "error: rank \(rank) (host \(hosts[rank])): \(doing): \(what): every rank arrived, but the transfer has not "
-                + "finished after \(formatSeconds(Double(now - start) / 1e9)): a rank froze during it, or the network hangs "
-                + "(the ranks that report this line are alive). Ending the job with exit \(code); the "
-                + "last checkpoint is intact\n"
+            let waited = formatSeconds(Double(now - start) / 1e9)
+            let message = what.kind == .finish
+                ? "error: rank \(rank) (host \(hosts[rank])): \(doing): every rank reached the end, but MPI_Finalize has "
+                    + "not returned after \(waited): a rank froze while exiting, or the network hangs (the ranks that "
+                    + "report this line are alive). Ending the job with exit \(code); the run had finished, and the "
+                    + "files it wrote are complete\n"
+                : "error: rank \(rank) (host \(hosts[rank])): \(doing): \(what): every rank arrived, but the transfer has "
+                    + "not finished after \(waited): a rank froze during it, or the network hangs (the ranks that report "
+                    + "this line are alive). Ending the job with exit \(code); the last checkpoint is intact\n"
             _ = Array(message.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
             _exit(code)
         }
@@ -327,7 +332,7 @@ public final class MPICommunicator: Communicator {
         let silent = (0..<size).filter { answers[$0] == nil }
         if rank == answers.keys.min() {
             let report = RollCall.report(silent: silent, answers: answers, hosts: hosts, processIDs: processIDs,
-                                         deadline: deadline, grace: grace)
+                                         deadline: deadline, grace: grace, runFinished: what.kind == .finish)
             fflush(nil)
             _ = Array(report.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
             MPI_Abort(world, deadline.exitCode)
@@ -344,9 +349,20 @@ public final class MPICommunicator: Communicator {
         exit(code)  // MPI_Abort does not return; this keeps the compiler and a broken MPI honest
     }
 
+    /// Ends MPI. MPI_Finalize (and freeing a shared window) waits for every rank, so with a deadline the exit is
+    /// watched like a collective: a polled barrier first, whose roll call names a rank that never gets there, then
+    /// the watchdog over MPI's own teardown, for a rank that freezes after the barrier. Either way the job ends
+    /// within the deadline (and the roll call's grace), with the deadline's exit code; what the run wrote stays.
     public func finalize() {
         guard !finalized else { return }
         finalized = true
+        let watched = deadline != nil && size > 1
+        if watched {
+            activity = .exit
+            try? barrier(.finish)  // a stall ends the process in there; an MPI error leaves MPI_Finalize to report
+            transferWhat.withLock { $0 = (.exit, .finish) }
+            transferStart.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
+        }
         if callRequest != cmpi_request_null() {
             MPI_Cancel(&callRequest)
             MPI_Wait(&callRequest, cmpi_status_ignore())
@@ -357,6 +373,7 @@ public final class MPICommunicator: Communicator {
         }
         MPI_Comm_free(&watch)
         MPI_Finalize()
+        if watched { transferStart.store(0, ordering: .releasing) }
     }
 
     /// Turns an MPI return code into a CommunicatorError with MPI's message.
@@ -398,7 +415,7 @@ private final class MPIReduction: PendingReduction {
 
 /// A collective, as a stall report names it ("all-reduce of 1863690 values"); formatted only for a report.
 struct Collective: CustomStringConvertible {
-    enum Kind { case allReduce, overlappedAllReduce, broadcast, sharedMemory }
+    enum Kind { case allReduce, overlappedAllReduce, broadcast, sharedMemory, finish }
     let kind: Kind
     let count: Int
     let root: Int
@@ -408,6 +425,8 @@ struct Collective: CustomStringConvertible {
     }
     static func broadcast(bytes: Int, root: Int) -> Collective { Collective(kind: .broadcast, count: bytes, root: root) }
     static func sharedMemory(bytes: Int) -> Collective { Collective(kind: .sharedMemory, count: bytes, root: 0) }
+    /// The barrier before MPI_Finalize.
+    static let finish = Collective(kind: .finish, count: 0, root: 0)
 
     var description: String {
         switch kind {
@@ -415,6 +434,7 @@ struct Collective: CustomStringConvertible {
         case .overlappedAllReduce: "all-reduce of \(count) values (overlapped)"
         case .broadcast: "broadcast of \(count) bytes from rank \(root)"
         case .sharedMemory: "barrier around \(count) bytes of memory the host's ranks share"
+        case .finish: "barrier before MPI_Finalize"
         }
     }
 }
@@ -437,10 +457,15 @@ enum RollCall {
 
     /// One message for the user: which ranks did not arrive, where, and what the others were doing.
     static func report(silent: [Int], answers: [Int: String], hosts: [String], processIDs: [Int32],
-                       deadline: StallDeadline, grace: Double) -> String {
+                       deadline: StallDeadline, grace: Double, runFinished: Bool = false) -> String {
         func who(_ rank: Int) -> String { "rank \(rank) (host \(hosts[rank]), pid \(processIDs[rank]))" }
         var lines: [String] = []
-        if silent.isEmpty {
+        let exiting = answers.keys.sorted().filter { answers[$0]!.hasPrefix(Activity.exit.description) }
+        if silent.isEmpty && !exiting.isEmpty && exiting.count < answers.count {
+            lines.append("error: " + exiting.map(who).joined(separator: ", ") + " had left the run and waited to exit "
+                         + "while the other ranks waited in a collective: the ranks disagree on where the run ends (a "
+                         + "rank stopped on an error the others did not learn of?)")
+        } else if silent.isEmpty {
             lines.append("error: a collective waited longer than the stall deadline (\(formatSeconds(deadline.seconds))); "
                          + "every rank answered the roll call, so the job was slow rather than stalled. A larger "
                          + "--stall-timeout lets it run")
@@ -453,8 +478,10 @@ enum RollCall {
         for rank in answers.keys.sorted() {
             lines.append("  rank \(rank) (host \(hosts[rank])) was in \(answers[rank]!)")
         }
-        lines.append("  ending the job with exit \(deadline.exitCode); nothing was written after the last checkpoint, "
-                     + "which resumes the run (as a requeued job does)")
+        lines.append(runFinished
+            ? "  ending the job with exit \(deadline.exitCode); the run had finished, and the files it wrote are complete"
+            : "  ending the job with exit \(deadline.exitCode); nothing was written after the last checkpoint, which "
+                + "resumes the run (as a requeued job does)")
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -35,10 +35,14 @@ public enum MnistDist {
     }
 
     /// Runs `mnist-dist arguments` (under `mpirun -np ranks` when `ranks` is given), killing it after `timeout`.
-    /// - Parameter onStart: called with the launched process's id, e.g. to signal it later.
+    /// - Parameters:
+    ///   - onStart: called with the launched process's id, e.g. to signal it later.
+    ///   - onLine: called with each line of standard output as it arrives, and the launched process's id: a test
+    ///     acts on the run's own progress ("epoch  1/3"), not on a delay that a faster CPU outruns.
     @discardableResult
     public static func run(_ arguments: [String], ranks: Int? = nil, mpmd: [[String]]? = nil, environment: [String: String] = [:],
-                           timeout: Double = 300, onStart: ((Int32) -> Void)? = nil) -> RunResult {
+                           timeout: Double = 300, onStart: ((Int32) -> Void)? = nil,
+                           onLine: (@Sendable (String, Int32) -> Void)? = nil) -> RunResult {
         let process = Process()
         if let mpmd {
             // mpirun -np 1 exe args : -np 1 exe args ... (one program line per rank).
@@ -64,7 +68,13 @@ public enum MnistDist {
         process.standardOutput = out
         process.standardError = err
         let collectedOut = Collected(), collectedErr = Collected()
-        out.fileHandleForReading.readabilityHandler = { collectedOut.append($0.availableData) }
+        let launched = LaunchedProcess()
+        out.fileHandleForReading.readabilityHandler = { handle in
+            let lines = collectedOut.append(handle.availableData)
+            guard let onLine, !lines.isEmpty else { return }
+            while launched.pid == 0 { usleep(1000) }  // output can come before `run()` has returned the id
+            for line in lines { onLine(line, launched.pid) }
+        }
         err.fileHandleForReading.readabilityHandler = { collectedErr.append($0.availableData) }
         let start = Date()
         // The child inherits this thread's signal mask, and test threads block signals: spawn with none blocked, or
@@ -78,6 +88,7 @@ public enum MnistDist {
         } catch {
             return RunResult(status: -1, stdout: "", stderr: "could not start: \(error)", timedOut: false, seconds: 0)
         }
+        launched.pid = process.processIdentifier
         onStart?(process.processIdentifier)
         var timedOut = false
         while process.isRunning {
@@ -110,16 +121,36 @@ public enum MnistDist {
 /// Bytes collected from a pipe on another thread.
 private final class Collected: @unchecked Sendable {
     private var data = Data()
+    /// Where the line not yet ended starts.
+    private var lineStart = 0
     private let lock = NSLock()
-    func append(_ more: Data) {
+    /// Adds `more`; returns the lines it completed.
+    @discardableResult
+    func append(_ more: Data) -> [String] {
         lock.lock()
+        defer { lock.unlock() }
         data.append(more)
-        lock.unlock()
+        var lines: [String] = []
+        while let end = data[lineStart...].firstIndex(of: UInt8(ascii: "\n")) {
+            lines.append(String(decoding: data[lineStart..<end], as: UTF8.self))
+            lineStart = end + 1
+        }
+        return lines
     }
     var text: String {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// The launched process's id, set before any output can arrive and read by the output handler.
+private final class LaunchedProcess: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Int32 = 0
+    var pid: Int32 {
+        get { lock.withLock { value } }
+        set { lock.withLock { value = newValue } }
     }
 }
 

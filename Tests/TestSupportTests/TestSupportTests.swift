@@ -58,29 +58,42 @@ struct TimeLimitTests {
 
     @Test("stands still, on purpose, when MNIST_DIST_TEST_HANG=1 (hungTestStops runs it)",
           .enabled(if: hangOnPurpose), .limit(seconds: 2))
-    func hangs() {
+    func hangs() throws {
+        let child = Process()  // a process of the test's own, which the time limit must end too
+        child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        child.arguments = ["600"]
+        try child.run()
+        FileHandle.standardError.write(Data("child pid \(child.processIdentifier)\n".utf8))
         while true { sleep(1) }
     }
 
-    @Test("a test that never returns is stopped at its limit: exit 124, the test named, the run over")
+    @Test("a test that never returns is stopped at its limit: exit 124, the test named, its child process ended")
     func hungTestStops() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
         process.arguments = ["--testing-library", "swift-testing", "--filter", "TimeLimitTests/hangs"]
         process.environment = ProcessInfo.processInfo.environment.merging(["MNIST_DIST_TEST_HANG": "1"]) { $1 }
-        let errors = Pipe()
+        let errors = Pipe(), collected = Collected()
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
+        // Read as it comes, not to the end: a child left running would hold the pipe open for ever.
+        errors.fileHandleForReading.readabilityHandler = { collected.append($0.availableData) }
         let started = Date()
         try process.run()
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let message = String(decoding: output, as: UTF8.self)
+        usleep(200_000)
+        errors.fileHandleForReading.readabilityHandler = nil
+        let message = collected.text
         #expect(process.terminationStatus == 124, "\(message)")
         #expect(message.contains("error: the test \"stands still, on purpose, when MNIST_DIST_TEST_HANG=1 (hungTestStops runs it)\" "
                                  + "(TestSupportTests.swift:"), "\(message)")
         #expect(message.contains("ran past its time limit of 2 s; ending the test process (exit 124)"), "\(message)")
         #expect(Date().timeIntervalSince(started) < 60)
+        let child = try #require(message.split(separator: "\n").first { $0.hasPrefix("child pid ") }.flatMap { Int32($0.dropFirst(10)) },
+                                 "\(message)")
+        let state = (try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8))?.split(separator: ")").last?
+            .split(separator: " ").first
+        #expect(state == nil || state == "Z", "the hung test's child (pid \(child)) is still running")
     }
 }
 
@@ -89,4 +102,11 @@ private final class Flag: @unchecked Sendable {
     private var raised = false
     func set() { lock.withLock { raised = true } }
     var value: Bool { lock.withLock { raised } }
+}
+
+private final class Collected: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data = Data()
+    func append(_ more: Data) { lock.withLock { data.append(more) } }
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
 }

@@ -34,8 +34,8 @@ status=0
 timeout --kill-after=30 "$budget" swift test -c release "$@" 2>&1 | tee "$log" || status=$?
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then
   echo "error: the tests ran past their budget of ${budget} s (MNIST_DIST_TEST_BUDGET) and were stopped; still running:" >&2
-  scripts/test-report.sh running "$log" >&2
+  scripts/test-report.sh running "$log" >&2 || true
 fi
 echo "longest tests:"
-scripts/test-report.sh longest "$log" 5
+scripts/test-report.sh longest "$log" 5 || true  # a report, never the run's outcome
 exit "$status"

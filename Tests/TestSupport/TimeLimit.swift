@@ -2,7 +2,7 @@
 // which a test blocked in a system call, a busy loop or a wait for a child process never notices, so the run would
 // wait for it as long as CI lets it. Here a watchdog on a dispatch queue times each test case; past its limit it names
 // the test on standard error, ends the processes the tests started (a hung mpirun and its ranks would otherwise run on
-// as orphans), and ends the test process, so that the run fails at once with the culprit named.
+// as orphans) and the test process, so that the run fails at once with the culprit named.
 import Foundation
 import Testing
 
@@ -25,25 +25,34 @@ public final class Watchdog: @unchecked Sendable {
     /// Stops the watch: the expiry will not run.
     public func cancel() { lock.withLock { cancelled = true } }
 
-    /// Prints `message` on standard error, kills this process's children and every mnist-dist process (ranks that
-    /// mpirun started are its children, not ours), and ends the process with exit 124.
+    /// Prints `message` on standard error, kills every process this one started and theirs (a hung mpirun and the
+    /// ranks it started), and ends the process with exit 124. Nothing else is touched: another test run's processes
+    /// on the same machine go on.
     public static func endProcess(_ message: String) -> Never {
         fflush(nil)
         FileHandle.standardError.write(Data(("\n" + message + "\n").utf8))
-        for pid in children() + MnistDist.runningProcesses() { kill(pid, SIGKILL) }
+        for pid in descendants() { kill(pid, SIGKILL) }
         _exit(124)
     }
 
-    /// The processes whose parent is this one (the fourth field of /proc/PID/stat).
-    static func children() -> [Int32] {
-        let me = getpid()
+    /// The processes this one started, and theirs, read from /proc (each /proc/PID/stat names its parent).
+    static func descendants() -> [Int32] {
+        var children: [Int32: [Int32]] = [:]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap(Int32.init).filter { pid in
+        for pid in entries.compactMap(Int32.init) {
+            // "pid (command) state ppid ...": the command may hold spaces and parentheses, so read after the last ')'.
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
+                  let close = stat.lastIndex(of: ")") else { continue }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int32(fields[1]) == me
+            if fields.count > 1, let parent = Int32(fields[1]) { children[parent, default: []].append(pid) }
         }
+        var found: [Int32] = [], queue = [getpid()]
+        while let next = queue.popLast() {
+            let direct = children[next] ?? []
+            found += direct
+            queue += direct
+        }
+        return found
     }
 }
 

@@ -62,12 +62,14 @@ struct TimeLimitTests {
         let child = Process()  // a process of the test's own, which the time limit must end too
         child.executableURL = URL(fileURLWithPath: "/bin/sleep")
         child.arguments = ["600"]
+        child.standardOutput = FileHandle.nullDevice
+        child.standardError = FileHandle.nullDevice
         try child.run()
         FileHandle.standardError.write(Data("child pid \(child.processIdentifier)\n".utf8))
         while true { sleep(1) }
     }
 
-    @Test("a test that never returns is stopped at its limit: exit 124, the test named, its child process ended")
+    @Test("a test that never returns is stopped at its limit: exit 124, the test named, its child process ended, no other")
     func hungTestStops() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
@@ -78,6 +80,19 @@ struct TimeLimitTests {
         process.standardOutput = FileHandle.nullDevice
         // Read as it comes, not to the end: a child left running would hold the pipe open for ever.
         errors.fileHandleForReading.readabilityHandler = { collected.append($0.availableData) }
+        // A process of this test's own, not the hung test's, that looks like a run of mnist-dist (another test's, or
+        // another test run's): the time limit must leave it alone.
+        let directory = Fixtures.makeTemporaryDirectory("bystander")
+        defer { Fixtures.removeTemporary(directory) }
+        let disguised = directory.appendingPathComponent("mnist-dist")
+        try FileManager.default.createSymbolicLink(at: disguised, withDestinationURL: URL(fileURLWithPath: "/bin/sleep"))
+        let bystander = Process()
+        bystander.executableURL = disguised
+        bystander.arguments = ["600"]
+        bystander.standardOutput = FileHandle.nullDevice
+        bystander.standardError = FileHandle.nullDevice
+        try bystander.run()
+        defer { kill(bystander.processIdentifier, SIGKILL) }  // SIGTERM: blocked, as in every thread of the tests
         let started = Date()
         try process.run()
         process.waitUntilExit()
@@ -94,6 +109,7 @@ struct TimeLimitTests {
         let state = (try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8))?.split(separator: ")").last?
             .split(separator: " ").first
         #expect(state == nil || state == "Z", "the hung test's child (pid \(child)) is still running")
+        #expect(bystander.isRunning, "a process the hung test did not start was ended too")
     }
 }
 

@@ -16,6 +16,12 @@ private func cnnRun(_ extra: [String]) -> [String] {
 /// signal sent then lands in training on any CPU (a fixed delay lands after the end on a fast one).
 private func firstEpochEnded(_ line: String) -> Bool { line.hasPrefix("epoch  1/") }
 
+/// The seconds an epoch line says its epoch took ("... test 0.7430  2.48 s  3225 samples/s ...").
+private func epochSeconds(_ line: String) -> Double? {
+    let words = line.split(separator: " ")
+    return words.indices.dropFirst().first { words[$0] == "s" }.flatMap { Double(words[$0 - 1]) }
+}
+
 /// Runs `action` once, the first time it is asked to (from the output handler, which sees every line).
 private final class Once: @unchecked Sendable {
     private let lock = NSLock()
@@ -186,15 +192,22 @@ extension EndToEnd {
             // always) outside a transfer, where the roll call names the rank. When it lands inside one (the stopped
             // rank had arrived at a collective first: a loaded machine makes that likelier), the watchdog ends the job
             // with the same code but cannot name the rank; that attempt is set aside and the stop tried again.
+            // The stop lands a third of an epoch after the first epoch's line, timed by that line's own epoch
+            // seconds: in the second epoch's steps on any CPU, not in the first epoch's end (its evaluation and
+            // checkpoint are small collectives, where a stop lands inside a transfer).
             func stopOneRank(checkpoints: String) throws -> (run: RunResult, stopped: Stopwatch, victim: pid_t) {
                 let stopped = Stopwatch(), once = Once()
                 let run = MnistDist.run(cnnRun(["--threads", "1", "--checkpoint-dir", checkpoints, "--checkpoint-every", "4",
                                                 "--stall-timeout", "4"]), ranks: 2, timeout: 120, onLine: { line, _ in
                     guard firstEpochEnded(line) else { return }
+                    let epochSeconds = epochSeconds(line) ?? 1
                     once {
-                        if let victim = MnistDist.runningProcesses().max() {
-                            stopped.mark(victim)
-                            kill(victim, SIGSTOP)
+                        Thread.detachNewThread {
+                            usleep(UInt32(epochSeconds / 3 * 1e6))
+                            if let victim = MnistDist.runningProcesses().max() {
+                                stopped.mark(victim)
+                                kill(victim, SIGSTOP)
+                            }
                         }
                     }
                 })

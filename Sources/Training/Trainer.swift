@@ -32,8 +32,7 @@ public struct RunOptions: Sendable {
     public var microBatch = Defaults.microBatch
     /// Start each bucket's all-reduce as soon as backward has finished its gradients (one worker per rank; with the
     /// exact sum, the backward of the rank's last micro-batch), instead of one blocking all-reduce after backward. Off by default: it needs one worker per rank, which one host with
-    /// several cores per rank does not want, and it lost on fast links in earlier measurements; on the simulated
-    /// 2-host cluster with this round's kernels it paid on every link (docs/scaling.md).
+    /// several cores per rank does not want; where it pays is measured in docs/scaling.md.
     public var overlap = false
     public var checkpointDirectory: String?
     /// Also checkpoint every this many steps (checkpoints are always written at the end of an epoch).

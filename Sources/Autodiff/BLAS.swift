@@ -10,7 +10,7 @@ import Support
 /// (`useOpenBLASThreads`).
 public enum BLAS {
     /// How the products of one tape (one worker) use threads.
-    public struct Plan: Sendable, Equatable, CustomStringConvertible {
+    public struct Plan: Sendable, Equatable {
         /// Column ranges a large product is cut into, each a single-threaded sgemm on a thread of its own (see
         /// `gemm`); 1 leaves any threading to OpenBLAS.
         public let parts: Int
@@ -32,10 +32,6 @@ public enum BLAS {
 
         /// Threads one product may use, whichever way they are used (OpenBLAS's or split parts).
         var threadsPerProduct: Int { max(BLAS.threadCount, parts) }
-
-        public var description: String {
-            parts == 1 ? "unsplit" : "split \(parts) ways" + (fixedColumnBlock.map { " at \($0)-column blocks" } ?? "")
-        }
     }
 
     /// Threads OpenBLAS uses for one call.

@@ -397,7 +397,7 @@ struct FusedConvolutionTests {
             return store.flatGradients
         }
         let alone = gradients(plan: .serial)
-        let stop = StopFlag()
+        let stop = Flag()
         let others = (0..<2).map { (index: Int) -> Thread in
             Thread {
                 let plan = BLAS.Plan(parts: 2 + index, fixedColumnBlock: index == 0 ? 256 : nil)
@@ -439,11 +439,4 @@ struct FusedConvolutionTests {
             expectIdentical(results[0], results[1], "\(activation) pool \(pool) \(shape)")
         }
     }
-}
-
-private final class StopFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stopped = false
-    func set() { lock.withLock { stopped = true } }
-    var value: Bool { lock.withLock { stopped } }
 }

@@ -118,15 +118,16 @@ public enum MnistDist {
     }
 }
 
-/// Bytes collected from a pipe on another thread.
-private final class Collected: @unchecked Sendable {
+/// Bytes collected from a pipe on another thread (a readability handler appends, the test reads).
+public final class Collected: @unchecked Sendable {
     private var data = Data()
     /// Where the line not yet ended starts.
     private var lineStart = 0
     private let lock = NSLock()
+    public init() {}
     /// Adds `more`; returns the lines it completed.
     @discardableResult
-    func append(_ more: Data) -> [String] {
+    public func append(_ more: Data) -> [String] {
         lock.lock()
         defer { lock.unlock() }
         data.append(more)
@@ -137,7 +138,7 @@ private final class Collected: @unchecked Sendable {
         }
         return lines
     }
-    var text: String {
+    public var text: String {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: data, as: UTF8.self)

@@ -25,8 +25,11 @@ public final class ParameterStore {
     let gradientStorage: TensorStorage
 
     /// A store for parameters of the given names and shapes, in that order, all zero.
+    /// - Parameter memory: where the values and the gradient live, as many Floats each as the layout has, kept by
+    ///   the caller (memory the host's ranks share); nil allocates them.
     /// - Precondition: names are unique and shapes non-empty.
-    public init(_ layout: [(name: String, shape: [Int])]) {
+    public init(_ layout: [(name: String, shape: [Int])],
+                memory: (values: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)? = nil) {
         var offset = 0
         var entries: [Entry] = []
         for (name, shape) in layout {
@@ -37,8 +40,8 @@ public final class ParameterStore {
         }
         self.entries = entries
         count = offset
-        valueStorage = TensorStorage(zeros: offset)
-        gradientStorage = TensorStorage(zeros: offset)
+        valueStorage = memory.map { TensorStorage(borrowing: $0.values, capacity: offset) } ?? TensorStorage(zeros: offset)
+        gradientStorage = memory.map { TensorStorage(borrowing: $0.gradients, capacity: offset) } ?? TensorStorage(zeros: offset)
     }
 
     /// The entry called `name`.

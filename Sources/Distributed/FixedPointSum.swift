@@ -30,10 +30,8 @@
 // than its block's largest (below 2^-3 of it, at K = 4) keeps fewer bits than Float would give it. The grid
 // depends on K, the batch's micro-batch count, which every rank count computes alike: the same bits at any N.
 //
-// On one host no all-reduce at all (`reduceShared`): the ranks' micro-batch gradients are written into memory they
-// all map, and each rank does the whole narrow sum (largest magnitude, conversion, Int32 sum, rounding) for 1/N
-// of the blocks, over every rank's micro-batches, with each block in the first-level cache. The same grids and
-// integers, so the same bits as across hosts.
+// On one host no all-reduce at all: `HostSum` applies the same narrow sum, block by block, to the parts every rank
+// wrote into memory they share (HostSum.swift). The same grids and integers, so the same bits as across hosts.
 import Dispatch
 import Support
 
@@ -84,16 +82,11 @@ public final class FixedPointSum: GradientReducer {
     ///   - microBatches: how the global batch is cut (the same for every rank count).
     ///   - overlap: start each bucket's sum during the backward of this rank's last micro-batch (more than one
     ///     rank, one worker per rank; `backwardHooks(batch:)`).
-    ///   - hostSharing: from `Communicator.hostSharedMemory` (of `sharedBytes`): memory the ranks of one host share,
-    ///     in which the micro-batch gradients are summed without an all-reduce (not with `overlap`, whose sums run
-    ///     during backward), or why there is none; nil all-reduces.
-    ///   - partsPerRank: the most micro-batches a rank computes in a step, which sized the shared memory.
+    ///   - notShared: why the host's ranks all-reduce instead of sharing the step (for the summary).
     public init(communicator: Communicator, tensors: [Range<Int>], count: Int, microBatches: MicroBatches, threads: Int = 1,
-                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20, hostSharing: HostSharing? = nil, partsPerRank: Int = 0) {
-        require(hostSharing?.memory == nil || !overlap, "FixedPointSum: shared memory and overlap")
+                overlap: Bool = false, minimumBucketBytes: Int = 1 << 20, notShared: String? = nil) {
         self.communicator = communicator
-        shared = hostSharing?.memory.map { SharedParts(memory: $0, count: count, partsPerRank: partsPerRank) }
-        if case .unavailable(let reason) = hostSharing { notShared = reason } else { notShared = nil }
+        self.notShared = notShared
         plan = microBatches
         self.tensors = tensors
         self.threads = threads
@@ -123,21 +116,16 @@ public final class FixedPointSum: GradientReducer {
     private let blocks: [Range<Int>]
     private var narrowSum: [Int32] = []
     private var blockLargest: [Float]
-    /// The memory the host's ranks share, where they sum their micro-batch gradients instead of all-reducing.
-    private let shared: SharedParts?
-    /// Why the ranks all-reduce instead (for the summary).
+    /// Why the host's ranks all-reduce instead (for the summary).
     private let notShared: String?
-    /// Whether the kept sum is `shared`'s rounded result rather than the Int32 `narrowSum`.
-    private var keptInShared = false
-    /// The slots that hold a micro-batch gradient in this step, every rank's (the shared sum's sources).
-    private var sources: [UnsafePointer<Float>] = []
+    /// `round(_:into:)`, made once (a step allocates nothing).
+    private lazy var rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void = { [unowned self] in round($0, into: $1) }
 
     public var summary: String {
         "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
             + (buckets.map { ", all-reduce overlapped with the last micro-batch's backward (\($0.description))" }
-                ?? (shared != nil ? ", the micro-batch gradients summed in memory the host's ranks share (no all-reduce)"
-                    : communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : ""))
+                ?? (communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : ""))
     }
 
     // MARK: Overlap
@@ -219,59 +207,37 @@ public final class FixedPointSum: GradientReducer {
     }
 
     private let plan: MicroBatches
-    public var microBatches: MicroBatches? { plan }
+    public var layout: PartLayout { PartLayout(microBatches: plan) }
 
     public private(set) var bytesPerStep = 0
 
     /// What the Int32 sum hands to the all-reduces: 4 bytes a value and each block's largest magnitude (0 alone).
     private func narrowBytesPerStep(_ count: Int) -> Int { communicator.size > 1 ? count * 4 + blocks.count * 4 : 0 }
 
-    /// `reduce(_:batch:)` for a batch of unknown size: the Int64 sum, whose headroom covers any batch.
-    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
-        require(overlapValueBits == nil, "FixedPointSum: a step whose backward started its sums is finished by reduce(_:batch:)")
-        try reduceWide(parts)
-    }
-
-    /// `parts` are this rank's micro-batch gradients (a zero part if it has none); the sum over every rank's
-    /// micro-batches of `batch` is left in the first part: in Int32 blocks when the batch has few enough
-    /// micro-batches, else in Int64.
-    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
-        let total = parts.first!
-        if try reduceDeferringRounding(parts, batch: batch), let first = total.baseAddress {
-            round(0..<total.count, into: first)
-        }
-    }
-
-    /// The Int32 sum is kept for `round(_:into:)` when the batch allows it (the Int64 sum is converted at once).
-    public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
+    /// `parts` are this rank's micro-batch gradients (a zero part if it has none), summed over every rank's
+    /// micro-batches of `batch`: in Int32 blocks, kept for the step's rounding, when the batch has few enough
+    /// micro-batches; else in Int64, converted into the first part at once.
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
         keptValueBits = nil
-        keptInShared = false
-        if try finishOverlapped(count: parts.first!.count) { return true }
+        let whole = 0..<parts.first!.count
+        if try finishOverlapped(count: parts.first!.count) { return ReducedGradient(range: whole, rounding: rounding) }
         guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
             try reduceWide(parts)
-            return false
+            return ReducedGradient(range: whole, rounding: nil)
         }
-        if let shared, shared.holds(terms: plan.count(of: batch)) {
-            try reduceShared(parts, valueBits: bits, shared)
-            keptInShared = true
-        } else {
-            try reduceNarrow(parts, valueBits: bits)
-        }
+        try reduceNarrow(parts, valueBits: bits)
         keptValueBits = bits
-        return true
+        return ReducedGradient(range: whole, rounding: rounding)
     }
 
     /// The grid bits of the Int32 sum kept by `reduceDeferringRounding`, nil when none is kept.
     private var keptValueBits: Int?
 
-    public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+    /// Elements `range` of the kept Int32 sum, rounded to Float into `out[0..<range.count]`.
+    private func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         guard let valueBits = keptValueBits else { return require(false, "FixedPointSum.round: no Int32 sum is kept") }
         require(range.lowerBound >= 0 && range.upperBound <= count, "FixedPointSum.round: range \(range) of \(count)")
         guard !range.isEmpty else { return }
-        if keptInShared, let shared {  // rounded already, by the rank that summed the range's blocks
-            out.update(from: shared.result + range.lowerBound, count: range.count)
-            return
-        }
         // The first block that ends after range.lowerBound (blocks tile the gradient in order).
         var low = 0, high = blocks.count
         while low < high {
@@ -291,42 +257,6 @@ public final class FixedPointSum: GradientReducer {
                 }
             }
         }
-    }
-
-    // MARK: One host
-
-    /// Bytes of the memory the ranks share for gradients of `count` values, at most `partsPerRank` micro-batches a rank.
-    public static func sharedBytes(count: Int, ranks: Int, partsPerRank: Int) -> Int {
-        SharedParts.bytes(count: count, ranks: ranks, partsPerRank: partsPerRank)
-    }
-
-    public var microBatchSlots: [UnsafeMutablePointer<Float>] {
-        guard let shared else { return [] }
-        return (0..<shared.partsPerRank).map { shared.slot(rank: communicator.rank, part: $0) }
-    }
-
-    /// The sum through memory the host's ranks share: every rank's micro-batch gradients are in its slots; after a
-    /// barrier each rank takes one share of the blocks and, per block, finds the largest magnitude over every
-    /// rank's parts, converts and sums them in Int32 and rounds the sum to Float, while the block is in the
-    /// first-level cache; after a second barrier every rank reads the whole result. The same grids, integers and
-    /// rounding as the all-reduced sum: the same bits. No all-reduce, not even of the maxima.
-    private func reduceShared(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, valueBits: Int, _ shared: SharedParts) throws(CommunicatorError) {
-        let rank = communicator.rank, size = communicator.size
-        require(parts.count <= shared.partsPerRank && parts.allSatisfy({ $0.count == count }),
-                "FixedPointSum: \(parts.count) parts for \(shared.partsPerRank) slots")
-        for (j, part) in parts.enumerated() where part.baseAddress != shared.slot(rank: rank, part: j) {
-            shared.slot(rank: rank, part: j).update(from: part.baseAddress!, count: count)  // a caller's own buffer
-        }
-        shared.partCounts[rank] = Int32(parts.count)
-        try shared.memory.barrier()  // every rank's parts written
-        sources.removeAll(keepingCapacity: true)
-        for other in 0..<size {
-            for j in 0..<Int(shared.partCounts[other]) { sources.append(UnsafePointer(shared.slot(rank: other, part: j))) }
-        }
-        let mine = (rank * blocks.count / size)..<((rank + 1) * blocks.count / size)
-        NarrowFixedPoint.sumAndRound(sources, blocks: blocks[mine], valueBits: valueBits, into: shared.result, threads: threads)
-        try shared.memory.barrier()  // every share of the result written
-        bytesPerStep = count * 4  // what each rank reads of the others' work: the result, as an all-reduce would move
     }
 
     // MARK: Across hosts
@@ -389,44 +319,6 @@ public final class FixedPointSum: GradientReducer {
         }
         bytesPerStep = communicator.size > 1 ? total.count * 8 + tensors.count * 4 : 0
     }
-}
-
-/// The layout of the memory the ranks of one host share for the exact sum: each rank's count of parts, then
-/// `partsPerRank` slots per rank, each for one micro-batch's gradient of `count` values, then the rounded sum.
-struct SharedParts {
-    let memory: HostSharedMemory
-    let count: Int
-    let partsPerRank: Int
-    let partCounts: UnsafeMutablePointer<Int32>
-    private let first: UnsafeMutablePointer<Float>
-
-    /// Bytes of the part counts (a cache line each 16 ranks) and of a slot (whole cache lines).
-    private static func header(ranks: Int) -> Int { (ranks * 4 + 63) / 64 * 64 }
-    private static func slotBytes(_ count: Int) -> Int { (count * 4 + 63) / 64 * 64 }
-
-    static func bytes(count: Int, ranks: Int, partsPerRank: Int) -> Int {
-        header(ranks: ranks) + (ranks * partsPerRank + 1) * slotBytes(count)
-    }
-
-    init(memory: HostSharedMemory, count: Int, partsPerRank: Int) {
-        require(partsPerRank >= 1 && memory.bytes >= Self.bytes(count: count, ranks: memory.size, partsPerRank: partsPerRank),
-                "SharedParts: \(memory.bytes) bytes for \(partsPerRank) parts of \(count) values a rank")
-        self.memory = memory
-        self.count = count
-        self.partsPerRank = partsPerRank
-        let header = Self.header(ranks: memory.size)
-        partCounts = memory.base.bindMemory(to: Int32.self, capacity: memory.size)
-        first = (memory.base + header).bindMemory(to: Float.self, capacity: (memory.bytes - header) / 4)
-    }
-
-    /// Whether a batch of `terms` micro-batches fits: no rank computes more than `partsPerRank`.
-    func holds(terms: Int) -> Bool { (terms + memory.size - 1) / memory.size <= partsPerRank }
-
-    func slot(rank: Int, part: Int) -> UnsafeMutablePointer<Float> {
-        first + (rank * partsPerRank + part) * (Self.slotBytes(count) / 4)
-    }
-
-    var result: UnsafeMutablePointer<Float> { first + memory.size * partsPerRank * (Self.slotBytes(count) / 4) }
 }
 
 /// The fixed-point kernels.
@@ -586,30 +478,26 @@ public enum NarrowFixedPoint {
         }
     }
 
-    /// For each of `blocks`: its largest magnitude over `sources`, their values on that grid summed in Int32, and the
-    /// sum rounded to Float into `out` at the block's place, the whole block in the first-level cache; the blocks
-    /// shared among `threads` threads. The bits of `largestPerBlock`, `accumulate` and `convertBack` over the same
-    /// sources in any grouping: integer sums.
-    static func sumAndRound(_ sources: [UnsafePointer<Float>], blocks: ArraySlice<Range<Int>>, valueBits: Int,
-                            into out: UnsafeMutablePointer<Float>, threads: Int) {
-        let work = UncheckedSendable((sources, blocks, out))
-        forEachBlock(blocks.count, threads: threads) { index in
-            let (sources, blocks, out) = work.value
-            let block = blocks[blocks.startIndex + index], length = block.count
-            var largest: Float = 0
-            for source in sources {
-                largest = max(largest, FixedPoint.largestMagnitude(UnsafeBufferPointer(start: source + block.lowerBound, count: length)))
-            }
-            withUnsafeTemporaryAllocation(of: Int32.self, capacity: blockSize) { sum in
-                let target = sum.baseAddress!
-                if largest.isFinite && largest > 0 {  // else convertBack writes NaN or zeros without reading the sum
-                    let scale = gridScale(largest, valueBits: valueBits)
-                    for (index, source) in sources.enumerated() {
-                        addOnGrid(source + block.lowerBound, count: length, scale: scale, into: target, first: index == 0)
-                    }
+    /// For one block: its largest magnitude over `sources` (the whole block), their values on that grid summed in
+    /// Int32, and the sum rounded to Float for the elements `part` of it (a sub-range) into `out[0..<part.count]`,
+    /// the block in the first-level cache. The bits of `largestPerBlock`, `accumulate` and `convertBack` over the
+    /// same sources in any grouping: integer sums.
+    @inline(__always)
+    static func sumAndRound(_ sources: [UnsafePointer<Float>], block: Range<Int>, part: Range<Int>, valueBits: Int,
+                            into out: UnsafeMutablePointer<Float>) {
+        var largest: Float = 0
+        for source in sources {
+            largest = max(largest, FixedPoint.largestMagnitude(UnsafeBufferPointer(start: source + block.lowerBound, count: block.count)))
+        }
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: blockSize) { sum in
+            let target = sum.baseAddress!
+            if largest.isFinite && largest > 0 {  // else convertBack writes NaN or zeros without reading the sum
+                let scale = gridScale(largest, valueBits: valueBits)
+                for (index, source) in sources.enumerated() {
+                    addOnGrid(source + part.lowerBound, count: part.count, scale: scale, into: target, first: index == 0)
                 }
-                convertBack(target, count: length, largest: largest, valueBits: valueBits, into: out + block.lowerBound)
             }
+            convertBack(target, count: part.count, largest: largest, valueBits: valueBits, into: out)
         }
     }
 

@@ -115,95 +115,125 @@ struct InFlightReductions {
     }
 }
 
+/// What the optimizer reads after a step's reduction: the elements this rank steps, and where their Float gradient is.
+public struct ReducedGradient {
+    /// The elements this rank steps: every one, or, where the host's ranks share the step (`HostSum`), this rank's
+    /// slice.
+    public let range: Range<Int>
+    /// Writes the Float gradient of a block of `range` to `out[0..<block.count]`: a sum kept wider than Float
+    /// (Double, fixed point), or summed from the host's parts, rounded a block at a time, so that rounding, the
+    /// finiteness check and the optimizer's step walk it once (`Optimizer.stepIfFinite(values:range:threads:rounding:)`).
+    /// Callable from several threads at once for disjoint blocks, until the next step. Nil: the Float gradient is in
+    /// the first part.
+    public let rounding: ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)?
+
+    public init(range: Range<Int>, rounding: ((Range<Int>, UnsafeMutablePointer<Float>) -> Void)?) {
+        self.range = range
+        self.rounding = rounding
+    }
+}
+
+/// How backward must hand a reducer its parts, fixed when the run starts.
+public struct PartLayout {
+    /// Cut the batch into fixed micro-batches of this size, each computed as a unit, one part each (nil: a contiguous
+    /// shard per rank, and a part per worker within it).
+    public var microBatches: MicroBatches?
+    /// Where this rank's parts are written, the j-th part into the j-th slot (each as long as the gradient): memory
+    /// the host's ranks share, which the reducer then sums without copies. Empty: buffers of the workers' own.
+    public var slots: [UnsafeMutablePointer<Float>] = []
+
+    public init(microBatches: MicroBatches? = nil, slots: [UnsafeMutablePointer<Float>] = []) {
+        self.microBatches = microBatches
+        self.slots = slots
+    }
+}
+
 /// Sums a step's partial gradients over this rank's parts and all ranks.
+///
+/// A step is: `backwardHooks(batch:)` (reducers that start during backward), backward into parts laid out as
+/// `layout` says, `reduce(_:batch:)`, the optimizer's step on the returned range, then `finish(finite:)`.
 public protocol GradientReducer: AnyObject {
     /// What it sums how, for the start block ("summed in Double, one all-reduce after backward").
     var summary: String { get }
+    /// How backward lays out the parts.
+    var layout: PartLayout { get }
     /// Hooks for the backward of a step on the global `batch` (positions in the epoch's order), for reducers that
     /// overlap it; nil for those that wait until it has finished. Asking for them starts a step.
     func backwardHooks(batch: Range<Int>) -> BackwardHooks?
     /// Seconds of the last step's communication that ran inside backward (to count as all-reduce, not backward).
     var secondsDuringBackward: Double { get }
-    /// How the batch must be cut for it: into fixed micro-batches of this size, each computed as a unit (nil: a
-    /// contiguous shard per rank, and per worker within it).
-    var microBatches: MicroBatches? { get }
-    /// Where this rank's micro-batch gradients should be written, the j-th into the j-th (each as long as the
-    /// gradient): memory the reducer sums without copying; empty when it takes any buffers.
-    var microBatchSlots: [UnsafeMutablePointer<Float>] { get }
-    /// Leaves in the first part the sum of `parts` over this rank and every other rank. The other parts may be
-    /// used as scratch. Every rank calls it once per step, with parts of equal length.
-    func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError)
-    /// `reduce` for a step on the global `batch` (positions in the epoch's order), for reducers whose sum depends
-    /// on how many micro-batches the batch has.
-    func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError)
-    /// `reduce(_:batch:)` for the training step, which may leave the sum unrounded: a reducer whose sum is wider
-    /// than Float (Double, fixed point) keeps it and returns true, and `round(_:into:)` then gives the Float
-    /// gradient a block at a time, so that rounding, the finiteness check and the optimizer's step walk the sum
-    /// once (`Optimizer.stepIfFinite(values:threads:rounding:)`). False: the sum is in the first part, as after
-    /// `reduce`.
-    func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool
-    /// Elements `range` of the sum that `reduceDeferringRounding` kept, rounded to Float into `out[0..<range.count]`:
-    /// the bits `reduce` would have left in the first part. Callable from several threads at once, for disjoint
-    /// ranges, until the next step.
-    func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>)
+    /// Sums `parts` (this rank's, laid out as `layout` says, of equal length; the later ones may be used as
+    /// scratch) over every rank for a step on the global `batch` (positions in the epoch's order), and says what
+    /// the optimizer reads. Every rank calls it once per step.
+    func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient
+    /// After the optimizer has stepped the reduced range: whether every rank's gradient was finite (`finite` is this
+    /// rank's), with every rank's stepped parameters visible to this one. A collective where ranks share the step.
+    func finish(finite: Bool) throws(CommunicatorError) -> Bool
     /// Bytes each rank hands to the all-reduce in the last step (0 on one rank): what a ring all-reduce moves
-    /// about twice over the wire.
+    /// about twice over the wire. Where the host's ranks share memory: the bytes of other ranks' parts it read.
     var bytesPerStep: Int { get }
 }
 
 extension GradientReducer {
+    public var layout: PartLayout { PartLayout() }
     public func backwardHooks(batch: Range<Int>) -> BackwardHooks? { nil }
     public var secondsDuringBackward: Double { 0 }
-    public var microBatches: MicroBatches? { nil }
-    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
-        try reduce(parts)
-    }
-    /// Reducers whose sum is Float: `reduce`, and the sum is in the first part.
-    public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
-        try reduce(parts, batch: batch)
-        return false
-    }
-    public var microBatchSlots: [UnsafeMutablePointer<Float>] { [] }
-    public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        require(false, "\(type(of: self)).round: this reducer leaves its sum in Float (reduceDeferringRounding returned false)")
+    public func finish(finite: Bool) -> Bool { finite }
+
+    /// The whole Float sum of `parts` over every rank, left in the first part: `reduce` and the rounding, without an
+    /// optimizer step (checks, and callers that want the gradient itself). Not for reducers that share the step.
+    public func sum(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) {
+        let total = parts.first!
+        let reduced = try reduce(parts, batch: batch)
+        require(reduced.range == 0..<total.count, "\(type(of: self)).sum: this rank steps \(reduced.range) only")
+        if let rounding = reduced.rounding, let base = total.baseAddress { rounding(reduced.range, base) }
     }
 }
 
 public enum GradientReduction {
-    /// The reducer for a run: `precision` says how values are summed; `overlap` starts bucketed all-reduces during
-    /// backward (for the exact sum, during the backward of each rank's last micro-batch), which needs a single
-    /// worker per rank and more than one rank to mean anything.
+    /// How many parts a rank hands a reducer that shares the step with the host's other ranks (`HostSum`): one per
+    /// worker, or for the exact sum the most micro-batches a rank computes; or why the step cannot be shared
+    /// whatever the memory: one rank, `--overlap` (whose all-reduces run during backward), or a batch of more than
+    /// 64 micro-batches (the Int64 sum).
+    public static func sharedStepParts(precision: ReductionPrecision, overlap: Bool, workers: Int, microBatches: MicroBatches,
+                                       batchSize: Int, ranks: Int) -> Result<Int, HostStepUnavailable> {
+        guard ranks > 1 else { return .failure(HostStepUnavailable("one rank")) }
+        guard !(overlap && workers == 1) else { return .failure(HostStepUnavailable("--overlap all-reduces during backward")) }
+        guard precision == .exact else { return .success(workers) }
+        let terms = microBatches.count(of: 0..<batchSize)
+        guard NarrowFixedPoint.valueBits(terms: terms) != nil else {
+            return .failure(HostStepUnavailable("\(terms) micro-batches a batch: the Int64 sum"))
+        }
+        return .success((terms + ranks - 1) / ranks)
+    }
+
+    /// The reducer for a run: `precision` says how values are summed. With `host` (memory every rank maps, from
+    /// `HostStepMemory.make`), the ranks sum and step one slice each there (`HostSum`); otherwise they all-reduce,
+    /// and `overlap` starts bucketed all-reduces during backward (for the exact sum, during the backward of each
+    /// rank's last micro-batch), which needs a single worker per rank and more than one rank to mean anything.
     /// - Parameter parameterRanges: each parameter's elements in the flat gradient, in layout order.
     /// - Parameter gradient: the buffer backward writes the single part into (for `overlap`).
     /// - Parameters:
     ///   - microBatches: how the exact sum cuts the batch.
-    ///   - batchSize: the run's batch size, which sizes the exact sum's shared memory on one host (nil: none).
     ///   - threads: the rank's threads, for reducers that convert.
     public static func make(precision: ReductionPrecision, overlap: Bool, parts: Int, communicator: Communicator,
                             parameterRanges: [Range<Int>], gradient: UnsafeMutableBufferPointer<Float>,
-                            microBatches: MicroBatches, batchSize: Int? = nil, threads: Int) throws(CommunicatorError) -> GradientReducer {
+                            microBatches: MicroBatches, host: HostStepMemory? = nil, notShared: String? = nil,
+                            threads: Int) -> GradientReducer {
+        if let host {
+            return HostSum(precision: precision, memory: host, tensors: parameterRanges,
+                           microBatches: precision == .exact ? microBatches : nil, threads: threads)
+        }
         let overlapping = overlap && parts == 1 && communicator.size > 1
         switch precision {
         case .exact:
-            // On one host the micro-batch gradients are summed in memory the ranks share (a collective: every rank
-            // asks, with the same size), for batches of the Int32 sum's size.
-            var sharing: HostSharing?, partsPerRank = 0
-            if !overlapping && communicator.size > 1, let batchSize {
-                let terms = microBatches.count(of: 0..<batchSize)
-                partsPerRank = (terms + communicator.size - 1) / communicator.size
-                sharing = NarrowFixedPoint.valueBits(terms: terms) == nil
-                    ? .unavailable("\(terms) micro-batches a batch: the Int64 sum")
-                    : try communicator.hostSharedMemory(bytes: FixedPointSum.sharedBytes(count: gradient.count, ranks: communicator.size,
-                                                                                          partsPerRank: partsPerRank))
-            }
             return FixedPointSum(communicator: communicator, tensors: parameterRanges, count: gradient.count,
-                                 microBatches: microBatches, threads: threads, overlap: overlapping, hostSharing: sharing,
-                                 partsPerRank: partsPerRank)
+                                 microBatches: microBatches, threads: threads, overlap: overlapping, notShared: notShared)
         case .double where overlapping, .float where overlapping:
             return OverlappedSum(precision: precision, communicator: communicator, parameterRanges: parameterRanges,
                                  gradient: gradient)
-        case .double: return DoubleSum(communicator: communicator, count: gradient.count)
-        case .float: return FloatSum(communicator: communicator)
+        case .double: return DoubleSum(communicator: communicator, count: gradient.count, notShared: notShared)
+        case .float: return FloatSum(communicator: communicator, notShared: notShared)
         }
     }
 }
@@ -213,17 +243,23 @@ public enum GradientReduction {
 /// Float additions of the parts in order, then one Float all-reduce.
 public final class FloatSum: GradientReducer {
     let communicator: Communicator
-    public init(communicator: Communicator) { self.communicator = communicator }
-
-    public var summary: String {
-        "gradients summed in Float" + (communicator.size > 1 ? ", one all-reduce after backward" : "")
+    /// Why the host's ranks do not share the step (for the summary).
+    let notShared: String?
+    public init(communicator: Communicator, notShared: String? = nil) {
+        self.communicator = communicator
+        self.notShared = notShared
     }
 
-    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+    public var summary: String {
+        "gradients summed in Float" + (communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : "")
+    }
+
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
         let total = parts.first!
         for part in parts.dropFirst() { ReductionKernels.add(part, into: total) }
         try communicator.allReduceSum(total)
         bytesPerStep = communicator.size > 1 ? total.count * 4 : 0
+        return ReducedGradient(range: 0..<total.count, rounding: nil)
     }
 
     public private(set) var bytesPerStep = 0
@@ -232,58 +268,45 @@ public final class FloatSum: GradientReducer {
 /// The parts summed in Double, all-reduced in Double, rounded to Float once.
 public final class DoubleSum: GradientReducer {
     let communicator: Communicator
+    let notShared: String?
     /// The Double sum, allocated once.
     private var sum: [Double]
+    /// `round(_:into:)`, made once (a step allocates nothing).
+    private lazy var rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void = { [unowned self] in round($0, into: $1) }
 
-    public init(communicator: Communicator, count: Int) {
+    public init(communicator: Communicator, count: Int, notShared: String? = nil) {
         self.communicator = communicator
-        sum = [Double](repeating: 0, count: count)
+        self.notShared = notShared
+        sum = [Double](repeating: 0, count: communicator.size > 1 ? count : 0)
     }
 
     public var summary: String {
-        "gradients summed in Double" + (communicator.size > 1 ? ", one all-reduce after backward" : "")
+        "gradients summed in Double" + (communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : "")
     }
 
-    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
-        // One part on one rank: its Double sum rounds back to itself.
-        guard parts.count > 1 || communicator.size > 1 else { return }
+    /// On one rank the sum and its rounding are one pass, into the first part; on several the Double sum is kept
+    /// and rounded a block at a time by the step.
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
         let total = parts.first!
-        require(sum.count == total.count, "DoubleSum: \(total.count) gradients, made for \(sum.count)")
-        if communicator.size == 1 {
-            ReductionKernels.exactSumRounded(parts)  // nothing to send: one pass, no Double buffer
-            bytesPerStep = 0
-            return
-        }
-        try sumAcrossRanks(parts)
-        sum.withUnsafeBufferPointer { sum in ReductionKernels.round(sum, into: total) }
-    }
-
-    /// On several ranks, keeps the Double sum for `round(_:into:)`; on one, its one pass (`reduce`) is already fused.
-    public func reduceDeferringRounding(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> Bool {
         guard communicator.size > 1 else {
-            try reduce(parts)
-            return false
+            // One part: its Double sum rounds back to itself.
+            if parts.count > 1 { ReductionKernels.exactSumRounded(parts) }  // nothing to send: no Double buffer
+            return ReducedGradient(range: 0..<total.count, rounding: nil)
         }
-        try sumAcrossRanks(parts)
-        return true
-    }
-
-    public func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        require(range.lowerBound >= 0 && range.upperBound <= sum.count, "DoubleSum.round: range \(range) of \(sum.count)")
-        sum.withUnsafeBufferPointer { sum in
-            ReductionKernels.round(UnsafeBufferPointer(rebasing: sum[range]), into: UnsafeMutableBufferPointer(start: out, count: range.count))
-        }
-    }
-
-    /// The parts' Double sum over every rank, left in `sum`.
-    private func sumAcrossRanks(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
-        let total = parts.first!
         require(sum.count == total.count, "DoubleSum: \(total.count) gradients, made for \(sum.count)")
         try sum.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
             ReductionKernels.exactSum(parts, into: sum)
             try communicator.allReduce(sum, .sum)
         }
         bytesPerStep = total.count * 8
+        return ReducedGradient(range: 0..<total.count, rounding: rounding)
+    }
+
+    private func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        require(range.lowerBound >= 0 && range.upperBound <= sum.count, "DoubleSum.round: range \(range) of \(sum.count)")
+        sum.withUnsafeBufferPointer { sum in
+            ReductionKernels.round(UnsafeBufferPointer(rebasing: sum[range]), into: UnsafeMutableBufferPointer(start: out, count: range.count))
+        }
     }
 
     public private(set) var bytesPerStep = 0
@@ -348,12 +371,17 @@ public final class OverlappedSum: GradientReducer {
         }
     }
 
-    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>) throws(CommunicatorError) {
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
         require(parts.count == 1 && parts.first!.baseAddress == gradient.baseAddress,
                 "OverlappedSum: backward must write one part into the buffer the reducer was made for")
         try inFlight.finish()
-        if precision == .double {
-            wide.withUnsafeBufferPointer { ReductionKernels.round($0, into: gradient) }
+        return ReducedGradient(range: 0..<gradient.count, rounding: precision == .double ? rounding : nil)
+    }
+
+    /// The Double sum's elements `range`, rounded into `out`.
+    private lazy var rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void = { [unowned self] range, out in
+        wide.withUnsafeBufferPointer { wide in
+            ReductionKernels.round(UnsafeBufferPointer(rebasing: wide[range]), into: UnsafeMutableBufferPointer(start: out, count: range.count))
         }
     }
 

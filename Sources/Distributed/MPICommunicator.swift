@@ -48,6 +48,8 @@ public final class MPICommunicator: Communicator {
     private let stallExitCode = Atomic<Int32>(1)
     private let transferWhat = Mutex((Activity.startUp, Collective.broadcast(bytes: 0, root: 0)))
     private var watchdog: RankThread?
+    /// More ranks on this host than it has cores: waits sleep between polls (`complete`).
+    private let oversubscribed: Bool
     /// The shared-memory windows `hostSharedMemory` made, freed at `finalize`.
     private var windows: [MPI_Win?] = []
 
@@ -77,6 +79,7 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Comm_size(local, &value), "MPI_Comm_size (host)")
         localSize = Int(value)
         MPI_Comm_free(&local)
+        oversubscribed = localSize > sysconf(Int32(_SC_NPROCESSORS_ONLN))
         var version = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
         MPI_Get_library_version(&version, &length)
@@ -205,7 +208,7 @@ public final class MPICommunicator: Communicator {
 
     /// A barrier over every rank; with a deadline, polled, with the roll call when it passes (`complete`).
     private func barrier(_ what: Collective) throws(CommunicatorError) {
-        guard deadline != nil else { return try Self.check(MPI_Barrier(world), "MPI_Barrier (\(what))") }
+        guard deadline != nil || oversubscribed else { return try Self.check(MPI_Barrier(world), "MPI_Barrier (\(what))") }
         var request = cmpi_request_null()
         try Self.check(MPI_Ibarrier(world, &request), "MPI_Ibarrier")
         try complete(&request, what)
@@ -264,21 +267,23 @@ public final class MPICommunicator: Communicator {
     /// Waits for `request`; with a deadline, polls it and calls the roll call when the deadline passes or another
     /// rank has called one.
     fileprivate func complete(_ request: inout MPI_Request?, _ what: Collective) throws(CommunicatorError) {
-        guard let deadline, size > 1 else {
+        guard (deadline != nil && size > 1) || oversubscribed else {
             try Self.check(MPI_Wait(&request, cmpi_status_ignore()), "MPI_Wait (\(what))")
             return
         }
         let start = DispatchTime.now().uptimeNanoseconds
-        let limit = UInt64(deadline.seconds * 1e9)
         var flag: Int32 = 0
         var polls = 0
         while true {
             try Self.check(MPI_Test(&request, &flag, cmpi_status_ignore()), "MPI_Test (\(what))")
             if flag != 0 { return }
             polls &+= 1
-            guard polls & 63 == 0 else { continue }
+            // More ranks than cores: a rank that has waited a while sleeps between polls and leaves its core to a
+            // rank that still computes (spinning, it would take half that rank's core).
+            if oversubscribed && polls > 64 { usleep(20) }
+            guard polls & 63 == 0, let deadline, size > 1 else { continue }
             let waited = DispatchTime.now().uptimeNanoseconds - start
-            if waited > limit || rollCallHeard() {
+            if waited > UInt64(deadline.seconds * 1e9) || rollCallHeard() {
                 stalled(in: what, waited: Double(waited) / 1e9, deadline: deadline)
             }
         }

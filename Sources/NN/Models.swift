@@ -46,7 +46,10 @@ public struct WeightMaps: Sendable {
 
 extension Model {
     /// A zero-filled store with this model's layout.
-    public func makeParameterStore() -> ParameterStore { ParameterStore(parameterLayout) }
+    /// - Parameter memory: where the values and the gradient live (`ParameterStore.init(_:memory:)`).
+    public func makeParameterStore(memory: (values: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>)? = nil) -> ParameterStore {
+        ParameterStore(parameterLayout, memory: memory)
+    }
 
     /// Total number of parameters.
     public var parameterCount: Int { parameterLayout.reduce(0) { $0 + $1.shape.reduce(1, *) } }

@@ -203,14 +203,22 @@ public struct TrainingConfiguration: Equatable, Sendable {
         }
     }
 
-    /// The optimizer this configuration asks for.
-    public func makeOptimizer(parameterCount: Int) throws(HyperParameterError) -> Optimizer {
+    /// The optimizer of the configuration; its state in `state` when given (`Optimizer.stateCount` Floats).
+    public func makeOptimizer(parameterCount: Int, state: UnsafeMutablePointer<Float>? = nil) throws(HyperParameterError) -> Optimizer {
         switch resolvedOptimizer {
         case .sgd:
             return try SGD(learningRate: resolvedLearningRate)
         case .adadelta:
             return try Adadelta(parameterCount: parameterCount, configuration: .init(
-                learningRate: resolvedLearningRate, rho: rho, epsilon: epsilon, weightDecay: weightDecay))
+                learningRate: resolvedLearningRate, rho: rho, epsilon: epsilon, weightDecay: weightDecay), state: state)
+        }
+    }
+
+    /// Floats of state the optimizer keeps for `parameterCount` parameters (its `stateCount`).
+    public func optimizerStateCount(parameterCount: Int) -> Int {
+        switch resolvedOptimizer {
+        case .sgd: 0
+        case .adadelta: 2 * parameterCount
         }
     }
 

@@ -17,6 +17,8 @@ final class Run {
     let optimizer: Optimizer
     let workers: Workers
     let reducer: GradientReducer
+    /// The memory the host's ranks share for the step, if they do.
+    let host: HostStepMemory?
     let threads: Int
     let mode: ThreadMode
     let scaling: PixelScaling
@@ -36,7 +38,7 @@ final class Run {
     var trace: TraceRecorder?
 
     init(data: DataSplit, source: String, model: Model, store: ParameterStore, optimizer: Optimizer, workers: Workers,
-         reducer: GradientReducer, threads: Int, mode: ThreadMode, scaling: PixelScaling, policy: StopPolicy,
+         reducer: GradientReducer, host: HostStepMemory?, threads: Int, mode: ThreadMode, scaling: PixelScaling, policy: StopPolicy,
          metrics: MetricsLog?, settings: [String: String], position: RunPosition) {
         self.data = data
         self.source = source
@@ -45,6 +47,7 @@ final class Run {
         self.optimizer = optimizer
         self.workers = workers
         self.reducer = reducer
+        self.host = host
         self.threads = threads
         self.mode = mode
         self.scaling = scaling
@@ -60,7 +63,8 @@ final class Run {
     }
 }
 
-/// One step's figures, summed over the ranks by one small all-reduce (which also carries the stop request).
+/// One step's figures, summed over the ranks by one small all-reduce, or where the host's ranks share the step, in
+/// their shared memory (`HostStepMemory.post`); they carry the stop request too.
 struct StepMetrics {
     /// Σ per-sample loss, correct predictions, samples.
     var lossSum: Double
@@ -76,10 +80,17 @@ struct StepMetrics {
         self.stopRequested = stopRequested
     }
 
+    /// This rank's figures, as four Doubles.
+    var local: (Double, Double, Double, Double) { (lossSum, Double(correct), Double(samples), stopRequested ? 1.0 : 0.0) }
+
+    mutating func set(_ summed: (Double, Double, Double, Double)) {
+        (lossSum, correct, samples, stopRequested) = (summed.0, Int(summed.1), Int(summed.2), summed.3 > 0)
+    }
+
     mutating func sum(over communicator: Communicator) throws(CommunicatorError) {
         guard communicator.size > 1 else { return }
         // On the stack: nothing is allocated in the training step.
-        let local = (lossSum, Double(correct), Double(samples), stopRequested ? 1.0 : 0.0)
+        let local = self.local
         let summed = try withUnsafeTemporaryAllocation(of: Double.self, capacity: 4) { (buffer) throws(CommunicatorError) in
             buffer.initializeElement(at: 0, to: local.0)
             buffer.initializeElement(at: 1, to: local.1)
@@ -88,7 +99,7 @@ struct StepMetrics {
             try communicator.allReduce(buffer, .sum)
             return (buffer[0], buffer[1], buffer[2], buffer[3])
         }
-        (lossSum, correct, samples, stopRequested) = (summed.0, Int(summed.1), Int(summed.2), summed.3 > 0)
+        set(summed)
     }
 }
 
@@ -117,46 +128,69 @@ extension Trainer {
     func prepare() throws -> Run {
         let (data, source) = try loadData()
         let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
-        let store = model.makeParameterStore()
-        let optimizer: Optimizer
+        let parameterCount = model.parameterCount
         do {
-            optimizer = try configuration.makeOptimizer(parameterCount: store.count)
+            _ = try configuration.makeOptimizer(parameterCount: 1)  // the hyper-parameters, checked before any collective
         } catch {
             throw RunError(.usage, "\(error)")
         }
-        try checkAgreement(data, parameterCount: store.count)
+        try checkAgreement(data, parameterCount: parameterCount)
         if options.reduction == .exact && configuration.batchSize > options.microBatch * MicroBatches.maximumCount {
             throw RunError(.usage, "--batch-size \(configuration.batchSize): with --allreduce exact a batch holds at most "
                                + "\(MicroBatches.maximumCount) micro-batches; raise --micro-batch")
         }
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
         let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction)
-        let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode)
-        let reducer = try store.withGradients { gradient in
-            do {
-                return try GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workers.count,
-                                   communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
-                                   microBatches: MicroBatches(size: options.microBatch), batchSize: configuration.batchSize,
-                                   threads: threads)
-            } catch {
-                throw RunError(.ranksDisagree, "setting up the gradient sum: \(error)")
+        let workerCount = mode == .workers ? threads : 1
+        let microBatches = MicroBatches(size: options.microBatch)
+        // On one host the ranks share the parameters, the optimizer state and the gradient parts, and each steps a
+        // slice (HostSum); elsewhere each rank keeps its own and the gradients are all-reduced.
+        let stateCount = configuration.optimizerStateCount(parameterCount: parameterCount)
+        var host: HostStepMemory?, notShared: String?
+        do {
+            switch GradientReduction.sharedStepParts(precision: options.reduction, overlap: options.overlap, workers: workerCount,
+                                                     microBatches: microBatches, batchSize: configuration.batchSize,
+                                                     ranks: communicator.size) {
+            case .success(let parts):
+                switch try HostStepMemory.make(communicator: communicator, count: parameterCount, stateCount: stateCount,
+                                               partsPerRank: parts) {
+                case .success(let memory): host = memory
+                case .failure(let reason): notShared = reason.description
+                }
+            case .failure(let reason): notShared = communicator.size > 1 ? reason.description : nil
             }
+        } catch {
+            throw RunError(.ranksDisagree, "setting up the memory the host's ranks share: \(error)")
         }
-        workers.microBatchSlots = reducer.microBatchSlots
+        let store = model.makeParameterStore(memory: host.map { ($0.values, $0.slot(rank: $0.rank, part: 0)) })
+        let optimizer: Optimizer
+        do {
+            optimizer = try configuration.makeOptimizer(parameterCount: store.count, state: host?.state)
+        } catch {
+            throw RunError(.usage, "\(error)")
+        }
+        let reducer = store.withGradients { gradient in
+            GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workerCount,
+                                   communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
+                                   microBatches: microBatches, host: host, notShared: notShared, threads: threads)
+        }
+        let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode, layout: reducer.layout)
         var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
         settings[SettingKey.split.rawValue] = data.kind.rawValue
         settings[SettingKey.architecture.rawValue] = model.architecture
         settings[SettingKey.trainingSamples.rawValue] = "\(data.train.count)"
         settings[SettingKey.createdBy.rawValue] = "mnist-dist \(Version.string)"
 
-        model.initialize(store, seed: configuration.seed)
+        // Where the host's ranks share the parameters and the optimizer state, rank 0 writes them for all.
+        let writesState = host == nil || communicator.rank == 0
+        if writesState { model.initialize(store, seed: configuration.seed) }
         var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
         if let resume = options.resume {
-            position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer) ?? position
+            position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer, writes: writesState) ?? position
         }
-        try broadcastState(store: store, optimizer: optimizer)
+        try broadcastState(store: store, optimizer: optimizer, host: host)
         let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
-                      reducer: reducer, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
+                      reducer: reducer, host: host, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
                       policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
         run.tensorBoard = try makeTensorBoardLog(settings: settings, step: position.step)
         if options.traceFile != nil {
@@ -182,18 +216,18 @@ extension Trainer {
     }
 
     /// The workers of a thread mode, and how their products use threads.
-    func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode) -> Workers {
+    func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode, layout: PartLayout) -> Workers {
         switch mode {
         case .workers:
-            return Workers(model: model, store: store, threads: threads)
+            return Workers(model: model, store: store, threads: threads, layout: layout)
         case .split:
             // The exact sum promises the same bits at any thread count: cut products where any count would.
             let plan = BLAS.Plan(parts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil)
-            return Workers(model: model, store: store, threads: 1, plan: plan)
+            return Workers(model: model, store: store, threads: 1, plan: plan, layout: layout)
         case .blas, .auto:
             // OpenBLAS's thread count is the process's: this mode is for a process that runs this one job.
             BLAS.useOpenBLASThreads(threads)
-            return Workers(model: model, store: store, threads: 1)
+            return Workers(model: model, store: store, threads: 1, layout: layout)
         }
     }
 
@@ -306,10 +340,12 @@ extension Trainer {
         }
     }
 
-    /// Rank 0's parameters and optimizer state, copied to every rank.
-    func broadcastState(store: ParameterStore, optimizer: Optimizer) throws {
+    /// Rank 0's parameters and optimizer state, copied to every rank; where the host's ranks share them, a barrier
+    /// after rank 0 has written them.
+    func broadcastState(store: ParameterStore, optimizer: Optimizer, host: HostStepMemory?) throws {
         guard communicator.size > 1 else { return }
         do {
+            if let host { return try host.barrier() }
             try store.withValues { (v) in try communicator.broadcast(v, root: 0) }
             try optimizer.withState { (s) in try communicator.broadcast(s, root: 0) }
         } catch {
@@ -320,8 +356,10 @@ extension Trainer {
     /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
     /// every rank checks it against the run and restores parameters and optimizer state from it. Returns its
     /// position, or nil when `options.resumeIfPresent` and there is no checkpoint yet.
+    /// - Parameter writes: whether this rank writes what it read into the store and the optimizer (not where the host's
+    ///   ranks share them and this is not rank 0).
     func resumeState(from path: String, expected: [String: String], store: ParameterStore,
-                     optimizer: Optimizer) throws -> RunPosition? {
+                     optimizer: Optimizer, writes: Bool) throws -> RunPosition? {
         var bytes: [UInt8] = []
         try communicator.agree {
             guard communicator.rank == 0 else { return }
@@ -361,8 +399,10 @@ extension Trainer {
             guard checkpoint.epoch <= configuration.epochs else {
                 throw RunError(.usage, "\(path): the checkpoint is at epoch \(checkpoint.epoch), beyond --epochs \(configuration.epochs)")
             }
-            store.flatValues = checkpoint.parameters
-            optimizer.state = checkpoint.optimizerState
+            if writes {
+                store.flatValues = checkpoint.parameters
+                optimizer.state = checkpoint.optimizerState
+            }
             return checkpoint.position
         }
     }
@@ -382,6 +422,12 @@ extension Trainer {
         case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
         console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(run.reducer.summary)")
+        if let host = run.host {
+            console.info("  memory   \(host.description)")
+        } else if communicator.size > 1 {
+            console.info("  memory   each rank keeps the parameters (\(megabytes(run.store.count * 4))), its gradients and the whole "
+                         + "optimizer state (\(megabytes(run.optimizer.stateCount * 4)))")
+        }
         if let job = options.slurm {
             let left = communicator.rank == 0 ? job.secondsLeft().map { "; \(formatDuration($0)) left" } ?? "" : ""
             console.info("  slurm    \(job.summary)\(left)")

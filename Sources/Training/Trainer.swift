@@ -250,13 +250,14 @@ public final class Trainer {
         run.trace?.step = run.position.step + 1
         let (local, parts) = run.workers.gradient(of: run.data.train, order: order, batch: batch, rank: communicator.rank,
                                                   ranks: communicator.size, scaling: run.scaling,
-                                                  microBatches: run.reducer.microBatches, hooks: run.reducer.backwardHooks(batch: batch))
+                                                  hooks: run.reducer.backwardHooks(batch: batch))
         let reduceStart = DispatchTime.now()
         var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
-        var roundingDeferred = false
+        let reduced: ReducedGradient
         do {
-            roundingDeferred = try run.reducer.reduceDeferringRounding(parts, batch: batch)
-            try metrics.sum(over: communicator)
+            run.host?.post(metrics.local)  // published by the reducer's first barrier
+            reduced = try run.reducer.reduce(parts, batch: batch)
+            if let host = run.host { metrics.set(host.postedSum()) } else { try metrics.sum(over: communicator) }
         } catch {
             throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
         }
@@ -277,12 +278,21 @@ public final class Trainer {
         if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: true) { throw diverged(problem) }
         let optimizerStart = DispatchTime.now()
         // The gradient's finiteness is checked inside the step, block by block (one pass over it, not two); a sum
-        // the reducer kept wider than Float is rounded there too, a block at a time. A non-finite gradient leaves
-        // the parameters partly stepped: the run ends here, and nothing is written.
-        let gradientFinite = run.store.withValuesAndGradients { values, gradients in
-            roundingDeferred
-                ? run.optimizer.stepIfFinite(values: values, threads: run.threads) { run.reducer.round($0, into: $1) }
-                : run.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
+        // the reducer kept wider than Float, or sums over the host's parts, are formed there too, a block at a time.
+        // This rank steps the reduced range (all, or its slice of the host's); `finish` tells whether every rank's
+        // gradient was finite. A non-finite gradient leaves the parameters partly stepped: the run ends here, and
+        // nothing is written.
+        let finiteHere = run.store.withValuesAndGradients { values, gradients in
+            if let rounding = reduced.rounding {
+                return run.optimizer.stepIfFinite(values: values, range: reduced.range, threads: run.threads, rounding: rounding)
+            }
+            return run.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
+        }
+        let gradientFinite: Bool
+        do {
+            gradientFinite = try run.reducer.finish(finite: finiteHere)
+        } catch {
+            throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
         }
         if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: gradientFinite) { throw diverged(problem) }
         phases.optimizer += seconds(optimizerStart, DispatchTime.now())

@@ -55,23 +55,30 @@ final class Workers: @unchecked Sendable {
     /// Where each worker records its data, forward and backward phases (--trace), on track 1 + worker.
     var trace: TraceRecorder?
     private var microParts: [UnsafeMutableBufferPointer<Float>] = []
-    /// Where the reducer wants this rank's micro-batch gradients written (`GradientReducer.microBatchSlots`): its
-    /// memory, shared with the host's other ranks, so that it sums them without copies; empty for private buffers.
-    var microBatchSlots: [UnsafeMutablePointer<Float>] = [] {
-        willSet { require(microStorage.isEmpty, "Workers: micro-batch slots are set before the first step") }
-    }
+    /// How the reducer wants the parts: cut into micro-batches or not, and written where (`GradientReducer.layout`).
+    let layout: PartLayout
 
     /// - Parameters:
     ///   - threads: worker threads, each computing a part of the shard.
     ///   - plan: how each worker's products use threads (split among more threads, or one call each).
-    init(model: Model, store: ParameterStore, threads: Int, plan: BLAS.Plan = .serial) {
+    ///   - layout: the reducer's; with slots, worker w's part (or the j-th micro-batch's) is written into slot w (j).
+    ///     Worker 0 writes into the store's gradient buffer, which is then the first slot.
+    init(model: Model, store: ParameterStore, threads: Int, plan: BLAS.Plan = .serial, layout: PartLayout = PartLayout()) {
         require(threads >= 1, "Workers: \(threads) threads")
+        require(layout.slots.isEmpty || layout.slots[0] == store.gradientBuffer.pointer,
+                "Workers: the first slot must be the store's gradient buffer")
+        require(layout.slots.isEmpty || layout.microBatches != nil || layout.slots.count >= threads,
+                "Workers: \(layout.slots.count) slots for \(threads) workers")
+        self.layout = layout
         self.model = model
         self.store = store
         count = threads
         trainTapes = (0..<threads).map { _ in Tape(plan: plan) }
         evaluationTapes = (0..<threads).map { _ in Tape(recording: false, plan: plan) }
-        gradientBuffers = (1..<max(threads, 1)).map { _ in TensorStorage(zeros: store.count) }
+        let slots = layout.microBatches == nil ? layout.slots : []
+        gradientBuffers = (1..<max(threads, 1)).map {
+            $0 < slots.count ? TensorStorage(borrowing: slots[$0], capacity: store.count) : TensorStorage(zeros: store.count)
+        }
         labels = Array(repeating: [], count: threads)
         results = Array(repeating: WorkerTotals(), count: threads)
         gradientParts = ([store.gradientBuffer] + gradientBuffers).map { UnsafeMutableBufferPointer(start: $0.pointer, count: store.count) }
@@ -83,14 +90,14 @@ final class Workers: @unchecked Sendable {
     }
 
     /// The gradient of Σ loss / `batch.count` over this rank's share of `batch` (positions in `order`), cut as the
-    /// reducer needs it: with `microBatches`, one part per micro-batch of this rank (each computed as a unit of its
+    /// reducer needs it: with `layout.microBatches`, one part per micro-batch of this rank (each computed as a unit of its
     /// own, so its bits do not depend on who computes it), else one part per worker, of this rank's contiguous shard.
     /// - Parameter hooks: passed to the tape's backward (with micro-batches, to the last one's), one worker only:
     ///   they run on the calling thread, which may then start and progress all-reduces.
     /// - Returns: the totals, and the parts for `GradientReducer.reduce` (the first is the store's gradient buffer).
     func gradient(of dataset: Dataset, order: [Int32], batch: Range<Int>, rank: Int, ranks: Int, scaling: PixelScaling,
-                  microBatches: MicroBatches?, hooks: BackwardHooks? = nil) -> (WorkerTotals, ArraySlice<UnsafeMutableBufferPointer<Float>>) {
-        if let microBatches {
+                  hooks: BackwardHooks? = nil) -> (WorkerTotals, ArraySlice<UnsafeMutableBufferPointer<Float>>) {
+        if let microBatches = layout.microBatches {
             let mine = shard(of: 0..<microBatches.count(of: batch), rank: rank, ranks: ranks)
             return (gradient(of: dataset, order: order, microBatches: mine, of: batch, plan: microBatches, scaling: scaling,
                              hooks: hooks),
@@ -135,8 +142,8 @@ final class Workers: @unchecked Sendable {
         require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
         while microStorage.count < max(1, indices.count) {  // grows in the first steps only
             let j = microStorage.count
-            let storage = j < microBatchSlots.count ? TensorStorage(borrowing: microBatchSlots[j], capacity: store.count)
-                : j == 0 ? store.gradientBuffer : TensorStorage(zeros: store.count)
+            let storage = j == 0 ? store.gradientBuffer
+                : j < layout.slots.count ? TensorStorage(borrowing: layout.slots[j], capacity: store.count) : TensorStorage(zeros: store.count)
             microStorage.append(storage)
             microParts.append(UnsafeMutableBufferPointer(start: storage.pointer, count: store.count))
         }

@@ -26,12 +26,12 @@ let tensors = [0..<64, 64..<128]
 /// The reducer's plan only tells the workers how to cut a batch; these tests hand it the micro-batches directly.
 let plan = MicroBatches(size: 16)
 
-/// The two sums: Int64 per tensor (a batch of unknown size), and Int32 in blocks (a batch of 8 micro-batches),
-/// converted back at once (`reduce`) or kept and rounded range by range, as the optimizer asks for it
-/// (`reduceDeferringRounding`, then `round` over ranges that cut blocks and tensors at odd places); and that last one
-/// overlapped, each tensor a bucket started from the backward hooks (on one rank there is nothing to overlap); and
-/// summed in memory the ranks share instead of all-reduced, the micro-batches written into the reducer's slots (as
-/// the workers do) or handed over in buffers of the caller's, which it copies in.
+/// The two sums: Int64 per tensor (a batch of more than 64 micro-batches), and Int32 in blocks (a batch of 8
+/// micro-batches), converted back whole (`sum`) or rounded range by range, as the optimizer asks for it (`reduce`,
+/// then its rounding over ranges that cut blocks and tensors at odd places); and that last one overlapped, each tensor
+/// a bucket started from the backward hooks (on one rank there is nothing to overlap); and summed in memory the ranks
+/// share instead of all-reduced (`HostSum`, each rank rounding its slice), the micro-batches written into the
+/// reducer's slots (as the workers do) or handed over in buffers of the caller's, which it copies in.
 enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped, narrowShared, narrowSharedCopied }
 
 /// Ranges of the 128 values, as the optimizer's blocks might ask for them: one inside a block, one across the two
@@ -39,20 +39,19 @@ enum Width: CaseIterable { case wide, narrow, narrowDeferred, narrowOverlapped, 
 let roundingRanges = [0..<5, 5..<70, 70..<71, 71..<128]
 
 /// Reduces micro-batches `0..<count`, assigned to ranks by `assign` (rank -> its micro-batch indices), with
-/// `FixedPointSum` on thread ranks; every rank's result.
+/// `FixedPointSum` (or `HostSum`) on thread ranks; every rank's result. Where the ranks share the step, each rounds
+/// its slice only, and every rank's result is the slices put together.
 func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Width = .wide,
                    assign: @escaping @Sendable (Int) -> [Int]) throws -> [[Float]] {
-    try ThreadGroup.run(ranks: ranks, descending: descending) { communicator in
+    let shared = (width == .narrowShared || width == .narrowSharedCopied) && ranks > 1
+    let results = try ThreadGroup.run(ranks: ranks, descending: descending) { communicator -> (Range<Int>, [Float]) in
         let mine = assign(communicator.rank)
-        let sharedWidth = width == .narrowShared || width == .narrowSharedCopied
         let partsPerRank = (count + ranks - 1) / ranks
-        let sharing = sharedWidth && ranks > 1
-            ? try communicator.hostSharedMemory(bytes: FixedPointSum.sharedBytes(count: 128, ranks: ranks, partsPerRank: partsPerRank)) : nil
-        if sharedWidth && ranks > 1 && sharing?.memory == nil { return [] }  // fails below
-        let sum = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan,
-                                overlap: width == .narrowOverlapped, minimumBucketBytes: 4, hostSharing: sharing,
-                                partsPerRank: partsPerRank)
-        let slots = width == .narrowShared ? sum.microBatchSlots : []
+        let host = shared ? try HostStepMemory.make(communicator: communicator, count: 128, stateCount: 0, partsPerRank: partsPerRank).get() : nil
+        let sum: GradientReducer = host.map { HostSum(precision: .exact, memory: $0, tensors: tensors, microBatches: plan, threads: 1) }
+            ?? FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan,
+                             overlap: width == .narrowOverlapped, minimumBucketBytes: 4)
+        let slots = width == .narrowShared ? sum.layout.slots : []
         let buffers = (mine.isEmpty ? [-1] : mine).enumerated().map { j, index in
             let buffer = j < slots.count ? UnsafeMutableBufferPointer(start: slots[j], count: 128)
                 : UnsafeMutableBufferPointer<Float>.allocate(capacity: 128)
@@ -61,27 +60,36 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
         }
         defer { buffers.filter { buffer in !slots.contains { $0 == buffer.baseAddress } }.forEach { $0.deallocate() } }
         switch width {
-        case .wide: try sum.reduce(buffers[...])
-        case .narrow: try sum.reduce(buffers[...], batch: 0..<(16 * count))
+        case .wide: try sum.sum(buffers[...], batch: 0..<(16 * 65))
+        case .narrow: try sum.sum(buffers[...], batch: 0..<(16 * count))
         case .narrowDeferred, .narrowOverlapped, .narrowShared, .narrowSharedCopied:
             if width == .narrowOverlapped && communicator.size > 1 {
                 // As the workers do: the parts, then the last micro-batch's backward finishing the last tensor first.
-                guard let hooks = sum.backwardHooks(batch: 0..<(16 * count)) else { return [] }  // fails below
+                guard let hooks = sum.backwardHooks(batch: 0..<(16 * count)) else { return (0..<0, []) }  // fails below
                 hooks.microBatchParts?(buffers[...])
                 for parameter in tensors.indices.reversed() {
                     hooks.parameterReady(parameter)
                     hooks.afterEachPullback()
                 }
             }
-            guard try sum.reduceDeferringRounding(buffers[...], batch: 0..<(16 * count)) else { return [] }  // fails below
+            let reduced = try sum.reduce(buffers[...], batch: 0..<(16 * count))
+            guard let rounding = reduced.rounding else { return (0..<0, []) }  // fails below
             var rounded = [Float](repeating: .nan, count: 128)
             rounded.withUnsafeMutableBufferPointer { out in
-                for range in roundingRanges.reversed() { sum.round(range, into: out.baseAddress! + range.lowerBound) }
+                for range in roundingRanges.reversed() {
+                    let low = max(range.lowerBound, reduced.range.lowerBound), high = min(range.upperBound, reduced.range.upperBound)
+                    if low < high { rounding(low..<high, out.baseAddress! + low) }
+                }
             }
-            return rounded
+            #expect(try sum.finish(finite: true))
+            return (reduced.range, rounded)
         }
-        return Array(buffers[0])
+        return (0..<128, Array(buffers[0]))
     }
+    guard shared else { return results.map(\.1) }
+    var whole = [Float](repeating: .nan, count: 128)
+    for (range, values) in results where !values.isEmpty { whole.replaceSubrange(range, with: values[range]) }
+    return Array(repeating: whole, count: ranks)
 }
 
 @Suite("The exact sum", .limit(minutes: 5))
@@ -161,7 +169,7 @@ struct FixedPointTests {
             }
             defer { buffers.forEach { $0.deallocate() } }
             try FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
-                .reduce(buffers[...], batch: 0..<(16 * 64))
+                .sum(buffers[...], batch: 0..<(16 * 64))
             return Array(buffers[0])
         }
         for result in results {
@@ -176,15 +184,16 @@ struct FixedPointTests {
             var values = adversarialPart(communicator.rank)
             if communicator.rank == 1 { values[5] = .nan }
             let reduced = try values.withUnsafeMutableBufferPointer { buffer in
-                try FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan).reduce([buffer][...])
+                try FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
+                    .sum([buffer][...], batch: 0..<(16 * 65))
                 return Array(buffer)
             }
             // Two micro-batches (the Int32 sum, in blocks): the NaN's block rounds to NaN, the other to finite values.
             let kept = FixedPointSum(communicator: communicator, tensors: tensors, count: 128, microBatches: plan)
             var rounded = [Float](repeating: 0, count: 128)
             try values.withUnsafeMutableBufferPointer { buffer in
-                if try kept.reduceDeferringRounding([buffer][...], batch: 0..<32) {
-                    rounded.withUnsafeMutableBufferPointer { kept.round(0..<128, into: $0.baseAddress!) }
+                if let rounding = try kept.reduce([buffer][...], batch: 0..<32).rounding {
+                    rounded.withUnsafeMutableBufferPointer { rounding(0..<128, $0.baseAddress!) }
                 }
             }
             return (reduced, rounded)

@@ -41,7 +41,7 @@ func reduce(ranks: Int, parts: Int, descending: Bool = false,
                 hooks.afterEachPullback()
             }
         }
-        try reducer.reduce(buffers[...])
+        try reducer.sum(buffers[...], batch: 0..<1)
         return Array(buffers[0])
     }
 }
@@ -87,7 +87,7 @@ struct ReducerTests {
         }
     }
 
-    @Test("DoubleSum kept unrounded for the optimizer: rounded range by range, the bits reduce leaves; on one rank, not kept",
+    @Test("DoubleSum kept unrounded for the optimizer: rounded range by range, the bits of the whole sum; on one rank, not kept",
           arguments: [1, 2, 3])
     func doubleSumDeferred(ranks: Int) throws {
         let expected = try reduce(ranks: ranks, parts: 2) { DoubleSum(communicator: $0, count: $1.count) }[0]
@@ -101,11 +101,11 @@ struct ReducerTests {
             }
             defer { buffers.forEach { $0.deallocate() } }
             let reducer = DoubleSum(communicator: communicator, count: elementCount)
-            guard try reducer.reduceDeferringRounding(buffers[...], batch: 0..<1) else { return Array(buffers[0]) }
+            guard let rounding = try reducer.reduce(buffers[...], batch: 0..<1).rounding else { return Array(buffers[0]) }
             var rounded = [Float](repeating: .nan, count: elementCount)
             rounded.withUnsafeMutableBufferPointer { out in
                 for (start, end) in zip(cuts, cuts.dropFirst()).reversed() {
-                    reducer.round(start..<end, into: out.baseAddress! + start)
+                    rounding(start..<end, out.baseAddress! + start)
                 }
             }
             return rounded
@@ -142,21 +142,91 @@ struct ReducerTests {
         }
     }
 
-    @Test("the run's choice: overlap only with one part and several ranks")
+    @Test("HostSum: each rank sums one slice over every rank's parts in rank order (Float: each rank's parts first); the slices tile the gradient",
+          arguments: [2, 3, 4])
+    func hostSum(ranks: Int) throws {
+        let parts = 2
+        var floats = [Float](repeating: 0, count: elementCount), exact = [Double](repeating: 0, count: elementCount)
+        for rank in 0..<ranks {
+            var local = [Float](repeating: 0, count: elementCount)
+            for part in 0..<parts {
+                for (i, value) in syntheticPart(rank: rank, part: part, count: elementCount).enumerated() {
+                    local[i] = part == 0 ? value : local[i] + value
+                    exact[i] += Double(value)
+                }
+            }
+            for i in 0..<elementCount { floats[i] = rank == 0 ? local[i] : floats[i] + local[i] }
+        }
+        for precision in [ReductionPrecision.float, .double] {
+            for copied in [false, true] {
+                let slices = try ThreadGroup.run(ranks: ranks) { communicator -> (Range<Int>, [Float]) in
+                    let memory = try HostStepMemory.make(communicator: communicator, count: elementCount, stateCount: 0,
+                                                         partsPerRank: parts).get()
+                    let reducer = HostSum(precision: precision, memory: memory, tensors: layout, microBatches: nil, threads: 2)
+                    // As the workers write them, into the slots; or in buffers of the caller's, which it copies in.
+                    let buffers = (0..<parts).map { part in
+                        copied ? UnsafeMutableBufferPointer<Float>.allocate(capacity: elementCount)
+                            : UnsafeMutableBufferPointer(start: reducer.layout.slots[part], count: elementCount)
+                    }
+                    for (part, buffer) in buffers.enumerated() {
+                        _ = buffer.update(from: syntheticPart(rank: communicator.rank, part: part, count: elementCount))
+                    }
+                    defer { if copied { buffers.forEach { $0.deallocate() } } }
+                    let reduced = try reducer.reduce(buffers[...], batch: 0..<1)
+                    var out = [Float](repeating: .nan, count: reduced.range.count)
+                    out.withUnsafeMutableBufferPointer { out in
+                        // In blocks as the optimizer's threads cut them, the last first.
+                        for start in stride(from: reduced.range.lowerBound, to: reduced.range.upperBound, by: 4096).reversed() {
+                            let block = start..<min(start + 4096, reduced.range.upperBound)
+                            reduced.rounding!(block, out.baseAddress! + (start - reduced.range.lowerBound))
+                        }
+                    }
+                    #expect(try reducer.finish(finite: communicator.rank != 1) == false, "one rank's gradient was not finite")
+                    return (reduced.range, out)
+                }
+                var whole = [Float](repeating: .nan, count: elementCount), next = 0
+                for (range, values) in slices {
+                    #expect(range.lowerBound == next && range.count > 0, "slices tile the gradient in rank order")
+                    whole.replaceSubrange(range, with: values)
+                    next = range.upperBound
+                }
+                #expect(next == elementCount)
+                expectIdentical(whole, precision == .float ? floats : exact.map { Float($0) }, "\(precision), copied \(copied)")
+            }
+        }
+    }
+
+    @Test("the run's choice: the host's ranks share the step unless one rank, overlap or the Int64 sum; overlap only with one part and several ranks")
     func choice() throws {
+        func parts(_ precision: ReductionPrecision, overlap: Bool = false, workers: Int = 1, batch: Int = 128, ranks: Int = 2) -> String {
+            switch GradientReduction.sharedStepParts(precision: precision, overlap: overlap, workers: workers,
+                                                     microBatches: MicroBatches(size: 32), batchSize: batch, ranks: ranks) {
+            case .success(let parts): "\(parts)"
+            case .failure(let reason): reason.description
+            }
+        }
+        #expect(parts(.double, workers: 3) == "3")
+        #expect(parts(.float, overlap: true, workers: 2) == "2")
+        #expect(parts(.exact, batch: 128, ranks: 3) == "2")
+        #expect(parts(.float, ranks: 1) == "one rank")
+        #expect(parts(.double, overlap: true) == "--overlap all-reduces during backward")
+        #expect(parts(.exact, batch: 32 * 65) == "65 micro-batches a batch: the Int64 sum")
         let kinds = try ThreadGroup.run(ranks: 2) { communicator -> [String] in
             var gradient = [Float](repeating: 0, count: elementCount)
-            return try gradient.withUnsafeMutableBufferPointer { g in
-                try [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2), (.exact, true, 1)].map {
-                    let reducer = try GradientReduction.make(precision: $0.0, overlap: $0.1, parts: $0.2, communicator: communicator,
+            let host = try HostStepMemory.make(communicator: communicator, count: elementCount, stateCount: 0, partsPerRank: 1).get()
+            return gradient.withUnsafeMutableBufferPointer { g in
+                [(ReductionPrecision.double, false, 2), (.float, false, 1), (.double, true, 1), (.float, true, 2), (.exact, true, 1)].map {
+                    let reducer = GradientReduction.make(precision: $0.0, overlap: $0.1, parts: $0.2, communicator: communicator,
                                                          parameterRanges: layout, gradient: g, microBatches: MicroBatches(size: 16),
                                                          threads: 1)
                     return String(describing: type(of: reducer))
-                }
+                } + [String(describing: type(of: GradientReduction.make(precision: .exact, overlap: false, parts: 1, communicator: communicator,
+                                                                      parameterRanges: layout, gradient: g, microBatches: MicroBatches(size: 16),
+                                                                      host: host, threads: 1)))]
             }
         }
-        #expect(kinds[0] == ["DoubleSum", "FloatSum", "OverlappedSum", "FloatSum", "FixedPointSum"])
-        let alone = try GradientReduction.make(precision: .double, overlap: true, parts: 1, communicator: SingleProcessCommunicator(),
+        #expect(kinds[0] == ["DoubleSum", "FloatSum", "OverlappedSum", "FloatSum", "FixedPointSum", "HostSum"])
+        let alone = GradientReduction.make(precision: .double, overlap: true, parts: 1, communicator: SingleProcessCommunicator(),
                                            parameterRanges: layout, gradient: UnsafeMutableBufferPointer(start: nil, count: 0),
                                            microBatches: MicroBatches(size: 16), threads: 1)
         #expect(alone is DoubleSum)

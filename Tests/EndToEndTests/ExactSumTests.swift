@@ -46,24 +46,26 @@ extension EndToEnd {
             #expect(resumed == checksums.values.first)
         }
 
-        @Test("on one host the micro-batches are summed in memory the ranks share; without room for it, all-reduced: the same bits")
+        @Test("on one host the ranks sum and step in memory they share; without room for it, they all-reduce: the same bits, for the exact and the Double sum")
         func hostSharedOrAllReduced() throws {
             let directory = Fixtures.makeTemporaryDirectory("exact-shared")
             defer { Fixtures.removeTemporary(directory) }
             var checksums: [String] = []
             // The window's file goes to the test's own directory, not /dev/shm, which a container may keep at 64 MB.
-            for (backing, expected) in [(directory.path, "the micro-batch gradients summed in memory the host's ranks share"),
-                                        ("/nonexistent-mnist-dist", "one all-reduce after backward (too little room in /nonexistent-mnist-dist")] {
-                let metrics = directory.appendingPathComponent("metrics-\(checksums.count).jsonl").path
-                let run = MnistDist.run(["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
-                                         "--allreduce", "exact", "--threads", "1", "--metrics", metrics, "--progress", "none"],
-                                        ranks: 3, environment: ["OMPI_MCA_osc_sm_backing_directory": backing])
-                #expect(run.status == 0, "\(run)")
-                #expect(run.stdout.contains(expected), "\(run.stdout)")
-                let last = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last.map(String.init) ?? ""
-                checksums.append(try JSON.parse(last)["parameter_checksum"].string)
+            for sum in ["exact", "double"] {
+                for (backing, expected) in [(directory.path, "in memory the host's 3 ranks share, each rank summing and stepping 1/3"),
+                                            ("/nonexistent-mnist-dist", "one all-reduce after backward (too little room in /nonexistent-mnist-dist")] {
+                    let metrics = directory.appendingPathComponent("metrics-\(checksums.count).jsonl").path
+                    let run = MnistDist.run(["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
+                                             "--allreduce", sum, "--threads", "1", "--metrics", metrics, "--progress", "none"],
+                                            ranks: 3, environment: ["OMPI_MCA_osc_sm_backing_directory": backing])
+                    #expect(run.status == 0, "\(run)")
+                    #expect(run.stdout.contains(expected), "\(run.stdout)")
+                    let last = try String(contentsOfFile: metrics, encoding: .utf8).split(separator: "\n").last.map(String.init) ?? ""
+                    checksums.append(try JSON.parse(last)["parameter_checksum"].string)
+                }
             }
-            #expect(checksums.count == 2 && checksums[0] == checksums[1], "\(checksums)")
+            #expect(checksums.count == 4 && checksums[0] == checksums[1] && checksums[2] == checksums[3], "\(checksums)")
         }
     }
 }

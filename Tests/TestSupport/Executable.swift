@@ -111,9 +111,11 @@ public enum MnistDist {
     /// Process ids of running mnist-dist processes (to find ranks, or check none is left over).
     public static func runningProcesses() -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        // By the executable itself, not the command line: a process that only looks like mnist-dist (the time-limit
+        // test's bystander, left behind by a crashed test process) is not one.
         return entries.compactMap(Int32.init).filter { pid in
-            guard let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return false }
-            return command.split(separator: "\0").first.map { $0.hasSuffix("/mnist-dist") } ?? false
+            guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe") else { return false }
+            return executable.hasSuffix("/mnist-dist")
         }
     }
 }

@@ -29,10 +29,11 @@ let syntheticData: ProvidedData = {
     return ProvidedData(split: split, order: .seeded(3), description: "synthetic data")
 }()
 
-/// An MLP 784-24-10 (or wider) with SGD, batch 48 (7 steps an epoch, the last one short), 2 epochs.
-func smallConfiguration(hidden: Int = 24) -> TrainingConfiguration {
+/// An MLP 784-24-10 (or wider) with SGD (or another optimizer), batch 48 (7 steps an epoch, the last one short), 2 epochs.
+func smallConfiguration(hidden: Int = 24, optimizer: OptimizerKind = .sgd) -> TrainingConfiguration {
     var configuration = TrainingConfiguration()
     configuration.model = .mlp
+    configuration.optimizer = optimizer
     configuration.hiddenSizes = [hidden]
     configuration.learningRate = 0.05
     configuration.batchSize = 48
@@ -42,6 +43,7 @@ func smallConfiguration(hidden: Int = 24) -> TrainingConfiguration {
 
 /// Trains on `ranks` thread ranks with `threads` workers each; returns each rank's summary, or the error it ended with.
 func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double, hidden: Int = 24,
+                    optimizer: OptimizerKind = .sgd,
                     adjust: @escaping @Sendable (inout RunOptions) -> Void = { _ in }) -> [Result<RunSummary, RunError>] {
     ThreadGroup.run(ranks: ranks) { communicator in
         var options = RunOptions()
@@ -50,7 +52,7 @@ func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .d
         options.reduction = reduction
         adjust(&options)
         let console = Console(rank: communicator.rank, ranks: communicator.size, quiet: true, progress: .none)
-        let trainer = Trainer(configuration: smallConfiguration(hidden: hidden), options: options, communicator: communicator,
+        let trainer = Trainer(configuration: smallConfiguration(hidden: hidden, optimizer: optimizer), options: options, communicator: communicator,
                               console: console, data: syntheticData)
         do { return .success(try trainer.run()) } catch let error as RunError { return .failure(error) } catch {
             return .failure(RunError(.software, "\(error)"))
@@ -98,6 +100,31 @@ struct OrchestrationTests {
         for result in resumed {
             #expect(try result.get().parameterChecksum == uninterrupted.parameterChecksum)
         }
+    }
+
+    /// Adadelta keeps state; where the host's ranks share the step, each steps a slice of it in their shared memory,
+    /// rank 0 writes the whole of it into a checkpoint and back on resume.
+    @Test("Adadelta's state, sharded over 3 ranks: stopped on 3 ranks and resumed on 1, or the other way, ends where an uninterrupted run ends",
+          arguments: [(3, 1), (1, 3)])
+    func shardedStateResumes(first: Int, second: Int) throws {
+        let directory = Fixtures.makeTemporaryDirectory("orchestration-sharded")
+        defer { Fixtures.removeTemporary(directory) }
+        let uninterrupted = try #require(try trainOnThreads(ranks: 3, threads: 1, optimizer: .adadelta).first?.get())
+        let alone = try #require(try trainOnThreads(ranks: 1, threads: 3, optimizer: .adadelta).first?.get())
+        #expect(alone.parameterChecksum == uninterrupted.parameterChecksum, "3 ranks sharing the step train what 3 workers do")
+        let stopped = trainOnThreads(ranks: first, threads: 3 / first, optimizer: .adadelta) {
+            $0.checkpointDirectory = directory.path
+            $0.stopAfterSteps = 9
+        }
+        for result in stopped {
+            guard case .failure(let error) = result else { Issue.record("a rank did not stop"); continue }
+            #expect(error.code == .stopped)
+        }
+        for result in trainOnThreads(ranks: second, threads: 3 / second, optimizer: .adadelta, adjust: { $0.resume = directory.path }) {
+            #expect(try result.get().parameterChecksum == uninterrupted.parameterChecksum)
+        }
+        // Not a checksum that cannot change: SGD trains another model.
+        #expect(try trainOnThreads(ranks: 3, threads: 1).first?.get().parameterChecksum != uninterrupted.parameterChecksum)
     }
 
     /// The hidden layer of 512 makes the first product (16 x 784 x 512 per micro-batch) large enough to be split

@@ -55,12 +55,15 @@ public final class Adadelta: Optimizer {
     /// E[g²] for every parameter, then E[Δ²] for every parameter.
     private let storage: TensorStorage
 
+    /// - Parameter state: where the state lives, `2 * parameterCount` Floats the caller keeps (memory the host's
+    ///   ranks share, each stepping a slice); nil allocates it, as zeros.
     /// - Throws: `HyperParameterError` if the configuration is out of range.
-    public init(parameterCount: Int, configuration: Configuration = Configuration()) throws(HyperParameterError) {
+    public init(parameterCount: Int, configuration: Configuration = Configuration(),
+                state: UnsafeMutablePointer<Float>? = nil) throws(HyperParameterError) {
         try configuration.validate()
         self.configuration = configuration
         self.parameterCount = parameterCount
-        storage = TensorStorage(zeros: 2 * parameterCount)
+        storage = state.map { TensorStorage(borrowing: $0, capacity: 2 * parameterCount) } ?? TensorStorage(zeros: 2 * parameterCount)
     }
 
     public var name: String { "adadelta" }

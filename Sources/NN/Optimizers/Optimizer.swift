@@ -77,33 +77,35 @@ extension Optimizer {
                              threads: Int = 1) -> Bool {
         require(values.count == gradients.count, "\(name).step: \(values.count) values but \(gradients.count) gradients")
         guard let base = gradients.baseAddress else { return true }
-        return stepIfFinite(values: values, threads: threads) { block, _ in UnsafePointer(base + block.lowerBound) }
+        return stepIfFinite(values: values, range: 0..<values.count, threads: threads) { block, _ in UnsafePointer(base + block.lowerBound) }
     }
 
-    /// `stepIfFinite(values:gradients:threads:)` for a gradient that is not yet Float: `rounding(block, scratch)`
-    /// writes the gradient of the elements `block` to `scratch[0..<block.count]` (a reduced sum rounded from
-    /// Double or fixed point, see `GradientReducer.reduceDeferringRounding`), one `finiteCheckBlock` at a time.
-    /// Rounding, the check and the update then walk the sum once, and the Float gradient never goes to memory.
-    /// `rounding` is called on several threads at once, for disjoint blocks. The same bits as rounding the whole
-    /// gradient first and stepping on it.
-    public func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, threads: Int = 1,
+    /// `stepIfFinite(values:gradients:threads:)` for a gradient that is not yet Float, on the elements `range` only
+    /// (every one by default): `rounding(block, scratch)` writes the gradient of the elements `block` to
+    /// `scratch[0..<block.count]` (a reduced sum rounded from Double or fixed point, or summed from the parts of the
+    /// host's ranks, see `ReducedGradient`), one `finiteCheckBlock` at a time. Rounding, the check and the update
+    /// then walk the sum once, and the Float gradient never goes to memory. `rounding` is called on several threads
+    /// at once, for disjoint blocks. The same bits as rounding the whole gradient first and stepping on it.
+    public func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, range: Range<Int>? = nil, threads: Int = 1,
                              rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void) -> Bool {
-        stepIfFinite(values: values, threads: threads) { block, scratch in
+        stepIfFinite(values: values, range: range ?? 0..<values.count, threads: threads) { block, scratch in
             rounding(block, scratch)
             return UnsafePointer(scratch)
         }
     }
 
-    /// The loop both `stepIfFinite` share: `gradient(block, scratch)` says where the block's gradient is (it may
-    /// fill `scratch`, room for `finiteCheckBlock` Floats on the calling thread's stack).
-    private func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, threads: Int,
+    /// The loop both `stepIfFinite` share, over `range` split among `threads` threads: `gradient(block, scratch)`
+    /// says where the block's gradient is (it may fill `scratch`, room for `finiteCheckBlock` Floats on the calling
+    /// thread's stack).
+    private func stepIfFinite(values: UnsafeMutableBufferPointer<Float>, range whole: Range<Int>, threads: Int,
                               gradient: (Range<Int>, UnsafeMutablePointer<Float>) -> UnsafePointer<Float>) -> Bool {
-        let parts = Parallel.partCount(of: values.count, threads: threads)
+        require(whole.lowerBound >= 0 && whole.upperBound <= values.count, "\(name).step: range \(whole) of \(values.count) values")
+        let parts = Parallel.partCount(of: whole.count, threads: threads)
         return withUnsafeTemporaryAllocation(of: Bool.self, capacity: parts) { finite in  // on the stack
-            Parallel.forEachPart(of: values.count, threads: threads) { part, range in
+            Parallel.forEachPart(of: whole.count, threads: threads) { part, range in
                 let allFinite = withUnsafeTemporaryAllocation(of: Float.self, capacity: finiteCheckBlock) { scratch in
-                    for start in stride(from: range.lowerBound, to: range.upperBound, by: finiteCheckBlock) {
-                        let block = start..<min(start + finiteCheckBlock, range.upperBound)
+                    for start in stride(from: whole.lowerBound + range.lowerBound, to: whole.lowerBound + range.upperBound, by: finiteCheckBlock) {
+                        let block = start..<min(start + finiteCheckBlock, whole.lowerBound + range.upperBound)
                         let g = gradient(block, scratch.baseAddress!)
                         guard BufferMath.allFinite(g, count: block.count) else { return false }
                         step(values: values, gradient: g, range: block)

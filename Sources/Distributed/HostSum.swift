@@ -1,0 +1,326 @@
+// The step shared by the ranks of one host: one memory, one slice each.
+//
+// Every rank of the host maps one block of memory (`HostStepMemory`) that holds the parameters, the optimizer's
+// state, every rank's gradient parts and a line of flags per rank. A step is then:
+//
+//   backward writes this rank's parts straight into its slots
+//   -> barrier: every part is written, and no rank reads the parameters any more
+//   -> each rank sums its 1/k slice of the gradient over every rank's parts, in rank order, a block at a time,
+//      and the optimizer steps that slice of the parameters and of its state in place (`ReducedGradient`)
+//   -> barrier: every slice is stepped; each rank reads every rank's finiteness flag, and the next forward reads
+//      the parameters every rank wrote.
+//
+// No gradient crosses an MPI_Allreduce, nothing is copied between ranks, and each rank reads and writes only its
+// slice of the optimizer state (ZeRO-1's sharding, on one host). What each sum guarantees is what it guarantees
+// through an all-reduce:
+//   float   each rank's parts added in Float, then the ranks' sums in rank order: the bits of a Float all-reduce
+//           that adds in rank order, the same for the same layout, run after run;
+//   double  Double additions, rounded once: exact while the parts' exponents span less than 29 bits, and so the
+//           bits of one process with as many workers;
+//   exact   the narrow fixed-point sum (FixedPointSum.swift): per block of 256 values, the largest magnitude over
+//           every micro-batch, the same grid, the Int32 sum, one rounding: the same bits at any rank and thread
+//           count, as across hosts.
+//
+// Why the barriers suffice: a rank writes its parts and flags of the next step only after the second barrier of
+// this one, when every rank has finished reading them; it writes its slice of the parameters only after the first
+// barrier, when every rank has finished its forward and backward, and every rank reads them again only after the
+// second.
+import Support
+
+/// Why the ranks of a host do not share the step.
+public struct HostStepUnavailable: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The memory the ranks of one host share for the step, and its layout: a line of flags and figures per rank, the parameters,
+/// the optimizer state, then `partsPerRank` gradient slots per rank. Every array starts on a cache line.
+public struct HostStepMemory {
+    public let memory: HostSharedMemory
+    /// Parameters, optimizer state values, slots per rank.
+    public let count: Int
+    public let stateCount: Int
+    public let partsPerRank: Int
+    /// The parameters, and the optimizer's state (its whole layout; each rank touches its slice).
+    public let values: UnsafeMutablePointer<Float>
+    public let state: UnsafeMutablePointer<Float>
+    /// Per rank, on a line of its own: the parts it wrote this step, and whether its slice's gradient was finite.
+    private let flags: UnsafeMutablePointer<Int32>
+    private let firstSlot: UnsafeMutablePointer<Float>
+
+    private static let line = 64
+    private static func rounded(_ bytes: Int) -> Int { (bytes + line - 1) / line * line }
+
+    /// Bytes for `count` parameters, `stateCount` optimizer values and `partsPerRank` slots for each of `ranks`.
+    public static func bytes(count: Int, stateCount: Int, ranks: Int, partsPerRank: Int) -> Int {
+        ranks * line + rounded(count * 4) + rounded(stateCount * 4) + ranks * partsPerRank * rounded(count * 4)
+    }
+
+    /// The host's shared memory for the step (a collective: every rank calls it with the same sizes), or why there
+    /// is none: ranks on several hosts, or too little room. Its parameters and optimizer state start as zeros.
+    public static func make(communicator: Communicator, count: Int, stateCount: Int,
+                            partsPerRank: Int) throws(CommunicatorError) -> Result<HostStepMemory, HostStepUnavailable> {
+        let sharing = try communicator.hostSharedMemory(bytes: bytes(count: count, stateCount: stateCount, ranks: communicator.size,
+                                                                     partsPerRank: partsPerRank))
+        switch sharing {
+        case .unavailable(let reason): return .failure(HostStepUnavailable(reason))
+        case .shared(let memory):
+            let host = HostStepMemory(memory: memory, count: count, stateCount: stateCount, partsPerRank: partsPerRank)
+            if memory.rank == 0 {
+                host.values.update(repeating: 0, count: count)
+                host.state.update(repeating: 0, count: stateCount)
+            }
+            try memory.barrier()
+            return .success(host)
+        }
+    }
+
+    init(memory: HostSharedMemory, count: Int, stateCount: Int, partsPerRank: Int) {
+        require(partsPerRank >= 1 && memory.bytes >= Self.bytes(count: count, stateCount: stateCount, ranks: memory.size,
+                                                                partsPerRank: partsPerRank),
+                "HostStepMemory: \(memory.bytes) bytes for \(partsPerRank) parts of \(count) values a rank")
+        self.memory = memory
+        self.count = count
+        self.stateCount = stateCount
+        self.partsPerRank = partsPerRank
+        let base = memory.base
+        flags = base.bindMemory(to: Int32.self, capacity: memory.size * Self.line / 4)
+        var offset = memory.size * Self.line
+        values = (base + offset).bindMemory(to: Float.self, capacity: count)
+        offset += Self.rounded(count * 4)
+        state = (base + offset).bindMemory(to: Float.self, capacity: max(stateCount, 1))
+        offset += Self.rounded(stateCount * 4)
+        firstSlot = (base + offset).bindMemory(to: Float.self, capacity: memory.size * partsPerRank * Self.rounded(count * 4) / 4)
+    }
+
+    public var rank: Int { memory.rank }
+    public var ranks: Int { memory.size }
+
+    /// Slot `part` of `rank`: one gradient part.
+    public func slot(rank: Int, part: Int) -> UnsafeMutablePointer<Float> {
+        firstSlot + (rank * partsPerRank + part) * (Self.rounded(count * 4) / 4)
+    }
+
+    /// This rank's slots.
+    public var slots: [UnsafeMutablePointer<Float>] { (0..<partsPerRank).map { slot(rank: rank, part: $0) } }
+
+    /// A step's figures (loss, correct predictions, samples, a stop request), summed over the host's ranks in rank
+    /// order without a collective: each rank posts its own before `HostSum.reduce`, whose first barrier publishes
+    /// them, and reads the sum after it.
+    public func post(_ figures: (Double, Double, Double, Double)) {
+        let line = UnsafeMutableRawPointer(flags + rank * Self.line / 4) + 8
+        line.storeBytes(of: figures.0, toByteOffset: 0, as: Double.self)
+        line.storeBytes(of: figures.1, toByteOffset: 8, as: Double.self)
+        line.storeBytes(of: figures.2, toByteOffset: 16, as: Double.self)
+        line.storeBytes(of: figures.3, toByteOffset: 24, as: Double.self)
+    }
+
+    /// The sum of the figures every rank posted.
+    public func postedSum() -> (Double, Double, Double, Double) {
+        var sum = (0.0, 0.0, 0.0, 0.0)
+        for other in 0..<ranks {
+            let line = UnsafeRawPointer(flags + other * Self.line / 4) + 8
+            sum.0 += line.load(fromByteOffset: 0, as: Double.self)
+            sum.1 += line.load(fromByteOffset: 8, as: Double.self)
+            sum.2 += line.load(fromByteOffset: 16, as: Double.self)
+            sum.3 += line.load(fromByteOffset: 24, as: Double.self)
+        }
+        return sum
+    }
+
+    func partsWritten(by rank: Int) -> Int { Int(flags[rank * Self.line / 4]) }
+    func setPartsWritten(_ parts: Int) { flags[rank * Self.line / 4] = Int32(parts) }
+    func finite(of rank: Int) -> Bool { flags[rank * Self.line / 4 + 1] != 0 }
+    func setFinite(_ finite: Bool) { flags[rank * Self.line / 4 + 1] = finite ? 1 : 0 }
+
+    /// A barrier over the host's ranks that makes every write before it visible after it.
+    public func barrier() throws(CommunicatorError) { try memory.barrier() }
+
+    /// What each rank holds, for the start block.
+    public var description: String {
+        let slice = ranks == 1 ? "" : "1/\(ranks) "
+        return "the parameters (\(megabytes(count * 4))), the optimizer state (\(megabytes(stateCount * 4))) and every rank's "
+            + "\(partsPerRank) gradient part\(partsPerRank == 1 ? "" : "s") (\(megabytes(count * 4)) each) in memory the host's "
+            + "\(ranks) ranks share; each rank sums and steps \(slice)of them"
+    }
+}
+
+/// "4.8 MB".
+public func megabytes(_ bytes: Int) -> String {
+    let value = Double(bytes) / 1e6
+    return value < 10 ? String(format: "%.1f MB", value) : String(format: "%.0f MB", value)
+}
+
+/// The step shared by the host's ranks (see the top of this file).
+public final class HostSum: GradientReducer {
+    let precision: ReductionPrecision
+    let memory: HostStepMemory
+    private let plan: MicroBatches?
+    private let threads: Int
+    /// The exact sum's blocks (256 values, none across a tensor's end), tiling the gradient in order.
+    private let blocks: [Range<Int>]
+    /// The elements this rank sums and steps: whole blocks, 1/k of them.
+    public let slice: Range<Int>
+    /// This step's parts, every rank's, in rank order; and the exact sum's grid bits.
+    private var sources: [UnsafePointer<Float>] = []
+    /// Where each rank's parts end in `sources`.
+    private var ends: [Int] = []
+    private var valueBits = 0
+    private lazy var rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void = { [unowned self] in sum($0, into: $1) }
+
+    /// - Parameters:
+    ///   - tensors: each parameter's elements, in layout order.
+    ///   - microBatches: for the exact sum, how the batch is cut (nil for the others).
+    ///   - threads: the rank's threads, which share its slice.
+    public init(precision: ReductionPrecision, memory: HostStepMemory, tensors: [Range<Int>], microBatches: MicroBatches?,
+                threads: Int) {
+        require((precision == .exact) == (microBatches != nil), "HostSum: micro-batches are the exact sum's")
+        self.precision = precision
+        self.memory = memory
+        plan = microBatches
+        self.threads = threads
+        blocks = tensors.flatMap { tensor in
+            stride(from: tensor.lowerBound, to: tensor.upperBound, by: NarrowFixedPoint.blockSize).map {
+                $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
+            }
+        }
+        let ranks = memory.ranks, rank = memory.rank
+        let first = rank * blocks.count / ranks, end = (rank + 1) * blocks.count / ranks
+        // The blocks tile the gradient in order.
+        slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
+    }
+
+    public var summary: String {
+        let sum = switch precision {
+        case .float: "gradients summed in Float"
+        case .double: "gradients summed in Double"
+        case .exact: "gradients summed exactly (fixed point over micro-batches of \(plan!.size), Int32 blocks: the same bits at "
+            + "any rank and thread count)"
+        }
+        return sum + " in memory the host's \(memory.ranks) ranks share, each rank summing and stepping 1/\(memory.ranks) "
+            + "of the parameters (no all-reduce)"
+    }
+
+    public var layout: PartLayout { PartLayout(microBatches: plan, slots: memory.slots) }
+
+    public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
+        let rank = memory.rank
+        require(parts.count <= memory.partsPerRank && parts.allSatisfy({ $0.count == memory.count }),
+                "HostSum: \(parts.count) parts for \(memory.partsPerRank) slots")
+        for (j, part) in parts.enumerated() where part.baseAddress != memory.slot(rank: rank, part: j) {
+            memory.slot(rank: rank, part: j).update(from: part.baseAddress!, count: memory.count)  // a caller's own buffer
+        }
+        if let plan {
+            guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
+                require(false, "HostSum: a batch of \(plan.count(of: batch)) micro-batches needs the Int64 sum")
+                return ReducedGradient(range: slice, rounding: nil)
+            }
+            valueBits = bits
+        }
+        memory.setPartsWritten(parts.count)
+        try memory.barrier()  // every rank's parts written, every forward and backward done
+        sources.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+        for other in 0..<memory.ranks {
+            for j in 0..<memory.partsWritten(by: other) { sources.append(UnsafePointer(memory.slot(rank: other, part: j))) }
+            ends.append(sources.count)
+        }
+        bytesPerStep = slice.count * 4 * (sources.count - parts.count)
+        return ReducedGradient(range: slice, rounding: rounding)
+    }
+
+    public func finish(finite: Bool) throws(CommunicatorError) -> Bool {
+        memory.setFinite(finite)
+        try memory.barrier()  // every slice stepped
+        return (0..<memory.ranks).allSatisfy { memory.finite(of: $0) }
+    }
+
+    public private(set) var bytesPerStep = 0
+
+    /// The Float gradient of `range` (inside the slice) over every source, into `out`.
+    private func sum(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        switch precision {
+        case .float:
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: 4096) {  // its scratch is on the stack
+                HostKernels.floatSum(sources, ends: ends, start..<min(start + 4096, range.upperBound), into: out + (start - range.lowerBound))
+            }
+        case .double: HostKernels.doubleSum(sources, range, into: out)
+        case .exact:
+            // The blocks that meet `range`: the first ending after its start, on.
+            var low = 0, high = blocks.count
+            while low < high {
+                let middle = (low + high) / 2
+                if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
+            }
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let block = blocks[low], end = min(block.upperBound, range.upperBound)
+                NarrowFixedPoint.sumAndRound(sources, block: block, part: start..<end, valueBits: valueBits,
+                                             into: out + (start - range.lowerBound))
+                start = end
+                low += 1
+            }
+        }
+    }
+}
+
+/// The elementwise sums over the host's parts.
+enum HostKernels {
+    /// `out[i - range.lowerBound]` = the Float sum over ranks, in rank order, of each rank's parts added in order:
+    /// `(s00 + s01) + (s10 + s11) + ...`, the order of a Float all-reduce after each rank's own sum. `sources` holds
+    /// every rank's parts in rank order, `ends[r]` the index after rank r's last.
+    static func floatSum(_ sources: [UnsafePointer<Float>], ends: [Int], _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let count = range.count
+        if sources.count == ends.count {  // one part a rank
+            let first = sources[0] + range.lowerBound
+            if sources.count == 2 {
+                let second = sources[1] + range.lowerBound
+                for i in 0..<count { out[i] = first[i] + second[i] }
+                return
+            }
+            out.update(from: first, count: count)
+            for source in sources.dropFirst() {
+                let values = source + range.lowerBound
+                for i in 0..<count { out[i] += values[i] }
+            }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { local in
+            var start = 0
+            for (rank, end) in ends.enumerated() {
+                let target = rank == 0 ? out : local.baseAddress!
+                target.update(from: sources[start] + range.lowerBound, count: count)
+                for source in sources[(start + 1)..<end] {
+                    let values = source + range.lowerBound
+                    for i in 0..<count { target[i] += values[i] }
+                }
+                if rank > 0 { for i in 0..<count { out[i] += local[i] } }
+                start = end
+            }
+        }
+    }
+
+    /// `out[i - range.lowerBound] = Float(Double(s0[i]) + Double(s1[i]) + ...)`: one rounding.
+    static func doubleSum(_ sources: [UnsafePointer<Float>], _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let count = range.count, first = sources[0] + range.lowerBound
+        if sources.count == 2 {
+            let second = sources[1] + range.lowerBound
+            for i in 0..<count { out[i] = Float(Double(first[i]) + Double(second[i])) }
+            return
+        }
+        let block = 1024
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: block) { sum in
+            var start = 0
+            while start < count {
+                let length = min(block, count - start)
+                for i in 0..<length { sum[i] = Double(first[start + i]) }
+                for source in sources.dropFirst() {
+                    let values = source + range.lowerBound + start
+                    for i in 0..<length { sum[i] += Double(values[i]) }
+                }
+                for i in 0..<length { out[start + i] = Float(sum[i]) }
+                start += length
+            }
+        }
+    }
+}

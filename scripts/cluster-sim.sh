@@ -2,9 +2,9 @@
 # A cluster on one machine: 2-4 "hosts" as Linux network namespaces joined by veth pairs on a bridge, so that Open
 # MPI runs ranks on separate network stacks and talks TCP between them, as across real hosts. Root only.
 #
-#   scripts/cluster-sim.sh [--hosts N] [--rate 1gbit] [--delay 0.2ms] -- mnist-dist ARGS...
+#   scripts/cluster-sim.sh [--hosts N] [--ranks-per-host K] [--rate 1gbit] [--delay 0.2ms] -- mnist-dist ARGS...
 #       creates the hosts (rate/delay limit every host's link with tc netem, where available), runs
-#       mpirun -np N mnist-dist ARGS across them (one rank per host), and removes everything on exit.
+#       mpirun -np N*K mnist-dist ARGS across them (K ranks per host, 1 by default), and removes everything on exit.
 #   scripts/cluster-sim.sh --hosts N --keep        create the hosts and leave them (for experiments)
 #   scripts/cluster-sim.sh --down                  remove the hosts
 #
@@ -12,10 +12,11 @@
 # mnist-host1, ...; Open MPI enters a namespace through scripts/netns-rsh (its plm_rsh_agent) instead of ssh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-hosts=2 rate="" delay="" keep=0 down=0
+hosts=2 per_host=1 rate="" delay="" keep=0 down=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) hosts="$2"; shift 2 ;;
+    --ranks-per-host) per_host="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --delay) delay="$2"; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -42,6 +43,7 @@ if [ "$down" = 1 ]; then teardown; exit 0; fi
 [ "$(id -u)" = 0 ] || { echo "cluster-sim.sh: network namespaces need root" >&2; exit 77; }
 command -v ip >/dev/null || { echo "cluster-sim.sh: ip (iproute2) is not installed" >&2; exit 77; }
 [ "$hosts" -ge 1 ] && [ "$hosts" -le 8 ] || { echo "cluster-sim.sh: --hosts $hosts: 1 to 8" >&2; exit 64; }
+[ "$per_host" -ge 1 ] && [ "$per_host" -le 8 ] || { echo "cluster-sim.sh: --ranks-per-host $per_host: 1 to 8" >&2; exit 64; }
 
 teardown
 [ "$keep" = 1 ] || trap teardown EXIT
@@ -78,13 +80,13 @@ for i in $(seq 1 "$hosts"); do
     ip netns exec "$ns" tc qdisc add dev "veth-h$i" root $netem
     tc qdisc add dev "veth-b$i" root $netem
   fi
-  echo "$subnet.$((10 + i)) slots=1" >> "$hostfile"
+  echo "$subnet.$((10 + i)) slots=$per_host" >> "$hostfile"
 done
-echo "cluster-sim: $hosts hosts ($subnet.11-$((10 + hosts))) on bridge $bridge${netem:+, links: $netem}; hostfile $hostfile"
+echo "cluster-sim: $hosts hosts ($subnet.11-$((10 + hosts))) of $per_host rank$([ "$per_host" = 1 ] || echo s) on bridge $bridge${netem:+, links: $netem}; hostfile $hostfile"
 [ "$keep" = 1 ] && exit 0
 [ $# -gt 0 ] || { echo "cluster-sim.sh: nothing to run (give -- mnist-dist ARGS, or --keep)" >&2; exit 64; }
 
-options=(--hostfile "$hostfile" -np "$hosts" --mca plm_rsh_agent "$root/scripts/netns-rsh"
+options=(--hostfile "$hostfile" -np "$((hosts * per_host))" --map-by slot --oversubscribe --mca plm_rsh_agent "$root/scripts/netns-rsh"
          --mca btl tcp,self --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24"
          --mca btl_tcp_progress_thread 1 --mca coll_libnbc_iallreduce_algorithm 4 --bind-to none)
 # The TCP progress thread lets a waiting rank sleep instead of polling a core the others need (measured here: 7.8

@@ -51,7 +51,8 @@ public protocol Communicator: AnyObject {
     func describeActivity(_ activity: Activity)
     /// The host (under Slurm, the node) `rank` runs on, for messages that name ranks.
     func hostName(ofRank rank: Int) -> String
-    /// `bytes` of memory that every rank maps (`HostSharedMemory`), when all ranks run on one host and it has room;
+    /// `bytes` of memory that every rank of this host maps (`HostSharedMemory`), with the ranks at the same place on
+    /// the other hosts as its peers, when every host runs the same number of ranks (more than one) and has room;
     /// else why not. A collective: every rank calls it with the same size.
     func hostSharedMemory(bytes: Int) throws(CommunicatorError) -> HostSharing
 }

@@ -478,6 +478,31 @@ public enum NarrowFixedPoint {
         }
     }
 
+    /// The largest magnitude of `block` over `sources` (infinity when a value is not finite).
+    @inline(__always)
+    static func largestMagnitude(_ sources: [UnsafePointer<Float>], block: Range<Int>) -> Float {
+        var largest: Float = 0
+        for source in sources {
+            largest = max(largest, FixedPoint.largestMagnitude(UnsafeBufferPointer(start: source + block.lowerBound, count: block.count)))
+        }
+        return largest
+    }
+
+    /// `target[0..<part.count]` = Σ over `sources` of their values `part` on the grid of a block whose largest
+    /// magnitude is `largest`, in Int32; zeros when it is 0 or not finite (convertBack then writes 0 or NaN).
+    @inline(__always)
+    static func sumOnGrid(_ sources: [UnsafePointer<Float>], part: Range<Int>, largest: Float, valueBits: Int,
+                          into target: UnsafeMutablePointer<Int32>) {
+        guard largest.isFinite && largest > 0 else {
+            target.update(repeating: 0, count: part.count)
+            return
+        }
+        let scale = gridScale(largest, valueBits: valueBits)
+        for (index, source) in sources.enumerated() {
+            addOnGrid(source + part.lowerBound, count: part.count, scale: scale, into: target, first: index == 0)
+        }
+    }
+
     /// For one block: its largest magnitude over `sources` (the whole block), their values on that grid summed in
     /// Int32, and the sum rounded to Float for the elements `part` of it (a sub-range) into `out[0..<part.count]`,
     /// the block in the first-level cache. The bits of `largestPerBlock`, `accumulate` and `convertBack` over the
@@ -485,19 +510,10 @@ public enum NarrowFixedPoint {
     @inline(__always)
     static func sumAndRound(_ sources: [UnsafePointer<Float>], block: Range<Int>, part: Range<Int>, valueBits: Int,
                             into out: UnsafeMutablePointer<Float>) {
-        var largest: Float = 0
-        for source in sources {
-            largest = max(largest, FixedPoint.largestMagnitude(UnsafeBufferPointer(start: source + block.lowerBound, count: block.count)))
-        }
+        let largest = largestMagnitude(sources, block: block)
         withUnsafeTemporaryAllocation(of: Int32.self, capacity: blockSize) { sum in
-            let target = sum.baseAddress!
-            if largest.isFinite && largest > 0 {  // else convertBack writes NaN or zeros without reading the sum
-                let scale = gridScale(largest, valueBits: valueBits)
-                for (index, source) in sources.enumerated() {
-                    addOnGrid(source + part.lowerBound, count: part.count, scale: scale, into: target, first: index == 0)
-                }
-            }
-            convertBack(target, count: part.count, largest: largest, valueBits: valueBits, into: out)
+            sumOnGrid(sources, part: part, largest: largest, valueBits: valueBits, into: sum.baseAddress!)
+            convertBack(sum.baseAddress!, count: part.count, largest: largest, valueBits: valueBits, into: out)
         }
     }
 

@@ -115,8 +115,9 @@ public struct HostStepMemory {
         line.storeBytes(of: figures.3, toByteOffset: 24, as: Double.self)
     }
 
-    /// The sum of the figures every rank posted.
-    public func postedSum() -> (Double, Double, Double, Double) {
+    /// The sum of the figures every rank posted: this host's in rank order, then, with several hosts, over the peers
+    /// (every rank of a host all-reduces the same host sum with its own peers).
+    public func postedSum() throws(CommunicatorError) -> (Double, Double, Double, Double) {
         var sum = (0.0, 0.0, 0.0, 0.0)
         for other in 0..<ranks {
             let line = UnsafeRawPointer(flags + other * Self.line / 4) + 8
@@ -125,7 +126,28 @@ public struct HostStepMemory {
             sum.2 += line.load(fromByteOffset: 16, as: Double.self)
             sum.3 += line.load(fromByteOffset: 24, as: Double.self)
         }
-        return sum
+        guard let peers = memory.peers else { return sum }
+        return try withUnsafeTemporaryAllocation(of: Double.self, capacity: 4) { (buffer) throws(CommunicatorError) in
+            buffer.initializeElement(at: 0, to: sum.0)
+            buffer.initializeElement(at: 1, to: sum.1)
+            buffer.initializeElement(at: 2, to: sum.2)
+            buffer.initializeElement(at: 3, to: sum.3)
+            try peers.allReduce(UnsafeMutableRawBufferPointer(buffer), 4, .double, .sum)
+            return (buffer[0], buffer[1], buffer[2], buffer[3])
+        }
+    }
+
+    /// After world rank 0 has written the parameters and the optimizer state into its host's memory: the same in
+    /// every host's, each rank of host 0 sending 1/k of them to its peers, then a barrier on each host.
+    public func shareInitialState() throws(CommunicatorError) {
+        try barrier()  // rank 0's writes visible to its host's ranks
+        if let peers = memory.peers {
+            let values = (count * rank / ranks)..<(count * (rank + 1) / ranks)
+            let state = (stateCount * rank / ranks)..<(stateCount * (rank + 1) / ranks)
+            try peers.broadcast(UnsafeMutableRawBufferPointer(start: self.values + values.lowerBound, count: values.count * 4), 0)
+            try peers.broadcast(UnsafeMutableRawBufferPointer(start: self.state + state.lowerBound, count: state.count * 4), 0)
+            try barrier()
+        }
     }
 
     func partsWritten(by rank: Int) -> Int { Int(flags[rank * Self.line / 4]) }
@@ -138,10 +160,10 @@ public struct HostStepMemory {
 
     /// What each rank holds, for the start block.
     public var description: String {
-        let slice = ranks == 1 ? "" : "1/\(ranks) "
-        return "the parameters (\(megabytes(count * 4))), the optimizer state (\(megabytes(stateCount * 4))) and every rank's "
+        "the parameters (\(megabytes(count * 4))), the optimizer state (\(megabytes(stateCount * 4))) and every rank's "
             + "\(partsPerRank) gradient part\(partsPerRank == 1 ? "" : "s") (\(megabytes(count * 4)) each) in memory the host's "
-            + "\(ranks) ranks share; each rank sums and steps \(slice)of them"
+            + "\(ranks) ranks share; each rank sums and steps 1/\(ranks) of them"
+            + (memory.peers.map { " and all-reduces its slice with the \($0.hosts - 1) rank\($0.hosts == 2 ? "" : "s") at its place on the other hosts" } ?? "")
     }
 }
 
@@ -159,13 +181,16 @@ public final class HostSum: GradientReducer {
     private let threads: Int
     /// The exact sum's blocks (256 values, none across a tensor's end), tiling the gradient in order.
     private let blocks: [Range<Int>]
-    /// The elements this rank sums and steps: whole blocks, 1/k of them.
+    /// The elements this rank sums and steps: whole blocks, 1/k of them; and the blocks that make it up.
     public let slice: Range<Int>
-    /// This step's parts, every rank's, in rank order; and the exact sum's grid bits.
+    private let sliceBlocks: Range<Int>
+    /// This step's parts, every rank's, in rank order, and where each rank's end; the exact sum's grid bits.
     private var sources: [UnsafePointer<Float>] = []
-    /// Where each rank's parts end in `sources`.
     private var ends: [Int] = []
     private var valueBits = 0
+    /// Across hosts: the slice's sum over this host, all-reduced with the peers (Float, Double, or Int32 with each
+    /// block's largest magnitude), which the step's rounding reads.
+    private var floatSlice: [Float] = [], doubleSlice: [Double] = [], integerSlice: [Int32] = [], blockLargest: [Float] = []
     private lazy var rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void = { [unowned self] in sum($0, into: $1) }
 
     /// - Parameters:
@@ -179,15 +204,26 @@ public final class HostSum: GradientReducer {
         self.memory = memory
         plan = microBatches
         self.threads = threads
-        blocks = tensors.flatMap { tensor in
+        let blocks = tensors.flatMap { tensor in
             stride(from: tensor.lowerBound, to: tensor.upperBound, by: NarrowFixedPoint.blockSize).map {
                 $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
             }
         }
+        self.blocks = blocks
         let ranks = memory.ranks, rank = memory.rank
         let first = rank * blocks.count / ranks, end = (rank + 1) * blocks.count / ranks
+        sliceBlocks = first..<end
         // The blocks tile the gradient in order.
         slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
+        if memory.memory.peers != nil {
+            switch precision {
+            case .float: floatSlice = [Float](repeating: 0, count: slice.count)
+            case .double: doubleSlice = [Double](repeating: 0, count: slice.count)
+            case .exact:
+                integerSlice = [Int32](repeating: 0, count: slice.count)
+                blockLargest = [Float](repeating: 0, count: sliceBlocks.count)
+            }
+        }
     }
 
     public var summary: String {
@@ -197,8 +233,13 @@ public final class HostSum: GradientReducer {
         case .exact: "gradients summed exactly (fixed point over micro-batches of \(plan!.size), Int32 blocks: the same bits at "
             + "any rank and thread count)"
         }
-        return sum + " in memory the host's \(memory.ranks) ranks share, each rank summing and stepping 1/\(memory.ranks) "
-            + "of the parameters (no all-reduce)"
+        let ranks = memory.ranks
+        guard let peers = memory.memory.peers else {
+            return sum + " in memory the host's \(ranks) ranks share, each rank summing and stepping 1/\(ranks) of the parameters "
+                + "(no all-reduce)"
+        }
+        return sum + " in memory each host's \(ranks) ranks share, each rank summing and stepping 1/\(ranks) of the parameters "
+            + "and all-reducing that slice with its peers on the \(peers.hosts - 1) other host\(peers.hosts == 2 ? "" : "s")"
     }
 
     public var layout: PartLayout { PartLayout(microBatches: plan, slots: memory.slots) }
@@ -225,11 +266,16 @@ public final class HostSum: GradientReducer {
             for j in 0..<memory.partsWritten(by: other) { sources.append(UnsafePointer(memory.slot(rank: other, part: j))) }
             ends.append(sources.count)
         }
-        bytesPerStep = slice.count * 4 * (sources.count - parts.count)
+        if let peers = memory.memory.peers {
+            try sumAcrossHosts(peers)
+        } else {
+            bytesPerStep = slice.count * 4 * (sources.count - parts.count)
+        }
         return ReducedGradient(range: slice, rounding: rounding)
     }
 
     public func finish(finite: Bool) throws(CommunicatorError) -> Bool {
+        // Every host reduced the same slices to the same values: its ranks' verdicts are every host's.
         memory.setFinite(finite)
         try memory.barrier()  // every slice stepped
         return (0..<memory.ranks).allSatisfy { memory.finite(of: $0) }
@@ -237,8 +283,83 @@ public final class HostSum: GradientReducer {
 
     public private(set) var bytesPerStep = 0
 
-    /// The Float gradient of `range` (inside the slice) over every source, into `out`.
+    /// The slice's sum over this host's parts, all-reduced with the peers that hold the same slice on the other
+    /// hosts: in Float; in Double (exact while the parts' exponents span less than 29 bits, so the bits of one process
+    /// with as many workers, for twice the bytes); or for the exact sum each block's largest magnitude (a max), then
+    /// the Int32 sums on those grids: integers, so the same bits at any layout.
+    private func sumAcrossHosts(_ peers: HostPeers) throws(CommunicatorError) {
+        let slice = self.slice
+        switch precision {
+        case .float:
+            try floatSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
+                let work = UncheckedSendable((sources, ends, out))
+                HostKernels.forEachPart(of: slice.count, threads: threads) { part in
+                    let (sources, ends, out) = work.value
+                    for start in stride(from: part.lowerBound, to: part.upperBound, by: 4096) {
+                        let range = (slice.lowerBound + start)..<(slice.lowerBound + min(start + 4096, part.upperBound))
+                        HostKernels.floatSum(sources, ends: ends, range, into: out.baseAddress! + start)
+                    }
+                }
+                try peers.allReduce(UnsafeMutableRawBufferPointer(out), out.count, .float, .sum)
+            }
+            bytesPerStep = slice.count * 4
+        case .double:
+            try doubleSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
+                let work = UncheckedSendable((sources, out))
+                HostKernels.forEachPart(of: slice.count, threads: threads) { part in
+                    let (sources, out) = work.value
+                    HostKernels.doubleSum(sources, (slice.lowerBound + part.lowerBound)..<(slice.lowerBound + part.upperBound),
+                                          into: out.baseAddress! + part.lowerBound)
+                }
+                try peers.allReduce(UnsafeMutableRawBufferPointer(out), out.count, .double, .sum)
+            }
+            bytesPerStep = slice.count * 8
+        case .exact:
+            let blocks = self.blocks[sliceBlocks], bits = valueBits
+            try blockLargest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
+                let work = UncheckedSendable((sources, blocks, largest))
+                NarrowFixedPoint.forEachBlock(blocks.count, threads: threads) { b in
+                    let (sources, blocks, largest) = work.value
+                    largest[b] = NarrowFixedPoint.largestMagnitude(sources, block: blocks[blocks.startIndex + b])
+                }
+                try peers.allReduce(UnsafeMutableRawBufferPointer(largest), largest.count, .float, .max)
+                try integerSlice.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
+                    let work = UncheckedSendable((sources, blocks, largest, sum))
+                    NarrowFixedPoint.forEachBlock(blocks.count, threads: threads) { b in
+                        let (sources, blocks, largest, sum) = work.value
+                        let block = blocks[blocks.startIndex + b]
+                        NarrowFixedPoint.sumOnGrid(sources, part: block, largest: largest[b], valueBits: bits,
+                                                   into: sum.baseAddress! + (block.lowerBound - slice.lowerBound))
+                    }
+                    try peers.allReduce(UnsafeMutableRawBufferPointer(sum), sum.count, .int32, .sum)
+                }
+            }
+            bytesPerStep = slice.count * 4 + sliceBlocks.count * 4
+        }
+    }
+
+    /// The Float gradient of `range` (inside the slice), into `out`: summed over every source here, or rounded from
+    /// the slice's sum across hosts.
     private func sum(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        let offset = range.lowerBound - slice.lowerBound
+        if memory.memory.peers != nil {
+            switch precision {
+            case .float: floatSlice.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + offset, count: range.count) }
+            case .double:
+                doubleSlice.withUnsafeBufferPointer { sum in
+                    for i in 0..<range.count { out[i] = Float(sum[offset + i]) }
+                }
+            case .exact:
+                integerSlice.withUnsafeBufferPointer { sum in
+                    forEachBlock(meeting: range) { b, part in
+                        NarrowFixedPoint.convertBack(sum.baseAddress! + (part.lowerBound - slice.lowerBound), count: part.count,
+                                                     largest: blockLargest[b - sliceBlocks.lowerBound], valueBits: valueBits,
+                                                     into: out + (part.lowerBound - range.lowerBound))
+                    }
+                }
+            }
+            return
+        }
         switch precision {
         case .float:
             for start in stride(from: range.lowerBound, to: range.upperBound, by: 4096) {  // its scratch is on the stack
@@ -246,31 +367,47 @@ public final class HostSum: GradientReducer {
             }
         case .double: HostKernels.doubleSum(sources, range, into: out)
         case .exact:
-            // The blocks that meet `range`: the first ending after its start, on.
-            var low = 0, high = blocks.count
-            while low < high {
-                let middle = (low + high) / 2
-                if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
+            forEachBlock(meeting: range) { b, part in
+                NarrowFixedPoint.sumAndRound(sources, block: blocks[b], part: part, valueBits: valueBits,
+                                             into: out + (part.lowerBound - range.lowerBound))
             }
-            var start = range.lowerBound
-            while start < range.upperBound {
-                let block = blocks[low], end = min(block.upperBound, range.upperBound)
-                NarrowFixedPoint.sumAndRound(sources, block: block, part: start..<end, valueBits: valueBits,
-                                             into: out + (start - range.lowerBound))
-                start = end
-                low += 1
-            }
+        }
+    }
+
+    /// `body(block, part)` for each block that meets `range`, in order, with the part of it inside `range`.
+    @inline(__always)
+    private func forEachBlock(meeting range: Range<Int>, _ body: (Int, Range<Int>) -> Void) {
+        // The first block that ends after the range's start.
+        var low = 0, high = blocks.count
+        while low < high {
+            let middle = (low + high) / 2
+            if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
+        }
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let end = min(blocks[low].upperBound, range.upperBound)
+            body(low, start..<end)
+            start = end
+            low += 1
         }
     }
 }
 
 /// The elementwise sums over the host's parts.
 enum HostKernels {
+    /// `body(part)` for contiguous parts of 0..<count, on up to `threads` threads.
+    static func forEachPart(of count: Int, threads: Int, _ body: @Sendable (Range<Int>) -> Void) {
+        let parts = max(1, min(threads, count / 16384))
+        ThreadPool.shared.run(parts: parts) { p in body((count * p / parts)..<(count * (p + 1) / parts)) }
+    }
+
+
     /// `out[i - range.lowerBound]` = the Float sum over ranks, in rank order, of each rank's parts added in order:
     /// `(s00 + s01) + (s10 + s11) + ...`, the order of a Float all-reduce after each rank's own sum. `sources` holds
     /// every rank's parts in rank order, `ends[r]` the index after rank r's last.
     static func floatSum(_ sources: [UnsafePointer<Float>], ends: [Int], _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         let count = range.count
+        guard count > 0 else { return }
         if sources.count == ends.count {  // one part a rank
             let first = sources[0] + range.lowerBound
             if sources.count == 2 {
@@ -297,6 +434,17 @@ enum HostKernels {
                 if rank > 0 { for i in 0..<count { out[i] += local[i] } }
                 start = end
             }
+        }
+    }
+
+    /// `out[i - range.lowerBound] = Double(s0[i]) + Double(s1[i]) + ...`, not rounded (the host's share of a sum
+    /// across hosts).
+    static func doubleSum(_ sources: [UnsafePointer<Float>], _ range: Range<Int>, into out: UnsafeMutablePointer<Double>) {
+        let count = range.count, first = sources[0] + range.lowerBound
+        for i in 0..<count { out[i] = Double(first[i]) }
+        for source in sources.dropFirst() {
+            let values = source + range.lowerBound
+            for i in 0..<count { out[i] += Double(values[i]) }
         }
     }
 

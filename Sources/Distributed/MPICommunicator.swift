@@ -28,6 +28,9 @@ public final class MPICommunicator: Communicator {
     public let localSize: Int
     public let implementation: String
     private let world: MPI_Comm
+    /// The ranks of this host (in world order), and the ranks at this rank's place on every host (`hostSharedMemory`).
+    private let host: MPI_Comm?
+    private var peers: MPI_Comm?
     private var finalized = false
     /// The roll call's own communicator (a duplicate of the world, so its messages never meet the training's).
     private var watch: MPI_Comm?
@@ -74,11 +77,12 @@ public final class MPICommunicator: Communicator {
         var local = cmpi_comm_null()
         try Self.check(MPI_Comm_split_type(world, cmpi_comm_type_shared(), Int32(rank), cmpi_info_null(), &local),
                        "MPI_Comm_split_type")
+        MPI_Comm_set_errhandler(local, cmpi_errors_return())
         try Self.check(MPI_Comm_rank(local, &value), "MPI_Comm_rank (host)")
         localRank = Int(value)
         try Self.check(MPI_Comm_size(local, &value), "MPI_Comm_size (host)")
         localSize = Int(value)
-        MPI_Comm_free(&local)
+        host = local
         oversubscribed = localSize > sysconf(Int32(_SC_NPROCESSORS_ONLN))
         var version = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
@@ -129,15 +133,21 @@ public final class MPICommunicator: Communicator {
 
     public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                           operation: ReductionOperation) throws(CommunicatorError) {
+        try allReduce(buffer, count: count, element: element, operation: operation, over: world)
+    }
+
+    /// `allReduce` over `communicator` (the world, or a rank's peers on the other hosts).
+    private func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                           operation: ReductionOperation, over communicator: MPI_Comm?) throws(CommunicatorError) {
         guard count > 0 else { return }
         let (type, width, op) = Self.describe(element, operation)
-        try arrive(.allReduce(count: count))
+        try arrive(.allReduce(count: count), over: communicator)
         defer { transferStart.store(0, ordering: .releasing) }
         // MPI counts are 32-bit: reduce larger buffers in pieces.
         var start = 0
         while start < count {
             let piece = min(count - start, Int(Int32.max))
-            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress! + start * width, Int32(piece), type, op, world),
+            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer.baseAddress! + start * width, Int32(piece), type, op, communicator),
                            "MPI_Allreduce of \(count) values")
             start += piece
         }
@@ -158,12 +168,17 @@ public final class MPICommunicator: Communicator {
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws(CommunicatorError) {
-        try arrive(.broadcast(bytes: buffer.count, root: root))
+        try broadcast(buffer, root: root, over: world)
+    }
+
+    /// `broadcast` over `communicator`, from its rank `root`.
+    private func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int, over communicator: MPI_Comm?) throws(CommunicatorError) {
+        try arrive(.broadcast(bytes: buffer.count, root: root), over: communicator)
         defer { transferStart.store(0, ordering: .releasing) }
         var start = 0
         while start < buffer.count {
             let piece = min(buffer.count - start, Int(Int32.max))
-            try Self.check(MPI_Bcast(buffer.baseAddress! + start, Int32(piece), cmpi_byte(), Int32(root), world),
+            try Self.check(MPI_Bcast(buffer.baseAddress! + start, Int32(piece), cmpi_byte(), Int32(root), communicator),
                            "MPI_Bcast of \(buffer.count) bytes")
             start += piece
         }
@@ -171,24 +186,37 @@ public final class MPICommunicator: Communicator {
 
     // MARK: Memory the ranks of one host share
 
-    /// One window that rank 0 allocates (MPI_Win_allocate_shared) and every rank maps, locked for the job (passive
-    /// target), so that `MPI_Win_sync` orders each rank's accesses around the barriers.
+    /// One window per host that its first rank allocates (MPI_Win_allocate_shared) and every rank of the host maps,
+    /// locked for the job (passive target), so that `MPI_Win_sync` orders each rank's accesses around the host's
+    /// barriers; and, with several hosts, a communicator of each rank's peers (split by local rank).
     public func hostSharedMemory(bytes: Int) throws(CommunicatorError) -> HostSharing {
         if let none = HostSharing.none(size: size, bytes: bytes) { return none }
-        guard localSize == size else { return .unavailable("\(localSize) of the \(size) ranks on this host") }
+        // Every host must run as many ranks, so that the same local rank holds the same slice everywhere.
+        var counts: [Int64] = [Int64(localSize), -Int64(localSize)]
+        try counts.withUnsafeMutableBufferPointer { (b) throws(CommunicatorError) in try allReduce(b, .max) }
+        let (most, fewest) = (Int(counts[0]), Int(-counts[1]))
+        guard most == fewest else { return .unavailable("the hosts run \(fewest) to \(most) ranks each") }
+        guard localSize > 1 else { return .unavailable("one rank per host") }
         // Open MPI backs the window with a file in this directory; a full tmpfs would end the job with SIGBUS at the
         // first touch, so every rank checks for room (twice the size, the rest for others) and all must agree.
         let directory = getenv("OMPI_MCA_osc_sm_backing_directory").map { String(cString: $0) } ?? "/dev/shm"
         var status = statvfs()
         let room = statvfs(directory, &status) == 0 ? Int(status.f_bavail) * Int(status.f_frsize) : 0
-        let fewest = try allReduce(Int64(room >= 2 * bytes ? 1 : 0), .min)
-        guard fewest == 1 else { return .unavailable("too little room in \(directory) on some rank for \(bytes >> 20) MB") }
+        let enough = try allReduce(Int64(room >= 2 * bytes ? 1 : 0), .min)
+        guard enough == 1 else { return .unavailable("too little room in \(directory) on some rank for \(bytes >> 20) MB") }
+        let hosts = size / localSize
+        if hosts > 1 && peers == nil {
+            var split = cmpi_comm_null()
+            try Self.check(MPI_Comm_split(world, Int32(localRank), Int32(rank), &split), "MPI_Comm_split (peers)")
+            MPI_Comm_set_errhandler(split, cmpi_errors_return())
+            peers = split
+        }
         try arrive(.sharedMemory(bytes: bytes))
         defer { transferStart.store(0, ordering: .releasing) }
         let asked = bytes + 64  // room to align the start
         var window = cmpi_win_null()
         var mine: UnsafeMutableRawPointer?
-        try Self.check(MPI_Win_allocate_shared(rank == 0 ? asked : 0, 1, cmpi_info_null(), world, &mine, &window),
+        try Self.check(MPI_Win_allocate_shared(localRank == 0 ? asked : 0, 1, cmpi_info_null(), host, &mine, &window),
                        "MPI_Win_allocate_shared of \(asked) bytes")
         windows.append(window)
         MPI_Win_set_errhandler(window, cmpi_errors_return())
@@ -199,18 +227,29 @@ public final class MPICommunicator: Communicator {
         guard let first, firstBytes >= asked else { throw CommunicatorError("MPI_Win_shared_query: \(firstBytes) bytes, \(asked) asked") }
         try Self.check(MPI_Win_lock_all(Int32(cmpi_mode_nocheck()), window), "MPI_Win_lock_all")
         let aligned = first + (64 - Int(bitPattern: first) % 64) % 64
-        return .shared(HostSharedMemory(base: aligned, bytes: bytes, rank: rank, size: size) { [unowned self] () throws(CommunicatorError) in
+        var hostIndex: Int32 = 0
+        if let peers { try Self.check(MPI_Comm_rank(peers, &hostIndex), "MPI_Comm_rank (peers)") }
+        let peerGroup = peers.map { comm in
+            HostPeers(hosts: hosts, host: Int(hostIndex),
+                      allReduce: { [unowned self] (buffer, count, element, operation) throws(CommunicatorError) in
+                          try allReduce(buffer, count: count, element: element, operation: operation, over: comm)
+                      },
+                      broadcast: { [unowned self] (buffer, root) throws(CommunicatorError) in try broadcast(buffer, root: root, over: comm) })
+        }
+        return .shared(HostSharedMemory(base: aligned, bytes: bytes, rank: localRank, size: localSize, peers: peerGroup) {
+            [unowned self] () throws(CommunicatorError) in
             try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
-            try barrier(.sharedMemory(bytes: bytes))
+            try barrier(.sharedMemory(bytes: bytes), over: host)
             try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
         })
     }
 
     /// A barrier over every rank; with a deadline, polled, with the roll call when it passes (`complete`).
-    private func barrier(_ what: Collective) throws(CommunicatorError) {
-        guard deadline != nil || oversubscribed else { return try Self.check(MPI_Barrier(world), "MPI_Barrier (\(what))") }
+    private func barrier(_ what: Collective, over communicator: MPI_Comm? = nil) throws(CommunicatorError) {
+        let communicator = communicator ?? world
+        guard deadline != nil || oversubscribed else { return try Self.check(MPI_Barrier(communicator), "MPI_Barrier (\(what))") }
         var request = cmpi_request_null()
-        try Self.check(MPI_Ibarrier(world, &request), "MPI_Ibarrier")
+        try Self.check(MPI_Ibarrier(communicator, &request), "MPI_Ibarrier")
         try complete(&request, what)
     }
 
@@ -234,9 +273,9 @@ public final class MPICommunicator: Communicator {
     /// With a deadline: waits, polling, until every rank has arrived at this collective (a non-blocking barrier),
     /// so that the blocking collective after it runs at its full speed. (Waiting for the collective itself without
     /// blocking, with MPI_Iallreduce, made the MLP's -np 2 epoch 4 % slower.)
-    private func arrive(_ what: Collective) throws(CommunicatorError) {
+    private func arrive(_ what: Collective, over communicator: MPI_Comm? = nil) throws(CommunicatorError) {
         guard deadline != nil, size > 1 else { return }
-        try barrier(what)
+        try barrier(what, over: communicator)
         transferWhat.withLock { [activity] in $0 = (activity, what) }
         transferStart.store(DispatchTime.now().uptimeNanoseconds, ordering: .releasing)
     }

@@ -22,14 +22,19 @@ public final class ThreadGroup: @unchecked Sendable {
     /// Whether the ranks offer `hostSharedMemory` (threads share all memory; without it, the reducers' all-reduce
     /// paths are tested).
     public let sharesMemory: Bool
-    /// The memory `hostSharedMemory` handed out (rank 0 allocates it; freed with the group).
+    /// The memory `hostSharedMemory` handed out (each host's first rank allocates it; freed with the group).
     private var sharedAreas: [UnsafeMutableRawPointer] = []
+    /// Simulated hosts: ranks 0..<size/hosts are the first host's, and so on. Each host has its own shared memory;
+    /// the ranks at the same place on every host are peers.
+    public let hosts: Int
+    var perHost: Int { size / hosts }
 
-    public init(size: Int, descending: Bool = false, sharesMemory: Bool = true) {
-        require(size >= 1, "ThreadGroup: \(size) ranks")
+    public init(size: Int, descending: Bool = false, sharesMemory: Bool = true, hosts: Int = 1) {
+        require(size >= 1 && hosts >= 1 && size % hosts == 0, "ThreadGroup: \(size) ranks on \(hosts) hosts")
         self.size = size
         self.descending = descending
         self.sharesMemory = sharesMemory
+        self.hosts = hosts
         posted = .allocate(capacity: size)
         posted.initialize(repeating: nil)
         pthread_barrier_init(&barrier, nil, UInt32(size))
@@ -43,9 +48,9 @@ public final class ThreadGroup: @unchecked Sendable {
 
     /// Runs `body` once per rank, each on a thread of its own with that rank's communicator, and returns the
     /// results in rank order.
-    public static func run<T>(ranks: Int, descending: Bool = false, sharesMemory: Bool = true,
+    public static func run<T>(ranks: Int, descending: Bool = false, sharesMemory: Bool = true, hosts: Int = 1,
                               _ body: @Sendable (Communicator) throws -> T) rethrows -> [T] {
-        let group = ThreadGroup(size: ranks, descending: descending, sharesMemory: sharesMemory)
+        let group = ThreadGroup(size: ranks, descending: descending, sharesMemory: sharesMemory, hosts: hosts)
         let results = UncheckedSendable(UnsafeMutableBufferPointer<Result<T, Error>?>.allocate(capacity: ranks))
         results.value.initialize(repeating: nil)
         defer { results.value.deallocate() }
@@ -62,15 +67,18 @@ public final class ThreadGroup: @unchecked Sendable {
 
     fileprivate func wait() { pthread_barrier_wait(&barrier) }
 
-    /// `bytes` that every rank gets the same pointer to: rank 0 allocates them (a collective).
+    /// `bytes` that every rank of a host gets the same pointer to: the host's first rank allocates them (a
+    /// collective).
     fileprivate func sharedMemory(bytes: Int, rank: Int) -> UnsafeMutableRawPointer {
-        if rank == 0 {
+        let first = rank - rank % perHost
+        if rank == first {
             let area = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            area.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
             sharedAreas.append(area)
-            posted[0] = area
+            posted[rank] = area
         }
         wait()
-        let area = posted[0]!
+        let area = posted[first]!
         wait()  // every rank has read it before `posted` serves the next collective
         return area
     }
@@ -88,8 +96,8 @@ public final class ThreadCommunicator: Communicator {
     let group: ThreadGroup
     public let rank: Int
     public var size: Int { group.size }
-    public var localRank: Int { rank }
-    public var localSize: Int { group.size }
+    public var localRank: Int { rank % group.perHost }
+    public var localSize: Int { group.perHost }
     public var implementation: String { "\(group.size) threads in one process" }
 
     init(group: ThreadGroup, rank: Int) {
@@ -100,7 +108,15 @@ public final class ThreadCommunicator: Communicator {
     public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                           operation: ReductionOperation) {
         guard count > 0 else { return }  // as MPI: nothing to wait for
-        let all = group.exchange(buffer.baseAddress, rank: rank)
+        allReduce(buffer, count: count, element: element, operation: operation, peersOnly: false)
+    }
+
+    /// `allReduce` over every rank, or over this rank's peers (the ranks at its place on every host). Every rank of
+    /// the group takes part either way, each with its own peers, even with nothing to combine.
+    private func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                           operation: ReductionOperation, peersOnly: Bool) {
+        let everyone = group.exchange(buffer.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 64)!, rank: rank)
+        let all = peersOnly ? everyone.indices.filter { $0 % group.perHost == localRank }.map { everyone[$0] } : everyone
         switch element {
         case .float: combine(Float.self, all, buffer, count, operation)
         case .double: combine(Double.self, all, buffer, count, operation)
@@ -147,8 +163,21 @@ public final class ThreadCommunicator: Communicator {
     public func hostSharedMemory(bytes: Int) -> HostSharing {
         guard group.sharesMemory else { return .unavailable("this thread group all-reduces") }
         if let none = HostSharing.none(size: size, bytes: bytes) { return none }
+        guard group.perHost > 1 else { return .unavailable("one rank per host") }
         let base = group.sharedMemory(bytes: bytes, rank: rank)
-        return .shared(HostSharedMemory(base: base, bytes: bytes, rank: rank, size: size) { [group] in group.wait() })
+        let peers = group.hosts == 1 ? nil : HostPeers(
+            hosts: group.hosts, host: rank / group.perHost,
+            allReduce: { [self] buffer, count, element, operation in
+                allReduce(buffer, count: count, element: element, operation: operation, peersOnly: true)
+            },
+            broadcast: { [self, group] buffer, root in
+                let all = group.exchange(buffer.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 64)!, rank: rank)
+                let source = all[root * group.perHost + localRank]
+                if rank / group.perHost != root && buffer.count > 0 { buffer.baseAddress!.copyMemory(from: source, byteCount: buffer.count) }
+                group.wait()
+            })
+        // A barrier of the whole group: it also orders the host's ranks.
+        return .shared(HostSharedMemory(base: base, bytes: bytes, rank: localRank, size: localSize, peers: peers) { [group] in group.wait() })
     }
 
     public func abort(code: Int32) -> Never {

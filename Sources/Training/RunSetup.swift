@@ -181,7 +181,8 @@ extension Trainer {
         settings[SettingKey.trainingSamples.rawValue] = "\(data.train.count)"
         settings[SettingKey.createdBy.rawValue] = "mnist-dist \(Version.string)"
 
-        // Where the host's ranks share the parameters and the optimizer state, rank 0 writes them for all.
+        // Where the host's ranks share the parameters and the optimizer state, rank 0 writes them for all (and sends
+        // them to the other hosts').
         let writesState = host == nil || communicator.rank == 0
         if writesState { model.initialize(store, seed: configuration.seed) }
         var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
@@ -340,12 +341,12 @@ extension Trainer {
         }
     }
 
-    /// Rank 0's parameters and optimizer state, copied to every rank; where the host's ranks share them, a barrier
-    /// after rank 0 has written them.
+    /// Rank 0's parameters and optimizer state, copied to every rank; where the host's ranks share them, to every
+    /// host's memory.
     func broadcastState(store: ParameterStore, optimizer: Optimizer, host: HostStepMemory?) throws {
         guard communicator.size > 1 else { return }
         do {
-            if let host { return try host.barrier() }
+            if let host { return try host.shareInitialState() }
             try store.withValues { (v) in try communicator.broadcast(v, root: 0) }
             try optimizer.withState { (s) in try communicator.broadcast(s, root: 0) }
         } catch {

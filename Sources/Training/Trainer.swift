@@ -257,7 +257,7 @@ public final class Trainer {
         do {
             run.host?.post(metrics.local)  // published by the reducer's first barrier
             reduced = try run.reducer.reduce(parts, batch: batch)
-            if let host = run.host { metrics.set(host.postedSum()) } else { try metrics.sum(over: communicator) }
+            if let host = run.host { metrics.set(try host.postedSum()) } else { try metrics.sum(over: communicator) }
         } catch {
             throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
         }

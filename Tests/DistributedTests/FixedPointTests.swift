@@ -41,10 +41,11 @@ let roundingRanges = [0..<5, 5..<70, 70..<71, 71..<128]
 /// Reduces micro-batches `0..<count`, assigned to ranks by `assign` (rank -> its micro-batch indices), with
 /// `FixedPointSum` (or `HostSum`) on thread ranks; every rank's result. Where the ranks share the step, each rounds
 /// its slice only, and every rank's result is the slices put together.
-func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Width = .wide,
+/// With `hosts`, the shared sums run on that many simulated hosts, each rank all-reducing its slice with its peers.
+func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Width = .wide, hosts: Int = 1,
                    assign: @escaping @Sendable (Int) -> [Int]) throws -> [[Float]] {
-    let shared = (width == .narrowShared || width == .narrowSharedCopied) && ranks > 1
-    let results = try ThreadGroup.run(ranks: ranks, descending: descending) { communicator -> (Range<Int>, [Float]) in
+    let shared = (width == .narrowShared || width == .narrowSharedCopied) && ranks / hosts > 1
+    let results = try ThreadGroup.run(ranks: ranks, descending: descending, hosts: hosts) { communicator -> (Range<Int>, [Float]) in
         let mine = assign(communicator.rank)
         let partsPerRank = (count + ranks - 1) / ranks
         let host = shared ? try HostStepMemory.make(communicator: communicator, count: 128, stateCount: 0, partsPerRank: partsPerRank).get() : nil
@@ -87,9 +88,14 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
         return (0..<128, Array(buffers[0]))
     }
     guard shared else { return results.map(\.1) }
-    var whole = [Float](repeating: .nan, count: 128)
-    for (range, values) in results where !values.isEmpty { whole.replaceSubrange(range, with: values[range]) }
-    return Array(repeating: whole, count: ranks)
+    let perHost = ranks / hosts
+    return (0..<hosts).flatMap { host in  // each host's slices put together, once per rank of it
+        var whole = [Float](repeating: .nan, count: 128)
+        for (range, values) in results[(host * perHost)..<((host + 1) * perHost)] where !values.isEmpty {
+            whole.replaceSubrange(range, with: values[range])
+        }
+        return Array(repeating: whole, count: perHost)
+    }
 }
 
 @Suite("The exact sum", .limit(minutes: 5))
@@ -112,6 +118,13 @@ struct FixedPointTests {
                 }
                 for result in contiguous + roundRobin {
                     expectIdentical(result, reference, "\(ranks) ranks, descending \(descending)")
+                }
+                // The shared sums on 2 hosts: each host's ranks sum their parts in its memory, then all-reduce slices.
+                if width == .narrowShared || width == .narrowSharedCopied, ranks == 4 {
+                    let twoHosts = try fixedPointSum(count: 8, ranks: ranks, descending: descending, width: width, hosts: 2) { rank in
+                        Array(stride(from: rank, to: 8, by: ranks))
+                    }
+                    for result in twoHosts { expectIdentical(result, reference, "2 hosts x 2 ranks, descending \(descending)") }
                 }
             }
         }

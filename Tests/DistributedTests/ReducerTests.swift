@@ -142,24 +142,28 @@ struct ReducerTests {
         }
     }
 
-    @Test("HostSum: each rank sums one slice over every rank's parts in rank order (Float: each rank's parts first); the slices tile the gradient",
-          arguments: [2, 3, 4])
-    func hostSum(ranks: Int) throws {
-        let parts = 2
+    @Test("HostSum: each rank sums one slice over every rank's parts in rank order (Float: each rank's parts first), on one host or all-reduced with its peers on the others; the slices tile the gradient",
+          arguments: [(2, 1), (3, 1), (4, 1), (4, 2), (6, 3)])
+    func hostSum(ranks: Int, hosts: Int) throws {
+        let parts = 2, perHost = ranks / hosts
         var floats = [Float](repeating: 0, count: elementCount), exact = [Double](repeating: 0, count: elementCount)
-        for rank in 0..<ranks {
-            var local = [Float](repeating: 0, count: elementCount)
-            for part in 0..<parts {
-                for (i, value) in syntheticPart(rank: rank, part: part, count: elementCount).enumerated() {
-                    local[i] = part == 0 ? value : local[i] + value
-                    exact[i] += Double(value)
+        for host in 0..<hosts {
+            var hostSum = [Float](repeating: 0, count: elementCount)
+            for rank in (host * perHost)..<((host + 1) * perHost) {
+                var local = [Float](repeating: 0, count: elementCount)
+                for part in 0..<parts {
+                    for (i, value) in syntheticPart(rank: rank, part: part, count: elementCount).enumerated() {
+                        local[i] = part == 0 ? value : local[i] + value
+                        exact[i] += Double(value)
+                    }
                 }
+                for i in 0..<elementCount { hostSum[i] = rank == host * perHost ? local[i] : hostSum[i] + local[i] }
             }
-            for i in 0..<elementCount { floats[i] = rank == 0 ? local[i] : floats[i] + local[i] }
+            for i in 0..<elementCount { floats[i] = host == 0 ? hostSum[i] : floats[i] + hostSum[i] }
         }
         for precision in [ReductionPrecision.float, .double] {
             for copied in [false, true] {
-                let slices = try ThreadGroup.run(ranks: ranks) { communicator -> (Range<Int>, [Float]) in
+                let slices = try ThreadGroup.run(ranks: ranks, hosts: hosts) { communicator -> (Range<Int>, [Float]) in
                     let memory = try HostStepMemory.make(communicator: communicator, count: elementCount, stateCount: 0,
                                                          partsPerRank: parts).get()
                     let reducer = HostSum(precision: precision, memory: memory, tensors: layout, microBatches: nil, threads: 2)
@@ -181,17 +185,20 @@ struct ReducerTests {
                             reduced.rounding!(block, out.baseAddress! + (start - reduced.range.lowerBound))
                         }
                     }
-                    #expect(try reducer.finish(finite: communicator.rank != 1) == false, "one rank's gradient was not finite")
+                    #expect(try reducer.finish(finite: communicator.localRank != 1) == false, "one slice's gradient was not finite (on every host: the same slice)")
                     return (reduced.range, out)
                 }
-                var whole = [Float](repeating: .nan, count: elementCount), next = 0
-                for (range, values) in slices {
-                    #expect(range.lowerBound == next && range.count > 0, "slices tile the gradient in rank order")
-                    whole.replaceSubrange(range, with: values)
-                    next = range.upperBound
+                for host in 0..<hosts {  // every host's ranks reduce the whole gradient, a slice each
+                    var whole = [Float](repeating: .nan, count: elementCount), next = 0
+                    for (range, values) in slices[(host * perHost)..<((host + 1) * perHost)] {
+                        #expect(range.lowerBound == next && range.count > 0, "slices tile the gradient in rank order")
+                        whole.replaceSubrange(range, with: values)
+                        next = range.upperBound
+                    }
+                    #expect(next == elementCount)
+                    expectIdentical(whole, precision == .float ? floats : exact.map { Float($0) },
+                                    "\(precision), copied \(copied), host \(host) of \(hosts)")
                 }
-                #expect(next == elementCount)
-                expectIdentical(whole, precision == .float ? floats : exact.map { Float($0) }, "\(precision), copied \(copied)")
             }
         }
     }

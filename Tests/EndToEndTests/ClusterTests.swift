@@ -34,6 +34,27 @@ extension EndToEnd {
             #expect(MnistDist.shell("ip netns list | grep -q mnist-host") != 0, "the namespaces were not removed")
         }
 
+        @Test("two hosts of two ranks each (shared memory on a host, each rank's slice all-reduced with its peer): the exact sum gives one process's bits, the Double sum four workers'")
+        func twoRanksPerHost() throws {
+            let directory = Fixtures.makeTemporaryDirectory("cluster-2x2")
+            defer { Fixtures.removeTemporary(directory) }
+            for (sum, threads) in [("exact", "2"), ("double", "4")] {
+                let hosts = directory.appendingPathComponent("\(sum)-hosts"), single = directory.appendingPathComponent("\(sum)-single")
+                let arguments = E2E.steps(20, model: "mlp", directory: hosts, extra: ["--threads", "1", "--allreduce", sum])
+                let log = directory.path + "/log-\(sum)"
+                let status = MnistDist.shell("'\(script)' --hosts 2 --ranks-per-host 2 -- '\(MnistDist.executable)' "
+                                             + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(log)' 2>&1")
+                let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                #expect(status == ExitCode.stopped.rawValue, "\(text)")
+                #expect(text.contains("2 hosts (10.77.0.11-12) of 2 ranks"), "\(text)")
+                let alone = MnistDist.run(E2E.steps(20, model: "mlp", directory: single,
+                                                    extra: ["--threads", threads, "--thread-mode", "workers", "--allreduce", sum]))
+                #expect(alone.status == ExitCode.stopped.rawValue, "\(alone)")
+                expectIdentical(try E2E.parameters(in: hosts, step: 20), try E2E.parameters(in: single, step: 20),
+                                "\(sum): 2 hosts x 2 ranks against one process")
+            }
+        }
+
         @Test("killing one host's processes ends the job within seconds, with a non-zero exit")
         func hostLost() throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster-kill")

@@ -42,10 +42,11 @@ func smallConfiguration(hidden: Int = 24, optimizer: OptimizerKind = .sgd) -> Tr
 }
 
 /// Trains on `ranks` thread ranks with `threads` workers each; returns each rank's summary, or the error it ended with.
+/// With `hosts`, the ranks are spread over that many simulated hosts (`ThreadGroup`).
 func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double, hidden: Int = 24,
-                    optimizer: OptimizerKind = .sgd,
+                    optimizer: OptimizerKind = .sgd, hosts: Int = 1,
                     adjust: @escaping @Sendable (inout RunOptions) -> Void = { _ in }) -> [Result<RunSummary, RunError>] {
-    ThreadGroup.run(ranks: ranks) { communicator in
+    ThreadGroup.run(ranks: ranks, hosts: hosts) { communicator in
         var options = RunOptions()
         options.threads = threads
         options.threadMode = .workers
@@ -70,6 +71,12 @@ struct OrchestrationTests {
             let summary = try result.get()
             #expect(summary.parameterChecksum == alone.parameterChecksum)
             #expect(summary.history.map(\.trainLoss) == alone.history.map(\.trainLoss))
+        }
+        // Two simulated hosts, each summing in its shared memory and all-reducing its ranks' slices with the other's.
+        if ranks % 2 == 0 {
+            for result in trainOnThreads(ranks: ranks, threads: 1, hosts: 2) {
+                #expect(try result.get().parameterChecksum == alone.parameterChecksum, "2 hosts x \(ranks / 2) ranks")
+            }
         }
         // The test would notice a reducer that did nothing: one rank alone trains something else.
         let single = try #require(try trainOnThreads(ranks: 1, threads: 1).first?.get())
@@ -104,15 +111,15 @@ struct OrchestrationTests {
 
     /// Adadelta keeps state; where the host's ranks share the step, each steps a slice of it in their shared memory,
     /// rank 0 writes the whole of it into a checkpoint and back on resume.
-    @Test("Adadelta's state, sharded over 3 ranks: stopped on 3 ranks and resumed on 1, or the other way, ends where an uninterrupted run ends",
-          arguments: [(3, 1), (1, 3)])
-    func shardedStateResumes(first: Int, second: Int) throws {
+    @Test("Adadelta's state, sharded: stopped on 3 ranks and resumed on 1, or the other way, or on 2 hosts x 2 ranks and resumed on 2 ranks, ends where an uninterrupted run ends",
+          arguments: [(3, 1, 1), (1, 3, 1), (4, 2, 2)])
+    func shardedStateResumes(first: Int, second: Int, hosts: Int) throws {
         let directory = Fixtures.makeTemporaryDirectory("orchestration-sharded")
         defer { Fixtures.removeTemporary(directory) }
         let uninterrupted = try #require(try trainOnThreads(ranks: 3, threads: 1, optimizer: .adadelta).first?.get())
         let alone = try #require(try trainOnThreads(ranks: 1, threads: 3, optimizer: .adadelta).first?.get())
         #expect(alone.parameterChecksum == uninterrupted.parameterChecksum, "3 ranks sharing the step train what 3 workers do")
-        let stopped = trainOnThreads(ranks: first, threads: 3 / first, optimizer: .adadelta) {
+        let stopped = trainOnThreads(ranks: first, threads: max(1, 3 / first), optimizer: .adadelta, hosts: hosts) {
             $0.checkpointDirectory = directory.path
             $0.stopAfterSteps = 9
         }
@@ -120,8 +127,11 @@ struct OrchestrationTests {
             guard case .failure(let error) = result else { Issue.record("a rank did not stop"); continue }
             #expect(error.code == .stopped)
         }
-        for result in trainOnThreads(ranks: second, threads: 3 / second, optimizer: .adadelta, adjust: { $0.resume = directory.path }) {
-            #expect(try result.get().parameterChecksum == uninterrupted.parameterChecksum)
+        let expected = first * max(1, 3 / first) == 3 ? uninterrupted
+            : try #require(try trainOnThreads(ranks: first, threads: 1, optimizer: .adadelta, hosts: hosts).first?.get())
+        for result in trainOnThreads(ranks: second, threads: first * max(1, 3 / first) / second, optimizer: .adadelta,
+                                     adjust: { $0.resume = directory.path }) {
+            #expect(try result.get().parameterChecksum == expected.parameterChecksum)
         }
         // Not a checksum that cannot change: SGD trains another model.
         #expect(try trainOnThreads(ranks: 3, threads: 1).first?.get().parameterChecksum != uninterrupted.parameterChecksum)
@@ -141,6 +151,11 @@ struct OrchestrationTests {
                     }
                     for result in results { checksums["-np \(ranks) x \(threads) \(mode)"] = try result.get().parameterChecksum }
                 }
+            }
+        }
+        for (ranks, hosts) in [(4, 2), (6, 3), (6, 2)] {  // hosts sharing their ranks' steps, and all-reducing slices
+            for result in trainOnThreads(ranks: ranks, threads: 1, reduction: .exact, hidden: 512, hosts: hosts, adjust: { $0.microBatch = 16 }) {
+                checksums["\(hosts) hosts x \(ranks / hosts) ranks"] = try result.get().parameterChecksum
             }
         }
         #expect(Set(checksums.values).count == 1, "\(checksums)")

@@ -12,7 +12,7 @@
 # and, requeued after losing one, runs on 2 (mnist-dist resumes at any rank count).
 # Checkpoints go to checkpoints/slurm-<job id> in the submit directory unless --checkpoint-dir says otherwise; it
 # must be on a filesystem every node sees (mnist-dist checks). Exit codes: 0 finished; 75 stopped and requeued;
-# 79 a rank stalled, requeued up to MAX_STALL_REQUEUES (3) times; anything else failed (see mnist-dist's table in
+# 79 a rank stalled, or 205 mpirun lost a node, requeued up to MAX_STALL_REQUEUES (3) times; anything else failed (see mnist-dist's table in
 # the README).
 #SBATCH --job-name=mnist-dist
 #SBATCH --nodes=2
@@ -28,8 +28,11 @@ echo "mnist-dist job $SLURM_JOB_ID, run $(( ${SLURM_RESTART_COUNT:-0} + 1 )), on
 
 # srun needs PMIx to start Open MPI ranks (Debian's Open MPI has no PMI2); mpirun reads the allocation itself.
 # Both run in the background: bash runs a trap only while it waits.
+# With mpirun, the keepalive settings of hostfiles/network.conf: a node cut off from the network ends the job within
+# seconds (exit 205) instead of leaving mpirun waiting for its daemon.
 if [ "$LAUNCHER" = mpirun ]; then
-  mpirun "$MNIST_DIST" train --progress lines "$@" &
+  mpirun --mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3 \
+    "$MNIST_DIST" train --progress lines "$@" &
 else
   srun --mpi=pmix "$MNIST_DIST" train --progress lines "$@" &
 fi
@@ -49,10 +52,11 @@ if [ $status -eq 75 ] || { [ $stopping = 1 ] && [ $status -ne 0 ]; }; then
   scontrol requeue "$SLURM_JOB_ID"
   exit 75
 fi
-# 79: a rank stalled (the output names it and its node); the last checkpoint is intact. A frozen or swapping node
-# is often a passing trouble: requeue, but not for ever.
-if [ $status -eq 79 ] && [ "${SLURM_RESTART_COUNT:-0}" -lt "${MAX_STALL_REQUEUES:-3}" ]; then
-  echo "a rank stalled (exit 79): requeueing job $SLURM_JOB_ID to resume from its last checkpoint"
+# 79: a rank stalled (the output names it and its node); 205: mpirun lost a node's daemon (the node is cut off or
+# down). Either way the last checkpoint is intact. A frozen, swapping or unreachable node is often a passing
+# trouble: requeue, but not for ever.
+if { [ $status -eq 79 ] || [ $status -eq 205 ]; } && [ "${SLURM_RESTART_COUNT:-0}" -lt "${MAX_STALL_REQUEUES:-3}" ]; then
+  echo "a rank stalled or a node was lost (exit $status): requeueing job $SLURM_JOB_ID to resume from its last checkpoint"
   scontrol requeue "$SLURM_JOB_ID"
   exit 79
 fi

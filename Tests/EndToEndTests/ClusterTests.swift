@@ -55,6 +55,40 @@ extension EndToEnd {
             }
         }
 
+        @Test("a host cut off from the network mid-run: the job ends within a minute (hostfiles/network.conf), the checkpoints stay whole, and the run resumes from the last one")
+        func partitionedHost() throws {
+            let directory = Fixtures.makeTemporaryDirectory("cluster-partition")
+            defer { Fixtures.removeTemporary(directory) }
+            let checkpoints = directory.appendingPathComponent("ckpt")
+            let options = ["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "30", "--threads", "1",
+                           "--checkpoint-dir", checkpoints.path, "--checkpoint-every", "20", "--stall-timeout", "20", "--progress", "none"]
+            let cutter = Thread {
+                // Once the first checkpoint is on disk, take host 2's link down.
+                let deadline = Date().addingTimeInterval(90)
+                while Date() < deadline && CheckpointDirectory(path: checkpoints.path).files().isEmpty { usleep(100_000) }
+                MnistDist.shell("ip netns exec mnist-host2 ip link set veth-h2 down")
+            }
+            cutter.start()
+            let start = Date()
+            let status = MnistDist.shell("timeout 150 '\(script)' --hosts 2 -- '\(MnistDist.executable)' "
+                                         + options.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log' 2>&1")
+            let elapsed = Date().timeIntervalSince(start)
+            let log = (try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? ""
+            #expect(status == 205 || status == ExitCode.stalled.rawValue, "exit \(status): \(log)")
+            #expect(elapsed < 80, "the job took \(elapsed) s to end: \(log)")
+            usleep(500_000)
+            #expect(MnistDist.runningProcesses().isEmpty)
+            // Every checkpoint on disk reads back whole, and the run goes on from the newest, in one process.
+            let files = CheckpointDirectory(path: checkpoints.path).files()
+            #expect(!files.isEmpty)
+            for file in files { #expect(throws: Never.self) { try Checkpoint.read(path: file) } }
+            var resumed = options
+            resumed[resumed.firstIndex(of: "30")!] = "2"  // as far as the second epoch's end
+            let run = MnistDist.run(resumed + ["--resume", checkpoints.path])
+            #expect(run.status == 0, "\(run)")
+            #expect(run.stdout.contains("Resuming from"), "\(run.stdout)")
+        }
+
         @Test("killing one host's processes ends the job within seconds, with a non-zero exit")
         func hostLost() throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster-kill")

@@ -277,7 +277,7 @@ extension EndToEnd {
             kill(victim, SIGSTOP)
             defer { kill(victim, SIGCONT); kill(victim, SIGKILL) }
             let log = expectRequeuedToTheEnd(id, on: cluster, epochs: 8)
-            #expect(log.contains("a rank stalled (exit 79): requeueing job \(id)"), "\(log)")
+            #expect(log.contains("a rank stalled or a node was lost (exit 79): requeueing job \(id)"), "\(log)")
             // Stopped outside a transfer, the roll call names the task; inside one, the ranks still alive say so.
             #expect(log.contains(", pid \(victim)) did not arrive within the stall deadline (")
                     || log.contains("every rank arrived, but the transfer has not finished"), "\(log)")

@@ -98,4 +98,8 @@ program="$1"; shift
 command -v "$program" >/dev/null && program="$(command -v "$program")"
 status=0
 mpirun "${options[@]}" "$program" "$@" || status=$?
+# What each host sent over its link (the bridge's end of its veth receives it), for scripts/cluster-bench.sh.
+for i in $(seq 1 "$hosts"); do
+  echo "cluster-sim: host$i sent $(cat "/sys/class/net/veth-b$i/statistics/rx_bytes") bytes"
+done
 exit $status

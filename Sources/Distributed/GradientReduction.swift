@@ -1,9 +1,14 @@
 // How a step's partial gradients become the gradient of the global batch: one strategy per type, chosen once when
-// a run starts (`GradientReduction.make`); the training step calls `reduce` and never asks which one it has.
+// a run starts (`GradientReduction.make`); the training step calls `reduce`, steps the range it returns, calls
+// `finish`, and never asks which strategy it has.
 //
-// A rank computes its shard's gradient in parts (one per worker thread), each a Float buffer of the flat gradient's
-// layout. A reducer sums those parts and the other ranks' into the first part. What the sum guarantees is the
-// strategy's:
+// A rank computes its shard's gradient in parts (one per worker thread, or one per micro-batch for the exact sum),
+// each a Float buffer of the flat gradient's layout, written where the reducer's `layout` says. What the sum
+// guarantees is the strategy's:
+//   HostSum        the ranks of a host share one memory: each sums and steps its 1/k slice over every rank's parts,
+//                  with any of the three sums below; across hosts each rank all-reduces its slice with its peers
+//                  (HostSum.swift). Used whenever it can be (not with --overlap, one rank per host, hosts of
+//                  unequal rank counts, too little shared memory, or the Int64 exact sum).
 //   FloatSum       Float additions, then a Float all-reduce: half the bytes, but the low bits depend on how the
 //                  batch was split and on MPI's reduction order.
 //   DoubleSum      each Float part converted to Double, summed across parts and ranks in Double, rounded once:

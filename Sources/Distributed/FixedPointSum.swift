@@ -107,7 +107,7 @@ public final class FixedPointSum: GradientReducer {
                 return first..<end
             }
             bucketBlockLists = bucketBlocks.map { Array(blocks[$0]) }
-            self.buckets = buckets
+            schedule = BucketSchedule(buckets)
         }
     }
 
@@ -122,10 +122,11 @@ public final class FixedPointSum: GradientReducer {
     private lazy var rounding: (Range<Int>, UnsafeMutablePointer<Float>) -> Void = { [unowned self] in round($0, into: $1) }
 
     public var summary: String {
-        "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
+        let sum = "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
-            + (buckets.map { ", all-reduce overlapped with the last micro-batch's backward (\($0.description))" }
-                ?? (communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : ""))
+        if let schedule { return sum + ", all-reduce overlapped with the last micro-batch's backward (\(schedule.buckets.description))" }
+        guard communicator.size > 1 else { return sum }
+        return sum + ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "")
     }
 
     // MARK: Overlap
@@ -138,26 +139,24 @@ public final class FixedPointSum: GradientReducer {
     // `reduceDeferringRounding` then only waits. The same grids, values and integer sums as without overlap: the same
     // bits. A batch of more than 64 micro-batches takes the Int64 sum after backward, as without overlap.
 
-    /// The buckets and the blocks each covers (nil without overlap).
-    private var buckets: GradientBuckets?
+    /// The buckets' schedule and the blocks each bucket covers (nil without overlap).
+    private var schedule: BucketSchedule?
     private var bucketBlocks: [Range<Int>] = []
     private var bucketBlockLists: [[Range<Int>]] = []
-    /// The step's state: the grid bits when its buckets are summed during backward, this rank's parts, and the
-    /// parameters each bucket still waits for.
+    /// The step's state: the grid bits when its buckets are summed during backward, and this rank's parts.
     private var overlapValueBits: Int?
     private var stepParts: ArraySlice<UnsafeMutableBufferPointer<Float>> = []
-    private var remaining: [Int] = []
     private var inFlight = InFlightReductions()
     public var secondsDuringBackward: Double { inFlight.secondsDuringBackward }
 
     public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
         overlapValueBits = nil
         inFlight.reset()
-        guard let buckets, let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else { return nil }
+        guard schedule != nil, let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else { return nil }
         overlapValueBits = bits
         if narrowSum.isEmpty { narrowSum = [Int32](repeating: 0, count: count) }
         stepParts = []
-        remaining = buckets.members
+        schedule!.reset()
         var hooks = BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
                                   afterEachPullback: { [unowned self] in inFlight.progress() })
         hooks.microBatchParts = { [unowned self] in stepParts = $0 }
@@ -165,10 +164,8 @@ public final class FixedPointSum: GradientReducer {
     }
 
     private func parameterReady(_ parameter: Int) {
-        guard let buckets, let valueBits = overlapValueBits else { return }
-        let bucket = buckets.bucketOf[parameter]
-        remaining[bucket] -= 1
-        guard remaining[bucket] == 0, inFlight.failure == nil else { return }
+        guard schedule != nil, let valueBits = overlapValueBits, let bucket = schedule!.ready(parameter),
+              inFlight.failure == nil else { return }
         inFlight.start { () throws(CommunicatorError) in try startBucket(bucket, valueBits: valueBits) }
     }
 
@@ -178,7 +175,7 @@ public final class FixedPointSum: GradientReducer {
                 "FixedPointSum: the micro-batch parts must be given before the last backward (microBatchParts)")
         let parts = stepParts
         let blocks = bucketBlockLists[bucket]
-        let elements = buckets!.ranges[bucket]
+        let elements = schedule!.buckets.ranges[bucket]
         try blockLargest.withUnsafeMutableBufferPointer { (all) throws(CommunicatorError) in
             let largest = UnsafeMutableBufferPointer(rebasing: all[bucketBlocks[bucket]])
             NarrowFixedPoint.largestPerBlock(parts, blocks: blocks, into: largest, threads: threads)
@@ -200,7 +197,7 @@ public final class FixedPointSum: GradientReducer {
         overlapValueBits = nil
         stepParts = []
         try inFlight.finish()
-        require(remaining.allSatisfy { $0 == 0 }, "FixedPointSum: backward did not finish every bucket")
+        require(schedule!.complete, "FixedPointSum: backward did not finish every bucket")
         keptValueBits = valueBits
         bytesPerStep = narrowBytesPerStep(count)
         return true

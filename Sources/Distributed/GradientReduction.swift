@@ -80,6 +80,31 @@ struct GradientBuckets {
     var description: String { "\(ranges.count) bucket\(ranges.count == 1 ? "" : "s")" }
 }
 
+/// The one bucket scheduler of the reducers that start during backward: counts each bucket's parameters down as
+/// backward makes them final, and says which bucket a parameter completes.
+struct BucketSchedule {
+    let buckets: GradientBuckets
+    private var remaining: [Int]
+
+    init(_ buckets: GradientBuckets) {
+        self.buckets = buckets
+        remaining = buckets.members
+    }
+
+    /// Starts a step: every bucket waits for all its parameters.
+    mutating func reset() { remaining = buckets.members }
+
+    /// Parameter `parameter` is final: the bucket it completes, if it completes one.
+    mutating func ready(_ parameter: Int) -> Int? {
+        let bucket = buckets.bucketOf[parameter]
+        remaining[bucket] -= 1
+        return remaining[bucket] == 0 ? bucket : nil
+    }
+
+    /// Whether every bucket has been completed this step.
+    var complete: Bool { remaining.allSatisfy { $0 == 0 } }
+}
+
 /// The all-reduces a reducer starts during backward: progressed after each pullback, waited for after backward. The
 /// time spent starting and progressing them is the step's all-reduce time spent inside backward.
 struct InFlightReductions {
@@ -324,8 +349,7 @@ public final class OverlappedSum: GradientReducer {
     let communicator: Communicator
     let precision: ReductionPrecision
     private let gradient: UnsafeMutableBufferPointer<Float>
-    private let buckets: GradientBuckets
-    private var remaining: [Int] = []
+    private var schedule: BucketSchedule
     private var inFlight = InFlightReductions()
     /// The gradient in Double, for precision `.double`; allocated once.
     private var wide: [Double] = []
@@ -338,27 +362,25 @@ public final class OverlappedSum: GradientReducer {
         self.precision = precision
         self.communicator = communicator
         self.gradient = gradient
-        buckets = GradientBuckets(parameterRanges: parameterRanges, count: gradient.count, minimumBytes: minimumBytes)
+        schedule = BucketSchedule(GradientBuckets(parameterRanges: parameterRanges, count: gradient.count, minimumBytes: minimumBytes))
         if precision == .double { wide = [Double](repeating: 0, count: gradient.count) }
     }
 
     public var summary: String {
         "gradients summed in \(precision == .double ? "Double" : "Float"), all-reduce overlapped with backward "
-            + "(\(buckets.description))"
+            + "(\(schedule.buckets.description))"
     }
 
     public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
-        remaining = buckets.members
+        schedule.reset()
         inFlight.reset()
         return BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
                              afterEachPullback: { [unowned self] in inFlight.progress() })
     }
 
     private func parameterReady(_ parameter: Int) {
-        let bucket = buckets.bucketOf[parameter]
-        remaining[bucket] -= 1
-        guard remaining[bucket] == 0 else { return }
-        let range = buckets.ranges[bucket]
+        guard let bucket = schedule.ready(parameter) else { return }
+        let range = schedule.buckets.ranges[bucket]
         inFlight.start { () throws(CommunicatorError) in
             switch precision {
             case .double:

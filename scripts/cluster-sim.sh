@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A cluster on one machine: 2-4 "hosts" as Linux network namespaces joined by veth pairs on a bridge, so that Open
+# A cluster on one machine: 2-8 "hosts" as Linux network namespaces joined by veth pairs on a bridge, so that Open
 # MPI runs ranks on separate network stacks and talks TCP between them, as across real hosts. Root only.
 #
 #   scripts/cluster-sim.sh [--hosts N] [--ranks-per-host K] [--rate 1gbit] [--delay 0.2ms] -- mnist-dist ARGS...

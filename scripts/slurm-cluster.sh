@@ -11,7 +11,7 @@
 # Node-local storage: $dir/local is each node's own directory ($dir/nodes/nN from outside), all else is shared
 # (where mount namespaces are allowed; else $dir/no-node-local exists).
 #
-# Settings that matter here (found by running it; see the README's "On a Slurm cluster"): MpiDefault=pmix (Debian's
+# Settings that matter here (found by running it; see docs/slurm.md): MpiDefault=pmix (Debian's
 # Open MPI has no PMI2), KillOnBadExit=1 (a step with a dead rank ends at once), cred_expire=10 (a requeued job
 # starts in seconds, not after the default 120 s), one spool and TmpFS directory per node (PMIx steps collide in
 # a shared one).

@@ -92,11 +92,7 @@ public final class FixedPointSum: GradientReducer {
         self.threads = threads
         self.count = count
         largest = [Float](repeating: 0, count: tensors.count)
-        blocks = tensors.flatMap { tensor in
-            stride(from: tensor.lowerBound, to: tensor.upperBound, by: NarrowFixedPoint.blockSize).map {
-                $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
-            }
-        }
+        blocks = NarrowFixedPoint.blocks(of: tensors)
         blockLargest = [Float](repeating: 0, count: blocks.count)
         if overlap && communicator.size > 1 {
             let buckets = GradientBuckets(parameterRanges: tensors, count: count, minimumBytes: minimumBucketBytes)
@@ -125,8 +121,7 @@ public final class FixedPointSum: GradientReducer {
         let sum = "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
         if let schedule { return sum + ", all-reduce overlapped with the last micro-batch's backward (\(schedule.buckets.description))" }
-        guard communicator.size > 1 else { return sum }
-        return sum + ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "")
+        return sum + GradientReduction.allReduceSummary(communicator, notShared: notShared)
     }
 
     // MARK: Overlap
@@ -227,30 +222,18 @@ public final class FixedPointSum: GradientReducer {
         return ReducedGradient(range: whole, rounding: rounding)
     }
 
-    /// The grid bits of the Int32 sum kept by `reduceDeferringRounding`, nil when none is kept.
+    /// The grid bits of the Int32 sum kept by `reduce` for the step's rounding, nil when none is kept.
     private var keptValueBits: Int?
 
     /// Elements `range` of the kept Int32 sum, rounded to Float into `out[0..<range.count]`.
     private func round(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         guard let valueBits = keptValueBits else { return require(false, "FixedPointSum.round: no Int32 sum is kept") }
         require(range.lowerBound >= 0 && range.upperBound <= count, "FixedPointSum.round: range \(range) of \(count)")
-        guard !range.isEmpty else { return }
-        // The first block that ends after range.lowerBound (blocks tile the gradient in order).
-        var low = 0, high = blocks.count
-        while low < high {
-            let middle = (low + high) / 2
-            if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
-        }
         narrowSum.withUnsafeBufferPointer { sum in
             blockLargest.withUnsafeBufferPointer { largest in
-                var b = low, start = range.lowerBound
-                while start < range.upperBound {
-                    let block = blocks[b], end = min(block.upperBound, range.upperBound)
-                    require(block.lowerBound <= start, "FixedPointSum.round: element \(start) lies in no block")
-                    NarrowFixedPoint.convertBack(sum.baseAddress! + start, count: end - start, largest: largest[b],
-                                                 valueBits: valueBits, into: out + (start - range.lowerBound))
-                    start = end
-                    b += 1
+                NarrowFixedPoint.forEachBlock(of: blocks, meeting: range) { b, part in
+                    NarrowFixedPoint.convertBack(sum.baseAddress! + part.lowerBound, count: part.count, largest: largest[b],
+                                                 valueBits: valueBits, into: out + (part.lowerBound - range.lowerBound))
                 }
             }
         }
@@ -431,6 +414,32 @@ public enum NarrowFixedPoint {
     /// 2^-grid, which takes a value of that block to its grid steps (exactly: a power of two).
     static func gridScale(_ largest: Float, valueBits: Int) -> Double {
         Double(sign: .plus, exponent: -gridExponent(largest, valueBits: valueBits), significand: 1)
+    }
+
+    /// The blocks of `tensors` (each tensor's elements, in layout order): runs of `blockSize` values, none across a
+    /// tensor's end, tiling the flat gradient in order.
+    static func blocks(of tensors: [Range<Int>]) -> [Range<Int>] {
+        tensors.flatMap { tensor in
+            stride(from: tensor.lowerBound, to: tensor.upperBound, by: blockSize).map { $0..<min($0 + blockSize, tensor.upperBound) }
+        }
+    }
+
+    /// `body(index, part)` for each of `blocks` (which tile a buffer in order) that meets `range`, in order, with
+    /// the part of it inside `range`.
+    @inline(__always)
+    static func forEachBlock(of blocks: [Range<Int>], meeting range: Range<Int>, _ body: (Int, Range<Int>) -> Void) {
+        var low = 0, high = blocks.count  // the first block that ends after the range's start
+        while low < high {
+            let middle = (low + high) / 2
+            if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
+        }
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let end = min(blocks[low].upperBound, range.upperBound)
+            body(low, start..<end)
+            start = end
+            low += 1
+        }
     }
 
     /// Runs `body(block)` for every block, the blocks shared among `threads` threads.

@@ -221,6 +221,12 @@ extension GradientReducer {
 }
 
 public enum GradientReduction {
+    /// The end of an all-reducing strategy's summary: nothing on one rank, else when it all-reduces and, if the
+    /// host's ranks could not share the step, why.
+    static func allReduceSummary(_ communicator: Communicator, notShared: String?) -> String {
+        communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : ""
+    }
+
     /// How many parts a rank hands a reducer that shares the step with the host's other ranks (`HostSum`): one per
     /// worker, or for the exact sum the most micro-batches a rank computes; or why the step cannot be shared
     /// whatever the memory: one rank, `--overlap` (whose all-reduces run during backward), or a batch of more than
@@ -281,7 +287,7 @@ public final class FloatSum: GradientReducer {
     }
 
     public var summary: String {
-        "gradients summed in Float" + (communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : "")
+        "gradients summed in Float" + GradientReduction.allReduceSummary(communicator, notShared: notShared)
     }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
@@ -311,7 +317,7 @@ public final class DoubleSum: GradientReducer {
     }
 
     public var summary: String {
-        "gradients summed in Double" + (communicator.size > 1 ? ", one all-reduce after backward" + (notShared.map { " (\($0))" } ?? "") : "")
+        "gradients summed in Double" + GradientReduction.allReduceSummary(communicator, notShared: notShared)
     }
 
     /// On one rank the sum and its rounding are one pass, into the first part; on several the Double sum is kept

@@ -44,7 +44,8 @@ public struct HostStepMemory {
     /// The parameters, and the optimizer's state (its whole layout; each rank touches its slice).
     public let values: UnsafeMutablePointer<Float>
     public let state: UnsafeMutablePointer<Float>
-    /// Per rank, on a line of its own: the parts it wrote this step, and whether its slice's gradient was finite.
+    /// Per rank, on a line of its own: the parts it wrote this step, whether its slice's gradient was finite, and
+    /// (from byte 8) the step's figures it posted.
     private let flags: UnsafeMutablePointer<Int32>
     private let firstSlot: UnsafeMutablePointer<Float>
 
@@ -57,7 +58,8 @@ public struct HostStepMemory {
     }
 
     /// The host's shared memory for the step (a collective: every rank calls it with the same sizes), or why there
-    /// is none: ranks on several hosts, or too little room. Its parameters and optimizer state start as zeros.
+    /// is none: one rank per host, hosts with unequal rank counts, or too little room. Its parameters and optimizer
+    /// state start as zeros.
     public static func make(communicator: Communicator, count: Int, stateCount: Int,
                             partsPerRank: Int) throws(CommunicatorError) -> Result<HostStepMemory, HostStepUnavailable> {
         let sharing = try communicator.hostSharedMemory(bytes: bytes(count: count, stateCount: stateCount, ranks: communicator.size,
@@ -204,11 +206,7 @@ public final class HostSum: GradientReducer {
         self.memory = memory
         plan = microBatches
         self.threads = threads
-        let blocks = tensors.flatMap { tensor in
-            stride(from: tensor.lowerBound, to: tensor.upperBound, by: NarrowFixedPoint.blockSize).map {
-                $0..<min($0 + NarrowFixedPoint.blockSize, tensor.upperBound)
-            }
-        }
+        let blocks = NarrowFixedPoint.blocks(of: tensors)
         self.blocks = blocks
         let ranks = memory.ranks, rank = memory.rank
         let first = rank * blocks.count / ranks, end = (rank + 1) * blocks.count / ranks
@@ -295,10 +293,8 @@ public final class HostSum: GradientReducer {
                 let work = UncheckedSendable((sources, ends, out))
                 HostKernels.forEachPart(of: slice.count, threads: threads) { part in
                     let (sources, ends, out) = work.value
-                    for start in stride(from: part.lowerBound, to: part.upperBound, by: 4096) {
-                        let range = (slice.lowerBound + start)..<(slice.lowerBound + min(start + 4096, part.upperBound))
-                        HostKernels.floatSum(sources, ends: ends, range, into: out.baseAddress! + start)
-                    }
+                    HostKernels.floatSum(sources, ends: ends, (slice.lowerBound + part.lowerBound)..<(slice.lowerBound + part.upperBound),
+                                         into: out.baseAddress! + part.lowerBound)
                 }
                 try peers.allReduce(UnsafeMutableRawBufferPointer(out), out.count, .float, .sum)
             }
@@ -351,7 +347,7 @@ public final class HostSum: GradientReducer {
                 }
             case .exact:
                 integerSlice.withUnsafeBufferPointer { sum in
-                    forEachBlock(meeting: range) { b, part in
+                    NarrowFixedPoint.forEachBlock(of: blocks, meeting: range) { b, part in
                         NarrowFixedPoint.convertBack(sum.baseAddress! + (part.lowerBound - slice.lowerBound), count: part.count,
                                                      largest: blockLargest[b - sliceBlocks.lowerBound], valueBits: valueBits,
                                                      into: out + (part.lowerBound - range.lowerBound))
@@ -361,34 +357,13 @@ public final class HostSum: GradientReducer {
             return
         }
         switch precision {
-        case .float:
-            for start in stride(from: range.lowerBound, to: range.upperBound, by: 4096) {  // its scratch is on the stack
-                HostKernels.floatSum(sources, ends: ends, start..<min(start + 4096, range.upperBound), into: out + (start - range.lowerBound))
-            }
+        case .float: HostKernels.floatSum(sources, ends: ends, range, into: out)
         case .double: HostKernels.doubleSum(sources, range, into: out)
         case .exact:
-            forEachBlock(meeting: range) { b, part in
+            NarrowFixedPoint.forEachBlock(of: blocks, meeting: range) { b, part in
                 NarrowFixedPoint.sumAndRound(sources, block: blocks[b], part: part, valueBits: valueBits,
                                              into: out + (part.lowerBound - range.lowerBound))
             }
-        }
-    }
-
-    /// `body(block, part)` for each block that meets `range`, in order, with the part of it inside `range`.
-    @inline(__always)
-    private func forEachBlock(meeting range: Range<Int>, _ body: (Int, Range<Int>) -> Void) {
-        // The first block that ends after the range's start.
-        var low = 0, high = blocks.count
-        while low < high {
-            let middle = (low + high) / 2
-            if blocks[middle].upperBound <= range.lowerBound { low = middle + 1 } else { high = middle }
-        }
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let end = min(blocks[low].upperBound, range.upperBound)
-            body(low, start..<end)
-            start = end
-            low += 1
         }
     }
 }
@@ -422,17 +397,21 @@ enum HostKernels {
             }
             return
         }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: count) { local in
-            var start = 0
-            for (rank, end) in ends.enumerated() {
-                let target = rank == 0 ? out : local.baseAddress!
-                target.update(from: sources[start] + range.lowerBound, count: count)
-                for source in sources[(start + 1)..<end] {
-                    let values = source + range.lowerBound
-                    for i in 0..<count { target[i] += values[i] }
+        let block = 4096
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { local in
+            for chunk in stride(from: 0, to: count, by: block) {
+                let length = min(block, count - chunk), first = range.lowerBound + chunk, output = out + chunk
+                var start = 0
+                for (rank, end) in ends.enumerated() {
+                    let target = rank == 0 ? output : local.baseAddress!
+                    target.update(from: sources[start] + first, count: length)
+                    for source in sources[(start + 1)..<end] {
+                        let values = source + first
+                        for i in 0..<length { target[i] += values[i] }
+                    }
+                    if rank > 0 { for i in 0..<length { output[i] += local[i] } }
+                    start = end
                 }
-                if rank > 0 { for i in 0..<count { out[i] += local[i] } }
-                start = end
             }
         }
     }
@@ -458,16 +437,10 @@ enum HostKernels {
         }
         let block = 1024
         withUnsafeTemporaryAllocation(of: Double.self, capacity: block) { sum in
-            var start = 0
-            while start < count {
-                let length = min(block, count - start)
-                for i in 0..<length { sum[i] = Double(first[start + i]) }
-                for source in sources.dropFirst() {
-                    let values = source + range.lowerBound + start
-                    for i in 0..<length { sum[i] += Double(values[i]) }
-                }
-                for i in 0..<length { out[start + i] = Float(sum[i]) }
-                start += length
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: block) {
+                let chunk = start..<min(start + block, range.upperBound)
+                doubleSum(sources, chunk, into: sum.baseAddress!)
+                for i in 0..<chunk.count { out[start - range.lowerBound + i] = Float(sum[i]) }
             }
         }
     }

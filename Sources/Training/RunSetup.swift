@@ -129,11 +129,6 @@ extension Trainer {
         let (data, source) = try loadData()
         let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
         let parameterCount = model.parameterCount
-        do {
-            _ = try configuration.makeOptimizer(parameterCount: 1)  // the hyper-parameters, checked before any collective
-        } catch {
-            throw RunError(.usage, "\(error)")
-        }
         try checkAgreement(data, parameterCount: parameterCount)
         if options.reduction == .exact && configuration.batchSize > options.microBatch * MicroBatches.maximumCount {
             throw RunError(.usage, "--batch-size \(configuration.batchSize): with --allreduce exact a batch holds at most "

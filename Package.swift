@@ -28,17 +28,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // MARK: C libraries (system packages; each is imported by exactly one Swift file)
+        // MARK: C libraries (system packages, and our bfloat16 kernels; each is imported by exactly one Swift file)
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        // bfloat16 matrix products (AVX512_BF16 intrinsics, compiled per function; run only where the CPU has them).
+        .target(name: "CBFloat16", cSettings: [.unsafeFlags(["-O3"])]),
 
         // MARK: Libraries, in the order data flows through them
         .target(name: "Support"),
         .target(name: "MNISTData", dependencies: ["CZlib", "Support"], swiftSettings: numeric),
-        .target(name: "Autodiff", dependencies: ["COpenBLAS", "Support"], swiftSettings: numeric),
+        .target(name: "Autodiff", dependencies: ["COpenBLAS", "CBFloat16", "Support"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
         .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
         .target(name: "Pictures", dependencies: ["Support", "MNISTData", "CPNG", "CTurboJPEG"]),
@@ -49,7 +51,7 @@ let package = Package(
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
         .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Training", "Pictures"]),
-        .target(name: "Benchmarking", dependencies: ["Support", "Distributed", "Training"]),
+        .target(name: "Benchmarking", dependencies: ["Support", "Autodiff", "Distributed", "Training"]),
 
         // MARK: The command
         .executableTarget(name: "mnist-dist", dependencies: [
@@ -66,7 +68,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TensorBoard",
                                                      "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
+        .testTarget(name: "EndToEndTests", dependencies: ["Autodiff", "Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

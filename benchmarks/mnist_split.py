@@ -51,6 +51,8 @@ def arguments(description, threads=True):
     if threads:
         parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-dir", default=os.environ.get("MNIST_DIR", os.path.join(HERE, "..", "data", "mnist")))
+    parser.add_argument("--precision", choices=["float", "bf16"], default="float",
+                        help="bf16: the products' operands in bfloat16, summed in float32 (each program says how)")
     return parser.parse_args()
 
 

@@ -1,10 +1,13 @@
 """The chapter's CNN in PyTorch (eager), the reference for mnist-dist's CNN on one process.
 
 conv 1->32 3x3, relu, conv 32->64 3x3, relu, 2x2 max-pool, fc 9216->128, relu, fc 128->10, log-softmax; Adadelta
-lr 0.1 (rho 0.9, eps 1e-6); batch 128 drawn from a fresh permutation each epoch; inputs x/255.
+lr 0.1 (rho 0.9, eps 1e-6); batch 128 drawn from a fresh permutation each epoch; inputs x/255. With --precision
+bf16, forward and loss run under torch.autocast("cpu", torch.bfloat16), as PyTorch's AMP recipe has it: convolutions
+and linear layers take bfloat16 operands, parameters and Adadelta stay float32.
 
-    python benchmarks/torch_cnn.py --threads 2 --epochs 4
+    python benchmarks/torch_cnn.py --threads 2 --epochs 4 [--precision bf16]
 """
+import contextlib
 import time
 
 import numpy as np
@@ -50,7 +53,9 @@ def main():
     train_x, train_y, test_x, test_y = tensors(options.data_dir)
     model = ChapterCNN()
     optimizer = torch.optim.Adadelta(model.parameters(), lr=0.1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {sum(p.numel() for p in model.parameters())} parameters")
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if options.precision == "bf16" else contextlib.nullcontext
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {sum(p.numel() for p in model.parameters())} parameters, "
+          f"products in {options.precision}")
     times = []
     for epoch in range(options.epochs):
         order = torch.randperm(len(train_x))
@@ -59,14 +64,16 @@ def main():
         for first in range(0, len(order), 128):
             batch = order[first:first + 128]
             optimizer.zero_grad()
-            loss = F.nll_loss(model(train_x[batch]), train_y[batch])
+            with autocast():
+                loss = F.nll_loss(model(train_x[batch]), train_y[batch])
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(batch)
         times.append(time.perf_counter() - start)
-        accuracy = test_accuracy(model, test_x, test_y)
+        with autocast():
+            accuracy = test_accuracy(model, test_x, test_y)
         print(f"epoch {epoch + 1}: {times[-1]:.3f} s, loss {loss_sum / len(order):.4f}, test {accuracy:.4f}", flush=True)
-    result(times, accuracy, threads=options.threads)
+    result(times, accuracy, threads=options.threads, precision=options.precision)
 
 
 if __name__ == "__main__":

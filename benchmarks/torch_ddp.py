@@ -1,8 +1,10 @@
 """The chapter's CNN under PyTorch DistributedDataParallel (gloo, CPU), the reference for `mpirun -np N mnist-dist`:
-each process takes its share of the same global batch of 128, gradients are averaged by DDP's all-reduce.
+each process takes its share of the same global batch of 128, gradients are averaged by DDP's all-reduce. With
+--precision bf16, forward and loss run under torch.autocast("cpu", torch.bfloat16), as in torch_cnn.py.
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 benchmarks/torch_ddp.py --threads 1 --epochs 4
 """
+import contextlib
 import time
 
 import torch
@@ -23,8 +25,10 @@ def main():
     train_x, train_y, test_x, test_y = tensors(options.data_dir)
     model = DistributedDataParallel(ChapterCNN())  # starts every rank from rank 0's parameters
     optimizer = torch.optim.Adadelta(model.parameters(), lr=0.1)
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if options.precision == "bf16" else contextlib.nullcontext
     if rank == 0:
-        print(f"torch {torch.__version__}, {ranks} processes x {torch.get_num_threads()} threads, global batch 128")
+        print(f"torch {torch.__version__}, {ranks} processes x {torch.get_num_threads()} threads, global batch 128, "
+              f"products in {options.precision}")
     times = []
     for epoch in range(options.epochs):
         shuffle = torch.Generator()
@@ -38,15 +42,18 @@ def main():
             mine = batch[rank * share:(rank + 1) * share]
             optimizer.zero_grad()
             # DDP averages the ranks' gradients: each rank's loss is its share's mean.
-            F.nll_loss(model(train_x[mine]), train_y[mine]).backward()
+            with autocast():
+                loss = F.nll_loss(model(train_x[mine]), train_y[mine])
+            loss.backward()
             optimizer.step()
         dist.barrier()
         times.append(time.perf_counter() - start)
         if rank == 0:
-            accuracy = test_accuracy(model.module, test_x, test_y)
+            with autocast():
+                accuracy = test_accuracy(model.module, test_x, test_y)
             print(f"epoch {epoch + 1}: {times[-1]:.3f} s, test {accuracy:.4f}", flush=True)
     if rank == 0:
-        result(times, accuracy, ranks=ranks, threads=options.threads)
+        result(times, accuracy, ranks=ranks, threads=options.threads, precision=options.precision)
     dist.destroy_process_group()
 
 

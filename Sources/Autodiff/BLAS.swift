@@ -1,4 +1,4 @@
-// The one file that talks to BLAS (OpenBLAS's CBLAS interface).
+// The one file that talks to BLAS (OpenBLAS's CBLAS interface); bfloat16 products go on to BFloat16.swift.
 import COpenBLAS
 import Support
 
@@ -18,13 +18,19 @@ public enum BLAS {
         /// ranges). OpenBLAS's result for a column depends in its last bits on where the call's columns start and
         /// how many there are; fixed cuts make a product's bits independent of the thread count.
         public let fixedColumnBlock: Int?
+        /// The operands' precision: Float products are OpenBLAS's sgemm, bfloat16 ones `BFloat16.gemm`. Either
+        /// sums each element over k in an order that does not depend on the column range a call covers.
+        public let precision: ProductPrecision
 
-        /// - Precondition: `parts` >= 1; a fixed block, if any, of at least 64 columns.
-        public init(parts: Int, fixedColumnBlock: Int? = nil) {
+        /// - Precondition: `parts` >= 1; a fixed block, if any, of at least 64 columns; bfloat16 only on a CPU
+        ///   that has it (`BFloat16.supported`).
+        public init(parts: Int, fixedColumnBlock: Int? = nil, precision: ProductPrecision = .float) {
             require(parts >= 1 && (fixedColumnBlock ?? 64) >= 64,
                     "BLAS.Plan: products split \(parts) ways, blocks \(fixedColumnBlock ?? 0)")
+            require(precision == .float || BFloat16.supported, "BLAS.Plan: bfloat16 products on a CPU without AVX512_BF16")
             self.parts = parts
             self.fixedColumnBlock = fixedColumnBlock
+            self.precision = precision
         }
 
         /// One call per product, on the calling thread (and OpenBLAS's, if a run raised their count).
@@ -82,7 +88,7 @@ public enum BLAS {
         // C[:, columns] = op(A) · op(B)[:, columns], which reads B from column (or, transposed, row) `first`.
         func columns(_ first: Int, _ count: Int) {
             product(transposeA, transposeB, m, count, k, alpha, a, lda, transposeB ? b + first * ldb : b + first, ldb,
-                    beta, c + first, ldc)
+                    beta, c + first, ldc, plan.precision)
         }
         if let block = plan.fixedColumnBlock, parts == nil, n > block, m * n * k >= splitMinimum {
             // Fixed cuts: the same calls whatever the thread count; thread t takes pieces t, t + threads, ...
@@ -94,7 +100,7 @@ public enum BLAS {
         }
         let parts = min(parts ?? plan.parts, n / 64)
         guard parts > 1 && m * n * k >= splitMinimum else {
-            product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            product(transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, plan.precision)
             return
         }
         // Split C by columns, in whole 64-column blocks. The result depends on the number of parts in the last bits
@@ -109,7 +115,12 @@ public enum BLAS {
     /// One single call's worth of `gemm` (all of it, or one part of a split).
     private static func product(_ transposeA: Bool, _ transposeB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
                                 _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
-                                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                                _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ precision: ProductPrecision) {
+        if precision == .bf16 {
+            require(alpha == 1, "BLAS.gemm: bfloat16 products take alpha 1, not \(alpha)")
+            BFloat16.gemm(transposeA, transposeB, m, n, k, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         var beta = beta
         if beta == 0 && k > 0 && m * n >= largeOutput && zeroesOutputFirst {
             // OpenBLAS (0.3.21, Haswell kernels on Zen) handles beta 0 with a zeroing pass of its own (sgemm_beta) that is slower than

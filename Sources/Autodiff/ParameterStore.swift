@@ -140,11 +140,12 @@ extension Tape {
 ///
 /// - Parameters:
 ///   - inputs: the point, as (values, shape) pairs.
+///   - plan: how the tape's products run (threads, precision).
 ///   - f: a scalar function of tensors built from the engine's ops.
 /// - Returns: f's value and one gradient array per input.
-public func valueWithGradient(at inputs: [(scalars: [Float], shape: [Int])],
+public func valueWithGradient(at inputs: [(scalars: [Float], shape: [Int])], plan: BLAS.Plan = .serial,
                               of f: ([Tensor]) -> Tensor) -> (value: Float, gradients: [[Float]]) {
-    let tape = Tape()
+    let tape = Tape(plan: plan)
     let variables = inputs.map { tape.variable($0.scalars, shape: $0.shape) }
     let value = f(variables)
     tape.backward(from: value)

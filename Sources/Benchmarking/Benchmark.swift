@@ -3,6 +3,7 @@
 //
 // Each configuration is a separate run of this same executable (under mpirun for more than one rank) writing
 // --metrics; the figures are read back from those JSON lines. Not a test: nothing here asserts a time.
+import Autodiff
 import Distributed
 import Foundation
 import Support
@@ -18,6 +19,8 @@ public struct BenchmarkOptions: Sendable {
     public var models: [ModelKind] = [.cnn, .mlp]
     /// Gradient sums to run each configuration with (`--allreduce`).
     public var reductions: [ReductionPrecision] = [.double]
+    /// The products' precisions (`--precision`) to run ours and the references in.
+    public var precisions: [ProductPrecision] = [.float]
     public var dataDirectory: String
     /// Run the reference programs too, from this folder (the checkout's `benchmarks`).
     public var references: String?
@@ -45,6 +48,8 @@ public struct BenchmarkRow: Sendable {
     public var residentAfterLastEpoch: Double
     public var testAccuracy: Double
     public var ours: Bool
+    /// The products' operands: float, or bf16 (ours with --precision bf16, PyTorch's autocast, JAX's bf16 dots).
+    public var precision = ProductPrecision.float
     /// Bytes each rank hands to the gradient all-reduce per step, and the milliseconds a step spends in it
     /// (waiting included); NaN for one rank and the references.
     public var allReduceBytesPerStep = Double.nan
@@ -104,10 +109,13 @@ public enum Benchmark {
             if options.rounds > 1 { console.report("round \(round) of \(options.rounds)") }
             var rows: [BenchmarkRow] = []
             for model in options.models {
-                for reduction in options.reductions {
-                    for ranks in options.ranks {
-                        rows.append(try runOurs(model: model, ranks: ranks, reduction: reduction, cores: cores,
-                                                executable: executable, scratch: scratch, options: options, console: console))
+                for precision in options.precisions {
+                    for reduction in options.reductions {
+                        for ranks in options.ranks {
+                            rows.append(try runOurs(model: model, ranks: ranks, reduction: reduction, precision: precision,
+                                                    cores: cores, executable: executable, scratch: scratch, options: options,
+                                                    console: console))
+                        }
                     }
                 }
             }
@@ -135,14 +143,14 @@ public enum Benchmark {
     }
 
     /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
-    static func runOurs(model: ModelKind, ranks: Int, reduction: ReductionPrecision, cores: Int, executable: String,
-                        scratch: URL, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
+    static func runOurs(model: ModelKind, ranks: Int, reduction: ReductionPrecision, precision: ProductPrecision, cores: Int,
+                        executable: String, scratch: URL, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
         let threads = max(1, cores / ranks)
-        let metrics = scratch.appendingPathComponent("\(model)-\(ranks)-\(reduction).jsonl").path
+        let metrics = scratch.appendingPathComponent("\(model)-\(ranks)-\(reduction)-\(precision).jsonl").path
         try? FileManager.default.removeItem(atPath: metrics)
         var arguments = ["train", "--model", model.rawValue, "--data-dir", options.dataDirectory, "--split", "chapter",
                          "--epochs", "\(options.epochs)", "--metrics", metrics, "--progress", "none", "--quiet",
-                         "--allreduce", reduction.rawValue]
+                         "--allreduce", reduction.rawValue, "--precision", precision.rawValue]
         if model == .mlp { arguments += ["--normalize", "none"] }
         let command: [String]
         if ranks == 1 {
@@ -158,9 +166,10 @@ public enum Benchmark {
         guard result.status == 0 else {
             throw RunError(.software, "benchmark run failed (exit \(result.status)): \(command.joined(separator: " "))\n\(result.output.suffix(2000))")
         }
-        let suffix = options.reductions == [.double] ? "" : ", \(reduction) sum"
-        let row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")\(suffix)",
+        let suffix = (options.reductions == [.double] ? "" : ", \(reduction) sum") + (options.precisions == [.float] ? "" : ", \(precision)")
+        var row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")\(suffix)",
                                   model: model, ranks: ranks, threads: threads)
+        row.precision = precision
         console.report(format(row))
         return row
     }
@@ -215,20 +224,28 @@ public enum Benchmark {
         return row
     }
 
-    /// The reference programs: JAX's MLP, PyTorch's CNN with 2 threads, PyTorch DDP with 2 gloo processes.
+    /// The reference programs: JAX's MLP, PyTorch's CNN with 2 threads, PyTorch DDP with 2 gloo processes; each in
+    /// every precision asked for (bf16: JAX's bf16 dots, PyTorch's autocast).
     static func references(folder: String, options: BenchmarkOptions, console: Console) throws -> [BenchmarkRow] {
         var rows: [BenchmarkRow] = []
         // The programs run in their own folder: a relative data directory is made absolute first.
         let data = URL(fileURLWithPath: options.dataDirectory).standardizedFileURL.path
         let environment = ["MNIST_DIR": data]
-        let epochs = ["--epochs", "\(options.epochs)", "--data-dir", data]
-        let programs: [(name: String, model: ModelKind, module: String, command: [String], ranks: Int, threads: Int)] = [
-            ("JAX jit MLP (reference)", .mlp, "jax", [options.python, "\(folder)/jax_mlp.py"] + epochs, 1, 0),
-            ("PyTorch CNN, 2 threads (reference)", .cnn, "torch", [options.python, "\(folder)/torch_cnn.py", "--threads", "2"] + epochs, 1, 2),
-            ("PyTorch DDP gloo, 2 x 1 thread (reference)", .cnn, "torch",
-             [options.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "\(folder)/torch_ddp.py",
-              "--threads", "1"] + epochs, 2, 1),
-        ]
+        var programs: [(name: String, model: ModelKind, module: String, command: [String], ranks: Int, threads: Int,
+                        precision: ProductPrecision)] = []
+        for precision in options.precisions {
+            let common = ["--epochs", "\(options.epochs)", "--data-dir", data, "--precision", precision.rawValue]
+            let mode = precision == .bf16 ? ", bf16" : ""
+            programs += [
+                ("JAX jit MLP\(precision == .bf16 ? ", bf16 dots" : "") (reference)", .mlp, "jax",
+                 [options.python, "\(folder)/jax_mlp.py"] + common, 1, 0, precision),
+                ("PyTorch CNN, 2 threads\(precision == .bf16 ? ", bf16 autocast" : "") (reference)", .cnn, "torch",
+                 [options.python, "\(folder)/torch_cnn.py", "--threads", "2"] + common, 1, 2, precision),
+                ("PyTorch DDP gloo, 2 x 1 thread\(mode) (reference)", .cnn, "torch",
+                 [options.python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "\(folder)/torch_ddp.py",
+                  "--threads", "1"] + common, 2, 1, precision),
+            ]
+        }
         for program in programs where options.models.contains(program.model) {
             let script = program.command.first { $0.hasSuffix(".py") }!
             guard FileManager.default.fileExists(atPath: script) else {
@@ -253,11 +270,12 @@ public enum Benchmark {
             }
             let seconds = value("median_epoch_after_first")
             let accuracy = value("final_test_acc")
-            let row = BenchmarkRow(name: program.name, model: program.model.rawValue, ranks: program.ranks, threads: program.threads,
+            var row = BenchmarkRow(name: program.name, model: program.model.rawValue, ranks: program.ranks, threads: program.threads,
                                    secondsPerEpoch: seconds, samplesPerSecond: trainingSamples / seconds,
                                    gflops: flopPerSample[program.model]! * trainingSamples / seconds / 1e9,
                                    shares: (.nan, .nan, .nan, .nan), peakResidentMegabytes: .nan, residentAfterSecondEpoch: .nan,
                                    residentAfterLastEpoch: .nan, testAccuracy: accuracy, ours: false)
+            row.precision = program.precision
             rows.append(row)
             console.report(format(row))
         }
@@ -289,30 +307,48 @@ public enum Benchmark {
         return lines.joined(separator: "\n")
     }
 
-    /// The ratios the performance issue sets bars on: our best against each reference, within each round; with
-    /// several rounds, the median of those ratios and every round's ratio.
+    /// The ratios the performance issues set bars on, within each round; with several rounds, the median of those
+    /// ratios and every round's ratio:
+    /// - our best against each reference in the same precision;
+    /// - with several precisions, our best bf16 run against the reference's fastest mode, and against our best
+    ///   Float run.
     public static func comparison(_ rounds: [[BenchmarkRow]]) -> String {
         guard let first = rounds.first else { return "" }
+        typealias Pick = ([BenchmarkRow]) -> BenchmarkRow?
+        func fastest(_ rows: [BenchmarkRow], _ keep: (BenchmarkRow) -> Bool) -> BenchmarkRow? {
+            rows.filter(keep).min { $0.secondsPerEpoch < $1.secondsPerEpoch }
+        }
+        func line(_ model: String, ours: Pick, theirs: Pick, describing: (BenchmarkRow) -> String) -> String? {
+            var pairs: [(ratio: Double, ours: BenchmarkRow, reference: BenchmarkRow)] = []
+            for rows in rounds {
+                guard let mine = ours(rows), let other = theirs(rows) else { continue }
+                pairs.append((mine.secondsPerEpoch / other.secondsPerEpoch, mine, other))
+            }
+            guard !pairs.isEmpty else { return nil }
+            let middle = pairs.sorted { $0.ratio < $1.ratio }[pairs.count / 2]  // with an even count, the less flattering middle
+            var text = String(format: "%@: %@ takes %.2fx the seconds per epoch of %@ (%.2f s against %.2f s)",
+                              model.uppercased(), middle.ours.name, middle.ratio, describing(middle.reference),
+                              middle.ours.secondsPerEpoch, middle.reference.secondsPerEpoch)
+            if pairs.count > 1 {
+                text += "; median of \(pairs.count) rounds: " + pairs.map { String(format: "%.2fx", $0.ratio) }.joined(separator: ", ")
+            }
+            return text
+        }
+        let precisions = Set(first.map(\.precision))
         var lines: [String] = []
         for model in ["cnn", "mlp"] {
             for reference in first where !reference.ours && reference.model == model {
-                var pairs: [(ratio: Double, ours: BenchmarkRow, reference: BenchmarkRow)] = []
-                for rows in rounds {
-                    guard let best = rows.filter({ $0.ours && $0.model == model }).min(by: { $0.secondsPerEpoch < $1.secondsPerEpoch }),
-                          let theirs = rows.first(where: { $0.name == reference.name }) else { continue }
-                    pairs.append((best.secondsPerEpoch / theirs.secondsPerEpoch, best, theirs))
-                }
-                guard !pairs.isEmpty else { continue }
-                let sorted = pairs.sorted { $0.ratio < $1.ratio }
-                let middle = sorted[sorted.count / 2]  // with an even count, the higher (less flattering) middle
-                var line = String(format: "%@: %@ takes %.2fx the seconds per epoch of %@ (%.2f s against %.2f s)",
-                                  model.uppercased(), middle.ours.name, middle.ratio, reference.name,
-                                  middle.ours.secondsPerEpoch, middle.reference.secondsPerEpoch)
-                if pairs.count > 1 {
-                    line += "; median of \(pairs.count) rounds: " + pairs.map { String(format: "%.2fx", $0.ratio) }.joined(separator: ", ")
-                }
-                lines.append(line)
+                lines += [line(model, ours: { fastest($0) { $0.ours && $0.model == model && $0.precision == reference.precision } },
+                               theirs: { $0.first { $0.name == reference.name } }, describing: \.name)].compactMap { $0 }
             }
+            guard precisions.count > 1 else { continue }
+            let oursBF16: Pick = { fastest($0) { $0.ours && $0.model == model && $0.precision == .bf16 } }
+            if first.contains(where: { !$0.ours && $0.model == model && $0.ranks == 1 }) {
+                lines += [line(model, ours: oursBF16, theirs: { fastest($0) { !$0.ours && $0.model == model && $0.ranks == 1 } },
+                               describing: { "the reference's fastest mode, \($0.name)" })].compactMap { $0 }
+            }
+            lines += [line(model, ours: oursBF16, theirs: { fastest($0) { $0.ours && $0.model == model && $0.precision == .float } },
+                           describing: { "our fastest Float run, \($0.name)" })].compactMap { $0 }
         }
         return lines.joined(separator: "\n")
     }
@@ -331,7 +367,7 @@ public enum Benchmark {
                         ("allreduce_bytes_per_step", Support.json(row.allReduceBytesPerStep)),
                         ("allreduce_ms_per_step", Support.json(row.allReduceMillisecondsPerStep)),
                         ("allreduce_bus_gb_per_s", Support.json(row.busGigabytesPerSecond)),
-                        ("test_accuracy", Support.json(row.testAccuracy))])
+                        ("test_accuracy", Support.json(row.testAccuracy)), ("precision", Support.json(row.precision.rawValue))])
         }
         let machine = MachineDescription.current()
         return "{\"epochs\": \(options.epochs), \"rounds\": \(options.rounds), \"cores\": \(ProcessInfo.processInfo.activeProcessorCount), "

@@ -1,5 +1,6 @@
 // What a training run is: model, optimizer, data, schedule. Every default lives here, in `Defaults`, and the
 // command line shows and uses these same values.
+import Autodiff
 import Distributed
 import MNISTData
 import NN
@@ -58,9 +59,11 @@ public enum ThreadMode: String, CaseIterable, Sendable, CustomStringConvertible 
     /// time, and steadier; with both modes on the sparse first layer).
     ///
     /// Under the exact sum, `blas` runs as `split`: OpenBLAS's threads partition a product by their number (measured:
-    /// 3 threads train other bits than 1 or 2), while split mode cuts it at fixed columns whatever the count.
-    public func resolved(for model: ModelKind, reduction: ReductionPrecision = .double) -> ThreadMode {
-        if self == .blas && reduction == .exact { return .split }
+    /// 3 threads train other bits than 1 or 2), while split mode cuts it at fixed columns whatever the count. With
+    /// bfloat16 products too: OpenBLAS does not compute them, so only split mode threads them.
+    public func resolved(for model: ModelKind, reduction: ReductionPrecision = .double,
+                         precision: ProductPrecision = .float) -> ThreadMode {
+        if self == .blas && (reduction == .exact || precision == .bf16) { return .split }
         guard self == .auto else { return self }
         return model == .cnn ? .workers : .split
     }
@@ -76,6 +79,9 @@ public enum SettingKey: String, CaseIterable, Sendable {
     case hiddenSizes = "hidden"
     case epsilon = "eps"
     case weightDecay = "weight-decay"
+    /// The products' operands (float or bf16). Not part of a checkpoint's identity: a run may resume in the other
+    /// precision, and its start block says so.
+    case precision
     /// Recorded by checkpoints only: the model's architecture, the training set's size, the program that wrote it.
     case architecture
     case trainingSamples = "training_samples"
@@ -160,6 +166,8 @@ public struct TrainingConfiguration: Equatable, Sendable {
     public var split: SplitKind?
     public var normalization = Defaults.normalization
     public var shuffle = Defaults.shuffle
+    /// The operands of the products and convolutions, forward and backward; parameters, optimizer and sums stay Float.
+    public var precision = ProductPrecision.float
     /// Also measure accuracy on the whole training set after each epoch (the chapter does; it costs a forward pass).
     public var evaluateTrainingSet = false
 
@@ -228,7 +236,7 @@ public struct TrainingConfiguration: Equatable, Sendable {
             (.model, model.rawValue), (.optimizer, resolvedOptimizer.rawValue),
             (.learningRate, formatNumber(resolvedLearningRate)), (.epochs, "\(epochs)"), (.batchSize, "\(batchSize)"),
             (.seed, "\(seed)"), (.dataset, dataset.rawValue), (.split, split?.rawValue ?? "auto"),
-            (.normalization, normalization.rawValue), (.shuffle, shuffle.rawValue),
+            (.normalization, normalization.rawValue), (.shuffle, shuffle.rawValue), (.precision, precision.rawValue),
         ]
         if model == .mlp { result.append((.hiddenSizes, hiddenSizes.map(String.init).joined(separator: ","))) }
         if resolvedOptimizer == .adadelta {

@@ -34,6 +34,8 @@ final class Run {
     var outputs: [(what: String, path: String)] = []
     /// Rank 0's TensorBoard run (--tensorboard).
     var tensorBoard: TensorBoardLog?
+    /// The precision the resumed checkpoint was trained in, if the run resumed.
+    var resumedPrecision: String?
     /// This rank's timeline (--trace), on every rank.
     var trace: TraceRecorder?
 
@@ -126,6 +128,15 @@ extension Trainer {
     /// Loads the data, builds the model, optimizer, workers and reducer, checks that the ranks agree, and sets the
     /// initial state: rank 0's initialisation (or checkpoint), broadcast so that no rank can start elsewhere.
     func prepare() throws -> Run {
+        if configuration.precision == .bf16 {
+            try communicator.agree {
+                guard BFloat16.supported else {
+                    throw RunError(.usage, "--precision bf16: this CPU (\(MachineDescription.current().cpu)) has no AVX512_BF16, "
+                                       + "which bfloat16 products need (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids "
+                                       + "and later); use --precision float")
+                }
+            }
+        }
         let (data, source) = try loadData()
         let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
         let parameterCount = model.parameterCount
@@ -135,7 +146,8 @@ extension Trainer {
                                + "\(MicroBatches.maximumCount) micro-batches; raise --micro-batch")
         }
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
-        let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction)
+        let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction,
+                                               precision: configuration.precision)
         let workerCount = mode == .workers ? threads : 1
         let microBatches = MicroBatches(size: options.microBatch)
         // On one host the ranks share the parameters, the optimizer state and the gradient parts, and each steps a
@@ -181,14 +193,19 @@ extension Trainer {
         let writesState = host == nil || communicator.rank == 0
         if writesState { model.initialize(store, seed: configuration.seed) }
         var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
-        if let resume = options.resume {
-            position = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer, writes: writesState) ?? position
+        var resumedPrecision: String?
+        if let resume = options.resume,
+           let resumed = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer, writes: writesState) {
+            position = resumed.position
+            // Checkpoints from before the setting existed were trained in Float.
+            resumedPrecision = resumed.settings[SettingKey.precision.rawValue] ?? ProductPrecision.float.rawValue
         }
         try broadcastState(store: store, optimizer: optimizer, host: host)
         let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
                       reducer: reducer, host: host, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
                       policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
         run.tensorBoard = try makeTensorBoardLog(settings: settings, step: position.step)
+        run.resumedPrecision = resumedPrecision
         if options.traceFile != nil {
             run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
             workers.trace = run.trace
@@ -213,12 +230,14 @@ extension Trainer {
 
     /// The workers of a thread mode, and how their products use threads.
     func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode, layout: PartLayout) -> Workers {
+        let precision = configuration.precision
         switch mode {
         case .workers:
-            return Workers(model: model, store: store, threads: threads, layout: layout)
+            return Workers(model: model, store: store, threads: threads, plan: BLAS.Plan(parts: 1, precision: precision),
+                           layout: layout)
         case .split:
             // The exact sum promises the same bits at any thread count: cut products where any count would.
-            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil)
+            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil, precision: precision)
             return Workers(model: model, store: store, threads: 1, plan: plan, layout: layout)
         case .blas, .auto:
             // OpenBLAS's thread count is the process's: this mode is for a process that runs this one job.
@@ -351,11 +370,11 @@ extension Trainer {
 
     /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
     /// every rank checks it against the run and restores parameters and optimizer state from it. Returns its
-    /// position, or nil when `options.resumeIfPresent` and there is no checkpoint yet.
+    /// position and settings, or nil when `options.resumeIfPresent` and there is no checkpoint yet.
     /// - Parameter writes: whether this rank writes what it read into the store and the optimizer (not where the host's
     ///   ranks share them and this is not rank 0).
     func resumeState(from path: String, expected: [String: String], store: ParameterStore,
-                     optimizer: Optimizer, writes: Bool) throws -> RunPosition? {
+                     optimizer: Optimizer, writes: Bool) throws -> (position: RunPosition, settings: [String: String])? {
         var bytes: [UInt8] = []
         try communicator.agree {
             guard communicator.rank == 0 else { return }
@@ -380,7 +399,7 @@ extension Trainer {
             throw RunError(.ranksDisagree, "sending the checkpoint: \(error)")
         }
         guard length[0] > 0 else { return nil }
-        return try communicator.agree { () throws -> RunPosition in
+        return try communicator.agree { () throws -> (position: RunPosition, settings: [String: String]) in
             let checkpoint: Checkpoint
             do throws(CheckpointError) { checkpoint = try Checkpoint.decode(bytes, name: path) } catch { throw RunError(error) }
             for key in SettingKey.identity.map(\.rawValue) where checkpoint.settings[key] != expected[key] {
@@ -399,7 +418,7 @@ extension Trainer {
                 store.flatValues = checkpoint.parameters
                 optimizer.state = checkpoint.optimizerState
             }
-            return checkpoint.position
+            return (checkpoint.position, checkpoint.settings)
         }
     }
 
@@ -418,6 +437,10 @@ extension Trainer {
         case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
         console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(run.reducer.summary)")
+        if configuration.precision == .bf16 {
+            console.info("  products bfloat16 operands (AVX512_BF16), summed in Float, in every dense product and convolution; "
+                         + "parameters, optimizer state, loss and gradient sums in Float")
+        }
         if let host = run.host {
             console.info("  memory   \(host.description)")
         } else if communicator.size > 1 {
@@ -433,8 +456,14 @@ extension Trainer {
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }
         if options.threadMode == .blas && run.mode != .blas {
-            console.info("  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
-                         + "product by their count, which would change its last bits")
+            console.info(configuration.precision == .bf16
+                ? "  note     --thread-mode blas runs as split with --precision bf16: OpenBLAS does not compute bfloat16 products"
+                : "  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
+                    + "product by their count, which would change its last bits")
+        }
+        if let before = run.resumedPrecision, before != configuration.precision.rawValue {
+            console.info("  note     the checkpoint was trained with --precision \(before); this run goes on with --precision "
+                         + "\(configuration.precision)")
         }
         if let log = run.tensorBoard {
             console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")

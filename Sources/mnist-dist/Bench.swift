@@ -1,5 +1,6 @@
 // mnist-dist bench: the performance figures, and the ratios against PyTorch and JAX.
 import ArgumentParser
+import Autodiff
 import Distributed
 import Foundation
 import Training
@@ -24,6 +25,7 @@ struct Bench: ParsableCommand {
               mnist-dist bench
               scripts/benchmark-env.sh && mnist-dist bench --epochs 6 --ranks 1,2 --compare
               mnist-dist bench --epochs 10 --ranks 1,2 --rounds 3 --compare
+              mnist-dist bench --ranks 1 --precision float,bf16 --compare
             """)
 
     @Option(help: "Epochs per run (the median leaves out the first).")
@@ -40,6 +42,9 @@ struct Bench: ParsableCommand {
 
     @Option(help: ArgumentHelp("Gradient sums to run each configuration with, comma-separated: double, float, exact.", valueName: "sums"))
     var allreduce: String = "double"
+
+    @Option(help: ArgumentHelp("Precisions of the products to run ours and the references in, comma-separated: float, bf16 (needs AVX512_BF16; the references run PyTorch's autocast and JAX's bf16 dots).", valueName: "precisions"))
+    var precision: String = "float"
 
     @Option(name: .customLong("data-dir"), help: "Directory with the MNIST t10k files. Default: as for train.")
     var dataDirectory: String?
@@ -62,6 +67,12 @@ struct Bench: ParsableCommand {
         if rankCounts() == nil { throw ValidationError("--ranks \(ranks): expected positive numbers separated by commas") }
         if modelKinds() == nil { throw ValidationError("--models \(models): expected cnn and/or mlp separated by commas") }
         if reductions() == nil { throw ValidationError("--allreduce \(allreduce): expected double, float and/or exact separated by commas") }
+        guard let precisions = precisions() else {
+            throw ValidationError("--precision \(precision): expected float and/or bf16 separated by commas")
+        }
+        if precisions.contains(.bf16) && !BFloat16.supported {
+            throw ValidationError("--precision bf16: this CPU has no AVX512_BF16, which bfloat16 products need")
+        }
     }
 
     func rankCounts() -> [Int]? {
@@ -71,6 +82,11 @@ struct Bench: ParsableCommand {
 
     func reductions() -> [ReductionPrecision]? {
         let values = allreduce.split(separator: ",").map { ReductionPrecision(rawValue: String($0)) }
+        return values.isEmpty || values.contains(nil) ? nil : values.map { $0! }
+    }
+
+    func precisions() -> [ProductPrecision]? {
+        let values = precision.split(separator: ",").map { ProductPrecision(rawValue: String($0)) }
         return values.isEmpty || values.contains(nil) ? nil : values.map { $0! }
     }
 
@@ -88,6 +104,7 @@ struct Bench: ParsableCommand {
             options.ranks = rankCounts()!
             options.models = modelKinds()!
             options.reductions = reductions()!
+            options.precisions = precisions()!
             let checkout = DataLocation.checkoutDirectory()
             let environment = checkout.map { "\($0)/.venv-bench/bin/python" }
             // The reference programs run in their own folder: relative paths are made absolute here.

@@ -1,5 +1,6 @@
 // Option groups shared by the subcommands. Defaults come from Training.Defaults, so --help shows the values used.
 import ArgumentParser
+import Autodiff
 import Distributed
 import MNISTData
 import NN
@@ -13,6 +14,7 @@ extension ShuffleKind: ExpressibleByArgument {}
 extension ProgressStyle: ExpressibleByArgument {}
 extension ThreadMode: ExpressibleByArgument {}
 extension ReductionPrecision: ExpressibleByArgument {}
+extension ProductPrecision: ExpressibleByArgument {}
 extension DatasetName: ExpressibleByArgument {}
 extension SplitKind: ExpressibleByArgument {}
 

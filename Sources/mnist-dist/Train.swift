@@ -1,5 +1,6 @@
 // mnist-dist train: the main job.
 import ArgumentParser
+import Autodiff
 import Distributed
 import Foundation
 import Training
@@ -30,6 +31,9 @@ struct Train: ParsableCommand {
 
     @Option(help: ArgumentHelp("How gradients are summed across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit), float (half the bytes), or exact (the same bits at every rank count, thread count and thread mode, 4 bytes a value on the wire; measured on 2 cores against double: the CNN's epoch the same at -np 2, the MLP's +10 % at -np 2 and 2.6x in one process, where its micro-batches cost most).", valueName: "double|float|exact"))
     var allreduce: ReductionPrecision = .double
+
+    @Option(help: ArgumentHelp("The operands of every dense product and convolution, forward and backward: float, or bf16 (rounded to bfloat16, multiplied in pairs and summed in Float, as PyTorch's autocast does; parameters, optimizer state, loss and the gradient sum stay Float). bf16 needs a CPU with AVX512_BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later).", valueName: "float|bf16"))
+    var precision: ProductPrecision = .float
 
     @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")
     var microBatch: Int = Defaults.microBatch
@@ -111,6 +115,7 @@ struct Train: ParsableCommand {
         configuration.dataset = data.dataset
         configuration.split = data.split
         configuration.normalization = data.normalize
+        configuration.precision = precision
         return configuration
     }
 

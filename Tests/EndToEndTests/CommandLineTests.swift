@@ -39,7 +39,8 @@ extension EndToEnd {
                           (["--rho", "2"], "--rho 2"), (["--hidden", "10,x"], "--hidden 10,x"),
                           (["--shuffle", "chapter", "--split", "standard"], "--shuffle chapter"),
                           (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir"),
-                          (["--stall-timeout=-1"], "--stall-timeout -1"), (["--stall-timeout", "inf"], "--stall-timeout inf")])
+                          (["--stall-timeout=-1"], "--stall-timeout -1"), (["--stall-timeout", "inf"], "--stall-timeout inf"),
+                          (["--precision", "fp8"], "fp8")])
         func refused(arguments: [String], named: String) {
             let start = Date()
             let run = MnistDist.run(["train", "--data-dir", E2E.mnist] + arguments)
@@ -54,6 +55,18 @@ extension EndToEnd {
             let run = MnistDist.run(["train", "--data-dir", E2E.mnist, "--epochs", "0"], ranks: 2, timeout: 60)
             #expect(run.status == 64, "\(run)")
             #expect(run.stderr.components(separatedBy: "--epochs 0").count == 2, "\(run)")
+        }
+
+        @Test("--precision bf16 on a CPU without AVX512_BF16 is refused in one line with exit 64, by every rank under mpirun",
+              arguments: [nil, 2])
+        func bf16Refused(ranks: Int?) {
+            // MNIST_DIST_NO_BF16=1 makes the process act as if the CPU lacked it; on such a CPU the variable changes nothing.
+            let run = MnistDist.run(["train", "--data-dir", E2E.mnist, "--precision", "bf16"], ranks: ranks,
+                                    environment: ["MNIST_DIST_NO_BF16": "1"], timeout: 60)
+            #expect(run.status == 64, "\(run)")
+            #expect(run.stderr.components(separatedBy: "--precision bf16: this CPU").count == 2, "\(run)")
+            #expect(run.stderr.contains("has no AVX512_BF16") && run.stderr.contains("use --precision float"), "\(run)")
+            #expect(!run.stdout.contains("epoch"), "\(run)")
         }
 
         @Test("train writes metrics as JSON lines and every picture as a PNG that decodes; save, evaluate and predict use the model")

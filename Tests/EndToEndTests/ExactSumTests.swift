@@ -1,4 +1,5 @@
 // --allreduce exact under real mpirun: one model whatever the rank and thread count, and across a resume.
+import Autodiff
 import Foundation
 import Testing
 import TestSupport
@@ -44,6 +45,32 @@ extension EndToEnd {
             #expect(stopped.status == ExitCode.stopped.rawValue, "\(stopped)")
             let resumed = try Self.checksum(model: model, ranks: nil, threads: 2, extra: ["--resume", checkpoints], directory: directory)
             #expect(resumed == checksums.values.first)
+        }
+
+        @Test("--precision bf16: one checksum at -np 1-4, CNN and MLP, other than Float's; a Float checkpoint resumed in bf16 says so",
+              .enabled(if: BFloat16.supported, "this CPU has no AVX512_BF16"), arguments: ["mlp", "cnn"])
+        func bf16(model: String) throws {
+            let directory = Fixtures.makeTemporaryDirectory("exact-bf16-\(model)")
+            defer { Fixtures.removeTemporary(directory) }
+            var checksums: [String: String] = [:]
+            for (ranks, threads) in [(nil, 1), (nil, 2), (2, 1), (3, 1), (4, 1)] as [(Int?, Int)] {
+                checksums["-np \(ranks ?? 1) x \(threads)"] = try Self.checksum(model: model, ranks: ranks, threads: threads,
+                                                                               extra: ["--precision", "bf16"], directory: directory)
+            }
+            #expect(Set(checksums.values).count == 1, "\(checksums)")
+            let float = try Self.checksum(model: model, ranks: nil, threads: 2, directory: directory)
+            #expect(!checksums.values.contains(float), "bf16 trained the Float model: \(float)")
+            print("\(model) --allreduce exact --precision bf16: one checksum \(checksums.values.first ?? "?") at \(checksums.count) layouts; Float's \(float)")
+
+            let checkpoints = directory.appendingPathComponent("ckpt").path
+            let stopped = MnistDist.run(["train", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
+                                         "--stop-after", "5", "--checkpoint-dir", checkpoints, "--progress", "none", "--quiet"])
+            #expect(stopped.status == ExitCode.stopped.rawValue, "\(stopped)")
+            let resumed = MnistDist.run(["train", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1",
+                                         "--resume", checkpoints, "--precision", "bf16", "--progress", "none"])
+            #expect(resumed.status == 0, "\(resumed)")
+            #expect(resumed.stdout.contains("the checkpoint was trained with --precision float; this run goes on with --precision bf16"),
+                    "\(resumed)")
         }
 
         @Test("on one host the ranks sum and step in memory they share; without room for it, they all-reduce: the same bits, for the exact and the Double sum")

@@ -1,4 +1,5 @@
 // The benchmark's arithmetic over rounds: which run stands for a configuration, and which ratio is reported.
+import Autodiff
 import Testing
 import TestSupport
 import Training
@@ -39,5 +40,26 @@ struct BenchmarkTests {
         #expect(gap.hasSuffix("median of 2 rounds: 0.62x, 0.44x"), "\(gap)")
         let single = Benchmark.comparison([Self.rounds[1]])
         #expect(single == "CNN: mnist-dist cnn -np 1 takes 0.50x the seconds per epoch of PyTorch CNN (6.00 s against 12.00 s)")
+    }
+
+    @Test("with bf16 runs: each reference against our best in its own precision, and our best bf16 against the reference's fastest mode and our best Float")
+    func precisions() {
+        func row(_ name: String, _ seconds: Double, ours: Bool, _ precision: ProductPrecision, ranks: Int = 1) -> BenchmarkRow {
+            var row = BenchmarkRow(name: name, model: "cnn", ranks: ranks, secondsPerEpoch: seconds, ours: ours)
+            row.precision = precision
+            return row
+        }
+        let rows = [row("ours float", 2, ours: true, .float), row("ours bf16", 3, ours: true, .bf16),
+                    row("ours bf16 -np 2", 2.9, ours: true, .bf16, ranks: 2),
+                    row("torch float", 5, ours: false, .float), row("torch bf16", 6, ours: false, .bf16),
+                    row("ddp bf16", 1, ours: false, .bf16, ranks: 2)]
+        let lines = Benchmark.comparison([rows]).split(separator: "\n").map(String.init)
+        #expect(lines == [
+            "CNN: ours float takes 0.40x the seconds per epoch of torch float (2.00 s against 5.00 s)",
+            "CNN: ours bf16 -np 2 takes 0.48x the seconds per epoch of torch bf16 (2.90 s against 6.00 s)",
+            "CNN: ours bf16 -np 2 takes 2.90x the seconds per epoch of ddp bf16 (2.90 s against 1.00 s)",
+            "CNN: ours bf16 -np 2 takes 0.58x the seconds per epoch of the reference's fastest mode, torch float (2.90 s against 5.00 s)",
+            "CNN: ours bf16 -np 2 takes 1.45x the seconds per epoch of our fastest Float run, ours float (2.90 s against 2.00 s)",
+        ], "\(lines)")
     }
 }

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MR 8
 #define NR 32
@@ -29,6 +30,57 @@ bool bf16_supported(void) {
     if (!(ebx & bit_AVX512F) || !(ebx & bit_AVX512BW) || !(ebx & bit_AVX512VL)) return false;
     if (!__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx)) return false;
     return (eax & (1u << 5)) != 0;  // AVX512_BF16
+}
+
+static double seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+// 16 chains of `rounds` dependent instructions each; the shortest of three runs, in multiply-adds per second.
+BF16 static double dot_rate(long rounds) {
+    double best = 0;
+    for (int run = 0; run < 3; run++) {
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
+        __m512bh x = (__m512bh)_mm512_set1_epi32(0x3F803F80);
+        double start = seconds();
+        for (long r = 0; r < rounds; r++) {
+            for (int i = 0; i < 16; i++) acc[i] = _mm512_dpbf16_ps(acc[i], x, x);
+            __asm__ volatile("" : "+v"(x));
+        }
+        double rate = 16.0 * 32 * rounds / (seconds() - start);
+        float sink = 0;
+        for (int i = 0; i < 16; i++) sink += _mm512_reduce_add_ps(acc[i]);
+        __asm__ volatile("" ::"x"(sink));
+        if (rate > best) best = rate;
+    }
+    return best;
+}
+
+BF16 static double fma_rate(long rounds) {
+    double best = 0;
+    for (int run = 0; run < 3; run++) {
+        __m512 acc[16];
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_set1_ps((float)i);
+        __m512 x = _mm512_set1_ps(1.0f), y = _mm512_set1_ps(0.0f);
+        double start = seconds();
+        for (long r = 0; r < rounds; r++) {
+            for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+            __asm__ volatile("" : "+v"(x));
+        }
+        double rate = 16.0 * 16 * rounds / (seconds() - start);
+        float sink = 0;
+        for (int i = 0; i < 16; i++) sink += _mm512_reduce_add_ps(acc[i]);
+        __asm__ volatile("" ::"x"(sink));
+        if (rate > best) best = rate;
+    }
+    return best;
+}
+
+double bf16_rate_against_float(void) {
+    return dot_rate(20000) / fma_rate(20000);
 }
 
 static uint16_t bf16_bits(float value) {

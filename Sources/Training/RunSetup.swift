@@ -440,6 +440,11 @@ extension Trainer {
         if configuration.precision == .bf16 {
             console.info("  products bfloat16 operands (AVX512_BF16), summed in Float, in every dense product and convolution; "
                          + "parameters, optimizer state, loss and gradient sums in Float")
+            if communicator.rank == 0, let rate = BFloat16.measuredRateAgainstFloat(), rate < 0.9 {
+                console.info("  note     this CPU multiplies and adds in bfloat16 at \(String(format: "%.2f", rate))x its Float rate "
+                             + "(measured just now): bf16 products cannot outrun Float ones here; `mnist-dist bench --precision "
+                             + "float,bf16` compares whole epochs")
+            }
         }
         if let host = run.host {
             console.info("  memory   \(host.description)")

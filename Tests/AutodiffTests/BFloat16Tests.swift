@@ -8,8 +8,11 @@
 // e = 2^-24, n the Float additions per element (k, one per block of 512 values of k, one for beta or a bias, and,
 // in Winograd's case, the transforms' 16). Each check below holds every element to
 //     |actual - Σ a b| ≤ (2u + u² + γ(n)(1 + u)²) Σ|a b|
-// with Σ a b and Σ|a b| summed in Double. A product in Float operands meets a bound 2^8 times tighter; one whose
-// operands were cut to 7 bits, or truncated instead of rounded, typically breaks this one.
+// with Σ a b and Σ|a b| summed in Double. The kernel check holds the kernel to the correctly rounded operands, with
+// only the Float sums' error allowed: operands cut to 7 bits fail all 48 of its cases (46 did, when tried). The op
+// checks hold each op to what a correct bf16 product can reach: a wrong operand, transpose or pullback misses it by
+// orders of magnitude (the 7-bit operands broke the matmul and im2col checks by up to 1.6x, not Winograd's, whose
+// magnitudes over-count).
 import Autodiff
 import Testing
 import TestSupport
@@ -102,6 +105,14 @@ struct BFloat16Tests {
         }
     }
 
+    @Test("the start block's measured rate of bfloat16 dot products against Float FMAs is a plausible ratio",
+          .enabled(if: BFloat16.supported, "this CPU has no AVX512_BF16"))
+    func rate() throws {
+        // vdpbf16ps does 32 multiply-adds per instruction, vfmadd231ps 16: known CPUs run them at 0.5x to 2x.
+        let rate = try #require(BFloat16.measuredRateAgainstFloat())
+        #expect(rate > 0.25 && rate < 4, "\(rate)")
+    }
+
     @Test("a product cut into column ranges, fixed or by thread count, has the bits of one call",
           .enabled(if: BFloat16.supported, "this CPU has no AVX512_BF16"))
     func columnRanges() {
@@ -156,7 +167,7 @@ struct BFloat16Tests {
         }
     }
 
-    @Test("conv2D in bf16 by im2col, forward and gradients, and by Winograd, forward",
+    @Test("conv2D in bf16 by im2col and by Winograd, forward and gradients",
           .enabled(if: BFloat16.supported, "this CPU has no AVX512_BF16"))
     func convolution() {
         var random = TestRandom(seed: 20)
@@ -188,50 +199,95 @@ struct BFloat16Tests {
                 expectWithin(gradients[0], grads.input, magnitudes: gradSizes.input, factor: bound(additions: 12 * 9 + 2), "im2col input gradient")
                 expectWithin(gradients[1], grads.weight, magnitudes: gradSizes.weight, factor: bound(additions: 2 * 7 * 8 + 2), "im2col weight gradient")
             } else {
-                expectWithin(output, exact, magnitudes: winogradMagnitudes(x, inputShape, w, weightShape), factor: bound(additions: 16 + 16 + 2),
-                             "Winograd output")
+                let sizes = winogradMagnitudes(x, inputShape, w, weightShape, outputGradient: r)
+                expectWithin(output, exact, magnitudes: sizes.output, factor: bound(additions: 16 + 16 + 2), "Winograd output")
+                let grads = ConvolutionReference.gradients(input: x, inputShape: inputShape, weight: w, weightShape: weightShape,
+                                                           stride: 1, padding: .valid, outputGradient: r)
+                // Sums over the 32 tiles of both images (weights) or the 12 output channels and 4 overlapping tiles
+                // (inputs), plus the transforms' additions.
+                expectWithin(gradients[1], grads.weight, magnitudes: sizes.weight, factor: bound(additions: 32 + 32 + 2),
+                             "Winograd weight gradient")
+                expectWithin(gradients[0], grads.input, magnitudes: sizes.input, factor: bound(additions: 4 * 12 + 32 + 2),
+                             "Winograd input gradient")
             }
         }
     }
 }
 
-/// For each output of a valid 3x3 convolution by Winograd F(2x2, 3x3), the sum over channels and the 16 tile
-/// positions of |Aᵀ| |U| |V| |A|, with |U| = |G| |g| |G|ᵀ and |V| = |Bᵀ| |d| |B|: the magnitude of the terms whose
-/// operands bf16 rounds (the matrices as in Winograd.swift).
-private func winogradMagnitudes(_ x: [Float], _ inputShape: [Int], _ w: [Float], _ weightShape: [Int]) -> [Double] {
+/// Magnitudes of the terms whose operands bf16 rounds when a valid 3x3 convolution runs by Winograd F(2x2, 3x3)
+/// (the matrices as in Winograd.swift), each summed in Double over absolute values:
+/// - output: Σ_channels |Aᵀ| (|U| ⊙ |V|) |A|, with |U| = |G| |g| |G|ᵀ and |V| = |Bᵀ| |d| |B|;
+/// - weight gradient: |G|ᵀ (Σ_tiles |Ŷ| ⊙ |V|) |G|, with |Ŷ| = |A| |dy| |Aᵀ|;
+/// - input gradient: Σ over the tiles covering a pixel of |B| (Σ_outputs |Ŷ| ⊙ |U|) |Bᵀ|.
+private func winogradMagnitudes(_ x: [Float], _ inputShape: [Int], _ w: [Float], _ weightShape: [Int], outputGradient r: [Float])
+    -> (output: [Double], weight: [Double], input: [Double]) {
     let bt: [[Double]] = [[1, 0, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0, 1]]  // |Bᵀ|
     let g: [[Double]] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0, 0, 1]]  // |G|
     let at: [[Double]] = [[1, 1, 1, 0], [0, 1, 1, 1]]                             // |Aᵀ|
     let (n, c, h, wd) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3]), o = weightShape[0]
     let (oh, ow) = (h - 2, wd - 2)
-    var result = [Double](repeating: 0, count: n * o * oh * ow)
+    typealias Tile = [[Double]]
+    let zero = Tile(repeating: [Double](repeating: 0, count: 4), count: 4)
+    // |U| per (output, channel), |V| per (image, channel, tile), |Ŷ| per (image, output, tile).
+    func u(_ out: Int, _ channel: Int) -> Tile {
+        var result = zero
+        for i in 0..<4 { for j in 0..<4 { for a in 0..<3 { for b in 0..<3 {
+            result[i][j] += g[i][a] * abs(Double(w[((out * c + channel) * 3 + a) * 3 + b])) * g[j][b]
+        } } } }
+        return result
+    }
+    func v(_ image: Int, _ channel: Int, _ ty: Int, _ tx: Int) -> Tile {
+        var result = zero
+        for i in 0..<4 { for j in 0..<4 { for a in 0..<4 { for b in 0..<4 {
+            let (iy, ix) = (2 * ty + a, 2 * tx + b)
+            guard iy < h && ix < wd else { continue }
+            result[i][j] += bt[i][a] * abs(Double(x[((image * c + channel) * h + iy) * wd + ix])) * bt[j][b]
+        } } } }
+        return result
+    }
+    func yhat(_ image: Int, _ out: Int, _ ty: Int, _ tx: Int) -> Tile {
+        var result = zero
+        for i in 0..<4 { for j in 0..<4 { for p in 0..<2 { for q in 0..<2 {
+            let (oy, ox) = (2 * ty + p, 2 * tx + q)
+            guard oy < oh && ox < ow else { continue }
+            result[i][j] += at[p][i] * abs(Double(r[((image * o + out) * oh + oy) * ow + ox])) * at[q][j]
+        } } } }
+        return result
+    }
+    let us = (0..<o).map { out in (0..<c).map { u(out, $0) } }
+    var output = [Double](repeating: 0, count: n * o * oh * ow)
+    var weight = [Double](repeating: 0, count: w.count), input = [Double](repeating: 0, count: x.count)
     for image in 0..<n {
         for ty in 0..<(oh + 1) / 2 {
             for tx in 0..<(ow + 1) / 2 {
+                let vs = (0..<c).map { v(image, $0, ty, tx) }, ys = (0..<o).map { yhat(image, $0, ty, tx) }
                 for out in 0..<o {
-                    var m = [[Double]](repeating: [Double](repeating: 0, count: 4), count: 4)
-                    for channel in 0..<c {
-                        var d = [[Double]](repeating: [Double](repeating: 0, count: 4), count: 4)
-                        for i in 0..<4 { for j in 0..<4 {
-                            let (iy, ix) = (2 * ty + i, 2 * tx + j)
-                            if iy < h && ix < wd { d[i][j] = abs(Double(x[((image * c + channel) * h + iy) * wd + ix])) }
-                        } }
-                        let kernel = (0..<3).map { i in (0..<3).map { j in abs(Double(w[((out * c + channel) * 3 + i) * 3 + j])) } }
-                        for i in 0..<4 { for j in 0..<4 {
-                            var uij = 0.0, vij = 0.0
-                            for a in 0..<3 { for b in 0..<3 { uij += g[i][a] * kernel[a][b] * g[j][b] } }
-                            for a in 0..<4 { for b in 0..<4 { vij += bt[i][a] * d[a][b] * bt[j][b] } }
-                            m[i][j] += uij * vij
-                        } }
-                    }
+                    var m = zero
+                    for channel in 0..<c { for i in 0..<4 { for j in 0..<4 { m[i][j] += us[out][channel][i][j] * vs[channel][i][j] } } }
                     for p in 0..<2 { for q in 0..<2 where 2 * ty + p < oh && 2 * tx + q < ow {
                         var total = 0.0
                         for i in 0..<4 { for j in 0..<4 { total += at[p][i] * m[i][j] * at[q][j] } }
-                        result[((image * o + out) * oh + 2 * ty + p) * ow + 2 * tx + q] = total
+                        output[((image * o + out) * oh + 2 * ty + p) * ow + 2 * tx + q] = total
+                    } }
+                    for channel in 0..<c {  // this tile's share of the weight gradient: |G|ᵀ (|Ŷ| ⊙ |V|) |G|
+                        for a in 0..<3 { for b in 0..<3 {
+                            var total = 0.0
+                            for i in 0..<4 { for j in 0..<4 { total += g[i][a] * ys[out][i][j] * vs[channel][i][j] * g[j][b] } }
+                            weight[((out * c + channel) * 3 + a) * 3 + b] += total
+                        } }
+                    }
+                }
+                for channel in 0..<c {  // |B| (Σ_outputs |Ŷ| ⊙ |U|) |Bᵀ|, added into the tile's patch
+                    var q = zero
+                    for out in 0..<o { for i in 0..<4 { for j in 0..<4 { q[i][j] += ys[out][i][j] * us[out][channel][i][j] } } }
+                    for a in 0..<4 { for b in 0..<4 where 2 * ty + a < h && 2 * tx + b < wd {
+                        var total = 0.0
+                        for i in 0..<4 { for j in 0..<4 { total += bt[i][a] * q[i][j] * bt[j][b] } }
+                        input[((image * c + channel) * h + 2 * ty + a) * wd + 2 * tx + b] += total
                     } }
                 }
             }
         }
     }
-    return result
+    return (output, weight, input)
 }

@@ -17,6 +17,11 @@ bool bf16_supported(void);
 void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
 
+/// The multiply-adds per second of vdpbf16ps against vfmadd231ps on this core, each in a loop of independent
+/// chains lasting about a millisecond: above 1, bfloat16 dot products outrun Float FMAs. Only on a CPU where
+/// `bf16_supported()` is true.
+double bf16_rate_against_float(void);
+
 /// Rounds `count` Floats to bfloat16 and back (to nearest, ties to even): the values a bf16 product reads.
 void bf16_round(const float *source, float *destination, long count);
 

@@ -5,7 +5,7 @@
 //   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
 //   -> Distributed (communicators, gradient reducers) -> Training (loop, workers, checkpoints) -> mnist-dist (command line)
 // Beside them: Support (helpers every module shares), Pictures (canvas, PNG, charts), TensorBoard (its event
-// files), Chapter (the chapter's experiments), Benchmarking (the bench harness that launches runs and the reference programs).
+// files), Interchange (models in other programs' formats: safetensors, ONNX), Chapter (the chapter's experiments), Benchmarking (the bench harness that launches runs and the reference programs).
 import Foundation
 import PackageDescription
 
@@ -45,8 +45,9 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
         .target(name: "Pictures", dependencies: ["Support", "MNISTData", "CPNG", "CTurboJPEG"]),
         .target(name: "TensorBoard", dependencies: ["Support"]),
+        .target(name: "Interchange", dependencies: ["Support", "MNISTData", "Autodiff", "NN"]),
         .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
-                                         "TensorBoard"],
+                                         "TensorBoard", "Interchange"],
                 swiftSettings: numeric),
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
@@ -65,10 +66,11 @@ let package = Package(
         .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "InterchangeTests", dependencies: ["Interchange", "NN", "Autodiff", "MNISTData", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TensorBoard",
                                                      "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Autodiff", "Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
+        .testTarget(name: "EndToEndTests", dependencies: ["Autodiff", "Interchange", "Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

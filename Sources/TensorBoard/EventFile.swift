@@ -29,7 +29,7 @@ public final class EventFileWriter {
             throw FileError("\(path): cannot create the TensorBoard event file")
         }
         self.handle = handle
-        var event = Message()
+        var event = ProtobufMessage()
         event.double(1, wallTime)
         event.int(2, 0)
         event.string(3, "brain.Event:2")
@@ -41,7 +41,7 @@ public final class EventFileWriter {
 
     /// A scalar (TensorBoard's "Scalars" tab) at `step`.
     public func scalar(_ tag: String, _ value: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) {
-        var entry = Message()
+        var entry = ProtobufMessage()
         entry.string(1, tag)
         entry.float(2, Float(value))
         write(summary: entry, step: step, wallTime: wallTime)
@@ -50,12 +50,12 @@ public final class EventFileWriter {
     /// A PNG picture (the "Images" tab).
     public func image(_ tag: String, png: [UInt8], width: Int, height: Int, step: Int,
                       wallTime: Double = Date().timeIntervalSince1970) {
-        var image = Message()
+        var image = ProtobufMessage()
         image.int(1, height)
         image.int(2, width)
         image.int(3, 3)  // colour space: RGB
         image.bytes(4, png)
-        var entry = Message()
+        var entry = ProtobufMessage()
         entry.string(1, tag)
         entry.message(4, image)
         write(summary: entry, step: step, wallTime: wallTime)
@@ -64,15 +64,15 @@ public final class EventFileWriter {
     /// Markdown text (the "Text" tab): a string tensor marked for the text plug-in, as TensorBoard's own
     /// `text` summary writes it.
     public func text(_ tag: String, _ markdown: String, step: Int, wallTime: Double = Date().timeIntervalSince1970) {
-        var plugin = Message()
+        var plugin = ProtobufMessage()
         plugin.string(1, "text")
-        var metadata = Message()
+        var metadata = ProtobufMessage()
         metadata.message(1, plugin)
-        var tensor = Message()
+        var tensor = ProtobufMessage()
         tensor.int(1, 7)  // DT_STRING
-        tensor.message(2, Message())  // a scalar: the shape has no dimensions
+        tensor.message(2, ProtobufMessage())  // a scalar: the shape has no dimensions
         tensor.bytes(8, Array(markdown.utf8))
-        var entry = Message()
+        var entry = ProtobufMessage()
         entry.string(1, tag)
         entry.message(8, tensor)
         entry.message(9, metadata)
@@ -90,17 +90,17 @@ public final class EventFileWriter {
         pending.removeAll(keepingCapacity: true)
     }
 
-    private func write(summary entry: Message, step: Int, wallTime: Double) {
-        var summary = Message()
+    private func write(summary entry: ProtobufMessage, step: Int, wallTime: Double) {
+        var summary = ProtobufMessage()
         summary.message(1, entry)
-        var event = Message()
+        var event = ProtobufMessage()
         event.double(1, wallTime)
         event.int(2, step)
         event.message(5, summary)
         write(event)
     }
 
-    private func write(_ event: Message) {
+    private func write(_ event: ProtobufMessage) {
         pending += EventRecord.frame(event.bytes)
     }
 }
@@ -141,46 +141,5 @@ public enum CRC32C {
         var crc: UInt32 = 0xffff_ffff
         for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xff)] ^ (crc >> 8) }
         return crc ^ 0xffff_ffff
-    }
-}
-
-/// A protocol-buffer message under construction: fields appended in the order written (any order is valid).
-struct Message {
-    private(set) var bytes: [UInt8] = []
-
-    mutating func int(_ field: Int, _ value: Int) {
-        key(field, wireType: 0)
-        varint(UInt64(bitPattern: Int64(value)))
-    }
-
-    mutating func double(_ field: Int, _ value: Double) {
-        key(field, wireType: 1)
-        for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: value.bitPattern >> (8 * UInt64(i)))) }
-    }
-
-    mutating func float(_ field: Int, _ value: Float) {
-        key(field, wireType: 5)
-        for i in 0..<4 { bytes.append(UInt8(truncatingIfNeeded: value.bitPattern >> (8 * UInt32(i)))) }
-    }
-
-    mutating func bytes(_ field: Int, _ value: [UInt8]) {
-        key(field, wireType: 2)
-        varint(UInt64(value.count))
-        bytes += value
-    }
-
-    mutating func string(_ field: Int, _ value: String) { bytes(field, Array(value.utf8)) }
-
-    mutating func message(_ field: Int, _ value: Message) { bytes(field, value.bytes) }
-
-    private mutating func key(_ field: Int, wireType: UInt64) { varint(UInt64(field) << 3 | wireType) }
-
-    private mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            bytes.append(UInt8(v & 0x7f) | 0x80)
-            v >>= 7
-        }
-        bytes.append(UInt8(v))
     }
 }

@@ -3,8 +3,10 @@
 import Autodiff
 import Distributed
 import Foundation
+import Interchange
 import MNISTData
 import NN
+import Support
 
 public enum Evaluation {
     /// Accuracy and confusion matrix ([true][predicted]) on `dataset`, split across ranks: each rank predicts a
@@ -37,20 +39,32 @@ public enum Evaluation {
     }
 }
 
-/// A trained model read back from a checkpoint or `--save` file.
+/// A trained model read back from a checkpoint or `--save` file, or from a safetensors file of its parameters under
+/// PyTorch's names (see `PortableWeights`).
 public struct SavedModel {
     public let path: String
-    public let checkpoint: Checkpoint
     public let configuration: TrainingConfiguration
     public let model: Model
     public let store: ParameterStore
+    /// The settings the file records (a checkpoint's, or a safetensors file's metadata).
+    public let settings: [String: String]
     public var scaling: PixelScaling { configuration.normalization.scaling }
 
-    /// Reads and verifies the file, rebuilds the model it describes, and loads its parameters.
-    public static func load(path: String) throws -> SavedModel {
+    /// Reads and verifies the file (told apart by its contents), rebuilds the model it describes, and loads its
+    /// parameters. A safetensors file that does not record its normalisation is taken to use `normalization`.
+    public static func load(path: String, normalization: Normalization = Defaults.normalization) throws -> SavedModel {
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path)
+        } catch {
+            throw RunError(error.code == ENOENT ? .missingInput : .badInput, "\(path): \(error)")
+        }
+        if bytes.count > 8 && bytes[8] == UInt8(ascii: "{") {
+            return try loadSafetensors(bytes, path: path, normalization: normalization)
+        }
         let checkpoint: Checkpoint
         do {
-            checkpoint = try Checkpoint.read(path: path)
+            checkpoint = try Checkpoint.decode(bytes, name: path)
         } catch {
             throw RunError(error)
         }
@@ -74,14 +88,79 @@ public struct SavedModel {
             throw RunError(.badInput, "\(path): holds \(checkpoint.parameters.count) parameters; a \(model.architecture) has \(store.count)")
         }
         store.flatValues = checkpoint.parameters
-        return SavedModel(path: path, checkpoint: checkpoint, configuration: configuration, model: model, store: store)
+        return SavedModel(path: path, configuration: configuration, model: model, store: store, settings: settings)
+    }
+
+    /// A safetensors file: the model from its tensors' names and shapes, every tensor checked.
+    static func loadSafetensors(_ bytes: [UInt8], path: String, normalization: Normalization) throws -> SavedModel {
+        do throws(DataError) {
+            let file = try SafetensorsFile.decode(bytes, file: path)
+            let model = try PortableWeights.model(for: file.tensors, file: path)
+            let store = model.makeParameterStore()
+            try PortableWeights.load(file.tensors, into: store, model: model, file: path)
+            var configuration = TrainingConfiguration()
+            configuration.model = model is MLP ? .mlp : .cnn
+            if let mlp = model as? MLP { configuration.hiddenSizes = Array(mlp.layerSizes.dropFirst().dropLast()) }
+            if let recorded = file.metadata[SettingKey.normalization.rawValue] {
+                guard let value = Normalization(rawValue: recorded) else {
+                    throw DataError(file: path, problem: "its metadata names the normalisation \(recorded); mnist-dist knows "
+                                        + Normalization.allCases.map(\.rawValue).joined(separator: " and "))
+                }
+                configuration.normalization = value
+            } else {
+                configuration.normalization = normalization
+            }
+            return SavedModel(path: path, configuration: configuration, model: model, store: store, settings: file.metadata)
+        } catch {
+            throw RunError(error)
+        }
+    }
+
+    /// The model's parameters as a safetensors file, under PyTorch's names, with the settings that describe it as
+    /// metadata (model, architecture, normalisation, checksum, dataset).
+    public func safetensors() -> SafetensorsFile {
+        SafetensorsFile(tensors: PortableWeights.tensors(of: model, store: store), metadata: portableMetadata)
+    }
+
+    /// The checksum `train` prints for these parameters (16 hex digits): equal checksums, the same model.
+    public var parameterChecksumHex: String {
+        let digits = String(store.withValues { StableHash.of(UnsafeBufferPointer($0)) }, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// What the exported files record about the model.
+    public var portableMetadata: [String: String] {
+        var metadata = ["model": configuration.model.rawValue, "architecture": model.architecture,
+                        SettingKey.normalization.rawValue: configuration.normalization.rawValue,
+                        "parameter_checksum": parameterChecksumHex,
+                        "created_by": "mnist-dist \(Version.string)"]
+        for key in ["dataset", "split", "epochs", "optimizer", "lr", "seed", "precision"] { metadata[key] = settings[key] }
+        return metadata
+    }
+
+    /// The model as an ONNX graph (see `ONNXExport`).
+    public func onnx() -> [UInt8] {
+        let trained = ["dataset", "split"].compactMap { settings[$0] }.joined(separator: ", ")
+        let description = "mnist-dist \(model.architecture): \(model.name == "cnn" ? "the chapter's CNN" : "an MLP") classifying "
+            + "28x28 handwritten digits\(trained.isEmpty ? "" : ", trained on \(trained)")"
+            + (settings["epochs"].map { " for \($0) epochs" } ?? "")
+            + ". Input: pixels / 255, N x 1 x 28 x 28, light digit on dark as in MNIST; inputs are normalised inside the "
+            + "graph (\(scaling)). Output: log-probabilities of the digits 0-9, N x 10."
+        return ONNXExport.model(model, weights: PortableWeights.tensors(of: model, store: store), scaling: scaling,
+                                description: description, metadata: portableMetadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                                producerVersion: Version.string)
     }
 
     /// Class probabilities (10 per image) for `count` images of rows x columns bytes (light digit on dark, as MNIST).
     public func probabilities(of pixels: [UInt8], count: Int, rows: Int, columns: Int) -> [[Float]] {
+        logProbabilities(of: pixels, count: count, rows: rows, columns: columns).map { $0.map { Foundation.exp($0) } }
+    }
+
+    /// The model's log-probabilities (10 per image) for `count` images of rows x columns bytes.
+    public func logProbabilities(of pixels: [UInt8], count: Int, rows: Int, columns: Int) -> [[Float]] {
         let tape = Tape(recording: false)
         let output = tape.value(at: store) { p in
-            exp(model.logProbabilities(tape.images(pixels[...], count: count, rows: rows, columns: columns, scaling: scaling), p))
+            model.logProbabilities(tape.images(pixels[...], count: count, rows: rows, columns: columns, scaling: scaling), p)
         }
         let values = output.scalars, classes = output.shape[1]
         return (0..<count).map { Array(values[($0 * classes)..<(($0 + 1) * classes)]) }

@@ -36,6 +36,8 @@ final class Run {
     var tensorBoard: TensorBoardLog?
     /// The precision the resumed checkpoint was trained in, if the run resumed.
     var resumedPrecision: String?
+    /// The model whose parameters the run started from (--init-from).
+    var initializedFrom: SavedModel?
     /// This rank's timeline (--trace), on every rank.
     var trace: TraceRecorder?
 
@@ -192,6 +194,10 @@ extension Trainer {
         // them to the other hosts').
         let writesState = host == nil || communicator.rank == 0
         if writesState { model.initialize(store, seed: configuration.seed) }
+        var initialized: SavedModel?
+        if let path = options.initFrom, options.resume == nil {
+            initialized = try initialParameters(from: path, model: model, store: store, writes: writesState)
+        }
         var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
         var resumedPrecision: String?
         if let resume = options.resume,
@@ -206,6 +212,7 @@ extension Trainer {
                       policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
         run.tensorBoard = try makeTensorBoardLog(settings: settings, step: position.step)
         run.resumedPrecision = resumedPrecision
+        run.initializedFrom = initialized
         if options.traceFile != nil {
             run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
             workers.trace = run.trace
@@ -368,6 +375,20 @@ extension Trainer {
         }
     }
 
+    /// The parameters of a safetensors file or checkpoint (--init-from), read on every rank and checked against the
+    /// run's model; the ranks that write the state copy them into the store (the broadcast that follows makes every
+    /// rank start from rank 0's).
+    func initialParameters(from path: String, model: Model, store: ParameterStore, writes: Bool) throws -> SavedModel {
+        try communicator.agree {
+            let saved = try SavedModel.load(path: path, normalization: configuration.normalization)
+            guard saved.model.architecture == model.architecture else {
+                throw RunError(.badInput, "--init-from \(path): holds a \(saved.model.architecture), but this run trains a \(model.architecture)")
+            }
+            if writes { store.flatValues = saved.store.flatValues }
+            return saved
+        }
+    }
+
     /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
     /// every rank checks it against the run and restores parameters and optimizer state from it. Returns its
     /// position and settings, or nil when `options.resumeIfPresent` and there is no checkpoint yet.
@@ -465,6 +486,16 @@ extension Trainer {
                 ? "  note     --thread-mode blas runs as split with --precision bf16: OpenBLAS does not compute bfloat16 products"
                 : "  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
                     + "product by their count, which would change its last bits")
+        }
+        if let saved = run.initializedFrom {
+            console.info("  init     parameters from \(saved.path) (checksum \(saved.parameterChecksumHex)), not from the seed; "
+                         + "the optimizer starts afresh")
+            if saved.configuration.normalization != configuration.normalization && saved.settings["normalize"] != nil {
+                console.info("  note     \(saved.path) was trained with --normalize \(saved.configuration.normalization); this run uses "
+                             + "\(configuration.normalization)")
+            }
+        } else if options.initFrom != nil && options.resume != nil {
+            console.info("  note     --init-from is not used: the run resumes from its checkpoint")
         }
         if let before = run.resumedPrecision, before != configuration.precision.rawValue {
             console.info("  note     the checkpoint was trained with --precision \(before); this run goes on with --precision "

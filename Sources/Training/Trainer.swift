@@ -40,6 +40,9 @@ public struct RunOptions: Sendable {
     public var keepCheckpoints = Defaults.checkpointsKept
     /// A checkpoint file, or a directory whose newest valid checkpoint is taken.
     public var resume: String?
+    /// Start from these parameters (a safetensors file under PyTorch's names, or a checkpoint) instead of the seed's
+    /// initialisation; the optimizer starts afresh.
+    public var initFrom: String?
     /// Where to write the final model.
     public var save: String?
     /// JSON lines: one object per epoch and one for the run.

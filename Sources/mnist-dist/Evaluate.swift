@@ -14,7 +14,7 @@ struct Evaluate: ParsableCommand {
               mpirun -np 2 mnist-dist evaluate --model cnn.ckpt --dataset mnist --split chapter --set train
             """)
 
-    @Option(help: "A model written by train --save (or any checkpoint).")
+    @Option(help: "A model written by train --save (or any checkpoint), or a safetensors file of one (see export; one without a recorded normalisation uses --normalize).")
     var model: String
 
     @OptionGroup(title: "Data") var data: DataOptions
@@ -33,7 +33,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try withCommunicator(output) { communicator, console in
-            let saved = try communicator.agree { try SavedModel.load(path: model) }
+            let saved = try communicator.agree { try SavedModel.load(path: model, normalization: data.normalize) }
             let split = try communicator.agree { try loadSplit(data) }
             let dataset = set == .test ? split.test : split.train
             let threads = self.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)

@@ -1,6 +1,7 @@
 // mnist-dist predict: classify images from an IDX file, or pictures (PNG, JPEG, PGM) of any size, prepared as MNIST
 // prepared its digits.
 import ArgumentParser
+import Support
 import Foundation
 import MNISTData
 import Training
@@ -21,7 +22,7 @@ struct Predict: ParsableCommand {
             taken as it is (already MNIST's form) unless --preprocess mnist.
             """)
 
-    @Option(help: "A model written by train --save (or any checkpoint).")
+    @Option(help: "A model written by train --save (or any checkpoint), or a safetensors file of one (see export).")
     var model: String
 
     @Argument(help: "IDX image files (.gz or raw), or PNG, JPEG or PGM pictures (told apart by their contents).")
@@ -39,6 +40,12 @@ struct Predict: ParsableCommand {
     @Option(name: .customLong("save-inputs"), help: ArgumentHelp("Write each picture as the model saw it (28x28 PNG, named after the file) into this directory.", valueName: "dir"))
     var saveInputs: String?
 
+    @Flag(help: "Print one JSON object per image instead: input, index, class, and the ten log-probabilities.")
+    var json = false
+
+    @Option(help: "For a safetensors model that does not record it: how the model expects pixels, standard or none.")
+    var normalize: Normalization = Defaults.normalization
+
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one image file") }
         if limit < 1 { throw ValidationError("--limit \(limit): must be at least 1") }
@@ -47,14 +54,21 @@ struct Predict: ParsableCommand {
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
         try reportingErrors(console) {
-            let saved = try SavedModel.load(path: model)
+            let saved = try SavedModel.load(path: model, normalization: normalize)
             let (rows, columns) = saved.model.imageSize
             for input in inputs {
                 let (pixels, count, names) = try images(from: input, rows: rows, columns: columns)
-                let probabilities = saved.probabilities(of: pixels, count: count, rows: rows, columns: columns)
-                for (name, p) in zip(names, probabilities) {
-                    let digit = p.indices.max { p[$0] < p[$1] }!
-                    console.report(String(format: "%@: %d (p = %.3f)", name, digit, p[digit]))
+                let logProbabilities = saved.logProbabilities(of: pixels, count: count, rows: rows, columns: columns)
+                for (index, (name, scores)) in zip(names, logProbabilities).enumerated() {
+                    let digit = scores.indices.max { scores[$0] < scores[$1] }!
+                    if json {
+                        // Floats printed in full (9 significant digits): the values read back are the model's.
+                        let values = scores.map { String(format: "%.9g", $0) }.joined(separator: ", ")
+                        console.report("{\"input\": \(Support.json(input)), \"index\": \(index), \"class\": \(digit), "
+                                       + "\"log_probabilities\": [\(values)]}")
+                    } else {
+                        console.report(String(format: "%@: %d (p = %.3f)", name, digit, exp(scores[digit])))
+                    }
                 }
             }
         }

@@ -53,6 +53,9 @@ struct Train: ParsableCommand {
     @Option(help: "Continue from a checkpoint file, or the newest valid checkpoint in a directory.")
     var resume: String?
 
+    @Option(name: .customLong("init-from"), help: ArgumentHelp("Start from the parameters of this file instead of the seed's initialisation: a safetensors file under PyTorch's names (see export), for example one saved from PyTorch, or a checkpoint. Names and shapes must be the model's; the optimizer starts afresh.", valueName: "file"))
+    var initFrom: String?
+
     @Option(help: "Write the final model (a checkpoint file) for evaluate and predict.")
     var save: String?
 
@@ -131,6 +134,7 @@ struct Train: ParsableCommand {
         options.checkpointEvery = checkpointEvery
         options.keepCheckpoints = keepCheckpoints
         options.resume = resume
+        options.initFrom = initFrom
         options.save = save
         options.metricsFile = metrics
         options.plotsDirectory = plots

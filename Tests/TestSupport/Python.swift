@@ -1,5 +1,5 @@
 // Other tools' own readers, run in the tests' Python environment (scripts/python-env.sh, which scripts/test.sh runs):
-// TensorBoard's event reader and Pillow. The scripts are in Tests/Readers.
+// TensorBoard's event reader, Pillow, onnx, onnxruntime, safetensors and PyTorch. The scripts are in Tests/Readers.
 import Foundation
 
 public enum Python {

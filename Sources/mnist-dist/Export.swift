@@ -1,0 +1,63 @@
+// mnist-dist export: a trained model in other programs' formats (ONNX, safetensors).
+import ArgumentParser
+import Foundation
+import NN
+import Support
+import Training
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a trained model as ONNX (a graph for onnxruntime) or safetensors (its weights, under PyTorch's names).",
+        discussion: """
+            The ONNX graph (IR 7, opset 13) takes pixels / 255 as N x 1 x 28 x 28 (N dynamic), normalises them as
+            the model was trained, and answers log-probabilities (N x 10). The safetensors file holds the weights
+            as PyTorch names them (the CNN: conv1.weight ... fc2.bias, as pytorch/examples' MNIST Net; an MLP:
+            layer1.weight (out x in), layer1.bias, ...), with the model, its normalisation and its checksum as
+            metadata; evaluate, predict and train --init-from read it back.
+            Examples:
+              mnist-dist train --save cnn.ckpt && mnist-dist export cnn.ckpt cnn.onnx
+              mnist-dist export cnn.ckpt cnn.safetensors
+              mnist-dist export torch-model.safetensors torch-model.onnx --normalize none
+            """)
+
+    @Argument(help: "A model written by train --save (or any checkpoint), or a safetensors file of one.")
+    var model: String
+
+    @Argument(help: "The file to write (replaced atomically).")
+    var output: String
+
+    @Option(help: ArgumentHelp("onnx or safetensors. Default: from the output's extension (.onnx, .safetensors).", valueName: "format"))
+    var format: ExportFormat?
+
+    @Option(help: "For a safetensors file that does not record it: how its model expects pixels, standard or none.")
+    var normalize: Normalization = Defaults.normalization
+
+    func validate() throws {
+        if resolvedFormat == nil {
+            throw ValidationError("\(output): say --format onnx or --format safetensors (the name ends in neither .onnx nor .safetensors)")
+        }
+    }
+
+    var resolvedFormat: ExportFormat? {
+        format ?? ExportFormat.allCases.first { output.lowercased().hasSuffix(".\($0.rawValue)") }
+    }
+
+    func run() throws {
+        let console = Console(rank: 0, ranks: 1)
+        try reportingErrors(console) {
+            let saved = try SavedModel.load(path: model, normalization: normalize)
+            let format = resolvedFormat!
+            let bytes = format == .onnx ? saved.onnx() : saved.safetensors().encoded()
+            do { try writeFileAtomically(bytes, to: output) } catch { throw RunError(.cannotWrite, "\(output): \(error)") }
+            let what = format == .onnx
+                ? "ONNX graph (IR 7, opset 13): input pixels [N, 1, 28, 28] scaled to 0-1, normalised inside as \(saved.scaling); output log_probabilities [N, 10]"
+                : "safetensors: \(saved.store.entries.count) F32 tensors under PyTorch's names, metadata model, normalize, parameter_checksum"
+            console.report("wrote \(output) (\(groupedThousands(bytes.count)) bytes): \(saved.model.architecture), \(what)")
+            console.report("parameter checksum \(saved.parameterChecksumHex)")
+        }
+    }
+}
+
+enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
+    case onnx, safetensors
+}

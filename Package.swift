@@ -5,7 +5,9 @@
 //   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
 //   -> Distributed (communicators, gradient reducers) -> Training (loop, workers, checkpoints) -> mnist-dist (command line)
 // Beside them: Support (helpers every module shares), Pictures (canvas, PNG, charts), TensorBoard (its event
-// files), Interchange (models in other programs' formats: safetensors, ONNX), Chapter (the chapter's experiments), Benchmarking (the bench harness that launches runs and the reference programs).
+// files), Interchange (models in other programs' formats: safetensors, ONNX), Chapter (the chapter's experiments),
+// Benchmarking (the bench harness that launches runs and the reference programs), Serving (the HTTP server of
+// `mnist-dist serve`, on Hummingbird).
 import Foundation
 import PackageDescription
 
@@ -26,6 +28,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP server of `mnist-dist serve`.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // MARK: C libraries (system packages, and our bfloat16 kernels; each is imported by exactly one Swift file)
@@ -52,11 +56,13 @@ let package = Package(
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
         .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Training", "Pictures"]),
+        .target(name: "Serving", dependencies: ["Support", "MNISTData", "Pictures", "Training",
+                                        .product(name: "Hummingbird", package: "hummingbird")]),
         .target(name: "Benchmarking", dependencies: ["Support", "Autodiff", "Distributed", "Training"]),
 
         // MARK: The command
         .executableTarget(name: "mnist-dist", dependencies: [
-            "Training", "Chapter", "Benchmarking", "Pictures",
+            "Training", "Chapter", "Benchmarking", "Pictures", "Serving",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

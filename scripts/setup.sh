@@ -24,7 +24,7 @@ else
   echo "System packages: all present"
 fi
 if ! command -v swift >/dev/null; then
-  echo "error: the Swift toolchain (6.0 or later) is not on the PATH; install it from https://www.swift.org/install/linux/" >&2
+  echo "error: the Swift toolchain (6.2 or later) is not on the PATH; install it from https://www.swift.org/install/linux/" >&2
   exit 1
 fi
 

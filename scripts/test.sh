@@ -22,7 +22,21 @@ if [ ! -e data/mnist/t10k-images-idx3-ubyte.gz ] && [ ! -e data/mnist/t10k-image
   scripts/fetch-mnist.sh
 fi
 
-# Other tools' own readers (TensorBoard's, Pillow) check the files mnist-dist writes: a Python environment for them.
+# What only the tests use, installed when missing: a real browser for serve's page (Debian's chromium and its
+# driver) and curl for its HTTP requests.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+for package in chromium chromium-driver curl; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing, for the tests: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Other tools' own readers check the files mnist-dist writes (TensorBoard's, Pillow, onnx, onnxruntime, safetensors,
+# PyTorch) and Selenium drives the browser: a Python environment for them.
 scripts/python-env.sh
 
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true

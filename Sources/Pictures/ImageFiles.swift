@@ -24,6 +24,11 @@ public struct GrayImage: Equatable {
         do { bytes = try readFile(path) } catch {
             throw DataError(file: path, problem: "\(error)", kind: error.code == ENOENT ? .missing : .malformed)
         }
+        return try decode(bytes, name: path)
+    }
+
+    /// A PNG, JPEG or PGM picture from its bytes; `name` is what a `DataError` calls it.
+    public static func decode(_ bytes: [UInt8], name path: String) throws(DataError) -> GrayImage {
         do {
             if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try ImageDecoding.png(bytes) }
             if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try ImageDecoding.jpeg(bytes) }

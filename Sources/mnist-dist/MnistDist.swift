@@ -18,7 +18,7 @@ struct MnistDist: ParsableCommand {
             As root, Open MPI needs --allow-run-as-root; more ranks than cores need --oversubscribe.
             """,
         version: Version.string,
-        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, Reproduce.self, Toy.self, Smooth.self, Show.self, Bench.self],
+        subcommands: [Train.self, Evaluate.self, Predict.self, Export.self, Serve.self, Reproduce.self, Toy.self, Smooth.self, Show.self, Bench.self],
         defaultSubcommand: Train.self)
 
     /// Parses, runs, and ends the process with the run's exit code. Under mpirun every rank parses the same

@@ -32,10 +32,10 @@ struct Predict: ParsableCommand {
     var limit: Int = 20
 
     @Option(help: "Invert pictures (MNIST digits are light on dark): auto (when the border is light), yes or no.")
-    var invert: Inversion = .auto
+    var invert: DigitPreparation.Inversion = .auto
 
     @Option(help: ArgumentHelp("How pictures are prepared: auto (MNIST's preprocessing, except for a 28x28 picture already light on dark), mnist (always), or none (the picture must be 28x28; only --invert applies).", valueName: "auto|mnist|none"))
-    var preprocess: Preprocessing = .auto
+    var preprocess: DigitPreparation.Preprocessing = .auto
 
     @Option(name: .customLong("save-inputs"), help: ArgumentHelp("Write each picture as the model saw it (28x28 PNG, named after the file) into this directory.", valueName: "dir"))
     var saveInputs: String?
@@ -80,7 +80,13 @@ struct Predict: ParsableCommand {
         guard isIDX(path) else {
             let image: GrayImage
             do { image = try GrayImage.read(path: path) } catch { throw RunError(error) }
-            let (pixels, note) = try prepare(image, path: path, rows: rows, columns: columns)
+            let (pixels, note): ([UInt8], String)
+            do {
+                (pixels, note) = try DigitPreparation.prepare(image, name: path, preprocess: preprocess, invert: invert, rows: rows,
+                                                              columns: columns)
+            } catch {
+                throw RunError(error)
+            }
             if let saveInputs {
                 var canvas = Canvas(width: columns, height: rows, background: .black)
                 for (i, value) in pixels.enumerated() { canvas.set(i % columns, i / columns, .gray(Double(value) / 255)) }
@@ -105,28 +111,6 @@ struct Predict: ParsableCommand {
         return (Array(array.bytes.prefix(count * rows * columns)), count, (0..<count).map { "\(path)[\($0)]" })
     }
 
-    /// A picture as the model's input, and a note of what was done to it.
-    func prepare(_ image: GrayImage, path: String, rows: Int, columns: Int) throws -> ([UInt8], String) {
-        let size = "\(image.width)x\(image.height)"
-        let flip: Bool? = invert == .auto ? nil : invert == .yes
-        let alreadyMNIST = image.width == columns && image.height == rows && !(flip ?? DigitPreprocessing.hasLightBorder(image))
-        if preprocess == .none || (preprocess == .auto && alreadyMNIST) {
-            guard image.width == columns && image.height == rows else {
-                throw RunError(.badInput, "\(path): the picture is \(size); with --preprocess none the model takes \(columns)x\(rows)")
-            }
-            let inverted = flip ?? DigitPreprocessing.hasLightBorder(image)
-            return (inverted ? image.pixels.map { 255 - $0 } : image.pixels, "\(size), \(inverted ? "inverted" : "as it is")")
-        }
-        do {
-            let result = try DigitPreprocessing.mnist(image, invert: flip, side: columns)
-            let crop = result.crop
-            return (result.pixels, "\(size)\(result.inverted ? ", inverted" : ""), ink \(crop.width)x\(crop.height) at "
-                    + "(\(crop.x), \(crop.y)) fitted to 20x20 and centred")
-        } catch {
-            throw RunError(.badInput, "\(path): \(error)")
-        }
-    }
-
     /// Whether a file is IDX (raw, magic 00 00 08 xx, or gzip-compressed) rather than a picture.
     func isIDX(_ path: String) -> Bool {
         guard let handle = FileHandle(forReadingAtPath: path), let head = try? handle.read(upToCount: 3) else { return true }
@@ -136,10 +120,5 @@ struct Predict: ParsableCommand {
     }
 }
 
-enum Preprocessing: String, ExpressibleByArgument, CaseIterable {
-    case auto, mnist, none
-}
-
-enum Inversion: String, ExpressibleByArgument, CaseIterable {
-    case auto, yes, no
-}
+extension DigitPreparation.Preprocessing: ExpressibleByArgument {}
+extension DigitPreparation.Inversion: ExpressibleByArgument {}

@@ -5,7 +5,8 @@
 //   POST /predict   a PNG or JPEG body, or JSON {"width": W, "height": H, "pixels": [W x H bytes, 0 black]}; query
 //                   preprocess=auto|mnist|none and invert=auto|yes|no as predict's options. Answers the class, the ten
 //                   probabilities, what was done to the picture and the model's 28x28 input.
-// Bad input gets a 4xx with {"error": "one line"}; the server goes on serving.
+// Bad input gets a 4xx with {"error": "one line"} (400, 405, 408 for a body slower than the request timeout, 413,
+// 415, 422); the server goes on serving.
 import Foundation
 import Hummingbird
 import Logging
@@ -20,8 +21,10 @@ public struct ServeOptions: Sendable {
     public var port = 8080
     /// The largest request body accepted (413 beyond).
     public var maximumBodyBytes = 4 << 20
-    /// Seconds a connection may stay silent (a request arriving too slowly included) before it is closed.
+    /// Seconds a connection may stay silent before it is closed.
     public var idleTimeout = 10
+    /// Seconds a request's body may take to arrive (408 beyond): a body trickling in is cut off too.
+    public var requestTimeout = 20
     public init() {}
 }
 
@@ -50,7 +53,7 @@ public enum DigitServer {
             json(.ok, ["status": "ok", "model": predictor.saved.model.architecture, "parameter_checksum": predictor.checksum])
         }
         router.post("/predict") { request, _ in
-            await predict(request, predictor: predictor, limit: options.maximumBodyBytes)
+            await predict(request, predictor: predictor, limit: options.maximumBodyBytes, timeout: options.requestTimeout)
         }
         for method in [HTTPRequest.Method.get, .put, .delete, .patch] {
             router.on("/predict", method: method) { _, _ in
@@ -69,10 +72,12 @@ public enum DigitServer {
     }
 
     /// One prediction, or the 4xx that says why there is none.
-    static func predict(_ request: Request, predictor: Predictor, limit: Int) async -> Response {
+    static func predict(_ request: Request, predictor: Predictor, limit: Int, timeout: Int) async -> Response {
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: limit)
+            body = try await collect(request, limit: limit, seconds: timeout)
+        } catch BodyTimeout.late {
+            return json(.requestTimeout, ["error": "the body did not arrive within \(timeout) s"])
         } catch {
             return json(.contentTooLarge, ["error": "the body is larger than \(limit) bytes"])
         }
@@ -109,6 +114,22 @@ public enum DigitServer {
         let pixels: String = input.map { String($0) }.joined(separator: ",")
         let text: String = "{\"class\": \(digit), \"probabilities\": [\(values)], \"prepared\": \(Support.json(note)), \"input\": [\(pixels)]}"
         return response(.ok, type: "application/json", text)
+    }
+
+    enum BodyTimeout: Error { case late }
+
+    /// The request's body, once it has all arrived: at most `limit` bytes within `seconds`.
+    static func collect(_ request: Request, limit: Int, seconds: Int) async throws -> ByteBuffer {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { try await request.body.collect(upTo: limit) }
+            group.addTask {
+                try await Task.sleep(for: .seconds(seconds))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else { throw BodyTimeout.late }
+            return body
+        }
     }
 
     /// A picture from JSON: {"width": W, "height": H, "pixels": [W x H numbers 0-255]} (both sizes default to 28).

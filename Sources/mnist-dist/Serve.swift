@@ -32,8 +32,11 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("max-body"), help: "The largest request body accepted, in bytes (413 beyond).")
     var maximumBody: Int = ServeOptions().maximumBodyBytes
 
-    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may stay silent, a request arriving too slowly included, before it is closed.")
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may stay silent before it is closed.")
     var idleTimeout: Int = ServeOptions().idleTimeout
+
+    @Option(name: .customLong("request-timeout"), help: "Seconds a request's body may take to arrive (408 beyond), however it trickles in.")
+    var requestTimeout: Int = ServeOptions().requestTimeout
 
     @Option(help: "For a safetensors model that does not record it: how the model expects pixels, standard or none.")
     var normalize: Normalization = Defaults.normalization
@@ -42,6 +45,7 @@ struct Serve: ParsableCommand {
         if !(0...65535).contains(port) { throw ValidationError("--port \(port): must be 0 to 65535") }
         if maximumBody < 1 { throw ValidationError("--max-body \(maximumBody): must be at least 1") }
         if idleTimeout < 1 { throw ValidationError("--idle-timeout \(idleTimeout): must be at least 1") }
+        if requestTimeout < 1 { throw ValidationError("--request-timeout \(requestTimeout): must be at least 1") }
     }
 
     /// Runs the server on Swift's concurrency threads until it stops; this thread waits for it.
@@ -65,6 +69,7 @@ struct Serve: ParsableCommand {
         options.port = port
         options.maximumBodyBytes = maximumBody
         options.idleTimeout = idleTimeout
+        options.requestTimeout = requestTimeout
         let model = saved!.model.architecture, checksum = saved!.parameterChecksumHex
         do {
             try await DigitServer.run(saved!, options: options) { address in

@@ -51,7 +51,8 @@ extension EndToEnd {
             let started = DispatchSemaphore(value: 0), state = ServerState()
             let finished = DispatchSemaphore(value: 0)
             DispatchQueue.global().async {
-                state.result = MnistDist.run(["serve", "--checkpoint", model, "--port", "0", "--max-body", "200000"], timeout: 240,
+                state.result = MnistDist.run(["serve", "--checkpoint", model, "--port", "0", "--max-body", "200000",
+                                                                  "--request-timeout", "2"], timeout: 240,
                                              onLine: { line, pid in
                     // "serving <model> (checksum ...) on 127.0.0.1:PORT: open http://127.0.0.1:PORT/ ; Ctrl-C stops"
                     guard line.hasPrefix("serving "), let url = line.components(separatedBy: "http://").last,
@@ -102,6 +103,14 @@ extension EndToEnd {
                 (["-X", "DELETE", "\(base)/predict"], 405, "takes POST"),
                 (["\(base)/predict?preprocess=sideways", "--data-binary", "@\(pictures[0])", "-H", "Content-Type: image/png"], 400, "preprocess is auto"),
             ]
+            // A body that trickles in (1,000 bytes/s for 30 KB) is cut off after --request-timeout 2.
+            let trickle = directory.appendingPathComponent("trickle.png")
+            try Data(count: 30_000).write(to: trickle)
+            let slowStart = Date()
+            let slow = try Self.curl(["--limit-rate", "1000", "--data-binary", "@\(trickle.path)", "-H", "Content-Type: image/png",
+                                      "\(base)/predict"])
+            #expect(slow.status == 408 && slow.body.contains("did not arrive within 2 s"), "\(slow)")
+            #expect(Date().timeIntervalSince(slowStart) < 15, "the slow body held the request for \(Date().timeIntervalSince(slowStart)) s")
             for request in bad {
                 let answer = try Self.curl(request.arguments)
                 #expect(answer.status == request.status && answer.body.contains(request.says) && !answer.body.contains("\n"),

@@ -9,15 +9,17 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a trained model as ONNX (a graph for onnxruntime) or safetensors (its weights, under PyTorch's names).",
         discussion: """
-            The ONNX graph (IR 7, opset 13) takes pixels / 255 as N x 1 x 28 x 28 (N dynamic), normalises them as
-            the model was trained, and answers log-probabilities (N x 10). The safetensors file holds the weights
-            as PyTorch names them (the CNN: conv1.weight ... fc2.bias, as pytorch/examples' MNIST Net; an MLP:
-            layer1.weight (out x in), layer1.bias, ...), with the model, its normalisation and its checksum as
-            metadata; evaluate, predict and train --init-from read it back.
+            The ONNX graph (IR 7, opset 13) takes pixels / 255 as N x 1 x 28 x 28
+            (N dynamic), normalises them as the model was trained, and answers
+            log-probabilities (N x 10). The safetensors file holds the weights
+            under PyTorch's names (the CNN: conv1.weight ... fc2.bias, as
+            pytorch/examples' MNIST Net; an MLP: layer1.weight (out x in),
+            layer1.bias, ...), with the model, its normalisation and checksum as
+            metadata; evaluate, predict, serve and train --init-from read it.
             Examples:
               mnist-dist train --save cnn.ckpt && mnist-dist export cnn.ckpt cnn.onnx
               mnist-dist export cnn.ckpt cnn.safetensors
-              mnist-dist export torch-model.safetensors torch-model.onnx --normalize none
+              mnist-dist export torch.safetensors torch.onnx --normalize none
             """)
 
     @Argument(help: "A model written by train --save (or any checkpoint), or a safetensors file of one.")

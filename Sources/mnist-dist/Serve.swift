@@ -9,15 +9,20 @@ struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve a trained model over HTTP: a page to draw digits on, and POST /predict for pictures.",
         discussion: """
-            GET / is a page where you draw a digit and see the ten probabilities as you draw (no external scripts
-            or fonts: it works offline). POST /predict takes a PNG or JPEG body, or JSON {"width": W, "height":
-            H, "pixels": [...]} (0 black, 255 white), prepares it as predict does (query: preprocess=auto|mnist|none,
-            invert=auto|yes|no) and answers JSON: class, probabilities, prepared (what was done) and input (the
-            28x28 bytes the model saw). GET /health answers the model's checksum. Bad input gets a 4xx with
-            {"error": "..."}. Ctrl-C or SIGTERM stops it after the requests in flight.
+            GET / is a page to draw a digit on, showing the ten probabilities
+            as you draw (no external scripts or fonts: it works offline).
+            POST /predict takes a PNG or JPEG body, or JSON {"width": W,
+            "height": H, "pixels": [...]} (0 black, 255 white), prepares it as
+            predict does (query: preprocess=auto|mnist|none, invert=auto|yes|no)
+            and answers JSON: class, probabilities, prepared (what was done)
+            and input (the 28x28 bytes the model saw). GET /health answers the
+            model's checksum. Bad input gets a 4xx with {"error": "..."}.
+            Ctrl-C or SIGTERM stops it after the requests in flight.
             Examples:
-              mnist-dist train --save cnn.ckpt && mnist-dist serve --checkpoint cnn.ckpt   then open http://127.0.0.1:8080
-              curl -s --data-binary @digit.png -H 'Content-Type: image/png' http://127.0.0.1:8080/predict
+              mnist-dist train --save cnn.ckpt
+              mnist-dist serve --checkpoint cnn.ckpt     (open http://127.0.0.1:8080)
+              curl --data-binary @digit.png -H 'Content-Type: image/png' \\
+                http://127.0.0.1:8080/predict
             """)
 
     @Option(help: "The model: a checkpoint (train --save) or a safetensors file of one.")

@@ -11,7 +11,7 @@ extension EndToEnd {
     @Suite("Command line", .limit(minutes: 3))
     struct CommandLineTests {
         @Test("--help on every subcommand shows its options with defaults and an example",
-              arguments: ["train", "evaluate", "predict", "reproduce", "toy", "smooth", "show", "bench"])
+              arguments: ["train", "evaluate", "predict", "export", "serve", "reproduce", "toy", "smooth", "show", "bench"])
         func help(subcommand: String) {
             let run = MnistDist.run([subcommand, "--help"])
             #expect(run.status == 0, "\(run)")

@@ -2,7 +2,7 @@
 # Makes the Python environment the tests use to read mnist-dist's files with other tools' own readers:
 # TensorBoard's event reader (--tensorboard), Pillow (pictures for predict), and onnx, onnxruntime, safetensors and
 # PyTorch (export, and a model trained in PyTorch for evaluate and --init-from). PyPI's torch wheel brings its CUDA
-# libraries (about 5 GB installed; 1.7 min here); only its CPU side is used. Selenium drives Debian's chromium
+# libraries (about 5 GB installed); only its CPU side is used. Selenium drives Debian's chromium
 # (apt-get install chromium chromium-driver) for serve's page. scripts/test.sh runs this; it does
 # nothing when the environment is already there. Needs python3 with venv, and PyPI (or a mirror pip is set up for).
 #

@@ -9,10 +9,10 @@
 // in Winograd's case, the transforms' 16). Each check below holds every element to
 //     |actual - Σ a b| ≤ (2u + u² + γ(n)(1 + u)²) Σ|a b|
 // with Σ a b and Σ|a b| summed in Double. The kernel check holds the kernel to the correctly rounded operands, with
-// only the Float sums' error allowed: operands cut to 7 bits fail all 48 of its cases (46 did, when tried). The op
-// checks hold each op to what a correct bf16 product can reach: a wrong operand, transpose or pullback misses it by
-// orders of magnitude (the 7-bit operands broke the matmul and im2col checks by up to 1.6x, not Winograd's, whose
-// magnitudes over-count).
+// only the Float sums' error allowed, so a kernel that rounds otherwise (truncates, or keeps 7 bits) fails it. The
+// op checks hold each op to what a correct bf16 product can reach: a wrong operand, transpose or pullback misses it
+// by orders of magnitude. Winograd's magnitudes over-count (they bound each transform term by its absolute value),
+// so its checks are the loosest.
 import Autodiff
 import Testing
 import TestSupport

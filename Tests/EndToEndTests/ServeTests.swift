@@ -129,8 +129,9 @@ extension EndToEnd {
             #expect(group.wait(timeout: .now() + 60) == .success)
             #expect(answers.all.count == 16 && answers.all.allSatisfy { $0.class == classes[$0.digit] }, "\(answers.all)")
 
-            // The page in a real browser: test digits 0 and 2 (a 7 and a 1) traced with the pointer. (Traced with a
-            // thick pen, digit 1, a 2, reads as a 6 to this two-epoch model: the drawing is not the picture.)
+            // The page in a real browser: test digits 0 and 2 (a 7 and a 1) traced with the pointer. Digits whose
+            // thickened strokes change their look (digit 1, a 2) can read otherwise to a briefly trained model: the
+            // drawing is not the picture.
             let page = try Self.curl(["\(base)/"])
             #expect(page.status == 200 && page.body.contains("<canvas id=\"pad\"") && !page.body.contains("src=\"http"))
             for index in [0, 2] {

@@ -35,14 +35,4 @@ public enum BFloat16 {
         require(beta == 0 || beta == 1, "BFloat16.gemm: beta \(beta)")
         bf16_gemm(transposeA, transposeB, Int32(m), Int32(n), Int32(k), a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
-
-    /// Each value rounded to bfloat16 and back: to nearest, ties to even; subnormals become zeros of their sign,
-    /// as vdpbf16ps reads them. Runs on any CPU.
-    public static func rounded(_ values: [Float]) -> [Float] {
-        var result = [Float](repeating: 0, count: values.count)
-        values.withUnsafeBufferPointer { source in
-            result.withUnsafeMutableBufferPointer { bf16_round(source.baseAddress!, $0.baseAddress!, values.count) }
-        }
-        return result
-    }
 }

@@ -83,21 +83,6 @@ double bf16_rate_against_float(void) {
     return dot_rate(20000) / fma_rate(20000);
 }
 
-static uint16_t bf16_bits(float value) {
-    uint32_t bits;
-    memcpy(&bits, &value, 4);
-    if ((bits & 0x7F800000u) == 0) return (uint16_t)((bits >> 16) & 0x8000u);      // zero and subnormals: signed 0
-    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((bits >> 16) | 0x40u);  // NaN stays a quiet NaN
-    return (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-}
-
-void bf16_round(const float *source, float *destination, long count) {
-    for (long i = 0; i < count; i++) {
-        uint32_t bits = (uint32_t)bf16_bits(source[i]) << 16;
-        memcpy(destination + i, &bits, 4);
-    }
-}
-
 // Interleaves two rows of 16 bf16 (the low and high halves of a vector) into 16 pairs.
 static const uint16_t interleave_pairs[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
                                               8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};

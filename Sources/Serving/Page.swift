@@ -2,6 +2,7 @@
 // probabilities, updated while drawing. Everything is in this one page (no scripts or fonts from elsewhere), so it
 // works offline.
 enum Page {
+    /// The whole page: its style, its markup and its script.
     static func html(model: String, checksum: String) -> String {
         """
         <!doctype html>
@@ -11,19 +12,7 @@ enum Page {
         <meta name="viewport" content="width=device-width, initial-scale=1">
         <title>mnist-dist: draw a digit</title>
         <style>
-          body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
-          h1 { font-size: 1.3em; margin: 0 0 0.3em; }
-          .row { display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
-          #pad { border: 2px solid #444; background: #fff; touch-action: none; cursor: crosshair; width: 280px; height: 280px; }
-          #digit { font-size: 5em; font-weight: bold; line-height: 1; min-width: 1ch; }
-          table { border-collapse: collapse; }
-          td { padding: 1px 4px; font-variant-numeric: tabular-nums; }
-          .bar { height: 14px; background: #3465a4; }
-          .best .bar { background: #cc0000; }
-          #seen { width: 112px; height: 112px; image-rendering: pixelated; border: 1px solid #999; background: #000; }
-          #note, #status, footer { color: #555; font-size: 0.9em; }
-          #note { max-width: 14em; }
-          button { font-size: 1em; padding: 0.3em 1em; }
+        \(style)
         </style>
         </head>
         <body>
@@ -46,6 +35,33 @@ enum Page {
         <footer><p>\(model), parameter checksum \(checksum). The page sends the drawing as a PNG to /predict, which
         prepares it as MNIST prepared its digits.</p></footer>
         <script>
+        \(script)
+        </script>
+        </body>
+        </html>
+
+        """
+    }
+
+    /// How the page looks.
+    static let style = """
+          body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
+          h1 { font-size: 1.3em; margin: 0 0 0.3em; }
+          .row { display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
+          #pad { border: 2px solid #444; background: #fff; touch-action: none; cursor: crosshair; width: 280px; height: 280px; }
+          #digit { font-size: 5em; font-weight: bold; line-height: 1; min-width: 1ch; }
+          table { border-collapse: collapse; }
+          td { padding: 1px 4px; font-variant-numeric: tabular-nums; }
+          .bar { height: 14px; background: #3465a4; }
+          .best .bar { background: #cc0000; }
+          #seen { width: 112px; height: 112px; image-rendering: pixelated; border: 1px solid #999; background: #000; }
+          #note, #status, footer { color: #555; font-size: 0.9em; }
+          #note { max-width: 14em; }
+          button { font-size: 1em; padding: 0.3em 1em; }
+        """
+
+    /// Drawing with pointer events, one /predict request at a time, and showing the answer.
+    static let script = """
         "use strict";
         const pad = document.getElementById("pad"), ink = pad.getContext("2d");
         const table = document.getElementById("probabilities"), digit = document.getElementById("digit");
@@ -109,9 +125,5 @@ enum Page {
           seen.putImageData(image, 0, 0);
         }
         clear();
-        </script>
-        </body>
-        </html>
         """
-    }
 }

@@ -37,6 +37,12 @@ public struct StableHash {
         return hash.value
     }
 
+    /// A 64-bit value as 16 hex digits, leading zeros kept: how checksums and bit patterns are printed.
+    public static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// The hash of Floats' bit patterns, one word each.
     public static func of(_ values: UnsafeBufferPointer<Float>) -> UInt64 {
         var hash = StableHash()

@@ -15,6 +15,7 @@
 #if canImport(MNISTData)  // absent when scripts/fuzz.sh compiles this file together with MNISTData's sources
 import MNISTData
 #endif
+import Support
 
 /// A problem with a checkpoint file: which file, and what is wrong with it.
 public struct CheckpointError: Error, CustomStringConvertible, Equatable {
@@ -268,10 +269,7 @@ private func append<T: FixedWidthInteger>(_ bytes: inout [UInt8], _ value: T) {
 private func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
 
 /// A Double as the 16 hex digits of its bits: exact and locale-proof.
-func hexBits(_ value: Double) -> String {
-    let digits = String(value.bitPattern, radix: 16)
-    return String(repeating: "0", count: 16 - digits.count) + digits
-}
+func hexBits(_ value: Double) -> String { StableHash.hex(value.bitPattern) }
 
 func fromHexBits(_ text: String) -> Double? {
     guard text.count == 16, let bits = UInt64(text, radix: 16) else { return nil }

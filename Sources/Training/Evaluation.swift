@@ -123,10 +123,7 @@ public struct SavedModel {
     }
 
     /// The checksum `train` prints for these parameters (16 hex digits): equal checksums, the same model.
-    public var parameterChecksumHex: String {
-        let digits = String(store.withValues { StableHash.of(UnsafeBufferPointer($0)) }, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
-    }
+    public var parameterChecksumHex: String { StableHash.hex(store.withValues { StableHash.of(UnsafeBufferPointer($0)) }) }
 
     /// What the exported files record about the model.
     public var portableMetadata: [String: String] {

@@ -130,47 +130,17 @@ extension Trainer {
     /// Loads the data, builds the model, optimizer, workers and reducer, checks that the ranks agree, and sets the
     /// initial state: rank 0's initialisation (or checkpoint), broadcast so that no rank can start elsewhere.
     func prepare() throws -> Run {
-        if configuration.precision == .bf16 {
-            try communicator.agree {
-                guard BFloat16.supported else {
-                    throw RunError(.usage, "--precision bf16: this CPU (\(MachineDescription.current().cpu)) has no AVX512_BF16, "
-                                       + "which bfloat16 products need (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids "
-                                       + "and later); use --precision float")
-                }
-            }
-        }
+        try checkRunnable()
         let (data, source) = try loadData()
         let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
-        let parameterCount = model.parameterCount
-        try checkAgreement(data, parameterCount: parameterCount)
-        if options.reduction == .exact && configuration.batchSize > options.microBatch * MicroBatches.maximumCount {
-            throw RunError(.usage, "--batch-size \(configuration.batchSize): with --allreduce exact a batch holds at most "
-                               + "\(MicroBatches.maximumCount) micro-batches; raise --micro-batch")
-        }
+        try checkAgreement(data, parameterCount: model.parameterCount)
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
         let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction,
                                                precision: configuration.precision)
         let workerCount = mode == .workers ? threads : 1
         let microBatches = MicroBatches(size: options.microBatch)
-        // On one host the ranks share the parameters, the optimizer state and the gradient parts, and each steps a
-        // slice (HostSum); elsewhere each rank keeps its own and the gradients are all-reduced.
-        let stateCount = configuration.optimizerStateCount(parameterCount: parameterCount)
-        var host: HostStepMemory?, notShared: String?
-        do {
-            switch GradientReduction.sharedStepParts(precision: options.reduction, overlap: options.overlap, workers: workerCount,
-                                                     microBatches: microBatches, batchSize: configuration.batchSize,
-                                                     ranks: communicator.size) {
-            case .success(let parts):
-                switch try HostStepMemory.make(communicator: communicator, count: parameterCount, stateCount: stateCount,
-                                               partsPerRank: parts) {
-                case .success(let memory): host = memory
-                case .failure(let reason): notShared = reason.description
-                }
-            case .failure(let reason): notShared = communicator.size > 1 ? reason.description : nil
-            }
-        } catch {
-            throw RunError(.ranksDisagree, "setting up the memory the host's ranks share: \(error)")
-        }
+        let (host, notShared) = try makeHostMemory(parameterCount: model.parameterCount, workers: workerCount,
+                                                   microBatches: microBatches)
         let store = model.makeParameterStore(memory: host.map { ($0.values, $0.slot(rank: $0.rank, part: 0)) })
         let optimizer: Optimizer
         do {
@@ -184,12 +154,77 @@ extension Trainer {
                                    microBatches: microBatches, host: host, notShared: notShared, threads: threads)
         }
         let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode, layout: reducer.layout)
+        let settings = recordedSettings(data: data, model: model)
+        let start = try initialState(data: data, model: model, store: store, optimizer: optimizer, host: host, settings: settings)
+        let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
+                      reducer: reducer, host: host, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
+                      policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: start.position)
+        run.tensorBoard = try makeTensorBoardLog(settings: settings, step: start.position.step)
+        run.resumedPrecision = start.resumedPrecision
+        run.initializedFrom = start.initializedFrom
+        if options.traceFile != nil {
+            run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
+            workers.trace = run.trace
+        }
+        return run
+    }
+
+    /// Refuses, on every rank and before any work, what this run cannot do here: bfloat16 products on a CPU without
+    /// them, and an exact-sum batch of more micro-batches than the sum takes.
+    func checkRunnable() throws {
+        if configuration.precision == .bf16 {
+            try communicator.agree {
+                guard BFloat16.supported else {
+                    throw RunError(.usage, "--precision bf16: this CPU (\(MachineDescription.current().cpu)) has no AVX512_BF16, "
+                                       + "which bfloat16 products need (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids "
+                                       + "and later); use --precision float")
+                }
+            }
+        }
+        if options.reduction == .exact && configuration.batchSize > options.microBatch * MicroBatches.maximumCount {
+            throw RunError(.usage, "--batch-size \(configuration.batchSize): with --allreduce exact a batch holds at most "
+                               + "\(MicroBatches.maximumCount) micro-batches; raise --micro-batch")
+        }
+    }
+
+    /// On one host the ranks share the parameters, the optimizer state and the gradient parts, and each steps a
+    /// slice (HostSum); elsewhere each rank keeps its own and the gradients are all-reduced. Returns the shared
+    /// memory, or why there is none (nil in one process, where there is nothing to share).
+    func makeHostMemory(parameterCount: Int, workers: Int, microBatches: MicroBatches) throws
+        -> (memory: HostStepMemory?, notShared: String?) {
+        let stateCount = configuration.optimizerStateCount(parameterCount: parameterCount)
+        do {
+            switch GradientReduction.sharedStepParts(precision: options.reduction, overlap: options.overlap, workers: workers,
+                                                     microBatches: microBatches, batchSize: configuration.batchSize,
+                                                     ranks: communicator.size) {
+            case .success(let parts):
+                switch try HostStepMemory.make(communicator: communicator, count: parameterCount, stateCount: stateCount,
+                                               partsPerRank: parts) {
+                case .success(let memory): return (memory, nil)
+                case .failure(let reason): return (nil, reason.description)
+                }
+            case .failure(let reason): return (nil, communicator.size > 1 ? reason.description : nil)
+            }
+        } catch {
+            throw RunError(.ranksDisagree, "setting up the memory the host's ranks share: \(error)")
+        }
+    }
+
+    /// What checkpoints record about the run: the configuration's settings, and the data and model it trains.
+    func recordedSettings(data: DataSplit, model: Model) -> [String: String] {
         var settings = Dictionary(uniqueKeysWithValues: configuration.settings.map { ($0.key.rawValue, $0.value) })
         settings[SettingKey.split.rawValue] = data.kind.rawValue
         settings[SettingKey.architecture.rawValue] = model.architecture
         settings[SettingKey.trainingSamples.rawValue] = "\(data.train.count)"
         settings[SettingKey.createdBy.rawValue] = "mnist-dist \(Version.string)"
+        return settings
+    }
 
+    /// The parameters and optimizer state the run starts from, on every rank: the seed's initialisation, or
+    /// --init-from's parameters, or a checkpoint's state and position (--resume).
+    func initialState(data: DataSplit, model: Model, store: ParameterStore, optimizer: Optimizer, host: HostStepMemory?,
+                      settings: [String: String]) throws
+        -> (position: RunPosition, resumedPrecision: String?, initializedFrom: SavedModel?) {
         // Where the host's ranks share the parameters and the optimizer state, rank 0 writes them for all (and sends
         // them to the other hosts').
         let writesState = host == nil || communicator.rank == 0
@@ -207,17 +242,7 @@ extension Trainer {
             resumedPrecision = resumed.settings[SettingKey.precision.rawValue] ?? ProductPrecision.float.rawValue
         }
         try broadcastState(store: store, optimizer: optimizer, host: host)
-        let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
-                      reducer: reducer, host: host, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
-                      policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: position)
-        run.tensorBoard = try makeTensorBoardLog(settings: settings, step: position.step)
-        run.resumedPrecision = resumedPrecision
-        run.initializedFrom = initialized
-        if options.traceFile != nil {
-            run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
-            workers.trace = run.trace
-        }
-        return run
+        return (position, resumedPrecision, initialized)
     }
 
     /// Rank 0's TensorBoard run directory, created now with the configuration as its first text.

@@ -88,10 +88,7 @@ public struct RunSummary: Sendable {
     /// their checksums agree.
     public var parameterChecksum: UInt64 = 0
     /// The checksum as 16 hex digits, as the metrics and the run's last lines show it.
-    public var parameterChecksumHex: String {
-        let digits = String(parameterChecksum, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
-    }
+    public var parameterChecksumHex: String { StableHash.hex(parameterChecksum) }
     /// Peak resident memory of each rank, in megabytes.
     public var peakResidentMegabytes: [Double] = []
 }

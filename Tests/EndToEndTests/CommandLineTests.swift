@@ -40,7 +40,8 @@ extension EndToEnd {
                           (["--shuffle", "chapter", "--split", "standard"], "--shuffle chapter"),
                           (["--checkpoint-every", "5"], "--checkpoint-every needs --checkpoint-dir"),
                           (["--stall-timeout=-1"], "--stall-timeout -1"), (["--stall-timeout", "inf"], "--stall-timeout inf"),
-                          (["--precision", "fp8"], "fp8")])
+                          (["--precision", "fp8"], "fp8"),
+                          (["--allreduce", "exact", "--batch-size", "100000", "--micro-batch", "1"], "raise --micro-batch")])
         func refused(arguments: [String], named: String) {
             let start = Date()
             let run = MnistDist.run(["train", "--data-dir", E2E.mnist] + arguments)

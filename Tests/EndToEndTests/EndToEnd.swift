@@ -1,6 +1,7 @@
 // The end-to-end suites drive the built executable (alone and under real mpirun). They nest in one serialized
 // suite so that no two jobs compete for the cores, which would only make them slower and their timings noisy.
 import Foundation
+import MNISTData
 import Testing
 import TestSupport
 import Training
@@ -21,6 +22,22 @@ enum E2E {
     /// The parameters of the checkpoint written after `step` steps in `directory`.
     static func parameters(in directory: URL, step: Int) throws -> [Float] {
         try Checkpoint.read(path: CheckpointDirectory(path: directory.path).file(step: step)).parameters
+    }
+
+    /// The test images' file in the MNIST directory (compressed or raw).
+    static var testImages: String { DatasetFiles.locate(DatasetName.testImages, in: mnist) ?? "\(mnist)/\(DatasetName.testImages)" }
+
+    /// The first `count` test images' bytes, 784 each.
+    static func testPixels(count: Int) throws -> [UInt8] {
+        Array(try IDX.read(path: testImages, kind: .images).bytes.prefix(784 * count))
+    }
+
+    /// Trains a model on the chapter split and saves it to `path`; returns the checksum the run printed.
+    static func trainedModel(_ path: String, epochs: Int, extra: [String] = []) -> String {
+        let run = MnistDist.run(["train", "--data-dir", mnist, "--split", "chapter", "--epochs", "\(epochs)", "--save", path,
+                                 "--progress", "none", "--quiet"] + extra)
+        #expect(run.status == 0, "\(run)")
+        return String(run.stdout.components(separatedBy: "parameter checksum ").last?.prefix(16) ?? "")
     }
 
     /// max |a - b| / max |b|.

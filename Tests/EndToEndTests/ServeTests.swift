@@ -26,7 +26,7 @@ extension EndToEnd {
 
         /// The first three MNIST test digits as PNG files, dark ink on white as a drawing.
         static func pngDigits(_ directory: URL) throws -> [String] {
-            let pixels = try readIDXPixels(count: 3)
+            let pixels = try E2E.testPixels(count: 3)
             return try (0..<3).map { index in
                 var canvas = Canvas(width: 28, height: 28, background: .white)
                 for i in 0..<784 { canvas.set(i % 28, i / 28, .gray(1 - Double(pixels[index * 784 + i]) / 255)) }
@@ -41,11 +41,8 @@ extension EndToEnd {
             let directory = Fixtures.makeTemporaryDirectory("serve")
             defer { Fixtures.removeTemporary(directory) }
             let model = directory.appendingPathComponent("cnn.ckpt").path
-            let trained = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "2", "--save", model,
-                                         "--progress", "none", "--quiet"])
-            #expect(trained.status == 0, "\(trained)")
-            let checksum = String(trained.stdout.components(separatedBy: "parameter checksum ").last?.prefix(16) ?? "")
-            let predicted = MnistDist.run(["predict", "--model", model, "\(E2E.mnist)/t10k-images-idx3-ubyte.gz", "--limit", "3", "--json"])
+            let checksum = E2E.trainedModel(model, epochs: 2)
+            let predicted = MnistDist.run(["predict", "--model", model, E2E.testImages, "--limit", "3", "--json"])
             let classes = try predicted.stdout.split(separator: "\n").map { try JSON.parse(String($0))["class"].int }
 
             let started = DispatchSemaphore(value: 0), state = ServerState()
@@ -78,7 +75,7 @@ extension EndToEnd {
                 #expect(result["probabilities"].array.count == 10 && result["input"].array.count == 784)
                 #expect(result["prepared"].string.contains("inverted"), "\(answer.body.prefix(300))")
             }
-            let pixels = try readIDXPixels(count: 1)
+            let pixels = try E2E.testPixels(count: 1)
             let body = "{\"width\": 28, \"height\": 28, \"pixels\": [\(pixels.map(String.init).joined(separator: ","))]}"
             let viaJSON = try Self.curl(["--data", body, "-H", "Content-Type: application/json", "\(base)/predict"])
             #expect(try JSON.parse(viaJSON.body)["class"].int == classes[0], "\(viaJSON)")
@@ -158,20 +155,6 @@ extension EndToEnd {
             #expect(busy.status == 73 && busy.stderr.contains("serving on 203.0.113.7:8080"), "\(busy)")
         }
     }
-}
-
-/// The first `count` t10k images' bytes.
-func readIDXPixels(count: Int) throws -> [UInt8] {
-    let path = "\(E2E.mnist)/t10k-images-idx3-ubyte.gz"
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", "gzip -dc '\(path)' | head -c \(16 + 784 * count) | tail -c \(784 * count)"]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Array(data)
 }
 
 /// The server's address and process, set from its output thread.

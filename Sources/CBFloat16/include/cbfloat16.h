@@ -22,7 +22,4 @@ void bf16_gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
 /// `bf16_supported()` is true.
 double bf16_rate_against_float(void);
 
-/// Rounds `count` Floats to bfloat16 and back (to nearest, ties to even): the values a bf16 product reads.
-void bf16_round(const float *source, float *destination, long count);
-
 #endif

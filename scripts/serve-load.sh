@@ -22,7 +22,7 @@ open(sys.argv[2], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(
                               + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 PY
 mnist_dist="${MNIST_DIST:-$(command -v mnist-dist || echo "$root/.build/release/mnist-dist")}"
-"$mnist_dist" serve --checkpoint "$model" --port 0 > "$work/serve.log" 2>&1 &
+"$mnist_dist" serve "$model" --port 0 > "$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do grep -q "^serving" "$work/serve.log" && break; sleep 0.1; done
 address="$(sed -n 's|.*open http://\([^/]*\)/.*|\1|p' "$work/serve.log")"

@@ -4,6 +4,7 @@
 import Autodiff
 import MNISTData
 import NN
+import Support
 
 public enum PortableWeights {
     /// Each parameter of the model under its portable name and layout.
@@ -20,8 +21,8 @@ public enum PortableWeights {
 
     /// Writes the tensors into the store, after checking that they are exactly the model's: every name present
     /// with its shape, none other, every value finite.
-    public static func load(_ tensors: [NamedTensor], into store: ParameterStore, model: Model, file: String) throws(DataError) {
-        func wrong(_ problem: String) -> DataError { DataError(file: file, problem: problem) }
+    public static func load(_ tensors: [NamedTensor], into store: ParameterStore, model: Model, file: String) throws(FileError) {
+        func wrong(_ problem: String) -> FileError { FileError(file: file, problem: problem) }
         let expected = layout(of: model)
         let names = expected.map { "\($0.name) \($0.shape)" }.joined(separator: ", ")
         for tensor in tensors where !expected.contains(where: { $0.name == tensor.name }) {
@@ -51,24 +52,24 @@ public enum PortableWeights {
 
     /// The model whose parameters the tensors are: the chapter's CNN when they name conv1.weight, an MLP (of the
     /// layer sizes their shapes give, on 28x28 images) when they name layer1.weight. `load` then checks them all.
-    public static func model(for tensors: [NamedTensor], file: String) throws(DataError) -> Model {
+    public static func model(for tensors: [NamedTensor], file: String) throws(FileError) -> Model {
         if tensors.contains(where: { $0.name == "conv1.weight" }) { return ChapterCNN() }
         var sizes: [Int] = []
         for layer in 1... {
             guard let weight = tensors.first(where: { $0.name == "layer\(layer).weight" }) else { break }
             guard weight.shape.count == 2, weight.shape.allSatisfy({ $0 > 0 }), sizes.isEmpty || sizes.last == weight.shape[1] else {
-                throw DataError(file: file, problem: "tensor layer\(layer).weight has shape \(weight.shape); an MLP's layer\(layer).weight is "
+                throw FileError(file: file, problem: "tensor layer\(layer).weight has shape \(weight.shape); an MLP's layer\(layer).weight is "
                                     + "outputs x \(sizes.last.map(String.init) ?? "inputs")")
             }
             if sizes.isEmpty { sizes.append(weight.shape[1]) }
             sizes.append(weight.shape[0])
         }
         guard !sizes.isEmpty else {
-            throw DataError(file: file, problem: "holds neither the chapter CNN's tensors (conv1.weight, conv1.bias, conv2.weight, "
+            throw FileError(file: file, problem: "holds neither the chapter CNN's tensors (conv1.weight, conv1.bias, conv2.weight, "
                                 + "conv2.bias, fc1.weight, fc1.bias, fc2.weight, fc2.bias) nor an MLP's (layer1.weight, layer1.bias, ...)")
         }
         guard sizes.first == 784, sizes.last == 10 else {
-            throw DataError(file: file, problem: "its MLP maps \(sizes.first!) inputs to \(sizes.last!) outputs; mnist-dist's MLPs map "
+            throw FileError(file: file, problem: "its MLP maps \(sizes.first!) inputs to \(sizes.last!) outputs; mnist-dist's MLPs map "
                                 + "784 pixels (28x28) to 10 classes")
         }
         return MLP(layerSizes: sizes)

@@ -2,6 +2,7 @@
 // tensor's dtype, shape and byte range, and the tensors' bytes. mnist-dist writes and reads float32 tensors.
 import Foundation
 import MNISTData
+import Support
 
 /// One named float32 tensor, row-major.
 public struct NamedTensor: Equatable, Sendable {
@@ -55,9 +56,9 @@ public struct SafetensorsFile: Equatable, Sendable {
     }
 
     /// Reads a safetensors file, checking its header against its size; every tensor must be F32. Problems are
-    /// reported as `DataError`s naming `file`.
-    public static func decode(_ bytes: [UInt8], file: String) throws(DataError) -> SafetensorsFile {
-        func malformed(_ problem: String) -> DataError { DataError(file: file, problem: problem) }
+    /// reported as `FileError`s naming `file`.
+    public static func decode(_ bytes: [UInt8], file: String) throws(FileError) -> SafetensorsFile {
+        func malformed(_ problem: String) -> FileError { FileError(file: file, problem: problem) }
         guard bytes.count >= 8 else { throw malformed("\(bytes.count) bytes: too short for a safetensors file") }
         let headerSize = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[$1]) << (8 * UInt64($1)) }
         guard headerSize <= UInt64(bytes.count - 8), headerSize <= 100_000_000 else {

@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Support
 
 /// Something that hands out bytes in order, like a file.
 public protocol ByteSource: AnyObject {
@@ -18,22 +19,22 @@ public final class FileSource: ByteSource {
     /// The file's size in bytes when it was opened.
     public let size: Int
 
-    public init(path: String) throws(DataError) {
+    public init(path: String) throws(FileError) {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             let code = errno
-            throw DataError(file: path, problem: Self.describeOpenError(code), kind: code == ENOENT ? .missing : .malformed)
+            throw FileError(file: path, problem: Self.describeOpenError(code), kind: code == ENOENT ? .missing : .malformed)
         }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
             let code = errno
             close(fd)
-            throw DataError(file: path, problem: "cannot read its size (\(String(cString: strerror(code))))")
+            throw FileError(file: path, problem: "cannot read its size (\(String(cString: strerror(code))))")
         }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             close(fd)
-            throw DataError(file: path, problem: "is a directory, not a data file")
+            throw FileError(file: path, problem: "is a directory, not a data file")
         }
         self.descriptor = fd
         self.size = Int(info.st_size)
@@ -46,7 +47,7 @@ public final class FileSource: ByteSource {
             let count = Glibc.read(descriptor, buffer.baseAddress, buffer.count)
             if count >= 0 { return count }
             if errno == EINTR { continue }
-            throw DataError(file: path, problem: "read failed (\(String(cString: strerror(errno))))")
+            throw FileError(file: path, problem: "read failed (\(String(cString: strerror(errno))))")
         }
     }
 
@@ -77,24 +78,4 @@ public final class MemorySource: ByteSource {
         position += count
         return count
     }
-}
-
-/// A problem with a data file, named and explained in plain words.
-public struct DataError: Error, CustomStringConvertible, Equatable {
-    /// What kind of problem, for the exit code (never read from the wording).
-    public enum Kind: Sendable { case missing, malformed }
-
-    /// The file (path or name) the problem is in.
-    public let file: String
-    /// What is wrong, as a phrase that follows the file name.
-    public let problem: String
-    public let kind: Kind
-
-    public init(file: String, problem: String, kind: Kind = .malformed) {
-        self.file = file
-        self.problem = problem
-        self.kind = kind
-    }
-
-    public var description: String { "\(file): \(problem)" }
 }

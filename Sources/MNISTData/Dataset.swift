@@ -22,18 +22,18 @@ public struct Dataset: Sendable {
     public var pixelsPerImage: Int { rows * columns }
 
     /// Builds a dataset, checking that pixels, labels and sizes agree and that every label is a class 0...9.
-    /// - Throws: `DataError` naming `labelFile` or `name` and the problem.
+    /// - Throws: `FileError` naming `labelFile` or `name` and the problem.
     public init(name: String, pixels: [UInt8], labels: [UInt8], rows: Int, columns: Int,
-                labelFile: String? = nil) throws(DataError) {
+                labelFile: String? = nil) throws(FileError) {
         guard rows > 0, columns > 0 else {
-            throw DataError(file: name, problem: "images have an empty size \(rows)x\(columns)")
+            throw FileError(file: name, problem: "images have an empty size \(rows)x\(columns)")
         }
         guard pixels.count == labels.count * rows * columns else {
-            throw DataError(file: name,
+            throw FileError(file: name,
                             problem: "holds \(pixels.count / (rows * columns)) images but \(labels.count) labels")
         }
         if let bad = labels.firstIndex(where: { $0 >= Self.classCount }) {
-            throw DataError(file: labelFile ?? name,
+            throw FileError(file: labelFile ?? name,
                             problem: "label \(labels[bad]) at index \(bad) is not a digit class 0-9")
         }
         self.name = name
@@ -44,11 +44,11 @@ public struct Dataset: Sendable {
     }
 
     /// Reads a dataset from an IDX image file and an IDX label file (each raw or gzip).
-    public static func load(name: String, imagesPath: String, labelsPath: String) throws(DataError) -> Dataset {
+    public static func load(name: String, imagesPath: String, labelsPath: String) throws(FileError) -> Dataset {
         let images = try IDX.read(path: imagesPath, kind: .images)
         let labels = try IDX.read(path: labelsPath, kind: .labels)
         if images.dimensions[0] != labels.dimensions[0] {
-            throw DataError(file: imagesPath, problem: "holds \(images.dimensions[0]) images but \(labelsPath) "
+            throw FileError(file: imagesPath, problem: "holds \(images.dimensions[0]) images but \(labelsPath) "
                                 + "holds \(labels.dimensions[0]) labels")
         }
         return try Dataset(name: name, pixels: images.bytes, labels: labels.bytes, rows: images.dimensions[1],

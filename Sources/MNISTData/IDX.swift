@@ -2,6 +2,7 @@
 //
 // Layout: 2 zero bytes, a type byte (0x08 = unsigned byte), a dimension count d, then d big-endian UInt32 sizes,
 // then the payload, row-major. MNIST images are 0x00000803 (count, rows, columns); labels 0x00000801 (count).
+import Support
 
 /// An n-dimensional array of unsigned bytes read from an IDX file.
 public struct IDXArray: Equatable {
@@ -28,15 +29,15 @@ public enum IDX {
     static let maximumDeflateRatio = 1032
 
     /// Reads an IDX file of the given kind. Gzip is recognised by its magic bytes, not by the file name.
-    /// - Throws: `DataError` naming the file and the problem.
-    public static func read(path: String, kind: IDXKind) throws(DataError) -> IDXArray {
+    /// - Throws: `FileError` naming the file and the problem.
+    public static func read(path: String, kind: IDXKind) throws(FileError) -> IDXArray {
         let file = try FileSource(path: path)
         return try read(from: file, size: file.size, name: path, kind: kind)
     }
 
     /// Reads IDX data of the given kind from `source`, which holds `size` bytes in all.
-    public static func read(from source: ByteSource, size: Int, name: String, kind: IDXKind) throws(DataError) -> IDXArray {
-        let fail = { (problem: String) in DataError(file: name, problem: problem) }
+    public static func read(from source: ByteSource, size: Int, name: String, kind: IDXKind) throws(FileError) -> IDXArray {
+        let fail = { (problem: String) in FileError(file: name, problem: problem) }
         // Peek at the first two bytes to tell gzip from raw IDX.
         var lead = [UInt8](repeating: 0, count: 2)
         let leadCount = try readFully(source, into: &lead, name: name)
@@ -112,7 +113,7 @@ public enum IDX {
     // MARK: Helpers
 
     /// Reads until `buffer` is full or the source ends; returns the count read.
-    private static func readFully(_ source: ByteSource, into buffer: inout [UInt8], name: String) throws(DataError) -> Int {
+    private static func readFully(_ source: ByteSource, into buffer: inout [UInt8], name: String) throws(FileError) -> Int {
         var filled = 0
         while filled < buffer.count {
             let count: Int
@@ -120,10 +121,10 @@ public enum IDX {
                 count = try buffer.withUnsafeMutableBytes { all in
                     try source.read(into: UnsafeMutableRawBufferPointer(rebasing: all[filled...]))
                 }
-            } catch let error as DataError {
+            } catch let error as FileError {
                 throw error
             } catch {
-                throw DataError(file: name, problem: "\(error)")
+                throw FileError(file: name, problem: "\(error)")
             }
             if count == 0 { break }
             filled += count

@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Support
 
 /// The datasets mnist-dist knows by name; all use MNIST's four-file IDX layout.
 public enum DatasetName: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -64,8 +65,8 @@ public enum DatasetFiles {
     /// Loads `dataset` from `directory` and splits it.
     /// - Parameters:
     ///   - split: the split to use, or nil for `defaultSplit(in:)`.
-    /// - Throws: `DataError` naming the missing or malformed file, with what to do about a missing one.
-    public static func load(_ dataset: DatasetName, directory: String, split: SplitKind?) throws(DataError) -> DataSplit {
+    /// - Throws: `FileError` naming the missing or malformed file, with what to do about a missing one.
+    public static func load(_ dataset: DatasetName, directory: String, split: SplitKind?) throws(FileError) -> DataSplit {
         let kind = split ?? defaultSplit(in: directory)
         let testImages = try requireFile(DatasetName.testImages, in: directory, for: kind)
         let testLabels = try requireFile(DatasetName.testLabels, in: directory, for: kind)
@@ -76,7 +77,7 @@ public enum DatasetFiles {
             let trainLabels = try requireFile(DatasetName.trainLabels, in: directory, for: kind)
             let train = try Dataset.load(name: "\(dataset) train", imagesPath: trainImages, labelsPath: trainLabels)
             guard train.rows == test.rows && train.columns == test.columns else {
-                throw DataError(file: trainImages, problem: "images are \(train.rows)x\(train.columns) but the test "
+                throw FileError(file: trainImages, problem: "images are \(train.rows)x\(train.columns) but the test "
                                     + "images are \(test.rows)x\(test.columns)")
             }
             return DataSplit(kind: .standard, train: train, test: test, chapterGenerator: nil)
@@ -90,13 +91,13 @@ public enum DatasetFiles {
         }
     }
 
-    private static func requireFile(_ baseName: String, in directory: String, for kind: SplitKind) throws(DataError) -> String {
+    private static func requireFile(_ baseName: String, in directory: String, for kind: SplitKind) throws(FileError) -> String {
         if let path = locate(baseName, in: directory) { return path }
         let hint = kind == .standard && baseName.hasPrefix("train")
             ? "the standard split needs the train files; fetch them (scripts/fetch-mnist.sh) or use --split chapter"
             : "fetch the data with scripts/fetch-mnist.sh (MNIST_MIRROR=DIR to copy from a local mirror), "
                 + "or name the directory with --data-dir"
-        throw DataError(file: "\(directory)/\(baseName).gz", problem: "missing (\(hint))", kind: .missing)
+        throw FileError(file: "\(directory)/\(baseName).gz", problem: "missing (\(hint))", kind: .missing)
     }
 }
 

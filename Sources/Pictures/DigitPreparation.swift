@@ -1,5 +1,6 @@
 // A picture of a digit made into a model's input, the same way for `predict` and `serve`.
 import MNISTData
+import Support
 
 /// How a picture becomes a model's input, and what was done to it.
 public enum DigitPreparation {
@@ -24,13 +25,13 @@ public enum DigitPreparation {
     /// The picture as `rows` x `columns` input bytes, and a note of what was done to it. `name` is what an error
     /// calls the picture.
     public static func prepare(_ image: GrayImage, name: String, preprocess: Preprocessing = .auto, invert: Inversion = .auto,
-                               rows: Int, columns: Int) throws(DataError) -> ([UInt8], String) {
+                               rows: Int, columns: Int) throws(FileError) -> ([UInt8], String) {
         let size = "\(image.width)x\(image.height)"
         let flip: Bool? = invert == .auto ? nil : invert == .yes
         let alreadyMNIST = image.width == columns && image.height == rows && !(flip ?? DigitPreprocessing.hasLightBorder(image))
         if preprocess == .none || (preprocess == .auto && alreadyMNIST) {
             guard image.width == columns && image.height == rows else {
-                throw DataError(file: name, problem: "the picture is \(size); with --preprocess none the model takes \(columns)x\(rows)")
+                throw FileError(file: name, problem: "the picture is \(size); with --preprocess none the model takes \(columns)x\(rows)")
             }
             let inverted = flip ?? DigitPreprocessing.hasLightBorder(image)
             return (inverted ? image.pixels.map { 255 - $0 } : image.pixels, "\(size), \(inverted ? "inverted" : "as it is")")
@@ -41,7 +42,7 @@ public enum DigitPreparation {
             return (result.pixels, "\(size)\(result.inverted ? ", inverted" : ""), ink \(crop.width)x\(crop.height) at "
                     + "(\(crop.x), \(crop.y)) fitted to 20x20 and centred")
         } catch {
-            throw DataError(file: name, problem: "\(error)")
+            throw FileError(file: name, problem: "\(error)")
         }
     }
 }

@@ -18,26 +18,26 @@ public struct GrayImage: Equatable {
     }
 
     /// Reads a PNG, JPEG or PGM file (told apart by their signatures, not their names).
-    /// - Throws: `DataError` naming the file: missing, unreadable, or not an image this reader takes.
-    public static func read(path: String) throws(DataError) -> GrayImage {
+    /// - Throws: `FileError` naming the file: missing, unreadable, or not an image this reader takes.
+    public static func read(path: String) throws(FileError) -> GrayImage {
         let bytes: [UInt8]
         do { bytes = try readFile(path) } catch {
-            throw DataError(file: path, problem: "\(error)", kind: error.code == ENOENT ? .missing : .malformed)
+            throw FileError(file: path, problem: "\(error)", kind: error.code == ENOENT ? .missing : .malformed)
         }
         return try decode(bytes, name: path)
     }
 
-    /// A PNG, JPEG or PGM picture from its bytes; `name` is what a `DataError` calls it.
-    public static func decode(_ bytes: [UInt8], name path: String) throws(DataError) -> GrayImage {
+    /// A PNG, JPEG or PGM picture from its bytes; `name` is what a `FileError` calls it.
+    public static func decode(_ bytes: [UInt8], name path: String) throws(FileError) -> GrayImage {
         do {
             if bytes.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return try ImageDecoding.png(bytes) }
             if bytes.starts(with: [0xFF, 0xD8, 0xFF]) { return try ImageDecoding.jpeg(bytes) }
             if bytes.starts(with: Array("P5".utf8)) || bytes.starts(with: Array("P2".utf8)) { return try decodePGM(bytes) }
             throw ImageError("is not a PNG, JPEG or PGM image")
         } catch let error as ImageError {
-            throw DataError(file: path, problem: error.description)
+            throw FileError(file: path, problem: error.description)
         } catch {
-            throw DataError(file: path, problem: "\(error)")
+            throw FileError(file: path, problem: "\(error)")
         }
     }
 

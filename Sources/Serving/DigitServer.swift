@@ -133,20 +133,20 @@ public enum DigitServer {
     }
 
     /// A picture from JSON: {"width": W, "height": H, "pixels": [W x H numbers 0-255]} (both sizes default to 28).
-    static func pixels(fromJSON bytes: [UInt8]) throws(DataError) -> GrayImage {
+    static func pixels(fromJSON bytes: [UInt8]) throws(FileError) -> GrayImage {
         let name = "the JSON body"
         guard let object = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] else {
-            throw DataError(file: name, problem: "is not a JSON object")
+            throw FileError(file: name, problem: "is not a JSON object")
         }
         let width = (object["width"] as? NSNumber)?.intValue ?? 28, height = (object["height"] as? NSNumber)?.intValue ?? 28
         guard (1...4096).contains(width), (1...4096).contains(height) else {
-            throw DataError(file: name, problem: "width and height must be 1 to 4096, not \(width) and \(height)")
+            throw FileError(file: name, problem: "width and height must be 1 to 4096, not \(width) and \(height)")
         }
         guard let values = object["pixels"] as? [NSNumber], values.count == width * height else {
-            throw DataError(file: name, problem: "pixels must be an array of width x height = \(width * height) numbers")
+            throw FileError(file: name, problem: "pixels must be an array of width x height = \(width * height) numbers")
         }
         let doubles = values.map(\.doubleValue)
-        guard doubles.allSatisfy({ $0 >= 0 && $0 <= 255 }) else { throw DataError(file: name, problem: "pixels must lie in 0...255") }
+        guard doubles.allSatisfy({ $0 >= 0 && $0 <= 255 }) else { throw FileError(file: name, problem: "pixels must lie in 0...255") }
         return GrayImage(width: width, height: height, pixels: doubles.map { UInt8($0.rounded()) })
     }
 

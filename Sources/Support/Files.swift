@@ -4,8 +4,8 @@ import Foundation
 import Glibc
 #endif
 
-/// A failed file operation: what failed, from the C library's errno.
-public struct FileError: Error, CustomStringConvertible {
+/// A failed system call on a file: what failed, and why in the C library's words (from errno).
+public struct SystemError: Error, CustomStringConvertible {
     public let description: String
     /// The errno it came from.
     public let code: Int32
@@ -27,13 +27,13 @@ public struct FileError: Error, CustomStringConvertible {
 }
 
 /// The bytes of the file at `path`.
-public func readFile(_ path: String) throws(FileError) -> [UInt8] {
+public func readFile(_ path: String) throws(SystemError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw FileError("cannot open it") }
+    guard fd >= 0 else { throw SystemError("cannot open it") }
     defer { close(fd) }
     var info = stat()
-    guard fstat(fd, &info) == 0 else { throw FileError("cannot read its size") }
-    guard (info.st_mode & S_IFMT) != S_IFDIR else { throw FileError("cannot read it", EISDIR) }
+    guard fstat(fd, &info) == 0 else { throw SystemError("cannot read its size") }
+    guard (info.st_mode & S_IFMT) != S_IFDIR else { throw SystemError("cannot read it", EISDIR) }
     var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
     var filled = 0
     while filled < bytes.count {
@@ -41,7 +41,7 @@ public func readFile(_ path: String) throws(FileError) -> [UInt8] {
         if count < 0 && errno == EINTR { continue }
         guard count > 0 else {
             if count == 0 { bytes.removeLast(bytes.count - filled); break }
-            throw FileError("read failed")
+            throw SystemError("read failed")
         }
         filled += count
     }
@@ -50,11 +50,11 @@ public func readFile(_ path: String) throws(FileError) -> [UInt8] {
 
 /// Writes `bytes` to `path` so that `path` holds either its old content or all of the new one, also after a
 /// crash: temporary file in the same directory, write, fsync, rename over `path`, fsync the directory.
-public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(FileError) {
+public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(SystemError) {
     let directory = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
     var template = Array("\(directory)/.\((path as NSString).lastPathComponent).tmp-XXXXXX".utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-    guard fd >= 0 else { throw FileError("cannot create a file in \(directory)") }
+    guard fd >= 0 else { throw SystemError("cannot create a file in \(directory)") }
     let temporary = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     var committed = false
     defer {
@@ -67,18 +67,18 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(FileEr
         guard count > 0 else {
             let code = errno
             close(fd)
-            throw FileError("writing failed", code)
+            throw SystemError("writing failed", code)
         }
         written += count
     }
     guard fsync(fd) == 0 else {
         let code = errno
         close(fd)
-        throw FileError("flushing to disk failed", code)
+        throw SystemError("flushing to disk failed", code)
     }
-    guard close(fd) == 0 else { throw FileError("closing failed") }
+    guard close(fd) == 0 else { throw SystemError("closing failed") }
     fchmodAt(temporary)
-    guard rename(temporary, path) == 0 else { throw FileError("cannot move the new file into place") }
+    guard rename(temporary, path) == 0 else { throw SystemError("cannot move the new file into place") }
     committed = true
     let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     if directoryDescriptor >= 0 {

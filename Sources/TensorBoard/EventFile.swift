@@ -16,17 +16,17 @@ public final class EventFileWriter {
     private var pending: [UInt8] = []
 
     /// Creates the directory if needed and a new event file in it, beginning with the file-version event.
-    public init(directory: String, wallTime: Double = Date().timeIntervalSince1970) throws(FileError) {
+    public init(directory: String, wallTime: Double = Date().timeIntervalSince1970) throws(SystemError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code ?? Int(EIO)
-            throw FileError("\(directory): cannot create the TensorBoard directory", Int32(code))
+            throw SystemError("\(directory): cannot create the TensorBoard directory", Int32(code))
         }
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
         path = "\(directory)/events.out.tfevents.\(Int(wallTime)).\(host).\(getpid())"
         guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
-            throw FileError("\(path): cannot create the TensorBoard event file")
+            throw SystemError("\(path): cannot create the TensorBoard event file")
         }
         self.handle = handle
         var event = ProtobufMessage()
@@ -80,12 +80,12 @@ public final class EventFileWriter {
     }
 
     /// Writes what is buffered to the file.
-    public func flush() throws(FileError) {
+    public func flush() throws(SystemError) {
         guard !pending.isEmpty else { return }
         do {
             try handle.write(contentsOf: Data(pending))
         } catch {
-            throw FileError("\(path): cannot write the TensorBoard event file")
+            throw SystemError("\(path): cannot write the TensorBoard event file")
         }
         pending.removeAll(keepingCapacity: true)
     }

@@ -5,12 +5,12 @@ import MNISTData
 
 extension Checkpoint {
     /// Reads and verifies the checkpoint at `path`.
-    public static func read(path: String) throws(CheckpointError) -> Checkpoint {
+    public static func read(path: String) throws(FileError) -> Checkpoint {
         let bytes: [UInt8]
         do {
             bytes = try readFile(path)
         } catch {
-            throw CheckpointError(file: path, problem: error.description, kind: error.code == ENOENT ? .missing : .malformed)
+            throw FileError(file: path, problem: error.description, kind: error.code == ENOENT ? .missing : .malformed)
         }
         return try decode(bytes, name: path)
     }
@@ -18,11 +18,11 @@ extension Checkpoint {
     /// Writes the checkpoint to `path` atomically: a temporary file in the same directory, flushed and fsynced,
     /// renamed over `path`, then the directory fsynced. On failure the temporary file is removed and whatever was at
     /// `path` is untouched.
-    public func write(to path: String) throws(CheckpointError) {
+    public func write(to path: String) throws(FileError) {
         do {
             try writeFileAtomically(encoded(), to: path)
         } catch {
-            throw CheckpointError(file: path, problem: error.description, kind: .unwritable)
+            throw FileError(file: path, problem: error.description, kind: .unwritable)
         }
     }
 }
@@ -47,21 +47,21 @@ public struct CheckpointDirectory: Sendable {
     }
 
     /// Creates the directory if needed and checks that it is writable.
-    public func prepare() throws(CheckpointError) {
+    public func prepare() throws(FileError) {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
-            throw CheckpointError(file: path, problem: "cannot create the checkpoint directory (\(describe(error)))",
+            throw FileError(file: path, problem: "cannot create the checkpoint directory (\(describe(error)))",
                                   kind: .unwritable)
         }
         guard access(path, W_OK) == 0 else {
-            throw CheckpointError(file: path, problem: "the checkpoint directory is not writable (\(String(cString: strerror(errno))))",
+            throw FileError(file: path, problem: "the checkpoint directory is not writable (\(String(cString: strerror(errno))))",
                                   kind: .unwritable)
         }
     }
 
     /// Writes `checkpoint` as the newest file, then removes all but the newest `keep`.
-    public func save(_ checkpoint: Checkpoint) throws(CheckpointError) -> String {
+    public func save(_ checkpoint: Checkpoint) throws(FileError) -> String {
         let target = file(step: checkpoint.step)
         try checkpoint.write(to: target)
         let all = files()
@@ -71,14 +71,14 @@ public struct CheckpointDirectory: Sendable {
 }
 
 /// Where `--resume` points: a checkpoint file, or a directory whose newest valid checkpoint is taken.
-public func loadCheckpoint(from path: String, warn: (String) -> Void) throws(CheckpointError) -> (Checkpoint, String) {
+public func loadCheckpoint(from path: String, warn: (String) -> Void) throws(FileError) -> (Checkpoint, String) {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-        throw CheckpointError(file: path, problem: "no such file or directory", kind: .missing)
+        throw FileError(file: path, problem: "no such file or directory", kind: .missing)
     }
     guard isDirectory.boolValue else { return (try Checkpoint.read(path: path), path) }
     let files = CheckpointDirectory(path: path).files()
-    guard !files.isEmpty else { throw CheckpointError(file: path, problem: "holds no checkpoint-*.ckpt files") }
+    guard !files.isEmpty else { throw FileError(file: path, problem: "holds no checkpoint-*.ckpt files") }
     for file in files.reversed() {
         do {
             return (try Checkpoint.read(path: file), file)
@@ -86,6 +86,6 @@ public func loadCheckpoint(from path: String, warn: (String) -> Void) throws(Che
             warn("skipping \(error.description)")
         }
     }
-    throw CheckpointError(file: path, problem: "none of its \(files.count) checkpoints verifies")
+    throw FileError(file: path, problem: "none of its \(files.count) checkpoints verifies")
 }
 

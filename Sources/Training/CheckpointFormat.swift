@@ -3,7 +3,7 @@
 //
 // Layout (all integers little-endian):
 //   8 bytes   magic "MNDCKPT\n"
-//   UInt32    format version (1)
+//   UInt32    format version (2; version 1 files, whose setting keys were command-line spellings, are read too)
 //   UInt32    header length H, then H bytes of UTF-8 "key=value" lines: configuration and progress
 //   UInt64    parameter count P, then P Floats (the flat parameter buffer)
 //   UInt64    optimizer state count S, then S Floats (the flat optimizer state)
@@ -16,22 +16,6 @@
 import MNISTData
 #endif
 import Support
-
-/// A problem with a checkpoint file: which file, and what is wrong with it.
-public struct CheckpointError: Error, CustomStringConvertible, Equatable {
-    /// What kind of problem, for the exit code (never read from the wording).
-    public enum Kind: Sendable { case missing, malformed, unwritable }
-
-    public let file: String
-    public let problem: String
-    public let kind: Kind
-    public init(file: String, problem: String, kind: Kind = .malformed) {
-        self.file = file
-        self.problem = problem
-        self.kind = kind
-    }
-    public var description: String { "\(file): \(problem)" }
-}
 
 /// One finished epoch, kept in checkpoints so that a resumed run's metrics and plots are complete.
 public struct EpochRecord: Equatable, Sendable {
@@ -96,7 +80,10 @@ public struct RunPosition: Equatable, Sendable {
 /// Everything needed to continue a run exactly where it stopped, or to use its model.
 public struct Checkpoint: Equatable, Sendable {
     public static let magic = Array("MNDCKPT\n".utf8)
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
+    /// The setting keys of version 1 files, and the snake_case keys they are read as.
+    public static let formerSettingKeys = ["lr": "learning_rate", "batch-size": "batch_size", "normalize": "normalization",
+                                           "hidden": "hidden_sizes", "eps": "epsilon", "weight-decay": "weight_decay"]
 
     /// Configuration and identity: the run's settings (`TrainingConfiguration.settings`), the model's
     /// architecture, and the size of the training set.
@@ -180,9 +167,9 @@ public struct Checkpoint: Equatable, Sendable {
     }
 
     /// Parses and verifies a checkpoint's bytes.
-    /// - Throws: `CheckpointError` naming `name` and the problem.
-    public static func decode(_ bytes: [UInt8], name: String) throws(CheckpointError) -> Checkpoint {
-        func fail(_ problem: String) -> CheckpointError { CheckpointError(file: name, problem: problem) }
+    /// - Throws: `FileError` naming `name` and the problem.
+    public static func decode(_ bytes: [UInt8], name: String) throws(FileError) -> Checkpoint {
+        func fail(_ problem: String) -> FileError { FileError(file: name, problem: problem) }
         guard bytes.count >= magic.count + 4, Array(bytes[0..<magic.count]) == magic else {
             throw fail(bytes.isEmpty ? "is empty" : "is not an mnist-dist checkpoint (wrong magic bytes)")
         }
@@ -190,8 +177,8 @@ public struct Checkpoint: Equatable, Sendable {
         var reader = ByteReader(bytes: bytes, end: bytes.count - 4)
         reader.position = magic.count
         let version: UInt32 = reader.read()!
-        guard version == Self.version else {
-            throw fail("has format version \(version); this mnist-dist reads version \(Self.version)")
+        guard version == 1 || version == Self.version else {
+            throw fail("has format version \(version); this mnist-dist reads versions 1 to \(Self.version)")
         }
         var stored: UInt32 = 0
         for b in 0..<4 { stored |= UInt32(bytes[bytes.count - 4 + b]) << UInt32(8 * b) }
@@ -220,11 +207,11 @@ public struct Checkpoint: Equatable, Sendable {
         }
         guard reader.position == reader.end else { throw fail("has \(reader.end - reader.position) unexpected bytes before its CRC") }
 
-        func integer(_ key: String) throws(CheckpointError) -> Int {
+        func integer(_ key: String) throws(FileError) -> Int {
             guard let text = header[key], let value = Int(text), value >= 0 else { throw fail("lacks a valid '\(key)'") }
             return value
         }
-        func double(_ key: String) throws(CheckpointError) -> Double {
+        func double(_ key: String) throws(FileError) -> Double {
             guard let text = header[key], let value = fromHexBits(text) else { throw fail("lacks a valid '\(key)'") }
             return value
         }
@@ -252,7 +239,12 @@ public struct Checkpoint: Equatable, Sendable {
         history.sort { $0.epoch < $1.epoch }
         let progressKeys: Set<String> = ["epoch", "batch", "step", "partial.loss_sum", "partial.correct", "partial.samples",
                                          "generator.position", "generator.gaussian"]
-        let settings = header.filter { !progressKeys.contains($0.key) && !$0.key.hasPrefix("history.") }
+        var settings = header.filter { !progressKeys.contains($0.key) && !$0.key.hasPrefix("history.") }
+        if version == 1 {
+            for (old, new) in Self.formerSettingKeys {
+                if let value = settings.removeValue(forKey: old) { settings[new] = value }
+            }
+        }
         return Checkpoint(settings: settings, epoch: try integer("epoch"), batch: try integer("batch"), step: try integer("step"),
                           partialLossSum: try double("partial.loss_sum"), partialCorrect: try integer("partial.correct"),
                           partialSamples: try integer("partial.samples"), generator: generator, history: history,

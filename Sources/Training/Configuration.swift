@@ -69,28 +69,38 @@ public enum ThreadMode: String, CaseIterable, Sendable, CustomStringConvertible 
     }
 }
 
-/// The names under which settings are recorded in checkpoints and metrics, and compared across ranks. They are
-/// part of the checkpoint format: never rename one (a new spelling of a command-line option does not change them).
+/// The names under which settings are recorded in checkpoints, metrics and exported models, and compared across
+/// ranks: snake_case, part of the file formats, never renamed with a command-line option.
 public enum SettingKey: String, CaseIterable, Sendable {
-    case model, optimizer, epochs, seed, dataset, split, shuffle, rho
-    case learningRate = "lr"
-    case batchSize = "batch-size"
-    case normalization = "normalize"
-    case hiddenSizes = "hidden"
-    case epsilon = "eps"
-    case weightDecay = "weight-decay"
-    /// The products' operands (float or bf16). Not part of a checkpoint's identity: a run may resume in the other
-    /// precision, and its start block says so.
+    case model, optimizer, epochs, seed, dataset, split, shuffle, rho, epsilon, normalization
+    case learningRate = "learning_rate"
+    case batchSize = "batch_size"
+    case hiddenSizes = "hidden_sizes"
+    case weightDecay = "weight_decay"
+    /// The products' operands (float or bf16).
     case precision
+    /// How gradients are summed (double, float or exact), and the exact sum's micro-batch size.
+    case gradientSum = "gradient_sum"
+    case microBatch = "micro_batch"
     /// Recorded by checkpoints only: the model's architecture, the training set's size, the program that wrote it.
     case architecture
     case trainingSamples = "training_samples"
     case createdBy = "created_by"
 
-    /// The settings a resumed run must share with its checkpoint (the rest, such as epochs, may change).
+    /// The settings a resumed run must share with its checkpoint. The rest may change: epochs, and precision,
+    /// gradient_sum and micro_batch, whose change the start block names.
     public static let identity: [SettingKey] = [.model, .architecture, .dataset, .split, .trainingSamples, .optimizer,
                                                 .batchSize, .seed, .normalization, .shuffle, .hiddenSizes, .learningRate,
                                                 .rho, .epsilon, .weightDecay]
+
+    /// Settings as a file wrote them (a safetensors file's metadata, say), under today's keys.
+    public static func current(_ settings: [String: String]) -> [String: String] {
+        var result = settings
+        for (old, new) in Checkpoint.formerSettingKeys {
+            if let value = result.removeValue(forKey: old), result[new] == nil { result[new] = value }
+        }
+        return result
+    }
 }
 
 /// Every default of a training run, in one place.
@@ -131,18 +141,11 @@ public enum Defaults {
     }
 }
 
-/// A user mistake in the configuration: the setting, the value, and what is wrong. The command line words it with
-/// its own option names.
-public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
-    public let setting: SettingKey
-    public let value: String
-    public let problem: String
-    public init(_ setting: SettingKey, value: String, problem: String) {
-        self.setting = setting
-        self.value = value
-        self.problem = problem
+extension SettingError {
+    /// A configuration setting out of range.
+    public init(_ key: SettingKey, value: String, problem: String) {
+        self.init(setting: key.rawValue, value: value, problem: problem)
     }
-    public var description: String { "\(setting.rawValue) \(value): \(problem)" }
 }
 
 /// A complete description of a training run.
@@ -168,6 +171,12 @@ public struct TrainingConfiguration: Equatable, Sendable {
     public var shuffle = Defaults.shuffle
     /// The operands of the products and convolutions, forward and backward; parameters, optimizer and sums stay Float.
     public var precision = ProductPrecision.float
+    /// How gradients are summed across workers and ranks: Double (any rank count reproduces one process with as
+    /// many workers), Float, or exact (the same bits at every rank and thread count).
+    public var gradientSum = ReductionPrecision.double
+    /// Samples per micro-batch of the exact sum: the unit whose gradient is computed whole. Runs compare bit for
+    /// bit at the same size.
+    public var microBatch = Defaults.microBatch
     /// Also measure accuracy on the whole training set after each epoch (the chapter does; it costs a forward pass).
     public var evaluateTrainingSet = false
 
@@ -177,28 +186,19 @@ public struct TrainingConfiguration: Equatable, Sendable {
     public var resolvedLearningRate: Double { learningRate ?? Defaults.learningRate(for: resolvedOptimizer) }
 
     /// Refuses values no run can use, naming the option.
-    public func validate() throws(ConfigurationError) {
-        guard epochs >= 1 else { throw ConfigurationError(.epochs, value: "\(epochs)", problem: "must be at least 1") }
+    public func validate() throws(SettingError) {
+        guard epochs >= 1 else { throw SettingError(.epochs, value: "\(epochs)", problem: "must be at least 1") }
         guard batchSize >= 1 else {
-            throw ConfigurationError(.batchSize, value: "\(batchSize)", problem: "must be at least 1")
+            throw SettingError(.batchSize, value: "\(batchSize)", problem: "must be at least 1")
         }
+        guard microBatch >= 1 else { throw SettingError(.microBatch, value: "\(microBatch)", problem: "must be at least 1") }
         guard hiddenSizes.allSatisfy({ $0 >= 1 }) else {
-            throw ConfigurationError(.hiddenSizes, value: hiddenSizes.map(String.init).joined(separator: ","),
+            throw SettingError(.hiddenSizes, value: hiddenSizes.map(String.init).joined(separator: ","),
                                      problem: "every hidden layer needs at least one unit")
         }
-        do {
-            _ = try makeOptimizer(parameterCount: 1)
-        } catch {
-            let setting: SettingKey = switch error.parameter {
-            case .learningRate: .learningRate
-            case .rho: .rho
-            case .epsilon: .epsilon
-            case .weightDecay: .weightDecay
-            }
-            throw ConfigurationError(setting, value: error.value, problem: error.requirement)
-        }
+        _ = try makeOptimizer(parameterCount: 1)
         if shuffle == .chapter && split == .standard {
-            throw ConfigurationError(.shuffle, value: "chapter",
+            throw SettingError(.shuffle, value: "chapter",
                                      problem: "the chapter's stream continues the chapter split's generator; use --split chapter")
         }
     }
@@ -212,7 +212,7 @@ public struct TrainingConfiguration: Equatable, Sendable {
     }
 
     /// The optimizer of the configuration; its state in `state` when given (`Optimizer.stateCount` Floats).
-    public func makeOptimizer(parameterCount: Int, state: UnsafeMutablePointer<Float>? = nil) throws(HyperParameterError) -> Optimizer {
+    public func makeOptimizer(parameterCount: Int, state: UnsafeMutablePointer<Float>? = nil) throws(SettingError) -> Optimizer {
         switch resolvedOptimizer {
         case .sgd:
             return try SGD(learningRate: resolvedLearningRate)
@@ -230,6 +230,44 @@ public struct TrainingConfiguration: Equatable, Sendable {
         }
     }
 
+    /// The configuration a file recorded as `settings` (under today's keys or their former names); a setting the
+    /// file leaves out takes its default.
+    /// - Throws: `FileError` naming a recorded value this mnist-dist cannot read.
+    public init(settings recorded: [String: String], file: String) throws(FileError) {
+        self.init()
+        let settings = SettingKey.current(recorded)
+        func value<T>(_ key: SettingKey, _ parse: (String) -> T?) throws(FileError) -> T? {
+            guard let text = settings[key.rawValue] else { return nil }
+            guard let value = parse(text) else {
+                throw FileError(file: file, problem: "records \(key.rawValue) \(text), which this mnist-dist cannot read")
+            }
+            return value
+        }
+        guard let model = settings[SettingKey.model.rawValue].flatMap(ModelKind.init(rawValue:)) else {
+            throw FileError(file: file, problem: "names no model this mnist-dist knows (model \(settings["model"] ?? "unset"))")
+        }
+        self.model = model
+        hiddenSizes = try value(.hiddenSizes) { text in
+            let sizes = text.split(separator: ",").map { Int($0) ?? 0 }
+            return sizes.isEmpty || sizes.contains { $0 < 1 } ? nil : sizes
+        } ?? hiddenSizes
+        optimizer = try value(.optimizer, OptimizerKind.init(rawValue:))
+        learningRate = try value(.learningRate, Double.init)
+        rho = try value(.rho, Double.init) ?? rho
+        epsilon = try value(.epsilon, Double.init) ?? epsilon
+        weightDecay = try value(.weightDecay, Double.init) ?? weightDecay
+        epochs = try value(.epochs, Int.init) ?? epochs
+        batchSize = try value(.batchSize, Int.init) ?? batchSize
+        seed = try value(.seed, UInt32.init) ?? seed
+        dataset = try value(.dataset, DatasetName.init(rawValue:)) ?? dataset
+        if settings[SettingKey.split.rawValue] != "auto" { split = try value(.split, SplitKind.init(rawValue:)) }
+        normalization = try value(.normalization, Normalization.init(rawValue:)) ?? normalization
+        shuffle = try value(.shuffle, ShuffleKind.init(rawValue:)) ?? shuffle
+        precision = try value(.precision, ProductPrecision.init(rawValue:)) ?? precision
+        gradientSum = try value(.gradientSum, ReductionPrecision.init(rawValue:)) ?? gradientSum
+        microBatch = try value(.microBatch, Int.init) ?? microBatch
+    }
+
     /// Every setting that must be identical on all ranks, and that a checkpoint records, by stable key.
     public var settings: [(key: SettingKey, value: String)] {
         var result: [(SettingKey, String)] = [
@@ -237,7 +275,9 @@ public struct TrainingConfiguration: Equatable, Sendable {
             (.learningRate, formatNumber(resolvedLearningRate)), (.epochs, "\(epochs)"), (.batchSize, "\(batchSize)"),
             (.seed, "\(seed)"), (.dataset, dataset.rawValue), (.split, split?.rawValue ?? "auto"),
             (.normalization, normalization.rawValue), (.shuffle, shuffle.rawValue), (.precision, precision.rawValue),
+            (.gradientSum, gradientSum.rawValue),
         ]
+        if gradientSum == .exact { result.append((.microBatch, "\(microBatch)")) }
         if model == .mlp { result.append((.hiddenSizes, hiddenSizes.map(String.init).joined(separator: ","))) }
         if resolvedOptimizer == .adadelta {
             result += [(.rho, formatNumber(rho)), (.epsilon, formatNumber(epsilon)), (.weightDecay, formatNumber(weightDecay))]

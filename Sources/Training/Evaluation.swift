@@ -69,16 +69,8 @@ public struct SavedModel {
             throw RunError(error)
         }
         let settings = checkpoint.settings
-        var configuration = TrainingConfiguration()
-        guard let modelName = settings["model"], let kind = ModelKind(rawValue: modelName) else {
-            throw RunError(.badInput, "\(path): names no model this mnist-dist knows (model \(settings["model"] ?? "unset"))")
-        }
-        configuration.model = kind
-        if let hidden = settings["hidden"] {
-            configuration.hiddenSizes = hidden.split(separator: ",").compactMap { Int($0) }
-        }
-        configuration.normalization = settings["normalize"].flatMap(Normalization.init(rawValue:)) ?? .standard
-        configuration.dataset = settings["dataset"].flatMap(DatasetName.init(rawValue:)) ?? .mnist
+        let configuration: TrainingConfiguration
+        do { configuration = try TrainingConfiguration(settings: settings, file: path) } catch { throw RunError(error) }
         let model = configuration.makeModel()
         guard model.architecture == settings["architecture"] else {
             throw RunError(.badInput, "\(path): holds a \(settings["architecture"] ?? "?") model, which this mnist-dist cannot rebuild")
@@ -93,7 +85,7 @@ public struct SavedModel {
 
     /// A safetensors file: the model from its tensors' names and shapes, every tensor checked.
     static func loadSafetensors(_ bytes: [UInt8], path: String, normalization: Normalization) throws -> SavedModel {
-        do throws(DataError) {
+        do throws(FileError) {
             let file = try SafetensorsFile.decode(bytes, file: path)
             let model = try PortableWeights.model(for: file.tensors, file: path)
             let store = model.makeParameterStore()
@@ -101,9 +93,9 @@ public struct SavedModel {
             var configuration = TrainingConfiguration()
             configuration.model = model is MLP ? .mlp : .cnn
             if let mlp = model as? MLP { configuration.hiddenSizes = Array(mlp.layerSizes.dropFirst().dropLast()) }
-            if let recorded = file.metadata[SettingKey.normalization.rawValue] {
+            if let recorded = SettingKey.current(file.metadata)[SettingKey.normalization.rawValue] {
                 guard let value = Normalization(rawValue: recorded) else {
-                    throw DataError(file: path, problem: "its metadata names the normalisation \(recorded); mnist-dist knows "
+                    throw FileError(file: path, problem: "its metadata names the normalisation \(recorded); mnist-dist knows "
                                         + Normalization.allCases.map(\.rawValue).joined(separator: " and "))
                 }
                 configuration.normalization = value
@@ -127,11 +119,12 @@ public struct SavedModel {
 
     /// What the exported files record about the model.
     public var portableMetadata: [String: String] {
-        var metadata = ["model": configuration.model.rawValue, "architecture": model.architecture,
+        var metadata = [SettingKey.model.rawValue: configuration.model.rawValue, SettingKey.architecture.rawValue: model.architecture,
                         SettingKey.normalization.rawValue: configuration.normalization.rawValue,
                         "parameter_checksum": parameterChecksumHex,
-                        "created_by": "mnist-dist \(Version.string)"]
-        for key in ["dataset", "split", "epochs", "optimizer", "lr", "seed", "precision"] { metadata[key] = settings[key] }
+                        SettingKey.createdBy.rawValue: "mnist-dist \(Version.string)"]
+        let keys: [SettingKey] = [.dataset, .split, .epochs, .optimizer, .learningRate, .seed, .precision]
+        for key in keys.map(\.rawValue) { metadata[key] = settings[key] }
         return metadata
     }
 

@@ -1,5 +1,6 @@
 // How a run ends when it cannot finish: an exit code from a documented table, and one message.
 import MNISTData
+import Support
 
 /// The exit codes of mnist-dist (documented in the README, "Long runs and failures").
 public enum ExitCode: Int32, Sendable, CaseIterable {
@@ -51,13 +52,8 @@ public struct RunError: Error, CustomStringConvertible {
 }
 
 extension RunError {
-    /// The exit code of a data file's problem comes from its kind.
-    public init(_ error: DataError) {
-        self.init(error.kind == .missing ? .missingInput : .badInput, error.description)
-    }
-
-    /// The exit code of a checkpoint file's problem comes from its kind.
-    public init(_ error: CheckpointError) {
+    /// The exit code of a file's problem comes from its kind.
+    public init(_ error: FileError) {
         let code: ExitCode = switch error.kind {
         case .missing: .missingInput
         case .malformed: .badInput

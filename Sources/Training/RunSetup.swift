@@ -34,10 +34,8 @@ final class Run {
     var outputs: [(what: String, path: String)] = []
     /// Rank 0's TensorBoard run (--tensorboard).
     var tensorBoard: TensorBoardLog?
-    /// The precision the resumed checkpoint was trained in, if the run resumed.
-    var resumedPrecision: String?
-    /// The model whose parameters the run started from (--init-from).
-    var initializedFrom: SavedModel?
+    /// Where the run's parameters came from: the seed, --init-from, or a checkpoint.
+    var start = StartPoint()
     /// This rank's timeline (--trace), on every rank.
     var trace: TraceRecorder?
 
@@ -65,6 +63,17 @@ final class Run {
     func checkpoint() -> Checkpoint {
         Checkpoint(settings: settings, position: position, parameters: store.flatValues, optimizerState: optimizer.state)
     }
+}
+
+/// Where a run's parameters and position came from.
+struct StartPoint {
+    var position = RunPosition()
+    /// The checkpoint the run resumed from (its file as rank 0 found it) and the settings it recorded.
+    var resumed: (file: String, settings: [String: String])?
+    /// Why --resume found nothing to resume (the run starts afresh).
+    var nothingToResume: String?
+    /// The model whose parameters the run started from (--init-from).
+    var initializedFrom: SavedModel?
 }
 
 /// One step's figures, summed over the ranks by one small all-reduce, or where the host's ranks share the step, in
@@ -135,10 +144,10 @@ extension Trainer {
         let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
         try checkAgreement(data, parameterCount: model.parameterCount)
         let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
-        let mode = options.threadMode.resolved(for: configuration.model, reduction: options.reduction,
+        let mode = options.threadMode.resolved(for: configuration.model, reduction: configuration.gradientSum,
                                                precision: configuration.precision)
         let workerCount = mode == .workers ? threads : 1
-        let microBatches = MicroBatches(size: options.microBatch)
+        let microBatches = MicroBatches(size: configuration.microBatch)
         let (host, notShared) = try makeHostMemory(parameterCount: model.parameterCount, workers: workerCount,
                                                    microBatches: microBatches)
         let store = model.makeParameterStore(memory: host.map { ($0.values, $0.slot(rank: $0.rank, part: 0)) })
@@ -149,7 +158,7 @@ extension Trainer {
             throw RunError(.usage, "\(error)")
         }
         let reducer = store.withGradients { gradient in
-            GradientReduction.make(precision: options.reduction, overlap: options.overlap, parts: workerCount,
+            GradientReduction.make(precision: configuration.gradientSum, overlap: options.overlap, parts: workerCount,
                                    communicator: communicator, parameterRanges: store.entries.map(\.range), gradient: gradient,
                                    microBatches: microBatches, host: host, notShared: notShared, threads: threads)
         }
@@ -160,8 +169,7 @@ extension Trainer {
                       reducer: reducer, host: host, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
                       policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: start.position)
         run.tensorBoard = try makeTensorBoardLog(settings: settings, step: start.position.step)
-        run.resumedPrecision = start.resumedPrecision
-        run.initializedFrom = start.initializedFrom
+        run.start = start
         if options.traceFile != nil {
             run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
             workers.trace = run.trace
@@ -181,7 +189,7 @@ extension Trainer {
                 }
             }
         }
-        if options.reduction == .exact && configuration.batchSize > options.microBatch * MicroBatches.maximumCount {
+        if configuration.gradientSum == .exact && configuration.batchSize > configuration.microBatch * MicroBatches.maximumCount {
             throw RunError(.usage, "--batch-size \(configuration.batchSize): with --allreduce exact a batch holds at most "
                                + "\(MicroBatches.maximumCount) micro-batches; raise --micro-batch")
         }
@@ -194,7 +202,7 @@ extension Trainer {
         -> (memory: HostStepMemory?, notShared: String?) {
         let stateCount = configuration.optimizerStateCount(parameterCount: parameterCount)
         do {
-            switch GradientReduction.sharedStepParts(precision: options.reduction, overlap: options.overlap, workers: workers,
+            switch GradientReduction.sharedStepParts(precision: configuration.gradientSum, overlap: options.overlap, workers: workers,
                                                      microBatches: microBatches, batchSize: configuration.batchSize,
                                                      ranks: communicator.size) {
             case .success(let parts):
@@ -223,26 +231,20 @@ extension Trainer {
     /// The parameters and optimizer state the run starts from, on every rank: the seed's initialisation, or
     /// --init-from's parameters, or a checkpoint's state and position (--resume).
     func initialState(data: DataSplit, model: Model, store: ParameterStore, optimizer: Optimizer, host: HostStepMemory?,
-                      settings: [String: String]) throws
-        -> (position: RunPosition, resumedPrecision: String?, initializedFrom: SavedModel?) {
+                      settings: [String: String]) throws -> StartPoint {
         // Where the host's ranks share the parameters and the optimizer state, rank 0 writes them for all (and sends
         // them to the other hosts').
         let writesState = host == nil || communicator.rank == 0
         if writesState { model.initialize(store, seed: configuration.seed) }
-        var initialized: SavedModel?
-        if let path = options.initFrom, options.resume == nil {
-            initialized = try initialParameters(from: path, model: model, store: store, writes: writesState)
+        var start = StartPoint(position: RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil))
+        if let resume = options.resume {
+            try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer, writes: writesState, into: &start)
         }
-        var position = RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil)
-        var resumedPrecision: String?
-        if let resume = options.resume,
-           let resumed = try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer, writes: writesState) {
-            position = resumed.position
-            // Checkpoints from before the setting existed were trained in Float.
-            resumedPrecision = resumed.settings[SettingKey.precision.rawValue] ?? ProductPrecision.float.rawValue
+        if let path = options.initFrom, start.resumed == nil {
+            start.initializedFrom = try initialParameters(from: path, model: model, store: store, writes: writesState)
         }
         try broadcastState(store: store, optimizer: optimizer, host: host)
-        return (position, resumedPrecision, initialized)
+        return start
     }
 
     /// Rank 0's TensorBoard run directory, created now with the configuration as its first text.
@@ -269,7 +271,7 @@ extension Trainer {
                            layout: layout)
         case .split:
             // The exact sum promises the same bits at any thread count: cut products where any count would.
-            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: options.reduction == .exact ? 256 : nil, precision: precision)
+            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: configuration.gradientSum == .exact ? 256 : nil, precision: precision)
             return Workers(model: model, store: store, threads: 1, plan: plan, layout: layout)
         case .blas, .auto:
             // OpenBLAS's thread count is the process's: this mode is for a process that runs this one job.
@@ -347,7 +349,7 @@ extension Trainer {
         return try communicator.agree {
             let directory = try DataLocation.resolve(dataset: configuration.dataset, explicit: options.dataDirectory)
             let split: DataSplit
-            do throws(DataError) {
+            do throws(FileError) {
                 split = try DatasetFiles.load(configuration.dataset, directory: directory, split: configuration.split)
             } catch {
                 throw RunError(error)
@@ -415,23 +417,29 @@ extension Trainer {
     }
 
     /// Rank 0 reads the checkpoint and sends its bytes to every rank (the file need exist on rank 0's host only);
-    /// every rank checks it against the run and restores parameters and optimizer state from it. Returns its
-    /// position and settings, or nil when `options.resumeIfPresent` and there is no checkpoint yet.
+    /// every rank checks it against the run and restores parameters and optimizer state from it, and `start` records
+    /// it. A directory that does not exist yet, or holds no checkpoint, leaves the start as it is and says why.
     /// - Parameter writes: whether this rank writes what it read into the store and the optimizer (not where the host's
     ///   ranks share them and this is not rank 0).
     func resumeState(from path: String, expected: [String: String], store: ParameterStore,
-                     optimizer: Optimizer, writes: Bool) throws -> (position: RunPosition, settings: [String: String])? {
+                     optimizer: Optimizer, writes: Bool, into start: inout StartPoint) throws {
         var bytes: [UInt8] = []
+        var file = path
         try communicator.agree {
             guard communicator.rank == 0 else { return }
-            if options.resumeIfPresent && CheckpointDirectory(path: path).files().isEmpty {
-                console.info("No checkpoint in \(path) yet: starting from the beginning")
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+            if !exists && !path.hasSuffix(".ckpt") {
+                start.nothingToResume = "\(path) does not exist yet"
                 return
             }
-            do throws(CheckpointError) {
-                let (checkpoint, file) = try loadCheckpoint(from: path) { console.error("warning: \($0)") }
-                console.info("Resuming from \(file) (epoch \(checkpoint.epoch + 1), batch \(checkpoint.batch + 1), step \(checkpoint.step))")
-                bytes = checkpoint.encoded()
+            if exists && isDirectory.boolValue && CheckpointDirectory(path: path).files().isEmpty {
+                start.nothingToResume = "\(path) holds no checkpoint yet"
+                return
+            }
+            do throws(FileError) {
+                let (checkpoint, found) = try loadCheckpoint(from: path) { console.error("warning: \($0)") }
+                (bytes, file) = (checkpoint.encoded(), found)
             } catch {
                 throw RunError(error)
             }
@@ -444,10 +452,13 @@ extension Trainer {
         } catch {
             throw RunError(.ranksDisagree, "sending the checkpoint: \(error)")
         }
-        guard length[0] > 0 else { return nil }
-        return try communicator.agree { () throws -> (position: RunPosition, settings: [String: String]) in
+        guard length[0] > 0 else {
+            start.nothingToResume = start.nothingToResume ?? "nothing to resume"
+            return
+        }
+        let resumed = try communicator.agree { () throws -> (position: RunPosition, settings: [String: String]) in
             let checkpoint: Checkpoint
-            do throws(CheckpointError) { checkpoint = try Checkpoint.decode(bytes, name: path) } catch { throw RunError(error) }
+            do throws(FileError) { checkpoint = try Checkpoint.decode(bytes, name: path) } catch { throw RunError(error) }
             for key in SettingKey.identity.map(\.rawValue) where checkpoint.settings[key] != expected[key] {
                 throw RunError(.badInput, communicator.rank == 0
                     ? "\(path): the checkpoint was made with \(key) \(checkpoint.settings[key] ?? "unset"), but this run has "
@@ -466,6 +477,8 @@ extension Trainer {
             }
             return (checkpoint.position, checkpoint.settings)
         }
+        start.position = resumed.position
+        start.resumed = (file, resumed.settings)
     }
 
     func printStart(_ run: Run) {
@@ -512,19 +525,29 @@ extension Trainer {
                 : "  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
                     + "product by their count, which would change its last bits")
         }
-        if let saved = run.initializedFrom {
+        if let (file, recorded) = run.start.resumed {
+            let position = run.start.position
+            console.info("  resume   \(file) (epoch \(position.epoch + 1), batch \(position.batch + 1), step \(position.step))")
+            // Checkpoints from before precision was recorded were trained in Float.
+            let before = [SettingKey.precision.rawValue: ProductPrecision.float.rawValue].merging(recorded) { $1 }
+            for (key, option) in [(SettingKey.precision, "--precision"), (.gradientSum, "--allreduce"), (.microBatch, "--micro-batch")] {
+                guard let then = before[key.rawValue], then != run.settings[key.rawValue] else { continue }
+                console.info("  note     the checkpoint was trained with \(option) \(then); this run goes on with \(option) "
+                             + (run.settings[key.rawValue] ?? "unset"))
+            }
+        } else if let reason = run.start.nothingToResume {
+            console.info("  resume   \(reason): a fresh start")
+        }
+        if let saved = run.start.initializedFrom {
             console.info("  init     parameters from \(saved.path) (checksum \(saved.parameterChecksumHex)), not from the seed; "
                          + "the optimizer starts afresh")
-            if saved.configuration.normalization != configuration.normalization && saved.settings["normalize"] != nil {
+            if saved.configuration.normalization != configuration.normalization
+                && SettingKey.current(saved.settings)[SettingKey.normalization.rawValue] != nil {
                 console.info("  note     \(saved.path) was trained with --normalize \(saved.configuration.normalization); this run uses "
                              + "\(configuration.normalization)")
             }
-        } else if options.initFrom != nil && options.resume != nil {
+        } else if options.initFrom != nil && run.start.resumed != nil {
             console.info("  note     --init-from is not used: the run resumes from its checkpoint")
-        }
-        if let before = run.resumedPrecision, before != configuration.precision.rawValue {
-            console.info("  note     the checkpoint was trained with --precision \(before); this run goes on with --precision "
-                         + "\(configuration.precision)")
         }
         if let log = run.tensorBoard {
             console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")

@@ -18,6 +18,7 @@ import NN
 import Support
 
 /// Settings of a run that do not change what is learned: where files go, how often to save, how many threads.
+/// (What is learned, bits included, is the `TrainingConfiguration`.)
 public struct RunOptions: Sendable {
     /// Where the dataset's files are (nil: `DataLocation.resolve`).
     public var dataDirectory: String?
@@ -25,14 +26,9 @@ public struct RunOptions: Sendable {
     public var threads: Int?
     /// Whether those threads split the batch (workers) or the GEMMs (BLAS).
     public var threadMode = ThreadMode.auto
-    /// Whether gradients are summed across workers and ranks in Double (reproducible) or Float.
-    public var reduction = ReductionPrecision.double
-    /// Samples per micro-batch of the exact sum (`--allreduce exact`): the unit whose gradient is computed whole.
-    /// Part of what is learned: runs compare bit for bit at the same size.
-    public var microBatch = Defaults.microBatch
     /// Start each bucket's all-reduce as soon as backward has finished its gradients (one worker per rank; with the
-    /// exact sum, the backward of the rank's last micro-batch), instead of one blocking all-reduce after backward. Off by default: it needs one worker per rank, which one host with
-    /// several cores per rank does not want; where it pays is measured in docs/scaling.md.
+    /// exact sum, the backward of the rank's last micro-batch), instead of one blocking all-reduce after backward.
+    /// Off by default: it needs one worker per rank, which a host with several cores per rank does not want.
     public var overlap = false
     public var checkpointDirectory: String?
     /// Also checkpoint every this many steps (checkpoints are always written at the end of an epoch).
@@ -48,7 +44,7 @@ public struct RunOptions: Sendable {
     /// JSON lines: one object per epoch and one for the run.
     public var metricsFile: String?
     /// PNG pictures of the run.
-    public var plotsDirectory: String?
+    public var picturesDirectory: String?
     /// TensorBoard event files: a run directory under this one (rank 0).
     public var tensorBoardDirectory: String?
     /// A Chrome trace-event timeline of every rank's steps, merged into this one file.
@@ -60,9 +56,6 @@ public struct RunOptions: Sendable {
     public var stallTimeout: Double? = Defaults.stallTimeout
     /// Stop cleanly, as on SIGTERM, after this many steps of the run (for job schedulers and tests).
     public var stopAfterSteps: Int?
-    /// With `resume`: start from the beginning when it holds no checkpoint yet (a requeued Slurm job whose first
-    /// run stopped before its first checkpoint), instead of refusing.
-    public var resumeIfPresent = false
     /// The Slurm job this run belongs to, if any (start block, metrics, the time-limit warning).
     public var slurm: SlurmJob?
     /// Lines for the start block about choices made for the user (defaults taken from the environment).
@@ -373,14 +366,14 @@ public final class Trainer {
 
     /// Rank 0 draws the run's pictures into --plots and TensorBoard; every rank learns the files, or the failure.
     func writePictures(_ run: Run, history: [EpochRecord]) throws -> [String] {
-        guard options.plotsDirectory != nil || options.tensorBoardDirectory != nil else { return [] }
+        guard options.picturesDirectory != nil || options.tensorBoardDirectory != nil else { return [] }
         return try communicator.agree { () throws -> [String] in
             guard communicator.rank == 0 else { return [] }
             let pictures = RunPictures.render(model: run.model, store: run.store, test: run.data.test, scaling: run.scaling,
                                               history: history, confusion: run.confusion)
             run.tensorBoard?.pictures(pictures, step: run.position.step)
             try run.tensorBoard?.flush()
-            guard let directory = options.plotsDirectory else { return [] }
+            guard let directory = options.picturesDirectory else { return [] }
             do {
                 return try RunPictures.write(pictures, to: directory)
             } catch {

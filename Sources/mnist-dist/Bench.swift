@@ -46,8 +46,7 @@ struct Bench: ParsableCommand {
     @Option(help: ArgumentHelp("Precisions of the products to run ours and the references in, comma-separated: float, bf16 (needs AVX512_BF16; the references run PyTorch's autocast and JAX's bf16 dots).", valueName: "precisions"))
     var precision: String = "float"
 
-    @Option(name: .customLong("data-dir"), help: "Directory with the MNIST t10k files. Default: as for train.")
-    var dataDirectory: String?
+    @OptionGroup var directory: DataDirectoryOption
 
     @Flag(help: "Also run the reference PyTorch and JAX programs and print the ratios.")
     var compare = false
@@ -98,7 +97,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
         try reportingErrors(console) {
-            var options = BenchmarkOptions(dataDirectory: try DataLocation.resolve(dataset: .mnist, explicit: dataDirectory))
+            var options = BenchmarkOptions(dataDirectory: try DataLocation.resolve(dataset: .mnist, explicit: directory.path))
             options.epochs = epochs
             options.rounds = rounds
             options.ranks = rankCounts()!

@@ -10,12 +10,11 @@ struct Evaluate: ParsableCommand {
         abstract: "Accuracy and confusion matrix of a saved model on a dataset (distributed under mpirun).",
         discussion: """
             Examples:
-              mnist-dist train --epochs 3 --save cnn.ckpt && mnist-dist evaluate --model cnn.ckpt
-              mpirun -np 2 mnist-dist evaluate --model cnn.ckpt --dataset mnist --split chapter --set train
+              mnist-dist train --epochs 3 --save cnn.ckpt && mnist-dist evaluate cnn.ckpt
+              mpirun -np 2 mnist-dist evaluate cnn.ckpt --dataset mnist --split chapter --set train
             """)
 
-    @Option(help: "A model written by train --save (or any checkpoint), or a safetensors file of one (see export; one without a recorded normalisation uses --normalize).")
-    var model: String
+    @OptionGroup var model: ModelArgument
 
     @OptionGroup(title: "Data") var data: DataOptions
 
@@ -25,20 +24,22 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host.")
     var threads: Int?
 
-    @OptionGroup(title: "Output and MPI") var output: OutputOptions
+    @OptionGroup(title: "Output") var console: ConsoleOptions
+    @OptionGroup(title: "MPI") var mpi: MPIOption
 
     func validate() throws {
+        _ = try model.resolved()
         if let threads, threads < 1 { throw ValidationError("--threads \(threads): must be at least 1") }
     }
 
     func run() throws {
-        try withCommunicator(output) { communicator, console in
-            let saved = try communicator.agree { try SavedModel.load(path: model, normalization: data.normalize) }
+        try withCommunicator(mpi, console) { communicator, console in
+            let saved = try communicator.agree { try SavedModel.load(path: try model.resolved(), normalization: data.normalize) }
             let split = try communicator.agree { try loadSplit(data) }
             let dataset = set == .test ? split.test : split.train
             let threads = self.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
             let (accuracy, confusion) = try saved.evaluate(dataset, communicator: communicator, threads: threads)
-            console.report("\(saved.model.architecture) from \(model)")
+            console.report("\(saved.model.architecture) from \(try model.resolved())")
             console.report(String(format: "accuracy on %@ (%@ images): %.4f (%.2f%%)", dataset.name, groupedThousands(dataset.count),
                                   accuracy, 100 * accuracy))
             console.report(formatConfusion(confusion))

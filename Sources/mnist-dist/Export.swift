@@ -17,16 +17,18 @@ struct Export: ParsableCommand {
             layer1.bias, ...), with the model, its normalisation and checksum as
             metadata; evaluate, predict, serve and train --init-from read it.
             Examples:
-              mnist-dist train --save cnn.ckpt && mnist-dist export cnn.ckpt cnn.onnx
-              mnist-dist export cnn.ckpt cnn.safetensors
-              mnist-dist export torch.safetensors torch.onnx --normalize none
+              mnist-dist train --save cnn.ckpt && mnist-dist export cnn.ckpt --output cnn.onnx
+              mnist-dist export cnn.ckpt --output cnn.safetensors
+              mnist-dist export torch.safetensors --output torch.onnx --normalize none
             """)
 
-    @Argument(help: "A model written by train --save (or any checkpoint), or a safetensors file of one.")
-    var model: String
+    @OptionGroup var model: ModelArgument
 
-    @Argument(help: "The file to write (replaced atomically).")
-    var output: String
+    @Option(help: ArgumentHelp("The file to write (replaced atomically).", valueName: "file"))
+    var output: String?
+
+    @Argument(help: .hidden)
+    var oldOutput: String?
 
     @Option(help: ArgumentHelp("onnx or safetensors. Default: from the output's extension (.onnx, .safetensors).", valueName: "format"))
     var format: ExportFormat?
@@ -35,20 +37,32 @@ struct Export: ParsableCommand {
     var normalize: Normalization = Defaults.normalization
 
     func validate() throws {
-        if resolvedFormat == nil {
+        _ = try model.resolved()
+        let output = try outputFile
+        if resolvedFormat(output) == nil {
             throw ValidationError("\(output): say --format onnx or --format safetensors (the name ends in neither .onnx nor .safetensors)")
         }
     }
 
-    var resolvedFormat: ExportFormat? {
+    /// --output, or the old second argument.
+    var outputFile: String {
+        get throws {
+            guard let file = try OldSpelling.resolve(output, oldOutput, now: "--output FILE", was: "the output file as a second argument")
+            else { throw ValidationError("Missing expected option '--output <file>'") }
+            return file
+        }
+    }
+
+    func resolvedFormat(_ output: String) -> ExportFormat? {
         format ?? ExportFormat.allCases.first { output.lowercased().hasSuffix(".\($0.rawValue)") }
     }
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
         try reportingErrors(console) {
-            let saved = try SavedModel.load(path: model, normalization: normalize)
-            let format = resolvedFormat!
+            let saved = try SavedModel.load(path: try model.resolved(), normalization: normalize)
+            let output = try outputFile
+            let format = resolvedFormat(output)!
             let bytes = format == .onnx ? saved.onnx() : saved.safetensors().encoded()
             do { try writeFileAtomically(bytes, to: output) } catch { throw RunError(.cannotWrite, "\(output): \(error)") }
             let what = format == .onnx

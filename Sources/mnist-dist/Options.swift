@@ -28,14 +28,21 @@ enum MPIMode: String, ExpressibleByArgument, CaseIterable {
     case off
 }
 
+/// --data-dir, the one declaration every subcommand that reads input files shares.
+struct DataDirectoryOption: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: ArgumentHelp(
+        "Directory with the input files: MNIST's IDX files (.gz or raw); for toy, img-x.tsv and img-filter.tsv.",
+        discussion: "Default: $MNIST_DATA_DIR, ./data/<dataset>, the checkout's data/<dataset>, or the system's copy; for toy, data/toy.",
+        valueName: "dir"))
+    var path: String?
+}
+
 struct DataOptions: ParsableArguments {
     @Option(help: "Dataset: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", ")).")
     var dataset: DatasetName = Defaults.dataset
 
-    @Option(name: .customLong("data-dir"), help: ArgumentHelp(
-        "Directory with the dataset's IDX files (.gz or raw).",
-        discussion: "Default: $MNIST_DATA_DIR, ./data/<dataset>, the checkout's data/<dataset>, or the system's copy."))
-    var dataDirectory: String?
+    @OptionGroup var directory: DataDirectoryOption
+    var dataDirectory: String? { directory.path }
 
     @Option(help: "Train/test split: chapter (8,000/2,000 of t10k) or standard (60,000/10,000). Default: standard if the train files are present, else chapter.")
     var split: SplitKind?
@@ -92,7 +99,8 @@ struct ScheduleOptions: ParsableArguments {
     var evaluateTrainingSet = false
 }
 
-struct OutputOptions: ParsableArguments {
+/// What the console shows.
+struct ConsoleOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Print only results and errors.")
     var quiet = false
 
@@ -102,15 +110,18 @@ struct OutputOptions: ParsableArguments {
     @Option(help: "Progress within an epoch: auto (a bar on a terminal, lines otherwise), bar, lines or none.")
     var progress: ProgressStyle = .auto
 
-    @Option(help: "Use MPI: auto (when started by mpirun), on (also Open MPI's singleton start), off.")
-    var mpi: MPIMode = .auto
-
     func validate() throws {
         if quiet && verbose { throw ValidationError("--quiet and --verbose cannot be used together") }
     }
+}
+
+/// Whether the command runs under MPI.
+struct MPIOption: ParsableArguments {
+    @Option(help: "Use MPI: auto (when started by mpirun), on (also Open MPI's singleton start), off.")
+    var mpi: MPIMode = .auto
 
     /// The communicator for this process, and a console for its rank.
-    func start() throws -> (Communicator, Console) {
+    func start(_ options: ConsoleOptions) throws -> (Communicator, Console) {
         let communicator: Communicator
         if mpi == .on || (mpi == .auto && MPICommunicator.launchedByMPI) {
             do {
@@ -122,15 +133,15 @@ struct OutputOptions: ParsableArguments {
         } else {
             communicator = SingleProcessCommunicator()
         }
-        return (communicator, Console(rank: communicator.rank, ranks: communicator.size, verbose: verbose, quiet: quiet,
-                                      progress: progress))
+        return (communicator, Console(rank: communicator.rank, ranks: communicator.size, verbose: options.verbose,
+                                      quiet: options.quiet, progress: options.progress))
     }
 }
 
 /// Runs `body` with a communicator and console, and finalises MPI on every path (errors are reported as by
 /// `reportingErrors`).
-func withCommunicator(_ output: OutputOptions, _ body: (Communicator, Console) throws -> Void) throws {
-    let (communicator, console) = try output.start()
+func withCommunicator(_ mpi: MPIOption, _ options: ConsoleOptions, _ body: (Communicator, Console) throws -> Void) throws {
+    let (communicator, console) = try mpi.start(options)
     defer { communicator.finalize() }
     try reportingErrors(console) { try body(communicator, console) }
 }

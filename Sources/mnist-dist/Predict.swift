@@ -12,9 +12,9 @@ struct Predict: ParsableCommand {
         abstract: "Classify images with a saved model: an IDX image file, or pictures of digits (PNG, JPEG, PGM) of any size.",
         discussion: """
             Examples:
-              mnist-dist predict --model cnn.ckpt photo.jpg drawing.png other.pgm
-              mnist-dist predict --model cnn.ckpt data/mnist/t10k-images-idx3-ubyte.gz --limit 5
-              mnist-dist predict --model cnn.ckpt photo.jpg --save-inputs seen     the 28x28 picture the model saw
+              mnist-dist predict cnn.ckpt photo.jpg drawing.png other.pgm
+              mnist-dist predict cnn.ckpt data/mnist/t10k-images-idx3-ubyte.gz --limit 5
+              mnist-dist predict cnn.ckpt photo.jpg --pictures seen     the 28x28 picture the model saw
             Each line gives the file (and index in an IDX file), the predicted digit and its probability, and for a
             picture what was done to it. Pictures get MNIST's own preprocessing: grey; inverted when the ink is dark
             on a light background; the background subtracted; cropped to the ink; scaled to fit 20x20 keeping the
@@ -22,11 +22,11 @@ struct Predict: ParsableCommand {
             taken as it is (already MNIST's form) unless --preprocess mnist.
             """)
 
-    @Option(help: "A model written by train --save (or any checkpoint), or a safetensors file of one (see export).")
-    var model: String
+    @Argument(help: ArgumentHelp("The model (written by train --save, any checkpoint, or a safetensors file of one; see export), then IDX image files (.gz or raw) or PNG, JPEG or PGM pictures (told apart by their contents).", valueName: "model> <images"))
+    var files: [String] = []
 
-    @Argument(help: "IDX image files (.gz or raw), or PNG, JPEG or PGM pictures (told apart by their contents).")
-    var inputs: [String]
+    @Option(name: .customLong("model"), help: .hidden)
+    var oldModel: String?
 
     @Option(help: "Classify at most this many images of an IDX file.")
     var limit: Int = 20
@@ -37,8 +37,11 @@ struct Predict: ParsableCommand {
     @Option(help: ArgumentHelp("How pictures are prepared: auto (MNIST's preprocessing, except for a 28x28 picture already light on dark), mnist (always), or none (the picture must be 28x28; only --invert applies).", valueName: "auto|mnist|none"))
     var preprocess: DigitPreparation.Preprocessing = .auto
 
-    @Option(name: .customLong("save-inputs"), help: ArgumentHelp("Write each picture as the model saw it (28x28 PNG, named after the file) into this directory.", valueName: "dir"))
-    var saveInputs: String?
+    @Option(help: ArgumentHelp("Write each picture as the model saw it (28x28 PNG, named after the file) into this directory.", valueName: "dir"))
+    var pictures: String?
+
+    @Option(name: .customLong("save-inputs"), help: .hidden)
+    var oldPictures: String?
 
     @Flag(help: "Print one JSON object per image instead: input, index, class, and the ten log-probabilities.")
     var json = false
@@ -47,17 +50,40 @@ struct Predict: ParsableCommand {
     var normalize: Normalization = Defaults.normalization
 
     func validate() throws {
-        if inputs.isEmpty { throw ValidationError("give at least one image file") }
+        _ = try picturesDirectory
+        if try inputs.isEmpty { throw ValidationError(files.isEmpty ? "give a model and at least one image file" : "give at least one image file after the model") }
         if limit < 1 { throw ValidationError("--limit \(limit): must be at least 1") }
+    }
+
+    /// The model's file: the first argument, or the old `--model FILE`.
+    var model: String {
+        get throws {
+            if let oldModel {
+                OldSpelling.announce("--model FILE", now: "the model as the first argument")
+                return oldModel
+            }
+            return files.first ?? ""
+        }
+    }
+
+    /// The images: the arguments after the model.
+    var inputs: [String] {
+        get throws { try oldModel == nil ? Array(files.dropFirst()) : files }
+    }
+
+    /// --pictures, or its old spelling --save-inputs.
+    var picturesDirectory: String? {
+        get throws { try OldSpelling.resolve(pictures, oldPictures, now: "--pictures", was: "--save-inputs") }
     }
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
         try reportingErrors(console) {
-            let saved = try SavedModel.load(path: model, normalization: normalize)
+            let saved = try SavedModel.load(path: try model, normalization: normalize)
+            let saveInputs = try picturesDirectory
             let (rows, columns) = saved.model.imageSize
-            for input in inputs {
-                let (pixels, count, names) = try images(from: input, rows: rows, columns: columns)
+            for input in try inputs {
+                let (pixels, count, names) = try images(from: input, rows: rows, columns: columns, saveInputs: saveInputs)
                 let logProbabilities = saved.logProbabilities(of: pixels, count: count, rows: rows, columns: columns)
                 for (index, (name, scores)) in zip(names, logProbabilities).enumerated() {
                     let digit = scores.indices.max { scores[$0] < scores[$1] }!
@@ -76,7 +102,7 @@ struct Predict: ParsableCommand {
 
     /// The images of one input as MNIST-style bytes, their count, and a name for each (with what was done to a
     /// picture).
-    func images(from path: String, rows: Int, columns: Int) throws -> ([UInt8], Int, [String]) {
+    func images(from path: String, rows: Int, columns: Int, saveInputs: String?) throws -> ([UInt8], Int, [String]) {
         guard isIDX(path) else {
             let image: GrayImage
             do { image = try GrayImage.read(path: path) } catch { throw RunError(error) }
@@ -95,7 +121,7 @@ struct Predict: ParsableCommand {
                     try FileManager.default.createDirectory(atPath: saveInputs, withIntermediateDirectories: true)
                     try canvas.writePNG(to: "\(saveInputs)/\(name)")
                 } catch {
-                    throw RunError(.cannotWrite, "--save-inputs \(saveInputs): \(error)")
+                    throw RunError(.cannotWrite, "--pictures \(saveInputs): \(error)")
                 }
             }
             return (pixels, 1, ["\(path)  [\(note)]"])

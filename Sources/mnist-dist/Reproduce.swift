@@ -19,32 +19,44 @@ struct Reproduce: ParsableCommand {
                  printed 96.1 %).
             Examples:
               mnist-dist reproduce
-              mpirun -np 2 mnist-dist reproduce cnn --plots pictures
+              mpirun -np 2 mnist-dist reproduce cnn --pictures pictures
             """)
 
     @Argument(help: "Which experiment: mlp, cnn or all.")
     var experiment: Experiment = .all
 
-    @Option(name: .customLong("data-dir"), help: "Directory with the MNIST t10k files. Default: as for train.")
-    var dataDirectory: String?
+    @OptionGroup var directory: DataDirectoryOption
 
     @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host.")
     var threads: Int?
 
-    @Option(help: "Write each experiment's pictures into DIR/mlp and DIR/cnn.")
-    var plots: String?
+    @Option(help: ArgumentHelp("Write each experiment's pictures into DIR/mlp and DIR/cnn.", valueName: "dir"))
+    var pictures: String?
 
-    @OptionGroup(title: "Output and MPI") var output: OutputOptions
+    @Option(name: .customLong("plots"), help: .hidden)
+    var oldPictures: String?
+
+    func validate() throws {
+        _ = try picturesDirectory
+    }
+
+    /// --pictures, or its old spelling --plots.
+    var picturesDirectory: String? {
+        get throws { try OldSpelling.resolve(pictures, oldPictures, now: "--pictures", was: "--plots") }
+    }
+
+    @OptionGroup(title: "Output") var console: ConsoleOptions
+    @OptionGroup(title: "MPI") var mpi: MPIOption
 
     enum Experiment: String, ExpressibleByArgument, CaseIterable { case mlp, cnn, all }
 
     func run() throws {
-        try withCommunicator(output) { communicator, console in
+        try withCommunicator(mpi, console) { communicator, console in
             var options = RunOptions()
-            options.dataDirectory = dataDirectory
+            options.dataDirectory = directory.path
             options.threads = threads
             if experiment != .cnn {
-                options.plotsDirectory = plots.map { "\($0)/mlp" }
+                options.picturesDirectory = try picturesDirectory.map { "\($0)/mlp" }
                 console.report("== The chapter's MLP ==")
                 let summary = try Trainer(configuration: ChapterExperiments.mlpConfiguration, options: options,
                                           communicator: communicator, console: console).run()
@@ -53,9 +65,9 @@ struct Reproduce: ParsableCommand {
                                       summary.finalTestAccuracy, ChapterExperiments.mlpTestAccuracy))
             }
             if experiment != .mlp {
-                options.plotsDirectory = plots.map { "\($0)/cnn" }
+                options.picturesDirectory = try picturesDirectory.map { "\($0)/cnn" }
                 console.report("== The chapter's CNN, its data stream taken literally ==")
-                let directory = try communicator.agree { try DataLocation.resolve(dataset: .mnist, explicit: dataDirectory) }
+                let directory = try communicator.agree { try DataLocation.resolve(dataset: .mnist, explicit: self.directory.path) }
                 let data = try communicator.agree { try ChapterExperiments.literalCNNData(directory: directory) }
                 let summary = try Trainer(configuration: ChapterExperiments.literalCNNConfiguration, options: options,
                                           communicator: communicator, console: console, data: data).run()

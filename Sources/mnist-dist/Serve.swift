@@ -20,13 +20,12 @@ struct Serve: ParsableCommand {
             Ctrl-C or SIGTERM stops it after the requests in flight.
             Examples:
               mnist-dist train --save cnn.ckpt
-              mnist-dist serve --checkpoint cnn.ckpt     (open http://127.0.0.1:8080)
+              mnist-dist serve cnn.ckpt     (open http://127.0.0.1:8080)
               curl --data-binary @digit.png -H 'Content-Type: image/png' \\
                 http://127.0.0.1:8080/predict
             """)
 
-    @Option(help: "The model: a checkpoint (train --save) or a safetensors file of one.")
-    var checkpoint: String
+    @OptionGroup var model: ModelArgument
 
     @Option(help: "The address to listen on (0.0.0.0 for every interface).")
     var host: String = "127.0.0.1"
@@ -47,6 +46,7 @@ struct Serve: ParsableCommand {
     var normalize: Normalization = Defaults.normalization
 
     func validate() throws {
+        _ = try model.resolved()
         if !(0...65535).contains(port) { throw ValidationError("--port \(port): must be 0 to 65535") }
         if maximumBody < 1 { throw ValidationError("--max-body \(maximumBody): must be at least 1") }
         if idleTimeout < 1 { throw ValidationError("--idle-timeout \(idleTimeout): must be at least 1") }
@@ -68,7 +68,7 @@ struct Serve: ParsableCommand {
     func serve() async throws {
         let console = Console(rank: 0, ranks: 1)
         var saved: SavedModel?
-        try reportingErrors(console) { saved = try SavedModel.load(path: checkpoint, normalization: normalize) }
+        try reportingErrors(console) { saved = try SavedModel.load(path: try self.model.resolved(), normalization: normalize) }
         var options = ServeOptions()
         options.host = host
         options.port = port

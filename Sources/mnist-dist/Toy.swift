@@ -10,21 +10,34 @@ struct Toy: ParsableCommand {
         abstract: "The chapter's toy CNN: three 5x5 images, two hand-made filters, max-pool, softmax.",
         discussion: """
             Reads img-x.tsv and img-filter.tsv (data/toy), prints each image's class probabilities and writes the
-            images, the filters and the six feature maps as PNG pictures.
+            images, the filters and the six feature maps as PNG pictures: toy-images.png, toy-filters.png and
+            toy-feature-maps.png.
             Example:
-              mnist-dist toy --output-dir pictures
+              mnist-dist toy --pictures pictures
             """)
 
-    @Option(name: .customLong("data-dir"), help: "Directory holding img-x.tsv and img-filter.tsv. Default: data/toy.")
-    var dataDirectory: String?
+    @OptionGroup var directory: DataDirectoryOption
 
-    @Option(name: .customLong("output-dir"), help: "Where to write toy-inputs.png and toy-feature-maps.png.")
-    var outputDirectory: String = "."
+    @Option(help: ArgumentHelp("Where to write toy-images.png, toy-filters.png and toy-feature-maps.png.", valueName: "dir"))
+    var pictures: String = "."
+
+    @Option(name: .customLong("output-dir"), help: .hidden)
+    var oldPictures: String?
+
+    func validate() throws {
+        _ = try picturesDirectory
+    }
+
+    /// --pictures, or its old spelling --output-dir.
+    var picturesDirectory: String {
+        get throws { try OldSpelling.resolve(pictures == "." ? nil : pictures, oldPictures, now: "--pictures", was: "--output-dir") ?? pictures }
+    }
 
     func run() throws {
         let console = Console(rank: 0, ranks: 1)
         try reportingErrors(console) {
-            let toy = try ToyExperiment(directory: try DataLocation.toyDirectory(explicit: dataDirectory))
+            let outputDirectory = try picturesDirectory
+            let toy = try ToyExperiment(directory: try DataLocation.toyDirectory(explicit: directory.path))
             let (probabilities, maps) = toy.run()
             for (name, p) in zip(ToyExperiment.imageNames, probabilities) { console.report("\(name) \(numpyStyle(p))") }
             let images = Plots.mapGrid(title: "Toy images", maps: (0..<3).map { Array(toy.images[($0 * 25)..<(($0 + 1) * 25)]).map(Double.init) },

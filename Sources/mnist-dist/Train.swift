@@ -12,7 +12,7 @@ struct Train: ParsableCommand {
             Examples:
               mnist-dist train                                   the chapter's CNN, standardised inputs, 10 epochs
               mnist-dist train --model mlp --normalize none      the chapter's MLP (SGD 0.001)
-              mpirun -np 2 mnist-dist train --metrics m.jsonl --plots plots
+              mpirun -np 2 mnist-dist train --metrics m.jsonl --pictures pictures
               mnist-dist train --checkpoint-dir ckpt --checkpoint-every 100
               mnist-dist train --checkpoint-dir ckpt --resume ckpt     continue after an interruption
               mnist-dist train --tensorboard runs                 then: tensorboard --logdir runs
@@ -29,7 +29,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), split (split each large product), blas (OpenBLAS's own threads), or auto (workers for the cnn, split for the mlp).")
     var threadMode: ThreadMode = .auto
 
-    @Option(help: ArgumentHelp("How gradients are summed across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit), float (half the bytes), or exact (the same bits at every rank count, thread count and thread mode, 4 bytes a value on the wire; measured on 2 cores against double: the CNN's epoch the same at -np 2, the MLP's +10 % at -np 2 and 2.6x in one process, where its micro-batches cost most).", valueName: "double|float|exact"))
+    @Option(help: ArgumentHelp("How gradients are summed across workers and ranks: double (any rank count reproduces one process with as many workers, bit for bit), float (half the bytes), or exact (the same bits at every rank count, thread count and thread mode; 4 bytes a value on the wire).", valueName: "double|float|exact"))
     var allreduce: ReductionPrecision = .double
 
     @Option(help: ArgumentHelp("The operands of every dense product and convolution, forward and backward: float, or bf16 (rounded to bfloat16, multiplied in pairs and summed in Float, as PyTorch's autocast does; parameters, optimizer state, loss and the gradient sum stay Float). bf16 needs a CPU with AVX512_BF16 (AMD Zen 4 and later, Intel Cooper Lake and Sapphire Rapids and later).", valueName: "float|bf16"))
@@ -38,7 +38,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")
     var microBatch: Int = Defaults.microBatch
 
-    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. Measured on 2 simulated hosts (docs/scaling.md): 7.6 against 10.8 s per CNN epoch at 1 Gbit/s, 3.2 against 3.9 s on unlimited links. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits): 5.64 against 7.05 s per CNN epoch at 1 Gbit/s (6.47 with --allreduce float and no overlap). Without --overlap the ranks of a host sum and step in memory they share, each its slice (no all-reduce on one host; across hosts each rank all-reduces its slice), which on one host is faster.")
+    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits). Without it, the ranks of a host sum and step in memory they share, each its slice, and only across hosts all-reduce. Where each pays: README, Performance.")
     var overlap = false
 
     @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")
@@ -47,10 +47,13 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N steps.")
     var checkpointEvery: Int?
 
-    @Option(name: .customLong("keep"), help: "Checkpoints to keep in --checkpoint-dir.")
-    var keepCheckpoints: Int = Defaults.checkpointsKept
+    @Option(name: .customLong("keep-checkpoints"), help: ArgumentHelp("Checkpoints to keep in --checkpoint-dir (the newest; older ones are deleted). Default: \(Defaults.checkpointsKept).", valueName: "n"))
+    var newKeepCheckpoints: Int?
 
-    @Option(help: "Continue from a checkpoint file, or the newest valid checkpoint in a directory.")
+    @Option(name: .customLong("keep"), help: .hidden)
+    var oldKeepCheckpoints: Int?
+
+    @Option(help: ArgumentHelp("Continue from a checkpoint file, or from the newest valid checkpoint in a directory. A directory that does not exist yet, or holds no checkpoint, means a fresh start (the start block says so), so a requeue script can pass the same --resume every time.", valueName: "path"))
     var resume: String?
 
     @Option(name: .customLong("init-from"), help: ArgumentHelp("Start from the parameters of this file instead of the seed's initialisation: a safetensors file under PyTorch's names (see export), for example one saved from PyTorch, or a checkpoint. Names and shapes must be the model's; the optimizer starts afresh.", valueName: "file"))
@@ -62,8 +65,11 @@ struct Train: ParsableCommand {
     @Option(help: "Write metrics as JSON lines: one object per epoch and one for the run.")
     var metrics: String?
 
-    @Option(help: "Write PNG pictures of the run (accuracy, loss, digits, filters, confusion matrix) into this directory.")
-    var plots: String?
+    @Option(help: ArgumentHelp("Write PNG pictures of the run (accuracy, loss, digits, filters, confusion matrix) into this directory.", valueName: "dir"))
+    var pictures: String?
+
+    @Option(name: .customLong("plots"), help: .hidden)
+    var oldPictures: String?
 
     @Option(help: ArgumentHelp("Write TensorBoard event files: a new run directory under this one, with scalars per step and per epoch, the run's pictures and the configuration. View with: tensorboard --logdir DIR.", valueName: "dir"))
     var tensorboard: String?
@@ -77,10 +83,26 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("stop-after"), help: "Stop cleanly after N steps, as on SIGTERM (checkpoint, exit code 75).")
     var stopAfter: Int?
 
-    @OptionGroup(title: "Output and MPI") var output: OutputOptions
+    @OptionGroup(title: "Output") var console: ConsoleOptions
+    @OptionGroup(title: "MPI") var mpi: MPIOption
+
+    /// --keep-checkpoints, or its old spelling --keep.
+    var keepCheckpoints: Int {
+        get throws {
+            try OldSpelling.resolve(newKeepCheckpoints, oldKeepCheckpoints, now: "--keep-checkpoints", was: "--keep")
+                ?? Defaults.checkpointsKept
+        }
+    }
+
+    /// --pictures, or its old spelling --plots.
+    var picturesDirectory: String? {
+        get throws { try OldSpelling.resolve(pictures, oldPictures, now: "--pictures", was: "--plots") }
+    }
 
     func validate() throws {
         let configuration = try trainingConfiguration()
+        let keepCheckpoints = try self.keepCheckpoints
+        _ = try picturesDirectory
         do { try configuration.validate() } catch {
             throw ValidationError("\(Train.option(for: error.setting)) \(error.value): \(error.problem)")
         }
@@ -89,17 +111,20 @@ struct Train: ParsableCommand {
         if checkpointEvery != nil && checkpointDirectory == nil && SlurmJob.current() == nil {
             throw ValidationError("--checkpoint-every needs --checkpoint-dir (under Slurm a directory per job is the default)")
         }
-        if keepCheckpoints < 1 { throw ValidationError("--keep \(keepCheckpoints): must be at least 1") }
+        if keepCheckpoints < 1 { throw ValidationError("--keep-checkpoints \(keepCheckpoints): must be at least 1") }
         if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after \(stopAfter): must be at least 1") }
-        if microBatch < 1 { throw ValidationError("--micro-batch \(microBatch): must be at least 1") }
         if !(stallTimeout >= 0 && stallTimeout.isFinite) {
             throw ValidationError("--stall-timeout \(stallTimeout): must be a number of seconds, 0 or more (0 waits for ever)")
         }
     }
 
-    /// The option that sets a configuration setting (the settings' keys happen to be the options' names; this is
-    /// the one place that relies on it).
-    static func option(for setting: SettingKey) -> String { "--\(setting.rawValue)" }
+    /// The option that sets a configuration setting.
+    static func option(for setting: String) -> String {
+        let options: [SettingKey: String] = [.learningRate: "--lr", .epsilon: "--eps", .hiddenSizes: "--hidden",
+                                             .normalization: "--normalize", .gradientSum: "--allreduce"]
+        guard let key = SettingKey(rawValue: setting) else { return setting }
+        return options[key] ?? "--" + key.rawValue.replacingOccurrences(of: "_", with: "-")
+    }
 
     func trainingConfiguration() throws -> TrainingConfiguration {
         var configuration = TrainingConfiguration()
@@ -119,25 +144,25 @@ struct Train: ParsableCommand {
         configuration.split = data.split
         configuration.normalization = data.normalize
         configuration.precision = precision
+        configuration.gradientSum = allreduce
+        configuration.microBatch = microBatch
         return configuration
     }
 
-    func runOptions() -> RunOptions {
+    func runOptions() throws -> RunOptions {
         var options = RunOptions()
         options.dataDirectory = data.dataDirectory
         options.threads = threads
         options.threadMode = threadMode
-        options.reduction = allreduce
-        options.microBatch = microBatch
         options.overlap = overlap
         options.checkpointDirectory = checkpointDirectory
         options.checkpointEvery = checkpointEvery
-        options.keepCheckpoints = keepCheckpoints
+        options.keepCheckpoints = try keepCheckpoints
         options.resume = resume
         options.initFrom = initFrom
         options.save = save
         options.metricsFile = metrics
-        options.plotsDirectory = plots
+        options.picturesDirectory = try picturesDirectory
         options.tensorBoardDirectory = tensorboard
         options.traceFile = trace
         options.stopAfterSteps = stopAfter
@@ -151,7 +176,6 @@ struct Train: ParsableCommand {
             }
             if resume == nil && job.restartCount > 0 {
                 options.resume = options.checkpointDirectory
-                options.resumeIfPresent = true
                 options.notes.append("Slurm requeued this job (restart \(job.restartCount)): resuming from the newest "
                                      + "checkpoint in \(options.checkpointDirectory!)")
             }
@@ -161,8 +185,8 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let configuration = try trainingConfiguration()
-        try withCommunicator(output) { communicator, console in
-            let trainer = Trainer(configuration: configuration, options: runOptions(), communicator: communicator, console: console)
+        try withCommunicator(mpi, console) { communicator, console in
+            let trainer = Trainer(configuration: configuration, options: try runOptions(), communicator: communicator, console: console)
             let summary = try trainer.run()
             console.report(String(format: "final test accuracy %.4f (%.2f%%), train %.4f; %.1f s in all",
                                   summary.finalTestAccuracy, 100 * summary.finalTestAccuracy, summary.finalTrainAccuracy,

@@ -78,7 +78,7 @@ extension EndToEnd {
             let plots = directory.appendingPathComponent("plots").path
             let model = directory.appendingPathComponent("model.ckpt").path
             let run = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "2", "--metrics", metrics,
-                                     "--plots", plots, "--save", model, "--progress", "bar"])
+                                     "--pictures", plots, "--save", model, "--progress", "bar"])
             #expect(run.status == 0, "\(run)")
             #expect(run.stdout.contains("\r") && run.stdout.contains("█"), "the bar updates in place")
             #expect(run.stdout.contains("final test accuracy"))
@@ -110,16 +110,16 @@ extension EndToEnd {
                 }
             }
             // evaluate: the saved model scores what training reported.
-            let evaluation = MnistDist.run(["evaluate", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter"])
+            let evaluation = MnistDist.run(["evaluate", model, "--data-dir", E2E.mnist, "--split", "chapter"])
             #expect(evaluation.status == 0, "\(evaluation)")
             let reported = String(format: "%.4f", lines[1]["test_accuracy"].double)
             #expect(evaluation.stdout.contains("accuracy on mnist chapter test (2,000 images): \(reported)"), "\(evaluation)")
             #expect(evaluation.stdout.contains("confusion matrix"))
-            let distributed = MnistDist.run(["evaluate", "--model", model, "--data-dir", E2E.mnist, "--split", "chapter"], ranks: 3)
+            let distributed = MnistDist.run(["evaluate", model, "--data-dir", E2E.mnist, "--split", "chapter"], ranks: 3)
             #expect(distributed.stdout.contains(": \(reported)"), "3 ranks score exactly what one process does: \(distributed)")
             // predict: an IDX file, and a PNG and a PGM of the same digit.
             let idx = DatasetFiles.locate(DatasetName.testImages, in: E2E.mnist)!
-            let prediction = MnistDist.run(["predict", "--model", model, idx, "--limit", "3"])
+            let prediction = MnistDist.run(["predict", model, idx, "--limit", "3"])
             #expect(prediction.status == 0, "\(prediction)")
             #expect(prediction.stdout.split(separator: "\n").filter { $0.contains("(p = ") }.count == 3, "\(prediction)")
             let digits = try IDX.read(path: idx, kind: .images)
@@ -130,7 +130,7 @@ extension EndToEnd {
             try canvas.writePNG(to: png)
             let pgm = directory.appendingPathComponent("digit.pgm").path
             _ = FileManager.default.createFile(atPath: pgm, contents: Data("P5\n28 28\n255\n".utf8 + first))
-            let images = MnistDist.run(["predict", "--model", model, png, pgm])
+            let images = MnistDist.run(["predict", model, png, pgm])
             let idxDigit = prediction.stdout.split(separator: "\n")[0].split(separator: ":").last!.split(separator: " ")[0]
             #expect(images.stdout.contains("digit.png  [28x28, inverted, ink "), "dark on light: prepared as MNIST's digits: \(images)")
             #expect(images.stdout.contains("]: \(idxDigit) "), "the inverted PNG gives the IDX answer: \(images)")

@@ -57,7 +57,7 @@ extension EndToEnd {
             let directory = Fixtures.makeTemporaryDirectory("toy")
             defer { Fixtures.removeTemporary(directory) }
             let run = MnistDist.run(["toy", "--data-dir", Fixtures.packageRoot.appendingPathComponent("data/toy").path,
-                                     "--output-dir", directory.path])
+                                     "--pictures", directory.path])
             #expect(run.status == 0, "\(run)")
             let expected: [String: [Double]] = [
                 "Cross": [0.26163495, 0.26163495, 0.47673005],

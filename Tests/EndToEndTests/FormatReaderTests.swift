@@ -127,7 +127,7 @@ extension EndToEnd {
             let images = DatasetFiles.locate(DatasetName.testImages, in: E2E.mnist)!
             let labels = try IDX.read(path: DatasetFiles.locate(DatasetName.testLabels, in: E2E.mnist)!, kind: .labels).bytes
             let digits = try IDX.read(path: images, kind: .images).bytes
-            let direct = MnistDist.run(["predict", "--model", model, images, "--limit", "12"])
+            let direct = MnistDist.run(["predict", model, images, "--limit", "12"])
             let confident = direct.stdout.split(separator: "\n").enumerated().compactMap { index, line -> Int? in
                 let answer = line.split(separator: ":").last!.split(separator: " ")
                 return Int(answer[0]) == Int(labels[index]) && Double(answer[3].dropLast())! >= 0.95 ? index : nil
@@ -144,7 +144,7 @@ extension EndToEnd {
                 let pictures = made.output.split(separator: "\n").map(String.init)
                 #expect(pictures.count == 13, "\(made.output)")
                 let seen = folder.appendingPathComponent("seen").path
-                let run = MnistDist.run(["predict", "--model", model, "--save-inputs", seen] + pictures)
+                let run = MnistDist.run(["predict", model, "--pictures", seen] + pictures)
                 #expect(run.status == 0, "\(run)")
                 for picture in pictures {
                     let line = run.stdout.split(separator: "\n").first { $0.hasPrefix(picture + "  [") }
@@ -184,12 +184,12 @@ extension EndToEnd {
                 (file("digit.png", png), ["--preprocess", "none"], "digit.png: the picture is 40x40; with --preprocess none the model takes 28x28"),
             ]
             for (path, options, message) in cases {
-                let run = MnistDist.run(["predict", "--model", model] + options + [path])
+                let run = MnistDist.run(["predict", model] + options + [path])
                 #expect(run.status == ExitCode.badInput.rawValue, "\(run)")
                 #expect(run.stderr.contains(message), "\(message): \(run)")
                 #expect(run.stderr.split(separator: "\n").count == 1, "one line: \(run)")
             }
-            let accepted = MnistDist.run(["predict", "--model", model, file("ok.png", png)])
+            let accepted = MnistDist.run(["predict", model, file("ok.png", png)])
             #expect(accepted.status == 0 && accepted.stdout.contains("ok.png  [40x40, inverted, ink 8x30 at (15, 5)"), "\(accepted)")
         }
     }

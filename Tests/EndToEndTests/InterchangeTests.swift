@@ -19,11 +19,11 @@ extension EndToEnd {
             var files: [String: String] = [:]
             for format in ["onnx", "safetensors"] {
                 files[format] = directory.appendingPathComponent("model.\(format)").path
-                let exported = MnistDist.run(["export", saved, files[format]!])
+                let exported = MnistDist.run(["export", saved, "--output", files[format]!])
                 #expect(exported.status == 0, "\(exported)")
                 #expect(exported.stdout.contains("parameter checksum \(checksum)"), "\(exported)")
             }
-            let predicted = MnistDist.run(["predict", "--model", saved, E2E.testImages, "--limit", "10000", "--json"])
+            let predicted = MnistDist.run(["predict", saved, E2E.testImages, "--limit", "10000", "--json"])
             #expect(predicted.status == 0)
             let ours = directory.appendingPathComponent("ours.jsonl")
             try predicted.stdout.write(to: ours, atomically: true, encoding: .utf8)
@@ -34,11 +34,11 @@ extension EndToEnd {
             #expect(figures["onnx_max_difference"].double <= 1e-4 && figures["torch_max_difference"].double <= 1e-4, "\(checked.output)")
             #expect(figures["opset"].int == 13 && figures["input"].array[1].array.count == 4, "\(checked.output)")
             #expect(figures["metadata"]["parameter_checksum"].string == checksum, "\(checked.output)")
-            #expect(figures["safetensors_metadata"]["normalize"].string == (model.contains("none") ? "none" : "standard"))
+            #expect(figures["safetensors_metadata"]["normalization"].string == (model.contains("none") ? "none" : "standard"))
             print("export \(model[1]): onnxruntime within \(figures["onnx_max_difference"].double), PyTorch within \(figures["torch_max_difference"].double) of ours on 2,000 images")
 
             // Read back by mnist-dist: the same model, bit for bit.
-            let again = MnistDist.run(["export", files["safetensors"]!, directory.appendingPathComponent("again.safetensors").path])
+            let again = MnistDist.run(["export", files["safetensors"]!, "--output", directory.appendingPathComponent("again.safetensors").path])
             #expect(again.stdout.contains("parameter checksum \(checksum)"), "\(again)")
         }
 
@@ -50,7 +50,7 @@ extension EndToEnd {
             let made = try Python.run("torch_model.py", [file, E2E.mnist])
             #expect(made.status == 0, "\(made.output)")
             let torch = try JSON.parse(made.output)
-            let evaluated = MnistDist.run(["evaluate", "--model", file, "--data-dir", E2E.mnist, "--split", "chapter"], ranks: 2)
+            let evaluated = MnistDist.run(["evaluate", file, "--data-dir", E2E.mnist, "--split", "chapter"], ranks: 2)
             #expect(evaluated.status == 0, "\(evaluated)")
             #expect(evaluated.stdout.contains(String(format: "(2,000 images): %.4f", torch["accuracy"].double)),
                     "PyTorch: \(torch["accuracy"].double); \(evaluated.stdout)")
@@ -78,7 +78,7 @@ extension EndToEnd {
                 (try file("nan.safetensors", cnn.map { $0.name == "fc2.bias" ? NamedTensor(name: $0.name, shape: $0.shape, values: [.nan] + $0.values.dropFirst()) : $0 }),
                  "tensor fc2.bias holds a value that is not finite", 65),
                 (try file("neither.safetensors", [NamedTensor(name: "weight", shape: [2], values: [1, 2])]), "holds neither the chapter CNN's tensors", 65),
-                (try file("norm.safetensors", cnn, metadata: ["normalize": "zscore"]), "names the normalisation zscore", 65),
+                (try file("norm.safetensors", cnn, metadata: ["normalization": "zscore"]), "names the normalisation zscore", 65),
                 (directory.appendingPathComponent("absent.safetensors").path, "no such file", 66),
             ]
             // A half-precision tensor, as PyTorch saves a model.half(): the header says F16.
@@ -92,8 +92,8 @@ extension EndToEnd {
             try Data(whole.prefix(whole.count - 100)).write(to: URL(fileURLWithPath: cut))
             cases.append((cut, "lie outside the file's", 65))
             for (path, says, code) in cases {
-                for (arguments, ranks) in [(["evaluate", "--model", path, "--data-dir", E2E.mnist], 2),
-                                           (["predict", "--model", path, E2E.testImages], nil),
+                for (arguments, ranks) in [(["evaluate", path, "--data-dir", E2E.mnist], 2),
+                                           (["predict", path, E2E.testImages], nil),
                                            (["train", "--init-from", path, "--data-dir", E2E.mnist, "--epochs", "1"], 2)] as [([String], Int?)] {
                     let run = MnistDist.run(arguments, ranks: ranks, timeout: 60)
                     #expect(run.status == code, "\(arguments.prefix(2)) \(path): \(run)")
@@ -113,12 +113,12 @@ extension EndToEnd {
             defer { Fixtures.removeTemporary(directory) }
             let path = directory.appendingPathComponent("cnn.safetensors").path
             try Data(SafetensorsFile(tensors: ChapterCNNWeights.tensors()).encoded()).write(to: URL(fileURLWithPath: path))
-            let unnamed = MnistDist.run(["export", path, directory.appendingPathComponent("model.bin").path])
+            let unnamed = MnistDist.run(["export", path, "--output", directory.appendingPathComponent("model.bin").path])
             #expect(unnamed.status == 64 && unnamed.stderr.contains("--format onnx or --format safetensors"), "\(unnamed)")
             #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("model.bin").path))
-            let unwritable = MnistDist.run(["export", path, "/proc/model.onnx"])
+            let unwritable = MnistDist.run(["export", path, "--output", "/proc/model.onnx"])
             #expect(unwritable.status == 73 && unwritable.stderr.contains("/proc/model.onnx"), "\(unwritable)")
-            let named = MnistDist.run(["export", path, directory.appendingPathComponent("model.bin").path, "--format", "onnx"])
+            let named = MnistDist.run(["export", path, "--output", directory.appendingPathComponent("model.bin").path, "--format", "onnx"])
             #expect(named.status == 0, "\(named)")
         }
     }

@@ -42,13 +42,13 @@ extension EndToEnd {
             defer { Fixtures.removeTemporary(directory) }
             let model = directory.appendingPathComponent("cnn.ckpt").path
             let checksum = E2E.trainedModel(model, epochs: 2)
-            let predicted = MnistDist.run(["predict", "--model", model, E2E.testImages, "--limit", "3", "--json"])
+            let predicted = MnistDist.run(["predict", model, E2E.testImages, "--limit", "3", "--json"])
             let classes = try predicted.stdout.split(separator: "\n").map { try JSON.parse(String($0))["class"].int }
 
             let started = DispatchSemaphore(value: 0), state = ServerState()
             let finished = DispatchSemaphore(value: 0)
             DispatchQueue.global().async {
-                state.result = MnistDist.run(["serve", "--checkpoint", model, "--port", "0", "--max-body", "200000",
+                state.result = MnistDist.run(["serve", model, "--port", "0", "--max-body", "200000",
                                                                   "--request-timeout", "2"], timeout: 240,
                                              onLine: { line, pid in
                     // "serving <model> (checksum ...) on 127.0.0.1:PORT: open http://127.0.0.1:PORT/ ; Ctrl-C stops"
@@ -145,13 +145,13 @@ extension EndToEnd {
 
         @Test("serve refuses a missing model (66) and a port it cannot listen on (73), in one line")
         func refused() throws {
-            let missing = MnistDist.run(["serve", "--checkpoint", "/no/such/model.ckpt"], timeout: 30)
+            let missing = MnistDist.run(["serve", "/no/such/model.ckpt"], timeout: 30)
             #expect(missing.status == 66 && missing.stderr.contains("/no/such/model.ckpt"), "\(missing)")
             let directory = Fixtures.makeTemporaryDirectory("serve-port")
             defer { Fixtures.removeTemporary(directory) }
             let path = directory.appendingPathComponent("cnn.safetensors").path
             try Data(SafetensorsFile(tensors: ChapterCNNWeights.tensors()).encoded()).write(to: URL(fileURLWithPath: path))
-            let busy = MnistDist.run(["serve", "--checkpoint", path, "--host", "203.0.113.7", "--port", "8080"], timeout: 30)
+            let busy = MnistDist.run(["serve", path, "--host", "203.0.113.7", "--port", "8080"], timeout: 30)
             #expect(busy.status == 73 && busy.stderr.contains("serving on 203.0.113.7:8080"), "\(busy)")
         }
     }

@@ -1,5 +1,5 @@
 // libFuzzer target: the IDX reader (raw and gzip), compiled together with Sources/MNISTData by scripts/fuzz.sh.
-// Any input must end in a value or a DataError: no crash, no hang, no allocation larger than the input justifies.
+// Any input must end in a value or a FileError: no crash, no hang, no allocation larger than the input justifies.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzIDX(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

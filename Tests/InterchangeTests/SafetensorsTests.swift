@@ -6,6 +6,7 @@ import MNISTData
 import NN
 import Testing
 import TestSupport
+import Support
 
 @Suite("safetensors and portable weights", .limit(minutes: 3))
 struct SafetensorsTests {
@@ -49,7 +50,7 @@ struct SafetensorsTests {
         (Array([1, 2, 3]), "too short"),
     ] as [([UInt8], String)])
     func damaged(bytes: [UInt8], says: String) {
-        #expect(throws: DataError.self) { try SafetensorsFile.decode(bytes, file: "f") }
+        #expect(throws: FileError.self) { try SafetensorsFile.decode(bytes, file: "f") }
         do { _ = try SafetensorsFile.decode(bytes, file: "f") } catch {
             #expect(error.description.hasPrefix("f: ") && error.description.contains(says), "\(error)")
             #expect(error.kind == .malformed)
@@ -87,7 +88,7 @@ struct SafetensorsTests {
     @Test("an MLP whose shapes do not chain, or that is not 784 to 10, is refused")
     func mlpShapes() {
         let chain = [NamedTensor(name: "layer1.weight", shape: [30, 784], values: []), NamedTensor(name: "layer2.weight", shape: [10, 31], values: [])]
-        #expect(throws: DataError.self) { _ = try PortableWeights.model(for: chain, file: "f") }
+        #expect(throws: FileError.self) { _ = try PortableWeights.model(for: chain, file: "f") }
         let wide = [NamedTensor(name: "layer1.weight", shape: [10, 100], values: [])]
         do { _ = try PortableWeights.model(for: wide, file: "f"); Issue.record("accepted 100 inputs") } catch {
             #expect(error.description.contains("maps 100 inputs to 10 outputs"))

@@ -3,6 +3,7 @@ import Foundation
 import MNISTData
 import Testing
 import TestSupport
+import Support
 
 /// Reads `bytes` as IDX of `kind`; returns the error's problem text, or nil if it read cleanly.
 private func problem(_ bytes: [UInt8], _ kind: IDXKind = .images) -> String? {
@@ -118,7 +119,7 @@ struct DatasetFileTests {
     func countMismatch() throws {
         let url = directory(["i": IDXBuilder.images(count: 3, rows: 2, columns: 2), "l": IDXBuilder.labels([1, 2])])
         defer { Fixtures.removeTemporary(url) }
-        let error = #expect(throws: DataError.self) {
+        let error = #expect(throws: FileError.self) {
             try Dataset.load(name: "t", imagesPath: url.appendingPathComponent("i").path, labelsPath: url.appendingPathComponent("l").path)
         }
         #expect(error?.problem.hasSuffix("holds 3 images but \(url.path)/l holds 2 labels") == true)
@@ -128,7 +129,7 @@ struct DatasetFileTests {
     func badLabel() throws {
         let url = directory(["i": IDXBuilder.images(count: 3, rows: 2, columns: 2), "l": IDXBuilder.labels([1, 12, 2])])
         defer { Fixtures.removeTemporary(url) }
-        let error = #expect(throws: DataError.self) {
+        let error = #expect(throws: FileError.self) {
             try Dataset.load(name: "t", imagesPath: url.appendingPathComponent("i").path, labelsPath: url.appendingPathComponent("l").path)
         }
         #expect(error?.file == url.appendingPathComponent("l").path)
@@ -139,17 +140,17 @@ struct DatasetFileTests {
     func missingAndUnreadable() throws {
         let url = directory(["i": IDXBuilder.images(count: 1, rows: 2, columns: 2)])
         defer { Fixtures.removeTemporary(url) }
-        #expect(throws: DataError(file: url.path + "/nothing", problem: "no such file", kind: .missing)) {
+        #expect(throws: FileError(file: url.path + "/nothing", problem: "no such file", kind: .missing)) {
             try IDX.read(path: url.path + "/nothing", kind: .images)
         }
-        #expect(throws: DataError(file: url.path, problem: "is a directory, not a data file")) {
+        #expect(throws: FileError(file: url.path, problem: "is a directory, not a data file")) {
             try IDX.read(path: url.path, kind: .images)
         }
         // Root reads any file whatever its mode, so this case exists only for other users.
         if getuid() != 0 {
             let path = url.appendingPathComponent("i").path
             chmod(path, 0)
-            #expect(throws: DataError(file: path, problem: "permission denied (the file is not readable)")) {
+            #expect(throws: FileError(file: path, problem: "permission denied (the file is not readable)")) {
                 try IDX.read(path: path, kind: .images)
             }
         }
@@ -159,10 +160,10 @@ struct DatasetFileTests {
     func emptyDirectory() throws {
         let url = directory([:])
         defer { Fixtures.removeTemporary(url) }
-        let error = #expect(throws: DataError.self) { try DatasetFiles.load(.mnist, directory: url.path, split: nil) }
+        let error = #expect(throws: FileError.self) { try DatasetFiles.load(.mnist, directory: url.path, split: nil) }
         #expect(error?.file == url.path + "/t10k-images-idx3-ubyte.gz")
         #expect(error?.problem.contains("scripts/fetch-mnist.sh") == true)
-        let standard = #expect(throws: DataError.self) { try DatasetFiles.load(.mnist, directory: url.path, split: .standard) }
+        let standard = #expect(throws: FileError.self) { try DatasetFiles.load(.mnist, directory: url.path, split: .standard) }
         #expect(standard?.problem.hasPrefix("missing") == true)
     }
 

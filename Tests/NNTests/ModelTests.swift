@@ -4,6 +4,7 @@ import Autodiff
 import Foundation
 import MNISTData
 import NN
+import Support
 import Testing
 import TestSupport
 
@@ -320,15 +321,15 @@ struct OptimizerTests {
 
     @Test("hyper-parameters are validated, naming the hyper-parameter")
     func validation() {
-        #expect(throws: HyperParameterError(.learningRate, value: "-0.1", requirement: "the learning rate must be positive and finite")) {
+        #expect(throws: SettingError(.learningRate, value: "-0.1", problem: "the learning rate must be positive and finite")) {
             try SGD(learningRate: -0.1)
         }
-        #expect(throws: HyperParameterError.self) { try SGD(learningRate: .nan) }
-        #expect(throws: HyperParameterError(.rho, value: "1.5", requirement: "rho must be in [0, 1]")) {
+        #expect(throws: SettingError.self) { try SGD(learningRate: .nan) }
+        #expect(throws: SettingError(.rho, value: "1.5", problem: "rho must be in [0, 1]")) {
             try Adadelta(parameterCount: 1, configuration: .init(rho: 1.5))
         }
-        #expect(throws: HyperParameterError.self) { try Adadelta(parameterCount: 1, configuration: .init(epsilon: 0)) }
-        #expect(throws: HyperParameterError.self) { try Adadelta(parameterCount: 1, configuration: .init(weightDecay: -1)) }
+        #expect(throws: SettingError.self) { try Adadelta(parameterCount: 1, configuration: .init(epsilon: 0)) }
+        #expect(throws: SettingError.self) { try Adadelta(parameterCount: 1, configuration: .init(weightDecay: -1)) }
         #expect(Adadelta.Configuration() == Adadelta.Configuration(learningRate: 0.1, rho: 0.9, epsilon: 1e-6, weightDecay: 0))
     }
 

@@ -112,7 +112,7 @@ def main():
         network = MLP([state["layer1.weight"].shape[1]] + [state[f"layer{k}.weight"].shape[0] for k in layers])
     network.load_state_dict(state, strict=True)
     x = torch.from_numpy(pixels)
-    if metadata.get("normalize") == "standard":
+    if metadata.get("normalization") == "standard":
         x = (x - 0.1307) / 0.3081
     with torch.no_grad():
         theirs = network(x).double().numpy()

@@ -1,6 +1,7 @@
 // The checkpoint format and files: round trips, every damaged form refused, atomic replacement, rotation.
 import Foundation
 import MNISTData
+import Support
 import Testing
 import TestSupport
 import Training
@@ -9,7 +10,7 @@ private func sample() -> Checkpoint {
     var generator = RandomState(seed: 0)
     _ = generator.permutation(100)
     _ = generator.standardNormal()  // leaves a cached normal, which must survive
-    return Checkpoint(settings: ["model": "mlp", "architecture": "mlp 784-10", "lr": "0.001"], epoch: 2, batch: 17, step: 143,
+    return Checkpoint(settings: ["model": "mlp", "architecture": "mlp 784-10", "learning_rate": "0.001"], epoch: 2, batch: 17, step: 143,
                       partialLossSum: 12.5, partialCorrect: 100, partialSamples: 2176, generator: generator,
                       history: [EpochRecord(epoch: 1, trainLoss: 0.5, trainAccuracy: 0.9, testAccuracy: 0.85, seconds: 1.25,
                                             samplesPerSecond: 6400, communicationShare: 0.01, lastBatchLoss: 0.4),
@@ -47,7 +48,7 @@ struct CheckpointFormatTests {
     func truncated() {
         let bytes = sample().encoded()
         for length in Array(0..<64) + Array(stride(from: 64, to: bytes.count, by: 97)) {
-            #expect(throws: CheckpointError.self, "length \(length)") { try Checkpoint.decode(Array(bytes.prefix(length)), name: "x") }
+            #expect(throws: FileError.self, "length \(length)") { try Checkpoint.decode(Array(bytes.prefix(length)), name: "x") }
         }
     }
 
@@ -57,7 +58,7 @@ struct CheckpointFormatTests {
         for position in stride(from: 0, to: bytes.count, by: 41) {
             var damaged = bytes
             damaged[position] ^= 0x10
-            let error = #expect(throws: CheckpointError.self) { try Checkpoint.decode(damaged, name: "ckpt") }
+            let error = #expect(throws: FileError.self) { try Checkpoint.decode(damaged, name: "ckpt") }
             let problem = error?.problem ?? ""
             #expect(problem.contains("CRC-32 mismatch") || problem.contains("magic") || problem.contains("version"), "\(position): \(problem)")
         }
@@ -65,14 +66,43 @@ struct CheckpointFormatTests {
 
     @Test("wrong magic, another version, and an empty file say so")
     func headers() {
-        #expect(throws: CheckpointError(file: "f", problem: "is empty")) { try Checkpoint.decode([], name: "f") }
-        #expect(throws: CheckpointError(file: "f", problem: "is not an mnist-dist checkpoint (wrong magic bytes)")) {
+        #expect(throws: FileError(file: "f", problem: "is empty")) { try Checkpoint.decode([], name: "f") }
+        #expect(throws: FileError(file: "f", problem: "is not an mnist-dist checkpoint (wrong magic bytes)")) {
             try Checkpoint.decode(Array("PK\u{3}\u{4} a zip file, not ours".utf8), name: "f")
         }
         var future = sample().encoded()
-        future[8] = 2
-        let error = #expect(throws: CheckpointError.self) { try Checkpoint.decode(future, name: "f") }
-        #expect(error?.problem == "has format version 2; this mnist-dist reads version 1")
+        future[8] = 3
+        let error = #expect(throws: FileError.self) { try Checkpoint.decode(future, name: "f") }
+        #expect(error?.problem == "has format version 3; this mnist-dist reads versions 1 to 2")
+    }
+
+    @Test("a version 1 file, whose setting keys were command-line spellings, reads under today's keys")
+    func formerKeys() throws {
+        var old = sample()
+        old.settings = ["model": "mlp", "lr": "0.001", "batch-size": "128", "normalize": "none", "hidden": "32,16",
+                        "eps": "1e-06", "weight-decay": "0"]
+        var bytes = old.encoded()
+        bytes[8] = 1
+        let crc = bytes.withUnsafeBytes { Zlib.crc32(UnsafeRawBufferPointer(rebasing: $0[0..<(bytes.count - 4)])) }
+        for b in 0..<4 { bytes[bytes.count - 4 + b] = UInt8(truncatingIfNeeded: crc >> UInt32(8 * b)) }
+        let read = try Checkpoint.decode(bytes, name: "old")
+        #expect(read.settings == ["model": "mlp", "learning_rate": "0.001", "batch_size": "128", "normalization": "none",
+                                  "hidden_sizes": "32,16", "epsilon": "1e-06", "weight_decay": "0"])
+        let configuration = try TrainingConfiguration(settings: read.settings, file: "old")
+        #expect(configuration.hiddenSizes == [32, 16] && configuration.normalization == .none && configuration.learningRate == 0.001)
+        // A version 2 file keeps whatever keys it holds.
+        #expect(try Checkpoint.decode(old.encoded(), name: "new").settings["lr"] == "0.001")
+    }
+
+    @Test("a recorded value this mnist-dist cannot read is refused in one line naming it")
+    func unreadableSetting() {
+        #expect(throws: FileError(file: "f", problem: "records normalization zscore, which this mnist-dist cannot read")) {
+            try TrainingConfiguration(settings: ["model": "cnn", "normalization": "zscore"], file: "f")
+        }
+        #expect(throws: FileError(file: "f", problem: "names no model this mnist-dist knows (model resnet)")) {
+            try TrainingConfiguration(settings: ["model": "resnet"], file: "f")
+        }
+        #expect(throws: FileError.self) { try TrainingConfiguration(settings: ["model": "mlp", "hidden_sizes": "0,3"], file: "f") }
     }
 }
 
@@ -101,7 +131,7 @@ struct CheckpointFileTests {
         // A directory where the file should be: the rename cannot replace it, the write must fail cleanly.
         let blocked = directory.appendingPathComponent("blocked.ckpt").path
         try FileManager.default.createDirectory(atPath: blocked + "/inside", withIntermediateDirectories: true)
-        #expect(throws: CheckpointError.self) { try sample().write(to: blocked) }
+        #expect(throws: FileError.self) { try sample().write(to: blocked) }
         expectIdentical(try Data(contentsOf: URL(fileURLWithPath: path)), before, "the old file's bytes")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() == ["blocked.ckpt", "model.ckpt"])
     }

@@ -43,17 +43,19 @@ func smallConfiguration(hidden: Int = 24, optimizer: OptimizerKind = .sgd) -> Tr
 
 /// Trains on `ranks` thread ranks with `threads` workers each; returns each rank's summary, or the error it ended with.
 /// With `hosts`, the ranks are spread over that many simulated hosts (`ThreadGroup`).
-func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double, hidden: Int = 24,
-                    optimizer: OptimizerKind = .sgd, hosts: Int = 1,
+func trainOnThreads(ranks: Int, threads: Int, reduction: ReductionPrecision = .double, microBatch: Int = Defaults.microBatch,
+                    hidden: Int = 24, optimizer: OptimizerKind = .sgd, hosts: Int = 1,
                     adjust: @escaping @Sendable (inout RunOptions) -> Void = { _ in }) -> [Result<RunSummary, RunError>] {
     ThreadGroup.run(ranks: ranks, hosts: hosts) { communicator in
         var options = RunOptions()
         options.threads = threads
         options.threadMode = .workers
-        options.reduction = reduction
         adjust(&options)
         let console = Console(rank: communicator.rank, ranks: communicator.size, quiet: true, progress: .none)
-        let trainer = Trainer(configuration: smallConfiguration(hidden: hidden, optimizer: optimizer), options: options, communicator: communicator,
+        var configuration = smallConfiguration(hidden: hidden, optimizer: optimizer)
+        configuration.gradientSum = reduction
+        configuration.microBatch = microBatch
+        let trainer = Trainer(configuration: configuration, options: options, communicator: communicator,
                               console: console, data: syntheticData)
         do { return .success(try trainer.run()) } catch let error as RunError { return .failure(error) } catch {
             return .failure(RunError(.software, "\(error)"))
@@ -145,16 +147,16 @@ struct OrchestrationTests {
         for ranks in 1...4 {
             for threads in 1...3 {
                 for mode in [ThreadMode.workers, .split, .blas] where ranks * threads <= 6 {
-                    let results = trainOnThreads(ranks: ranks, threads: threads, reduction: .exact, hidden: 512) {
+                    // 3 micro-batches of 16 in a 48-sample batch: ranks 4 and up have none
+                    let results = trainOnThreads(ranks: ranks, threads: threads, reduction: .exact, microBatch: 16, hidden: 512) {
                         $0.threadMode = mode
-                        $0.microBatch = 16  // 3 micro-batches of a 48-sample batch: ranks 4 and up have none
                     }
                     for result in results { checksums["-np \(ranks) x \(threads) \(mode)"] = try result.get().parameterChecksum }
                 }
             }
         }
         for (ranks, hosts) in [(4, 2), (6, 3), (6, 2)] {  // hosts sharing their ranks' steps, and all-reducing slices
-            for result in trainOnThreads(ranks: ranks, threads: 1, reduction: .exact, hidden: 512, hosts: hosts, adjust: { $0.microBatch = 16 }) {
+            for result in trainOnThreads(ranks: ranks, threads: 1, reduction: .exact, microBatch: 16, hidden: 512, hosts: hosts) {
                 checksums["\(hosts) hosts x \(ranks / hosts) ranks"] = try result.get().parameterChecksum
             }
         }
@@ -177,7 +179,7 @@ struct OrchestrationTests {
             }
         }
         #expect(outcomes.map(\.0) == [.ranksDisagree, .ranksDisagree, .ranksDisagree])
-        #expect(outcomes[0].1 == "the ranks do not agree on lr (rank 0 has 0.05); every rank must run the same options on the same data")
+        #expect(outcomes[0].1 == "the ranks do not agree on learning_rate (rank 0 has 0.05); every rank must run the same options on the same data")
         #expect(outcomes[1].1 == nil && outcomes[2].1 == nil)
     }
 

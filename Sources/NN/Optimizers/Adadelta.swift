@@ -33,19 +33,19 @@ public final class Adadelta: Optimizer {
             self.weightDecay = weightDecay
         }
 
-        /// - Throws: `HyperParameterError` naming the first value out of range.
-        public func validate() throws(HyperParameterError) {
+        /// - Throws: `SettingError` naming the first value out of range.
+        public func validate() throws(SettingError) {
             guard learningRate > 0 && learningRate.isFinite else {
-                throw HyperParameterError(.learningRate, value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
+                throw SettingError(.learningRate, value: "\(learningRate)", problem: "the learning rate must be positive and finite")
             }
             guard rho >= 0 && rho <= 1 else {
-                throw HyperParameterError(.rho, value: "\(rho)", requirement: "rho must be in [0, 1]")
+                throw SettingError(.rho, value: "\(rho)", problem: "rho must be in [0, 1]")
             }
             guard epsilon > 0 && epsilon.isFinite else {
-                throw HyperParameterError(.epsilon, value: "\(epsilon)", requirement: "epsilon must be positive")
+                throw SettingError(.epsilon, value: "\(epsilon)", problem: "epsilon must be positive")
             }
             guard weightDecay >= 0 && weightDecay.isFinite else {
-                throw HyperParameterError(.weightDecay, value: "\(weightDecay)", requirement: "weight decay must not be negative")
+                throw SettingError(.weightDecay, value: "\(weightDecay)", problem: "weight decay must not be negative")
             }
         }
     }
@@ -57,9 +57,9 @@ public final class Adadelta: Optimizer {
 
     /// - Parameter state: where the state lives, `2 * parameterCount` Floats the caller keeps (memory the host's
     ///   ranks share, each stepping a slice); nil allocates it, as zeros.
-    /// - Throws: `HyperParameterError` if the configuration is out of range.
+    /// - Throws: `SettingError` if the configuration is out of range.
     public init(parameterCount: Int, configuration: Configuration = Configuration(),
-                state: UnsafeMutablePointer<Float>? = nil) throws(HyperParameterError) {
+                state: UnsafeMutablePointer<Float>? = nil) throws(SettingError) {
         try configuration.validate()
         self.configuration = configuration
         self.parameterCount = parameterCount

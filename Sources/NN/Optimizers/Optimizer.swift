@@ -4,27 +4,19 @@ import Autodiff
 import Foundation
 import Support
 
-/// The hyper-parameters the optimizers take (named here, not by any command line's spelling).
+/// The hyper-parameters the optimizers take, under the names checkpoints record them by.
 public enum HyperParameter: String, Sendable {
-    case learningRate = "learning rate"
+    case learningRate = "learning_rate"
     case rho
     case epsilon
-    case weightDecay = "weight decay"
+    case weightDecay = "weight_decay"
 }
 
-/// A hyper-parameter out of range: which one, the value, and what is allowed.
-public struct HyperParameterError: Error, CustomStringConvertible, Equatable {
-    public let parameter: HyperParameter
-    public let value: String
-    public let requirement: String
-
-    public init(_ parameter: HyperParameter, value: String, requirement: String) {
-        self.parameter = parameter
-        self.value = value
-        self.requirement = requirement
+extension SettingError {
+    /// A hyper-parameter out of range.
+    public init(_ parameter: HyperParameter, value: String, problem: String) {
+        self.init(setting: parameter.rawValue, value: value, problem: problem)
     }
-
-    public var description: String { "\(parameter.rawValue) \(value) is not valid: \(requirement)" }
 }
 
 /// Elements per block of `stepIfFinite`: 16 KB of gradient, which stays in the first-level cache from its check to

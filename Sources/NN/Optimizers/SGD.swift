@@ -9,10 +9,10 @@ public final class SGD: Optimizer {
 
     public let learningRate: Double
 
-    /// - Throws: `HyperParameterError` unless the learning rate is positive and finite.
-    public init(learningRate: Double = SGD.defaultLearningRate) throws(HyperParameterError) {
+    /// - Throws: `SettingError` unless the learning rate is positive and finite.
+    public init(learningRate: Double = SGD.defaultLearningRate) throws(SettingError) {
         guard learningRate > 0 && learningRate.isFinite else {
-            throw HyperParameterError(.learningRate, value: "\(learningRate)", requirement: "the learning rate must be positive and finite")
+            throw SettingError(.learningRate, value: "\(learningRate)", problem: "the learning rate must be positive and finite")
         }
         self.learningRate = learningRate
     }

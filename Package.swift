@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // The HTTP server of `mnist-dist serve`.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // The server's logger type (Hummingbird logs through it).
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // MARK: C libraries (system packages, and our bfloat16 kernels; each is imported by exactly one Swift file)
@@ -50,33 +52,50 @@ let package = Package(
         .target(name: "Pictures", dependencies: ["Support", "MNISTData", "CPNG", "CTurboJPEG"]),
         .target(name: "TensorBoard", dependencies: ["Support"]),
         .target(name: "Interchange", dependencies: ["Support", "MNISTData", "Autodiff", "NN"]),
-        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
-                                         "TensorBoard", "Interchange"],
+        .target(name: "Platform", dependencies: ["Autodiff"]),
+        .target(name: "Checkpoints", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Interchange"]),
+        .target(name: "Reporting", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
+                                          "TensorBoard", "Checkpoints"]),
+        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Checkpoints",
+                                         "Platform", "Reporting"],
                 swiftSettings: numeric),
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
-        .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Training", "Pictures"]),
-        .target(name: "Serving", dependencies: ["Support", "MNISTData", "Pictures", "Training",
-                                        .product(name: "Hummingbird", package: "hummingbird")]),
-        .target(name: "Benchmarking", dependencies: ["Support", "Autodiff", "Distributed", "Training"]),
+        .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "Checkpoints", "Training"]),
+        .target(name: "Serving", dependencies: ["Support", "MNISTData", "Pictures", "Checkpoints", "Training",
+                                        .product(name: "Hummingbird", package: "hummingbird"),
+                                        .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Benchmarking", dependencies: ["Support", "Autodiff", "Distributed", "Checkpoints", "Platform", "Reporting",
+                                             "Training"]),
 
         // MARK: The command
         .executableTarget(name: "mnist-dist", dependencies: [
-            "Training", "Chapter", "Benchmarking", "Pictures", "Serving",
+            "Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures", "Checkpoints", "Platform", "Reporting",
+            "Training", "Chapter", "Serving", "Benchmarking",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        // MARK: Tests
+        // MARK: Tests: one target per module (EndToEndTests drives the built executable)
         .target(name: "TestSupport", dependencies: ["MNISTData"], path: "Tests/TestSupport"),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
-        .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "TestSupport"]),
-        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "TestSupport"]),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
-        .testTarget(name: "InterchangeTests", dependencies: ["Interchange", "NN", "Autodiff", "MNISTData", "TestSupport"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"]),
+        .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "Support", "TestSupport"]),
+        .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Support", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "MNISTData", "Support", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Distributed", "MNISTData", "NN", "Benchmarking", "TensorBoard",
-                                                     "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Autodiff", "Interchange", "Training", "Chapter", "Pictures", "MNISTData", "TestSupport"],
+        .testTarget(name: "PicturesTests", dependencies: ["Pictures", "Support", "TestSupport"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
+        .testTarget(name: "InterchangeTests", dependencies: ["Interchange", "NN", "Autodiff", "MNISTData", "Support", "TestSupport"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "MNISTData", "Support", "TestSupport"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Checkpoints", "NN", "Autodiff", "MNISTData", "Support",
+                                                      "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Checkpoints", "Reporting", "Distributed", "MNISTData",
+                                                     "Support", "TestSupport"]),
+        .testTarget(name: "ChapterTests", dependencies: ["Chapter", "Support", "TestSupport"]),
+        .testTarget(name: "BenchmarkingTests", dependencies: ["Benchmarking", "Training", "Autodiff", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Support", "MNISTData", "Autodiff", "Pictures", "Interchange", "Checkpoints",
+                                                     "Platform", "Training", "TestSupport"],
                     exclude: ["Fixtures"]),
     ]
 )

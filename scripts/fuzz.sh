@@ -25,7 +25,7 @@ build() {  # name, sources...
 }
 
 build idx Sources/MNISTData/*.swift Tests/Fuzz/FuzzIDX.swift
-build checkpoint Sources/MNISTData/*.swift Sources/Training/CheckpointFormat.swift Tests/Fuzz/FuzzCheckpoint.swift
+build checkpoint Sources/MNISTData/*.swift Sources/Checkpoints/CheckpointFormat.swift Tests/Fuzz/FuzzCheckpoint.swift
 
 status=0
 for name in idx checkpoint; do

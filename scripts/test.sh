@@ -39,6 +39,9 @@ fi
 # PyTorch) and Selenium drives the browser: a Python environment for them.
 scripts/python-env.sh
 
+# Each target's dependencies in Package.swift are the modules its files import, no more and no fewer.
+python3 scripts/check-imports.py
+
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 
 budget="${MNIST_DIST_TEST_BUDGET:-2700}"

@@ -4,8 +4,11 @@
 // Each configuration is a separate run of this same executable (under mpirun for more than one rank) writing
 // --metrics; the figures are read back from those JSON lines. Not a test: nothing here asserts a time.
 import Autodiff
+import Checkpoints
 import Distributed
 import Foundation
+import Platform
+import Reporting
 import Support
 import Training
 
@@ -139,7 +142,7 @@ public enum Benchmark {
 
     /// The kernels the MLP's runs start themselves with (`KernelChoice`) where they differ from this process's.
     static func mlpKernels(_ machine: MachineDescription) -> String? {
-        KernelChoice.better(than: machine, environment: ProcessInfo.processInfo.environment, model: .mlp)
+        KernelChoice.better(than: machine, environment: ProcessInfo.processInfo.environment, mlp: true)
     }
 
     /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.

@@ -1,6 +1,7 @@
 // The chapter's small experiments — the toy CNN with hand-made filters and the 1-D smoothing convolution — and the
 // data of its two training experiments as it wrote them.
 import Autodiff
+import Checkpoints
 import Foundation
 import Support
 import Training
@@ -19,7 +20,7 @@ public struct ToyExperiment {
     public let filters: [Float]  // 2 x 1 x 3 x 3
 
     /// Reads the chapter's tab-separated files: `img-x.tsv` (15 rows of 5) and `img-filter.tsv` (6 rows of 3).
-    public init(directory: String) throws {
+    public init(directory: String) throws(FileError) {
         images = try Self.readTable("\(directory)/img-x.tsv", rows: 15, columns: 5)
         filters = try Self.readTable("\(directory)/img-filter.tsv", rows: 6, columns: 3)
     }
@@ -37,17 +38,17 @@ public struct ToyExperiment {
                 (0..<6).map { Array(mapValues[(9 * $0)..<(9 * $0 + 9)]) })
     }
 
-    static func readTable(_ path: String, rows: Int, columns: Int) throws -> [Float] {
+    static func readTable(_ path: String, rows: Int, columns: Int) throws(FileError) -> [Float] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw RunError(.missingInput, "\(path): cannot read it (the toy data lives in the checkout's data/toy)")
+            throw FileError(file: path, problem: "cannot read it (the toy data lives in the checkout's data/toy)", kind: .missing)
         }
         let lines = text.split(whereSeparator: \.isNewline).filter { !$0.allSatisfy(\.isWhitespace) }
-        guard lines.count == rows else { throw RunError(.badInput, "\(path): \(lines.count) rows, expected \(rows)") }
+        guard lines.count == rows else { throw FileError(file: path, problem: "\(lines.count) rows, expected \(rows)") }
         var values: [Float] = []
         for (index, line) in lines.enumerated() {
             let fields = line.split(separator: "\t").map { Float($0.trimmingCharacters(in: .whitespaces)) }
             guard fields.count == columns, fields.allSatisfy({ $0 != nil }) else {
-                throw RunError(.badInput, "\(path): row \(index + 1) is not \(columns) tab-separated numbers")
+                throw FileError(file: path, problem: "row \(index + 1) is not \(columns) tab-separated numbers")
             }
             values += fields.map { $0! }
         }

@@ -7,6 +7,7 @@
 //                   probabilities, what was done to the picture and the model's 28x28 input.
 // Bad input gets a 4xx with {"error": "one line"} (400, 405, 408 for a body slower than the request timeout, 413,
 // 415, 422); the server goes on serving.
+import Checkpoints
 import Foundation
 import Hummingbird
 import Logging

@@ -61,3 +61,10 @@ public func median(_ values: [Double]) -> Double {
     guard !values.isEmpty else { return .nan }
     return values.sorted()[values.count / 2]
 }
+
+/// The index of the largest value in row `row` (the first one on ties, as numpy's and PyTorch's argmax).
+public func argmax(_ values: UnsafeBufferPointer<Float>, row: Int, classes: Int) -> Int {
+    var best = 0
+    for c in 1..<classes where values[row * classes + c] > values[row * classes + best] { best = c }
+    return best
+}

@@ -1,5 +1,7 @@
 // The --metrics file: JSON lines, one object per epoch and one for the whole run.
 import Foundation
+import Platform
+import Checkpoints
 import Support
 
 /// Appends JSON lines to a file (rank 0 only).

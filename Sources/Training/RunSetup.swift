@@ -1,6 +1,9 @@
 // Setting a run up: the data on every rank, the model and optimizer, the thread plan and the reducer, the ranks'
 // agreement, the initial state (resumed or broadcast from rank 0), the output files, and the start block.
 import Autodiff
+import Reporting
+import Platform
+import Checkpoints
 import Distributed
 import Foundation
 import MNISTData

@@ -2,6 +2,8 @@
 // takes after each step and each epoch. The inputs are values every rank agreed on (the step count, and the stop
 // request summed by the step's metrics all-reduce), so every rank decides alike and none is left in a collective.
 import Foundation
+import Platform
+import Checkpoints
 import NN
 
 package struct StopPolicy {

@@ -10,6 +10,9 @@
 // Setting up (data, agreement, resume, the start block) is in RunSetup.swift; when to checkpoint and stop, and the
 // messages, in StopPolicy.swift.
 import Autodiff
+import Reporting
+import Platform
+import Checkpoints
 import Dispatch
 import Distributed
 import Foundation

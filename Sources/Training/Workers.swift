@@ -7,6 +7,7 @@
 // OpenBLAS's own threads parallelise only inside each sgemm call and spin between calls (measured: 30 % of a CNN
 // step spent in sched_yield with 2 OpenBLAS threads).
 import Autodiff
+import Reporting
 import Dispatch
 import Distributed
 import Foundation
@@ -256,13 +257,6 @@ final class Workers: @unchecked Sendable {
         }
         return images
     }
-}
-
-/// The index of the largest value in row `row` (the first one on ties, as numpy's and PyTorch's argmax).
-func argmax(_ values: UnsafeBufferPointer<Float>, row: Int, classes: Int) -> Int {
-    var best = 0
-    for c in 1..<classes where values[row * classes + c] > values[row * classes + best] { best = c }
-    return best
 }
 
 /// How many rows of `logProbabilities` have their largest value at the label.

@@ -1,8 +1,12 @@
 // mnist-dist bench: the performance figures, and the ratios against PyTorch and JAX.
 import ArgumentParser
 import Autodiff
+import Checkpoints
 import Distributed
 import Foundation
+import MNISTData
+import Reporting
+import Support
 import Training
 import Benchmarking
 

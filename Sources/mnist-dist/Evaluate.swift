@@ -1,8 +1,11 @@
 // mnist-dist evaluate: accuracy and confusion matrix of a saved model.
 import ArgumentParser
+import Checkpoints
 import Foundation
 import MNISTData
 import NN
+import Platform
+import Support
 import Training
 
 struct Evaluate: ParsableCommand {

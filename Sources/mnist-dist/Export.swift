@@ -1,7 +1,9 @@
 // mnist-dist export: a trained model in other programs' formats (ONNX, safetensors).
 import ArgumentParser
+import Checkpoints
 import Foundation
 import NN
+import Reporting
 import Support
 import Training
 

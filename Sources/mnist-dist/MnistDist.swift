@@ -2,6 +2,8 @@
 import ArgumentParser
 import Distributed
 import Foundation
+import Platform
+import Support
 import Training
 
 @main
@@ -48,7 +50,7 @@ struct MnistDist: ParsableCommand {
 }
 
 /// Ends the process with a run's exit code (its message was printed where it arose).
-func finish(_ code: Training.ExitCode) -> Never {
+func finish(_ code: Support.ExitCode) -> Never {
     fflush(nil)
     Foundation.exit(code.rawValue)
 }

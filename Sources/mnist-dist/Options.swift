@@ -1,10 +1,13 @@
 // Option groups shared by the subcommands. Defaults come from Training.Defaults, so --help shows the values used.
 import ArgumentParser
 import Autodiff
+import Checkpoints
 import Distributed
 import MNISTData
 import NN
 import Foundation
+import Reporting
+import Support
 import Training
 
 extension ModelKind: ExpressibleByArgument {}
@@ -147,13 +150,16 @@ func withCommunicator(_ mpi: MPIOption, _ options: ConsoleOptions, _ body: (Comm
 }
 
 /// Runs `body`; a `RunError`'s message is printed once (by the rank that has it) and the error passed on for its
-/// exit code; any other error is printed and becomes an internal error.
+/// exit code, a `FileError` is printed and ends with its kind's code, any other error is an internal one.
 func reportingErrors(_ console: Console, _ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as RunError {
         if let message = error.message { console.error("error: \(message)") }
         throw error
+    } catch let error as FileError {
+        console.error("error: \(error)")
+        throw RunError(error)
     } catch {
         console.error("error: \(error)")
         throw RunError(.software, nil)

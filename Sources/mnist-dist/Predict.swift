@@ -1,6 +1,8 @@
 // mnist-dist predict: classify images from an IDX file, or pictures (PNG, JPEG, PGM) of any size, prepared as MNIST
 // prepared its digits.
 import ArgumentParser
+import Checkpoints
+import Reporting
 import Support
 import Foundation
 import MNISTData

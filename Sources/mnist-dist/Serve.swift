@@ -1,8 +1,11 @@
 // mnist-dist serve: a trained model behind HTTP, with a page to draw digits on.
 import ArgumentParser
+import Checkpoints
 import Foundation
 import MNISTData
+import Reporting
 import Serving
+import Support
 import Training
 
 struct Serve: ParsableCommand {

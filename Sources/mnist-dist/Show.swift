@@ -1,6 +1,8 @@
 // mnist-dist show: the first digits of a dataset with their labels, as a picture (the chapter's first figure).
 import ArgumentParser
 import Foundation
+import Reporting
+import Support
 import Training
 import Pictures
 

@@ -1,6 +1,9 @@
 // mnist-dist toy and smooth: the chapter's two small examples.
 import ArgumentParser
 import Foundation
+import MNISTData
+import Reporting
+import Support
 import Training
 import Chapter
 import Pictures

@@ -1,8 +1,11 @@
 // mnist-dist train: the main job.
 import ArgumentParser
 import Autodiff
+import Checkpoints
 import Distributed
 import Foundation
+import Platform
+import Support
 import Training
 
 struct Train: ParsableCommand {

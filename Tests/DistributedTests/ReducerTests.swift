@@ -93,7 +93,7 @@ struct ReducerTests {
         let expected = try reduce(ranks: ranks, parts: 2) { DoubleSum(communicator: $0, count: $1.count) }[0]
         // Ranges as the optimizer's 4096-value blocks on 3 threads cut them: not aligned to anything.
         let cuts = [0, 1, 4097, 100_003, 100_004, 250_000, elementCount]
-        let results = try ThreadGroup.run(ranks: ranks) { communicator -> [Float] in
+        let results = try ThreadGroup.run(ranks: ranks) { communicator -> (kept: Bool, values: [Float]) in
             let buffers = (0..<2).map { part in
                 let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: elementCount)
                 _ = buffer.initialize(from: syntheticPart(rank: communicator.rank, part: part, count: elementCount))
@@ -101,16 +101,19 @@ struct ReducerTests {
             }
             defer { buffers.forEach { $0.deallocate() } }
             let reducer = DoubleSum(communicator: communicator, count: elementCount)
-            guard let rounding = try reducer.reduce(buffers[...], batch: 0..<1).rounding else { return Array(buffers[0]) }
+            guard let rounding = try reducer.reduce(buffers[...], batch: 0..<1).rounding else { return (false, Array(buffers[0])) }
             var rounded = [Float](repeating: .nan, count: elementCount)
             rounded.withUnsafeMutableBufferPointer { out in
                 for (start, end) in zip(cuts, cuts.dropFirst()).reversed() {
                     rounding(start..<end, out.baseAddress! + start)
                 }
             }
-            return rounded
+            return (true, rounded)
         }
-        for result in results { expectIdentical(result, expected, "\(ranks) ranks") }
+        for result in results {
+            #expect(result.kept == (ranks > 1), "the sum is kept unrounded exactly when there are ranks to sum over")
+            expectIdentical(result.values, expected, "\(ranks) ranks")
+        }
     }
 
     @Test("FloatSum: each rank's parts added in order, then the ranks' sums in rank order", arguments: [1, 2, 3, 4])

@@ -1,6 +1,8 @@
 // A simulated cluster (scripts/cluster-sim.sh: network namespaces on a bridge, TCP between them): training across
 // hosts equals the single-host run, and losing a host ends the job promptly. Needs root and `ip netns`.
+import Checkpoints
 import Foundation
+import Support
 import Testing
 import TestSupport
 import Training

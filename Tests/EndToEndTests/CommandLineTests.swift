@@ -2,6 +2,7 @@
 // and files (JSON that parses, PNG that decodes).
 import Foundation
 import MNISTData
+import Support
 import Testing
 import TestSupport
 import Training

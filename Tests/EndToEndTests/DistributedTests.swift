@@ -1,5 +1,6 @@
 // Data parallelism under real mpirun: N ranks train the model one process trains, and failures end the job.
 import Foundation
+import Support
 import Testing
 import TestSupport
 import Training

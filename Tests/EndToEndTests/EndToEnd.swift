@@ -1,5 +1,6 @@
 // The end-to-end suites drive the built executable (alone and under real mpirun). They nest in one serialized
 // suite so that no two jobs compete for the cores, which would only make them slower and their timings noisy.
+import Checkpoints
 import Foundation
 import MNISTData
 import Testing

@@ -1,6 +1,7 @@
 // --allreduce exact under real mpirun: one model whatever the rank and thread count, and across a resume.
 import Autodiff
 import Foundation
+import Support
 import Testing
 import TestSupport
 import Training

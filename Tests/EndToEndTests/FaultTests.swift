@@ -1,8 +1,10 @@
 // Long runs and failures: resume (bit-identical at the same split, any rank count), clean stops on signals, a rank
 // killed mid-epoch, divergence, unwritable or full checkpoint directories, and every kind of bad input — each with
 // one clear line, a non-zero exit, every rank ended, nothing half-written.
+import Checkpoints
 import Foundation
 import MNISTData
+import Support
 import Testing
 import TestSupport
 import Training

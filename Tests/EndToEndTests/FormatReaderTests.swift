@@ -3,6 +3,7 @@
 import Foundation
 import MNISTData
 import Pictures
+import Support
 import Testing
 import TestSupport
 import Training

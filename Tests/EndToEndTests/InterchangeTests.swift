@@ -2,6 +2,7 @@
 // PyTorch-trained model evaluated under mpirun and started from, and every wrong file refused in one line.
 import Foundation
 import Interchange
+import Support
 import Testing
 import TestSupport
 import Training

@@ -6,6 +6,8 @@
 // Re-record (only when a change is meant to alter results, and say so in its commit) with
 //   MNIST_DIST_RECORD_FIXTURE=1 scripts/test.sh --filter ParameterFixture
 import Foundation
+import Platform
+import Support
 import Testing
 import TestSupport
 import Training
@@ -33,8 +35,8 @@ extension EndToEnd {
         static var machine: String {
             let here = MachineDescription.current()
             let environment = ProcessInfo.processInfo.environment
-            let cnn = KernelChoice.better(than: here, environment: environment, model: .cnn) ?? here.blasKernel
-            let mlp = KernelChoice.better(than: here, environment: environment, model: .mlp) ?? here.blasKernel
+            let cnn = KernelChoice.better(than: here, environment: environment, mlp: false) ?? here.blasKernel
+            let mlp = KernelChoice.better(than: here, environment: environment, mlp: true) ?? here.blasKernel
             let kernels = cnn == mlp ? cnn : "\(cnn) (the MLP's: \(mlp))"
             return "\(here.cpu); OpenBLAS \(kernels) kernels; OPENBLAS_L2_SIZE=\(environment["OPENBLAS_L2_SIZE"] ?? "unset")"
         }

@@ -4,7 +4,9 @@
 // requeued, a lost node's job is requeued onto the other nodes at another rank count, and nodes that see different
 // files (a node-local checkpoint directory, data on one node only) are told apart. Comparisons are bit for bit: every run sums with --allreduce exact.
 // Needs root (slurmd starts jobs as their users) and Debian's Slurm packages (the script installs them).
+import Checkpoints
 import Foundation
+import Support
 import Testing
 import TestSupport
 import Training

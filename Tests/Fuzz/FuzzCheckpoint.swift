@@ -1,5 +1,5 @@
 // libFuzzer target: the checkpoint decoder, compiled together with Sources/MNISTData and
-// Sources/Training/CheckpointFormat.swift by scripts/fuzz.sh. Any input must decode or throw a FileError.
+// Sources/Checkpoints/CheckpointFormat.swift by scripts/fuzz.sh. Any input must decode or throw a FileError.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzCheckpoint(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

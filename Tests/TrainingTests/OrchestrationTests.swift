@@ -4,6 +4,9 @@
 import Distributed
 import Foundation
 import MNISTData
+import Checkpoints
+import Reporting
+import Support
 import Testing
 import TestSupport
 import Training

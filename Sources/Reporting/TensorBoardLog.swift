@@ -7,18 +7,19 @@
 //   epoch/communication_share, epoch/learning_rate                                     x = epoch (1, 2, ...)
 //   pictures/<name> (Images), configuration (Text)                                      x = the last step
 // The epoch values are the --metrics file's, the step loss is the batch's mean loss over all ranks.
+import Checkpoints
 import Foundation
 import Pictures
 import Support
 import TensorBoard
 
-final class TensorBoardLog {
-    let directory: String
+public final class TensorBoardLog {
+    public let directory: String
     private let writer: EventFileWriter
     private let learningRate: Double
 
     /// A new run directory under `root`: `<model>-<UTC date and time>`, with a suffix if that name is taken.
-    init(root: String, model: String, learningRate: Double) throws {
+    public init(root: String, model: String, learningRate: Double) throws {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
@@ -39,26 +40,26 @@ final class TensorBoardLog {
         }
     }
 
-    func configuration(_ rows: [(String, String)], step: Int) {
+    public func configuration(_ rows: [(String, String)], step: Int) {
         let table = "| setting | value |\n| --- | --- |\n" + rows.map { "| \($0.0) | \($0.1) |" }.joined(separator: "\n")
         writer.text("configuration", table, step: step)
     }
 
-    func step(_ step: Int, loss: Double, samplesPerSecond: Double, communicationShare: Double) {
+    public func step(_ step: Int, loss: Double, samplesPerSecond: Double, communicationShare: Double) {
         writer.scalar("step/loss", loss, step: step)
         writer.scalar("step/samples_per_second", samplesPerSecond, step: step)
         writer.scalar("step/communication_share", communicationShare, step: step)
         writer.scalar("step/learning_rate", learningRate, step: step)
     }
 
-    func epoch(_ record: EpochRecord) {
+    public func epoch(_ record: EpochRecord) {
         let values = [("train_loss", record.trainLoss), ("train_accuracy", record.trainAccuracy),
                       ("test_accuracy", record.testAccuracy), ("samples_per_second", record.samplesPerSecond),
                       ("communication_share", record.communicationShare), ("learning_rate", learningRate)]
         for (name, value) in values { writer.scalar("epoch/\(name)", value, step: record.epoch) }
     }
 
-    func pictures(_ pictures: [(name: String, canvas: Canvas)], step: Int) {
+    public func pictures(_ pictures: [(name: String, canvas: Canvas)], step: Int) {
         for (name, canvas) in pictures {
             let tag = "pictures/" + (name.hasSuffix(".png") ? String(name.dropLast(4)) : name)
             writer.image(tag, png: canvas.png(), width: canvas.width, height: canvas.height, step: step)
@@ -66,7 +67,7 @@ final class TensorBoardLog {
     }
 
     /// Writes what is buffered (called after each epoch and at the end).
-    func flush() throws {
+    public func flush() throws {
         do { try writer.flush() } catch { throw RunError(.cannotWrite, "--tensorboard: \(error)") }
     }
 }

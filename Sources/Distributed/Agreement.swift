@@ -1,12 +1,13 @@
 // Agreeing on an outcome: a step that may fail on some ranks (a missing file on one host) ends every rank the same
 // way, instead of leaving the others waiting in a collective.
-import Distributed
+import Support
 
 extension Communicator {
     /// Runs `body` on every rank and agrees on the outcome, so that a failure on some ranks (a missing file on
     /// one host) ends every rank the same way instead of leaving the others waiting in a collective.
     ///
-    /// If any rank's `body` throws, every rank throws a `RunError` with the code of the lowest failing rank; only
+    /// If any rank's `body` throws, every rank throws a `RunError` (a `FileError` becomes one by its kind) with the
+    /// code of the lowest failing rank; only
     /// that rank's error carries the message (naming its host when the job spans several), so it is printed once.
     public func agree<T>(_ body: () throws -> T) throws -> T {
         var result: T?
@@ -15,6 +16,8 @@ extension Communicator {
             result = try body()
         } catch let error as RunError {
             failure = error
+        } catch let error as FileError {
+            failure = RunError(error)
         } catch {
             failure = RunError(.software, "\(error)")
         }

@@ -12,10 +12,10 @@ import Foundation
 import Support
 
 /// The phases on the timeline.
-enum TracePhase: Int, CaseIterable {
+public enum TracePhase: Int, CaseIterable {
     case step, data, forward, backward, allReduceWait, optimizer, evaluation, checkpoint
 
-    var name: String {
+    public var name: String {
         switch self {
         case .step: "step"
         case .data: "data"
@@ -30,19 +30,19 @@ enum TracePhase: Int, CaseIterable {
 }
 
 /// One rank's events, on tracks that each belong to one thread (no locks: a worker appends to its own track).
-final class TraceRecorder: @unchecked Sendable {
+public final class TraceRecorder: @unchecked Sendable {
     /// Events kept per track at most (about 64 MB per rank); later ones are counted and dropped.
-    static let maximumEventsPerTrack = 1 << 20
+    public static let maximumEventsPerTrack = 1 << 20
     private static let fields = 4  // phase, start µs, duration µs, step
 
-    let origin: DispatchTime
+    public let origin: DispatchTime
     /// The step being computed (set by the trainer before the workers start on it).
-    var step = 0
+    public var step = 0
     private var tracks: [[Double]]
     private var dropped: [Int]
 
     /// Aligns this rank's clock with the others' (every rank must call this at the same point) and starts recording.
-    init(tracks count: Int, communicator: Communicator) throws {
+    public init(tracks count: Int, communicator: Communicator) throws {
         for _ in 0..<3 {
             do { _ = try communicator.allReduce(Int64(0), .max) } catch {
                 throw RunError(.ranksDisagree, "aligning the trace's clocks: \(error)")
@@ -55,7 +55,7 @@ final class TraceRecorder: @unchecked Sendable {
     }
 
     /// Records `phase` from `start` to `end` on `track` (0: the step's thread; 1 + w: worker w).
-    func record(_ phase: TracePhase, track: Int, from start: DispatchTime, to end: DispatchTime = .now(), step: Int? = nil) {
+    public func record(_ phase: TracePhase, track: Int, from start: DispatchTime, to end: DispatchTime = .now(), step: Int? = nil) {
         guard tracks[track].count < Self.maximumEventsPerTrack * Self.fields else {
             dropped[track] += 1
             return
@@ -69,7 +69,7 @@ final class TraceRecorder: @unchecked Sendable {
     }
 
     /// Gathers every rank's events on rank 0, which writes `path` (atomically); every rank learns the outcome.
-    func write(to path: String, communicator: Communicator) throws {
+    public func write(to path: String, communicator: Communicator) throws {
         // Sizes first, then one buffer with a slot per rank: [track count, dropped, host name (64 bytes), then per
         // track: event count, events].
         let mine = serialized()
@@ -106,7 +106,7 @@ final class TraceRecorder: @unchecked Sendable {
     }
 
     /// The trace-event JSON of every rank's serialized events.
-    static func json(ranks: [[Double]]) -> String {
+    public static func json(ranks: [[Double]]) -> String {
         var events: [String] = []
         var dropped = 0
         for (rank, data) in ranks.enumerated() {

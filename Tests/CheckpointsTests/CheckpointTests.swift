@@ -4,7 +4,7 @@ import MNISTData
 import Support
 import Testing
 import TestSupport
-import Training
+import Checkpoints
 
 private func sample() -> Checkpoint {
     var generator = RandomState(seed: 0)

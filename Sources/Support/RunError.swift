@@ -1,6 +1,4 @@
 // How a run ends when it cannot finish: an exit code from a documented table, and one message.
-import MNISTData
-import Support
 
 /// The exit codes of mnist-dist (documented in the README, "Long runs and failures").
 public enum ExitCode: Int32, Sendable, CaseIterable {

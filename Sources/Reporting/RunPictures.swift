@@ -1,14 +1,16 @@
 // The pictures of a training run (--plots DIR, and TensorBoard's Images tab): accuracy and loss per epoch, test
 // digits with their predicted labels, the first layer's filters, one digit's feature maps, and the confusion matrix.
 import Autodiff
+import Checkpoints
 import Foundation
 import MNISTData
 import NN
 import Pictures
+import Support
 
-enum RunPictures {
+public enum RunPictures {
     /// Writes `pictures` into `directory` (created if needed); returns the files written.
-    static func write(_ pictures: [(name: String, canvas: Canvas)], to directory: String) throws -> [String] {
+    public static func write(_ pictures: [(name: String, canvas: Canvas)], to directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         return try pictures.map { picture in
             let path = "\(directory)/\(picture.name)"
@@ -18,7 +20,7 @@ enum RunPictures {
     }
 
     /// Draws every picture, each with its file name.
-    static func render(model: Model, store: ParameterStore, test: Dataset, scaling: PixelScaling,
+    public static func render(model: Model, store: ParameterStore, test: Dataset, scaling: PixelScaling,
                        history: [EpochRecord], confusion: [[Int]]) -> [(name: String, canvas: Canvas)] {
         var pictures: [(name: String, canvas: Canvas)] = []
         func save(_ canvas: Canvas, _ name: String) { pictures.append((name, canvas)) }

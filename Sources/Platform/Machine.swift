@@ -157,12 +157,11 @@ public enum KernelChoice {
     /// Set in the environment of the process started again: the kernels chosen.
     public static let marker = "MNIST_DIST_CHOSEN_CORETYPE"
 
-    /// The kernel family to start again with for a run of `model` (nil: a command that runs no model), or nil to go
-    /// on as is.
-    public static func better(than machine: MachineDescription, environment: [String: String], model: ModelKind? = nil) -> String? {
+    /// The kernel family to start again with (`mlp`: the command trains or runs the MLP), or nil to go on as is.
+    public static func better(than machine: MachineDescription, environment: [String: String], mlp: Bool = false) -> String? {
         guard environment["OPENBLAS_CORETYPE"] == nil, environment[marker] == nil else { return nil }
         if machine.blasISA < machine.vectorISA && machine.blasKernel.lowercased() == "prescott" { return machine.bestCoreType }
-        if model == .mlp && machine.halvesAVX512 && machine.blasISA == .avx512 { return "Haswell" }
+        if mlp && machine.halvesAVX512 && machine.blasISA == .avx512 { return "Haswell" }
         return nil
     }
 
@@ -173,21 +172,17 @@ public enum KernelChoice {
             : "OpenBLAS does not recognise this CPU"
     }
 
-    /// The model named by `--model` (or `--model=`) in `arguments`, if any.
-    package static func model(in arguments: [String]) -> ModelKind? {
-        for (index, argument) in arguments.enumerated() {
-            if argument == "--model", index + 1 < arguments.count { return ModelKind(rawValue: arguments[index + 1]) }
-            if argument.hasPrefix("--model=") { return ModelKind(rawValue: String(argument.dropFirst("--model=".count))) }
-        }
-        return nil
+    /// Whether `arguments` name the MLP (`--model mlp` or `--model=mlp`).
+    package static func namesMLP(_ arguments: [String]) -> Bool {
+        zip(arguments, arguments.dropFirst()).contains { $0 == ("--model", "mlp") } || arguments.contains("--model=mlp")
     }
 
     /// Starts this process again with better kernels when `better` finds some; returns only when it does not (or
     /// the start fails, which leaves the process as it was).
     public static func restartIfBetter() {
         let environment = ProcessInfo.processInfo.environment
-        let model = model(in: Array(CommandLine.arguments.dropFirst()))
-        guard let core = better(than: .current(), environment: environment, model: model) else { return }
+        let mlp = namesMLP(Array(CommandLine.arguments.dropFirst()))
+        guard let core = better(than: .current(), environment: environment, mlp: mlp) else { return }
         setenv("OPENBLAS_CORETYPE", core, 1)
         setenv(marker, core, 1)
         execv("/proc/self/exe", CommandLine.unsafeArgv)

@@ -134,11 +134,6 @@ public enum Defaults {
         optimizer == .adadelta ? adadelta.learningRate : sgdLearningRate
     }
 
-    /// Where a dataset's files are looked for when no directory is named: Fashion-MNIST in Debian's package,
-    /// MNIST in the project's data/mnist.
-    public static func systemDirectory(for dataset: DatasetName) -> String? {
-        dataset == .fashionMNIST ? "/usr/share/datasets/fashion-mnist" : nil
-    }
 }
 
 extension SettingError {

@@ -35,3 +35,21 @@ extension Communicator {
         throw RunError(ExitCode(rawValue: Int32(code)) ?? .software, Int64(rank) == failing ? message : nil)
     }
 }
+
+extension Communicator {
+    /// Every rank's `value`, indexed by rank: each rank writes its own slot and a sum gathers them.
+    public func allGather(_ value: Int64) throws(CommunicatorError) -> [Int64] {
+        var all = [Int64](repeating: 0, count: size)
+        all[rank] = value
+        try all.withUnsafeMutableBufferPointer { (buffer) throws(CommunicatorError) in try allReduce(buffer, .sum) }
+        return all
+    }
+
+    /// Every rank's `value`, indexed by rank.
+    public func allGather(_ value: Double) throws(CommunicatorError) -> [Double] {
+        var all = [Double](repeating: 0, count: size)
+        all[rank] = value
+        try all.withUnsafeMutableBufferPointer { (buffer) throws(CommunicatorError) in try allReduce(buffer, .sum) }
+        return all
+    }
+}

@@ -65,12 +65,13 @@ public final class Console: @unchecked Sendable {
         FileHandle.standardError.write(Data(((ranks > 1 ? "[rank \(rank)] " : "") + line + "\n").utf8))
     }
 
-    /// Progress within an epoch.
-    public func progress(epoch: Int, epochs: Int, batch: Int, batches: Int, loss: Double, samplesPerSecond: Double,
-                         secondsLeft: Double) {
+    /// Progress within an epoch: `batch` of `batches` batches of epoch `epoch` of `epochs` (counted from 1) done.
+    public func progress(epoch: (Int, of: Int), batch: (Int, of: Int), figures: ProgressFigures) {
         guard rank == 0, !quiet else { return }
+        let ((epoch, epochs), (batch, batches)) = (epoch, batch)
         let fraction = Double(batch) / Double(max(batches, 1))
-        let numbers = String(format: "loss %.4f  %6.0f samples/s  ETA %@", loss, samplesPerSecond, formatDuration(secondsLeft))
+        let numbers = String(format: "loss %.4f  %6.0f samples/s  ETA %@", figures.loss, figures.samplesPerSecond,
+                             formatDuration(figures.secondsLeft))
         switch progress {
         case .bar:
             let width = 24
@@ -102,6 +103,18 @@ public final class Console: @unchecked Sendable {
             FileHandle.standardOutput.write(Data("\r\u{1B}[K".utf8))
             barVisible = false
         }
+    }
+}
+
+/// The figures of a progress line: the epoch's mean loss so far, its speed, and the time it has left.
+public struct ProgressFigures {
+    public let loss: Double
+    public let samplesPerSecond: Double
+    public let secondsLeft: Double
+    public init(loss: Double, samplesPerSecond: Double, secondsLeft: Double) {
+        self.loss = loss
+        self.samplesPerSecond = samplesPerSecond
+        self.secondsLeft = secondsLeft
     }
 }
 

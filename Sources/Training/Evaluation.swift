@@ -10,17 +10,16 @@ import Support
 public enum Evaluation {
     /// Accuracy and confusion matrix ([true][predicted]) on `dataset`, split across ranks: each rank predicts a
     /// contiguous part and the counts are summed, so every sample is counted exactly once.
-    static func run(_ workers: Workers, _ dataset: Dataset, scaling: PixelScaling,
-                    communicator: Communicator) throws -> (accuracy: Double, confusion: [[Int]]) {
+    static func run(_ workers: Workers, _ dataset: Dataset, communicator: Communicator) throws -> (accuracy: Double, confusion: [[Int]]) {
         let mine = shard(of: 0..<dataset.count, rank: communicator.rank, ranks: communicator.size)
-        let order = (0..<Int32(dataset.count)).map { $0 }
+        let samples = OrderedSamples(dataset: dataset, order: (0..<Int32(dataset.count)).map { $0 })
         var predictions = [Int32](repeating: 0, count: dataset.count)
         let chunk = 1000
         predictions.withUnsafeMutableBufferPointer { output in
             var start = mine.lowerBound
             while start < mine.upperBound {
                 let end = min(start + chunk, mine.upperBound)
-                workers.predict(dataset, order: order, range: start..<end, scaling: scaling, into: output)
+                workers.predict(samples, range: start..<end, into: output)
                 start = end
             }
         }
@@ -41,11 +40,11 @@ public enum Evaluation {
 extension SavedModel {
     /// Workers for evaluating this model on this process's threads, each product one call.
     func workers(threads: Int) -> Workers {
-        Workers(model: model, store: store, threads: threads)
+        Workers(model: model, store: store, scaling: scaling, threads: (threads, .serial))
     }
 
     /// Accuracy and confusion matrix on `dataset`, split across the communicator's ranks.
     public func evaluate(_ dataset: Dataset, communicator: Communicator, threads: Int) throws -> (accuracy: Double, confusion: [[Int]]) {
-        try Evaluation.run(workers(threads: threads), dataset, scaling: scaling, communicator: communicator)
+        try Evaluation.run(workers(threads: threads), dataset, communicator: communicator)
     }
 }

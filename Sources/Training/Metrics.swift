@@ -33,8 +33,8 @@ final class MetricsLog {
 /// The --metrics file's objects. Their keys are part of the file's format, written here and nowhere else; the
 /// configuration's keys are the checkpoints' (`SettingKey`).
 enum MetricsRecord {
-    static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, residentMegabytes: Double?,
-                      allReduceBytesPerStep: Int = 0, slurm: SlurmJob? = nil) -> String {
+    static func epoch(_ record: EpochRecord, phases: PhaseTimes, steps: Int, allReduceBytesPerStep: Int = 0,
+                      slurm: SlurmJob? = nil) -> String {
         jsonObject([
             ("type", json("epoch")), ("epoch", "\(record.epoch)"), ("train_loss", json(record.trainLoss)),
             ("train_accuracy", json(record.trainAccuracy)), ("test_accuracy", json(record.testAccuracy)),
@@ -44,7 +44,7 @@ enum MetricsRecord {
             ("forward_seconds", json(phases.forward)), ("backward_seconds", json(phases.backward)),
             ("allreduce_seconds", json(phases.allReduce)), ("optimizer_seconds", json(phases.optimizer)),
             ("allreduce_bytes_per_step", "\(allReduceBytesPerStep)"),
-            ("resident_mb", json(residentMegabytes ?? .nan)),
+            ("resident_mb", json(Memory.residentMegabytes()?.current ?? .nan)),
         ] + slurmFields(slurm))
     }
 

@@ -10,8 +10,14 @@ import MNISTData
 import NN
 import Support
 
-/// Everything a run holds once it has started, and where it stands.
+/// One run of a configuration on the ranks: everything it holds once set up, and where it stands. Its methods
+/// (Trainer.swift) train the epochs and finish; `Trainer.prepare` (below) builds it.
 final class Run {
+    let configuration: TrainingConfiguration
+    let options: RunOptions
+    let communicator: Communicator
+    let console: Console
+    let provided: ProvidedData?
     let data: DataSplit
     /// Where the data came from, for the start block.
     let source: String
@@ -24,43 +30,39 @@ final class Run {
     let host: HostStepMemory?
     let threads: Int
     let mode: ThreadMode
-    let scaling: PixelScaling
     let policy: StopPolicy
     let metrics: MetricsLog?
-    /// What checkpoints record about the run, and a resumed run must match.
-    let settings: [String: String]
+    /// Rank 0's TensorBoard run (--tensorboard).
+    let tensorBoard: TensorBoardLog?
+    /// This rank's timeline (--trace), on every rank.
+    let trace: TraceRecorder?
+    /// Where the run's parameters came from (the seed, --init-from, or a checkpoint) and what checkpoints record.
+    let start: StartPoint
     var position: RunPosition
     var epochPhases: [PhaseTimes] = []
     /// The slowest step so far, in seconds (the stall deadline grows with it).
     var slowestStep = 0.0
     var confusion: [[Int]] = []
     var outputs: [(what: String, path: String)] = []
-    /// Rank 0's TensorBoard run (--tensorboard).
-    var tensorBoard: TensorBoardLog?
-    /// Where the run's parameters came from: the seed, --init-from, or a checkpoint.
-    var start = StartPoint()
-    /// This rank's timeline (--trace), on every rank.
-    var trace: TraceRecorder?
 
-    init(data: DataSplit, source: String, model: Model, store: ParameterStore, optimizer: Optimizer, workers: Workers,
-         reducer: GradientReducer, host: HostStepMemory?, threads: Int, mode: ThreadMode, scaling: PixelScaling, policy: StopPolicy,
-         metrics: MetricsLog?, settings: [String: String], position: RunPosition) {
-        self.data = data
-        self.source = source
-        self.model = model
-        self.store = store
-        self.optimizer = optimizer
-        self.workers = workers
-        self.reducer = reducer
-        self.host = host
-        self.threads = threads
-        self.mode = mode
-        self.scaling = scaling
-        self.policy = policy
-        self.metrics = metrics
-        self.settings = settings
-        self.position = position
+    init(_ trainer: Trainer, data: (split: DataSplit, source: String), machinery: Machinery, start: StartPoint, outputs: RunOutputs) {
+        configuration = trainer.configuration
+        options = trainer.options
+        communicator = trainer.communicator
+        console = trainer.console
+        provided = trainer.provided
+        (self.data, source) = data
+        (model, store, optimizer, workers, reducer, host) = (machinery.model, machinery.store, machinery.optimizer,
+                                                              machinery.workers, machinery.reducer, machinery.host)
+        (threads, mode) = (machinery.threads, machinery.mode)
+        (policy, metrics, tensorBoard, trace) = (outputs.policy, outputs.metrics, outputs.tensorBoard, outputs.trace)
+        self.start = start
+        position = start.position
+        workers.trace = trace
     }
+
+    /// What checkpoints record about the run, and a resumed run must match.
+    var settings: [String: String] { start.settings }
 
     /// A complete checkpoint of the run as it stands.
     func checkpoint() -> Checkpoint {
@@ -68,8 +70,31 @@ final class Run {
     }
 }
 
-/// Where a run's parameters and position came from.
+/// The model and how this process computes, sums and applies its gradients: built once per run from what never
+/// changes in it.
+struct Machinery {
+    let model: Model
+    let store: ParameterStore
+    let optimizer: Optimizer
+    let workers: Workers
+    let reducer: GradientReducer
+    let host: HostStepMemory?
+    let threads: Int
+    let mode: ThreadMode
+}
+
+/// Where a run writes as it goes: checkpoints (by its stop policy), metrics, TensorBoard, the trace.
+struct RunOutputs {
+    let policy: StopPolicy
+    let metrics: MetricsLog?
+    let tensorBoard: TensorBoardLog?
+    let trace: TraceRecorder?
+}
+
+/// Where a run's parameters and position came from, and the settings checkpoints record about it.
 struct StartPoint {
+    /// What checkpoints record about the run (`Trainer.recordedSettings`), and a resumed run must match.
+    var settings: [String: String] = [:]
     var position = RunPosition()
     /// The checkpoint the run resumed from (its file as rank 0 found it) and the settings it recorded.
     var resumed: (file: String, settings: [String: String])?
@@ -166,18 +191,14 @@ extension Trainer {
                                    microBatches: microBatches, host: host, notShared: notShared, threads: threads)
         }
         let workers = makeWorkers(model: model, store: store, threads: threads, mode: mode, layout: reducer.layout)
-        let settings = recordedSettings(data: data, model: model)
-        let start = try initialState(data: data, model: model, store: store, optimizer: optimizer, host: host, settings: settings)
-        let run = Run(data: data, source: source, model: model, store: store, optimizer: optimizer, workers: workers,
-                      reducer: reducer, host: host, threads: threads, mode: mode, scaling: configuration.normalization.scaling,
-                      policy: try makePolicy(), metrics: try makeMetricsLog(), settings: settings, position: start.position)
-        run.tensorBoard = try makeTensorBoardLog(settings: settings, step: start.position.step)
-        run.start = start
-        if options.traceFile != nil {
-            run.trace = try TraceRecorder(tracks: 1 + workers.count, communicator: communicator)
-            workers.trace = run.trace
-        }
-        return run
+        let machinery = Machinery(model: model, store: store, optimizer: optimizer, workers: workers, reducer: reducer, host: host,
+                                  threads: threads, mode: mode)
+        let start = try initialState(data: data, machinery: machinery, settings: recordedSettings(data: data, model: model))
+        let outputs = RunOutputs(policy: try makePolicy(), metrics: try makeMetricsLog(),
+                                 tensorBoard: try makeTensorBoardLog(settings: start.settings, step: start.position.step),
+                                 trace: options.traceFile == nil ? nil
+                                     : try TraceRecorder(tracks: 1 + workers.count, communicator: communicator))
+        return Run(self, data: (data, source), machinery: machinery, start: start, outputs: outputs)
     }
 
     /// Refuses, on every rank and before any work, what this run cannot do here: bfloat16 products on a CPU without
@@ -233,15 +254,16 @@ extension Trainer {
 
     /// The parameters and optimizer state the run starts from, on every rank: the seed's initialisation, or
     /// --init-from's parameters, or a checkpoint's state and position (--resume).
-    func initialState(data: DataSplit, model: Model, store: ParameterStore, optimizer: Optimizer, host: HostStepMemory?,
-                      settings: [String: String]) throws -> StartPoint {
+    func initialState(data: DataSplit, machinery: Machinery, settings: [String: String]) throws -> StartPoint {
+        let (model, store, optimizer, host) = (machinery.model, machinery.store, machinery.optimizer, machinery.host)
         // Where the host's ranks share the parameters and the optimizer state, rank 0 writes them for all (and sends
         // them to the other hosts').
         let writesState = host == nil || communicator.rank == 0
         if writesState { model.initialize(store, seed: configuration.seed) }
-        var start = StartPoint(position: RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil))
-        if let resume = options.resume {
-            try resumeState(from: resume, expected: settings, store: store, optimizer: optimizer, writes: writesState, into: &start)
+        var start = StartPoint(settings: settings,
+                               position: RunPosition(generator: configuration.shuffle == .chapter ? data.chapterGenerator : nil))
+        if let path = options.resume {
+            try resume(from: path, machinery: machinery, writes: writesState, into: &start)
         }
         if let path = options.initFrom, start.resumed == nil {
             start.initializedFrom = try initialParameters(from: path, model: model, store: store, writes: writesState)
@@ -268,18 +290,19 @@ extension Trainer {
     /// The workers of a thread mode, and how their products use threads.
     func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode, layout: PartLayout) -> Workers {
         let precision = configuration.precision
+        let scaling = configuration.normalization.scaling
         switch mode {
         case .workers:
-            return Workers(model: model, store: store, threads: threads, plan: BLAS.Plan(parts: 1, precision: precision),
+            return Workers(model: model, store: store, scaling: scaling, threads: (threads, BLAS.Plan(parts: 1, precision: precision)),
                            layout: layout)
         case .split:
             // The exact sum promises the same bits at any thread count: cut products where any count would.
             let plan = BLAS.Plan(parts: threads, fixedColumnBlock: configuration.gradientSum == .exact ? 256 : nil, precision: precision)
-            return Workers(model: model, store: store, threads: 1, plan: plan, layout: layout)
+            return Workers(model: model, store: store, scaling: scaling, threads: (1, plan), layout: layout)
         case .blas, .auto:
             // OpenBLAS's thread count is the process's: this mode is for a process that runs this one job.
             BLAS.useOpenBLASThreads(threads)
-            return Workers(model: model, store: store, threads: 1, layout: layout)
+            return Workers(model: model, store: store, scaling: scaling, threads: (1, .serial), layout: layout)
         }
     }
 
@@ -319,10 +342,9 @@ extension Trainer {
             usleep(100_000)
             seen = FileManager.default.fileExists(atPath: marker)
         }
-        var blind = [Int64](repeating: 0, count: communicator.size)
-        blind[communicator.rank] = seen ? 0 : 1
+        let blind: [Int64]
         do {
-            try blind.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
+            blind = try communicator.allGather(seen ? 0 : 1)
         } catch {
             throw RunError(.ranksDisagree, "checking that every rank sees the checkpoint directory: \(error)")
         }
@@ -424,8 +446,8 @@ extension Trainer {
     /// it. A directory that does not exist yet, or holds no checkpoint, leaves the start as it is and says why.
     /// - Parameter writes: whether this rank writes what it read into the store and the optimizer (not where the host's
     ///   ranks share them and this is not rank 0).
-    func resumeState(from path: String, expected: [String: String], store: ParameterStore,
-                     optimizer: Optimizer, writes: Bool, into start: inout StartPoint) throws {
+    func resume(from path: String, machinery: Machinery, writes: Bool, into start: inout StartPoint) throws {
+        let (store, optimizer, expected) = (machinery.store, machinery.optimizer, start.settings)
         var bytes: [UInt8] = []
         var file = path
         try communicator.agree {
@@ -483,22 +505,25 @@ extension Trainer {
         start.position = resumed.position
         start.resumed = (file, resumed.settings)
     }
+}
 
-    func printStart(_ run: Run) {
-        console.info("mnist-dist \(Version.string): \(configuration.model) on \(run.source)")
-        console.info("  data     train \(groupedThousands(run.data.train.count)), test \(groupedThousands(run.data.test.count)) "
-                     + "images of \(run.data.train.rows)x\(run.data.train.columns); inputs \(configuration.normalization.scaling)")
+extension Run {
+    /// The start block: what runs, on what, with what, from where.
+    func printStart() {
+        console.info("mnist-dist \(Version.string): \(configuration.model) on \(source)")
+        console.info("  data     train \(groupedThousands(data.train.count)), test \(groupedThousands(data.test.count)) "
+                     + "images of \(data.train.rows)x\(data.train.columns); inputs \(configuration.normalization.scaling)")
         let order = provided.map { "sample order given (\($0.order.summary))" } ?? "shuffle \(configuration.shuffle)"
-        console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(run.optimizer.summary), "
+        console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(optimizer.summary), "
                      + "seed \(configuration.seed), \(order)")
-        let threads = run.threads, plural = run.threads == 1 ? "" : "s"
-        let threading = switch run.mode {
+        let threads = threads, plural = threads == 1 ? "" : "s"
+        let threading = switch mode {
         case .workers: "\(threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
         case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
             : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
         case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(run.reducer.summary)")
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(reducer.summary)")
         if configuration.precision == .bf16 {
             console.info("  products bfloat16 operands (AVX512_BF16), summed in Float, in every dense product and convolution; "
                          + "parameters, optimizer state, loss and gradient sums in Float")
@@ -508,11 +533,11 @@ extension Trainer {
                              + "float,bf16` compares whole epochs")
             }
         }
-        if let host = run.host {
+        if let host = host {
             console.info("  memory   \(host.description)")
         } else if communicator.size > 1 {
-            console.info("  memory   each rank keeps the parameters (\(megabytes(run.store.count * 4))), its gradients and the whole "
-                         + "optimizer state (\(megabytes(run.optimizer.stateCount * 4)))")
+            console.info("  memory   each rank keeps the parameters (\(megabytes(store.count * 4))), its gradients and the whole "
+                         + "optimizer state (\(megabytes(optimizer.stateCount * 4)))")
         }
         if let job = options.slurm {
             let left = communicator.rank == 0 ? job.secondsLeft().map { "; \(formatDuration($0)) left" } ?? "" : ""
@@ -522,26 +547,26 @@ extension Trainer {
         let machine = MachineDescription.current()
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }
-        if options.threadMode == .blas && run.mode != .blas {
+        if options.threadMode == .blas && mode != .blas {
             console.info(configuration.precision == .bf16
                 ? "  note     --thread-mode blas runs as split with --precision bf16: OpenBLAS does not compute bfloat16 products"
                 : "  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
                     + "product by their count, which would change its last bits")
         }
-        if let (file, recorded) = run.start.resumed {
-            let position = run.start.position
+        if let (file, recorded) = start.resumed {
+            let position = start.position
             console.info("  resume   \(file) (epoch \(position.epoch + 1), batch \(position.batch + 1), step \(position.step))")
             // Checkpoints from before precision was recorded were trained in Float.
             let before = [SettingKey.precision.rawValue: ProductPrecision.float.rawValue].merging(recorded) { $1 }
             for (key, option) in [(SettingKey.precision, "--precision"), (.gradientSum, "--allreduce"), (.microBatch, "--micro-batch")] {
-                guard let then = before[key.rawValue], then != run.settings[key.rawValue] else { continue }
+                guard let then = before[key.rawValue], then != settings[key.rawValue] else { continue }
                 console.info("  note     the checkpoint was trained with \(option) \(then); this run goes on with \(option) "
-                             + (run.settings[key.rawValue] ?? "unset"))
+                             + (settings[key.rawValue] ?? "unset"))
             }
-        } else if let reason = run.start.nothingToResume {
+        } else if let reason = start.nothingToResume {
             console.info("  resume   \(reason): a fresh start")
         }
-        if let saved = run.start.initializedFrom {
+        if let saved = start.initializedFrom {
             console.info("  init     parameters from \(saved.path) (checksum \(saved.parameterChecksumHex)), not from the seed; "
                          + "the optimizer starts afresh")
             if saved.configuration.normalization != configuration.normalization
@@ -549,14 +574,14 @@ extension Trainer {
                 console.info("  note     \(saved.path) was trained with --normalize \(saved.configuration.normalization); this run uses "
                              + "\(configuration.normalization)")
             }
-        } else if options.initFrom != nil && run.start.resumed != nil {
+        } else if options.initFrom != nil && start.resumed != nil {
             console.info("  note     --init-from is not used: the run resumes from its checkpoint")
         }
-        if let log = run.tensorBoard {
+        if let log = tensorBoard {
             console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")
         }
-        console.info(formatSummary(run.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        console.info(formatSummary(model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
-                       + "\(communicator.localSize), \(threads) thread\(plural) (\(run.mode))")
+                       + "\(communicator.localSize), \(threads) thread\(plural) (\(mode))")
     }
 }

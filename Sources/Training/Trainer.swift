@@ -120,7 +120,30 @@ public struct ProvidedData: Sendable {
     }
 }
 
-/// Trains one configuration on the ranks of a communicator.
+/// An epoch in progress: its plan of batches, where this run entered it, and its running figures.
+struct EpochProgress {
+    /// The epoch (0-based) and its batches.
+    let index: Int
+    let plan: BatchPlan
+    /// The first batch this run trains (later than 0 in an epoch resumed mid-way).
+    let firstBatch: Int
+    /// Samples of the epoch trained before this run (a resumed run's totals carry them): speed counts only this run's.
+    let samplesBefore: Int
+    let start = DispatchTime.now()
+    var phases = PhaseTimes()
+    var stopAgreed = false
+    var lastBatchLoss = Double.nan
+
+    init(index: Int, plan: BatchPlan, position: RunPosition) {
+        self.index = index
+        self.plan = plan
+        firstBatch = position.batch
+        samplesBefore = position.partial.samples
+    }
+}
+
+/// Trains one configuration on the ranks of a communicator: what to train and where; `run()` sets up a `Run`, which
+/// holds everything while it trains.
 public final class Trainer {
     public let configuration: TrainingConfiguration
     public let options: RunOptions
@@ -143,98 +166,91 @@ public final class Trainer {
         communicator.watchForStalls(options.stallTimeout.map { StallDeadline(seconds: $0, exitCode: ExitCode.stalled.rawValue) })
         communicator.describeActivity(.startUp)
         let run = try prepare()
-        printStart(run)
+        run.printStart()
         do {
             for epoch in run.position.epoch..<configuration.epochs {
-                try train(epoch: epoch, run)
+                try run.train(epoch: epoch)
             }
         } catch let error as RunError where error.code == .stopped {
-            try writeTrace(run)  // a clean stop, agreed by every rank: the timeline up to it
+            try run.writeTrace()  // a clean stop, agreed by every rank: the timeline up to it
             throw error
         }
-        return try finish(run, started: started)
+        return try run.finish(started: started)
     }
+}
 
+extension Run {
     // MARK: An epoch
 
-    /// Trains one epoch (from where `run.position` stands in it), then evaluates, reports and checkpoints.
-    func train(epoch: Int, _ run: Run) throws {
+    /// Trains one epoch (from where `position` stands in it), then evaluates, reports and checkpoints.
+    func train(epoch index: Int) throws {
         var source = provided?.order ?? (configuration.shuffle == .chapter
-            ? .continuing(run.position.generator!) : .seeded(configuration.seed))
-        let order = source.order(forEpoch: epoch, count: run.data.train.count)
-        let plan = BatchPlan(sampleCount: run.data.train.count, batchSize: configuration.batchSize)
-        let firstBatch = run.position.batch
-        // A run resumed mid-epoch carries the samples before the stop in its totals: speed counts only this run's.
-        let samplesBefore = run.position.partial.samples
-        var phases = PhaseTimes()
-        let epochStart = DispatchTime.now()
-        var stopAgreed = false
-        var lastBatchLoss = Double.nan
-        for batchIndex in firstBatch..<plan.batchCount {
-            let batch = plan.batch(batchIndex)
-            let (stepStart, waitedBefore) = (DispatchTime.now(), phases.allReduce)
-            communicator.describeActivity(.step(run.position.step + 1, epoch: epoch + 1, batch: batchIndex + 1))
-            let metrics = try step(batch, order: order, run, phases: &phases)
-            stopAgreed = metrics.stopRequested
-            lastBatchLoss = metrics.lossSum / Double(batch.count)
-            run.position.advance(batch: batchIndex + 1, by: metrics)
+            ? .continuing(position.generator!) : .seeded(configuration.seed))
+        let order = source.order(forEpoch: index, count: data.train.count)
+        var epoch = EpochProgress(index: index, plan: BatchPlan(sampleCount: data.train.count, batchSize: configuration.batchSize),
+                                  position: position)
+        for batchIndex in epoch.firstBatch..<epoch.plan.batchCount {
+            let batch = epoch.plan.batch(batchIndex)
+            let (stepStart, waitedBefore) = (DispatchTime.now(), epoch.phases.allReduce)
+            communicator.describeActivity(.step(position.step + 1, epoch: index + 1, batch: batchIndex + 1))
+            let metrics = try step(batch, order: order, phases: &epoch.phases)
+            epoch.stopAgreed = metrics.stopRequested
+            epoch.lastBatchLoss = metrics.lossSum / Double(batch.count)
+            position.advance(batch: batchIndex + 1, by: metrics)
             let stepSeconds = seconds(stepStart)
-            stretchStallDeadline(run, stepSeconds: stepSeconds)
-            run.trace?.record(.step, track: 0, from: stepStart, step: run.position.step)
-            run.tensorBoard?.step(run.position.step, loss: lastBatchLoss, samplesPerSecond: Double(batch.count) / stepSeconds,
-                                  communicationShare: (phases.allReduce - waitedBefore) / stepSeconds)
-            reportProgress(run, epoch: epoch, batch: batchIndex + 1, of: plan.batchCount, since: epochStart, first: firstBatch,
-                           samplesBefore: samplesBefore)
-            if run.position.step % options.checksumEvery == 0 { try compareChecksums(run) }
-            let decision = run.policy.afterStep(run.position.step, lastOfEpoch: batchIndex + 1 == plan.batchCount,
-                                                stopAgreed: stopAgreed)
-            let file = decision.checkpoint ? try saveCheckpoint(run) : nil
+            stretchStallDeadline(stepSeconds: stepSeconds)
+            trace?.record(.step, track: 0, from: stepStart, step: position.step)
+            tensorBoard?.step(position.step, loss: epoch.lastBatchLoss, samplesPerSecond: Double(batch.count) / stepSeconds,
+                              communicationShare: (epoch.phases.allReduce - waitedBefore) / stepSeconds)
+            reportProgress(epoch, batch: batchIndex + 1)
+            if position.step % options.checksumEvery == 0 { try compareChecksums() }
+            let decision = policy.afterStep(position.step, lastOfEpoch: batchIndex + 1 == epoch.plan.batchCount,
+                                            stopAgreed: epoch.stopAgreed)
+            let file = decision.checkpoint ? try saveCheckpoint() : nil
             if decision.stop {
-                throw RunError(.stopped, communicator.rank == 0 ? run.policy.stopMessage(
-                    at: "after step \(run.position.step) (epoch \(epoch + 1), batch \(batchIndex + 1) of \(plan.batchCount))",
-                    step: run.position.step, checkpoint: file) : nil)
+                throw RunError(.stopped, communicator.rank == 0 ? policy.stopMessage(
+                    at: "after step \(position.step) (epoch \(index + 1), batch \(batchIndex + 1) of \(epoch.plan.batchCount))",
+                    step: position.step, checkpoint: file) : nil)
             }
         }
-        if case .continuing(let generator) = source { run.position.generator = generator }
-        try finishEpoch(epoch, run, phases: phases, seconds: seconds(epochStart, DispatchTime.now()), samplesBefore: samplesBefore,
-                        steps: plan.batchCount - firstBatch, lastBatchLoss: lastBatchLoss, stopAgreed: stopAgreed)
+        if case .continuing(let generator) = source { position.generator = generator }
+        try finish(epoch)
     }
 
     /// The end of an epoch: evaluate, report, record, checkpoint, and stop if the ranks agreed to.
-    func finishEpoch(_ epoch: Int, _ run: Run, phases: PhaseTimes, seconds: Double, samplesBefore: Int, steps: Int, lastBatchLoss: Double,
-                     stopAgreed: Bool) throws {
-        let totals = run.position.partial
+    func finish(_ epoch: EpochProgress) throws {
+        let seconds = seconds(epoch.start, DispatchTime.now())
+        let totals = position.partial
         let evaluationStart = DispatchTime.now()
-        communicator.describeActivity(.epochEnd(epoch + 1))
-        let test = try Evaluation.run(run.workers, run.data.test, scaling: run.scaling, communicator: communicator)
-        run.confusion = test.confusion
+        communicator.describeActivity(.epochEnd(epoch.index + 1))
+        let test = try Evaluation.run(workers, data.test, communicator: communicator)
+        confusion = test.confusion
         let trainAccuracy = configuration.evaluateTrainingSet
-            ? try Evaluation.run(run.workers, run.data.train, scaling: run.scaling, communicator: communicator).accuracy
+            ? try Evaluation.run(workers, data.train, communicator: communicator).accuracy
             : Double(totals.correct) / Double(max(totals.samples, 1))
-        run.trace?.record(.evaluation, track: 0, from: evaluationStart, step: run.position.step)
-        let record = EpochRecord(epoch: epoch + 1, trainLoss: totals.lossSum / Double(max(totals.samples, 1)),
+        trace?.record(.evaluation, track: 0, from: evaluationStart, step: position.step)
+        let record = EpochRecord(epoch: epoch.index + 1, trainLoss: totals.lossSum / Double(max(totals.samples, 1)),
                                  trainAccuracy: trainAccuracy, testAccuracy: test.accuracy, seconds: seconds,
-                                 samplesPerSecond: Double(totals.samples - samplesBefore) / seconds,
-                                 communicationShare: phases.allReduce / seconds, lastBatchLoss: lastBatchLoss)
-        run.position.finishEpoch(record)
-        run.epochPhases.append(phases)
-        if run.epochPhases.count == 1 { warnAboutTimeLimit(epochSeconds: seconds, epochsLeft: configuration.epochs - epoch - 1) }
+                                 samplesPerSecond: Double(totals.samples - epoch.samplesBefore) / seconds,
+                                 communicationShare: epoch.phases.allReduce / seconds, lastBatchLoss: epoch.lastBatchLoss)
+        position.finishEpoch(record)
+        epochPhases.append(epoch.phases)
+        if epochPhases.count == 1 { warnAboutTimeLimit(epochSeconds: seconds, epochsLeft: configuration.epochs - epoch.index - 1) }
         console.report(String(format: "epoch %2d/%d  loss %.4f  train %@ %.4f  test %.4f  %.2f s  %.0f samples/s  comm %.1f%%",
                               record.epoch, configuration.epochs, record.trainLoss,
                               configuration.evaluateTrainingSet ? "acc" : "acc (running)", record.trainAccuracy,
                               record.testAccuracy, record.seconds, record.samplesPerSecond, 100 * record.communicationShare))
-        run.tensorBoard?.epoch(record)
+        tensorBoard?.epoch(record)
         try communicator.agree {
-            try run.metrics?.append(MetricsRecord.epoch(record, phases: phases, steps: steps,
-                                                        residentMegabytes: Memory.residentMegabytes()?.current,
-                                                        allReduceBytesPerStep: run.reducer.bytesPerStep, slurm: options.slurm))
-            try run.tensorBoard?.flush()
+            try metrics?.append(MetricsRecord.epoch(record, phases: epoch.phases, steps: epoch.plan.batchCount - epoch.firstBatch,
+                                                    allReduceBytesPerStep: reducer.bytesPerStep, slurm: options.slurm))
+            try tensorBoard?.flush()
         }
-        let decision = run.policy.afterEpoch(epoch, of: configuration.epochs, stopAgreed: stopAgreed)
-        let file = decision.checkpoint ? try saveCheckpoint(run) : nil
+        let decision = policy.afterEpoch(epoch.index, of: configuration.epochs, stopAgreed: epoch.stopAgreed)
+        let file = decision.checkpoint ? try saveCheckpoint() : nil
         if decision.stop {
             throw RunError(.stopped, communicator.rank == 0
-                ? run.policy.stopMessage(at: "at the end of epoch \(epoch + 1)", step: run.position.step, checkpoint: file) : nil)
+                ? policy.stopMessage(at: "at the end of epoch \(epoch.index + 1)", step: position.step, checkpoint: file) : nil)
         }
     }
 
@@ -242,33 +258,33 @@ public final class Trainer {
 
     /// One step on `batch` (positions in `order`): this rank's shard's gradient, reduced over workers and ranks,
     /// checked, and applied. Returns the step's metrics summed over the ranks (and whether any rank asked to stop).
-    func step(_ batch: Range<Int>, order: [Int32], _ run: Run, phases: inout PhaseTimes) throws -> StepMetrics {
-        run.trace?.step = run.position.step + 1
-        let (local, parts) = run.workers.gradient(of: run.data.train, order: order, batch: batch, rank: communicator.rank,
-                                                  ranks: communicator.size, scaling: run.scaling,
-                                                  hooks: run.reducer.backwardHooks(batch: batch))
+    func step(_ batch: Range<Int>, order: [Int32], phases: inout PhaseTimes) throws -> StepMetrics {
+        trace?.step = position.step + 1
+        let (local, parts) = workers.gradient(of: OrderedSamples(dataset: data.train, order: order), batch: batch,
+                                              place: RankPlace(rank: communicator.rank, ranks: communicator.size),
+                                              hooks: reducer.backwardHooks(batch: batch))
         let reduceStart = DispatchTime.now()
-        var metrics = StepMetrics(local, stopRequested: run.policy.stopRequested(afterStep: run.position.step + 1))
+        var metrics = StepMetrics(local, stopRequested: policy.stopRequested(afterStep: position.step + 1))
         let reduced: ReducedGradient
         do {
-            run.host?.post(metrics.local)  // published by the reducer's first barrier
-            reduced = try run.reducer.reduce(parts, batch: batch)
-            if let host = run.host { metrics.set(try host.postedSum()) } else { try metrics.sum(over: communicator) }
+            host?.post(metrics.local)  // published by the reducer's first barrier
+            reduced = try reducer.reduce(parts, batch: batch)
+            if let host = host { metrics.set(try host.postedSum()) } else { try metrics.sum(over: communicator) }
         } catch {
-            throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
+            throw RunError(.ranksDisagree, "step \(position.step + 1): \(error)")
         }
-        let hidden = run.reducer.secondsDuringBackward
+        let hidden = reducer.secondsDuringBackward
         phases.forward += local.forwardSeconds
         phases.backward += local.backwardSeconds - hidden
         phases.allReduce += seconds(reduceStart, DispatchTime.now()) + hidden
-        run.trace?.record(.allReduceWait, track: 0, from: reduceStart)
+        trace?.record(.allReduceWait, track: 0, from: reduceStart)
 
         // Every rank holds the same reduced numbers, so every rank takes the same decisions here.
         let meanLoss = metrics.lossSum / Double(batch.count)
         func diverged(_ problem: String) -> RunError {
             RunError(.diverged, communicator.rank == 0
-                ? run.policy.divergenceMessage(at: "step \(run.position.step + 1) (epoch \(run.position.epoch + 1), batch "
-                                                   + "\(run.position.batch + 1))", problem: problem,
+                ? policy.divergenceMessage(at: "step \(position.step + 1) (epoch \(position.epoch + 1), batch "
+                                                   + "\(position.batch + 1))", problem: problem,
                                                learningRate: configuration.resolvedLearningRate) : nil)
         }
         if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: true) { throw diverged(problem) }
@@ -278,29 +294,29 @@ public final class Trainer {
         // This rank steps the reduced range (all, or its slice of the host's); `finish` tells whether every rank's
         // gradient was finite. A non-finite gradient leaves the parameters partly stepped: the run ends here, and
         // nothing is written.
-        let finiteHere = run.store.withValuesAndGradients { values, gradients in
+        let finiteHere = store.withValuesAndGradients { values, gradients in
             if let rounding = reduced.rounding {
-                return run.optimizer.stepIfFinite(values: values, range: reduced.range, threads: run.threads, rounding: rounding)
+                return optimizer.stepIfFinite(values: values, range: reduced.range, threads: threads, rounding: rounding)
             }
-            return run.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: run.threads)
+            return optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: threads)
         }
         let gradientFinite: Bool
         do {
-            gradientFinite = try run.reducer.finish(finite: finiteHere)
+            gradientFinite = try reducer.finish(finite: finiteHere)
         } catch {
-            throw RunError(.ranksDisagree, "step \(run.position.step + 1): \(error)")
+            throw RunError(.ranksDisagree, "step \(position.step + 1): \(error)")
         }
         if let problem = StopPolicy.divergence(meanLoss: meanLoss, gradientFinite: gradientFinite) { throw diverged(problem) }
         phases.optimizer += seconds(optimizerStart, DispatchTime.now())
-        run.trace?.record(.optimizer, track: 0, from: optimizerStart)
+        trace?.record(.optimizer, track: 0, from: optimizerStart)
         return metrics
     }
 
     /// Keeps the stall deadline at least `Defaults.stallStepMultiple` times the slowest step so far, so that a model
     /// whose steps take minutes is not declared stalled by a deadline made for milliseconds.
-    func stretchStallDeadline(_ run: Run, stepSeconds: Double) {
-        guard let timeout = options.stallTimeout, stepSeconds > run.slowestStep else { return }
-        run.slowestStep = stepSeconds
+    func stretchStallDeadline(stepSeconds: Double) {
+        guard let timeout = options.stallTimeout, stepSeconds > slowestStep else { return }
+        slowestStep = stepSeconds
         let seconds = max(timeout, Defaults.stallStepMultiple * stepSeconds)
         if seconds > timeout {
             communicator.watchForStalls(StallDeadline(seconds: seconds, exitCode: ExitCode.stalled.rawValue))
@@ -319,63 +335,63 @@ public final class Trainer {
                       + "scripts/slurm-job.sh), so the job will be killed at its limit and lose the steps since its last checkpoint")
     }
 
-    func reportProgress(_ run: Run, epoch: Int, batch: Int, of batches: Int, since start: DispatchTime, first: Int,
-                        samplesBefore: Int) {
-        let elapsed = seconds(start, DispatchTime.now())
-        let totals = run.position.partial
-        console.progress(epoch: epoch + 1, epochs: configuration.epochs, batch: batch, batches: batches,
-                         loss: totals.lossSum / Double(max(totals.samples, 1)),
-                         samplesPerSecond: Double(totals.samples - samplesBefore) / max(elapsed, 1e-9),
-                         secondsLeft: elapsed / Double(batch - first) * Double(batches - batch))
+    /// The progress line (or bar) after `batch` batches of `epoch`.
+    func reportProgress(_ epoch: EpochProgress, batch: Int) {
+        let elapsed = seconds(epoch.start, DispatchTime.now())
+        let totals = position.partial
+        let figures = ProgressFigures(loss: totals.lossSum / Double(max(totals.samples, 1)),
+                                      samplesPerSecond: Double(totals.samples - epoch.samplesBefore) / max(elapsed, 1e-9),
+                                      secondsLeft: elapsed / Double(batch - epoch.firstBatch) * Double(epoch.plan.batchCount - batch))
+        console.progress(epoch: (epoch.index + 1, of: configuration.epochs), batch: (batch, of: epoch.plan.batchCount), figures: figures)
     }
 
     // MARK: Finishing
 
     /// After the last epoch: the final checksum and figures, the saved model, the metrics' last line, the pictures.
-    func finish(_ run: Run, started: DispatchTime) throws -> RunSummary {
+    func finish(started: DispatchTime) throws -> RunSummary {
         communicator.describeActivity(.runEnd)
         var summary = RunSummary()
-        summary.history = run.position.history
-        summary.threadsPerRank = run.threads
-        summary.parameterChecksum = try compareChecksums(run)
-        summary.confusion = run.confusion
+        summary.history = position.history
+        summary.threadsPerRank = threads
+        summary.parameterChecksum = try compareChecksums()
+        summary.confusion = confusion
         summary.finalTestAccuracy = summary.history.last?.testAccuracy ?? .nan
         summary.finalTrainAccuracy = summary.history.last?.trainAccuracy ?? .nan
-        summary.phases = PhaseTimes.median(run.epochPhases)
+        summary.phases = PhaseTimes.median(epochPhases)
         summary.peakResidentMegabytes = try gatherPeakMemory()
         summary.totalSeconds = seconds(started, DispatchTime.now())
-        summary.outputs = run.outputs
+        summary.outputs = outputs
         if let path = options.save {
             try communicator.agree {
                 guard communicator.rank == 0 else { return }
-                do { try run.checkpoint().write(to: path) } catch { throw RunError(.cannotWrite, "\(error)") }
+                do { try checkpoint().write(to: path) } catch { throw RunError(.cannotWrite, "\(error)") }
             }
             summary.outputs.append(("model", path))
         }
-        try communicator.agree { try run.metrics?.append(MetricsRecord.run(summary, configuration: configuration, slurm: options.slurm)) }
+        try communicator.agree { try metrics?.append(MetricsRecord.run(summary, configuration: configuration, slurm: options.slurm)) }
         if let path = options.metricsFile { summary.outputs.append(("metrics", path)) }
-        summary.outputs += try writePictures(run, history: summary.history).map { ("picture", $0) }
-        if let log = run.tensorBoard { summary.outputs.append(("TensorBoard run", log.directory)) }
-        try writeTrace(run)
+        summary.outputs += try writePictures(history: summary.history).map { ("picture", $0) }
+        if let log = tensorBoard { summary.outputs.append(("TensorBoard run", log.directory)) }
+        try writeTrace()
         if let path = options.traceFile { summary.outputs.append(("trace", path)) }
         return summary
     }
 
     /// Every rank's timeline, merged into --trace's file by rank 0.
-    func writeTrace(_ run: Run) throws {
-        guard let path = options.traceFile, let trace = run.trace else { return }
+    func writeTrace() throws {
+        guard let path = options.traceFile, let trace = trace else { return }
         try trace.write(to: path, communicator: communicator)
     }
 
     /// Rank 0 draws the run's pictures into --plots and TensorBoard; every rank learns the files, or the failure.
-    func writePictures(_ run: Run, history: [EpochRecord]) throws -> [String] {
+    func writePictures(history: [EpochRecord]) throws -> [String] {
         guard options.picturesDirectory != nil || options.tensorBoardDirectory != nil else { return [] }
         return try communicator.agree { () throws -> [String] in
             guard communicator.rank == 0 else { return [] }
-            let pictures = RunPictures.render(model: run.model, store: run.store, test: run.data.test, scaling: run.scaling,
-                                              history: history, confusion: run.confusion)
-            run.tensorBoard?.pictures(pictures, step: run.position.step)
-            try run.tensorBoard?.flush()
+            let pictures = RunPictures.render(model: model, store: store, test: data.test, scaling: workers.scaling,
+                                              history: history, confusion: confusion)
+            tensorBoard?.pictures(pictures, step: position.step)
+            try tensorBoard?.flush()
             guard let directory = options.picturesDirectory else { return [] }
             do {
                 return try RunPictures.write(pictures, to: directory)
@@ -385,52 +401,48 @@ public final class Trainer {
         }
     }
 
-    /// Peak resident memory of every rank (each writes its own slot; the sum gathers them).
+    /// Peak resident memory of every rank.
     func gatherPeakMemory() throws -> [Double] {
-        var peaks = [Double](repeating: 0, count: communicator.size)
-        peaks[communicator.rank] = Memory.residentMegabytes()?.peak ?? .nan
         do {
-            try peaks.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
+            return try communicator.allGather(Memory.residentMegabytes()?.peak ?? .nan)
         } catch {
             throw RunError(.ranksDisagree, "gathering memory figures: \(error)")
         }
-        return peaks
     }
 
     // MARK: Checks and checkpoints
 
     /// A checksum of the parameters, compared across ranks; a difference stops the job naming the step and ranks.
     @discardableResult
-    func compareChecksums(_ run: Run) throws -> UInt64 {
-        let mine = run.store.withValues { StableHash.of(UnsafeBufferPointer($0)) }
+    func compareChecksums() throws -> UInt64 {
+        let mine = store.withValues { StableHash.of(UnsafeBufferPointer($0)) }
         guard communicator.size > 1 else { return mine }
-        var all = [Int64](repeating: 0, count: communicator.size)
-        all[communicator.rank] = Int64(bitPattern: mine)
+        let all: [Int64]
         do {
-            try all.withUnsafeMutableBufferPointer { (b) in try communicator.allReduce(b, .sum) }
+            all = try communicator.allGather(Int64(bitPattern: mine))
         } catch {
-            throw RunError(.ranksDisagree, "checksum at step \(run.position.step): \(error)")
+            throw RunError(.ranksDisagree, "checksum at step \(position.step): \(error)")
         }
         let differing = all.indices.filter { all[$0] != all[0] }
         if !differing.isEmpty {
             throw RunError(.ranksDisagree, communicator.rank == 0
-                ? "after step \(run.position.step) the parameters of ranks \(differing.map(String.init).joined(separator: ", ")) "
+                ? "after step \(position.step) the parameters of ranks \(differing.map(String.init).joined(separator: ", ")) "
                     + "differ from rank 0's" : nil)
         }
         return mine
     }
 
     /// Rank 0 writes a checkpoint of where the run stands; every rank learns the file, or the failure.
-    func saveCheckpoint(_ run: Run) throws -> String {
-        let directory = run.policy.directory!
+    func saveCheckpoint() throws -> String {
+        let directory = policy.directory!
         let started = DispatchTime.now()
-        defer { run.trace?.record(.checkpoint, track: 0, from: started, step: run.position.step) }
+        defer { trace?.record(.checkpoint, track: 0, from: started, step: position.step) }
         let file = try communicator.agree { () throws -> String in
-            guard communicator.rank == 0 else { return directory.file(step: run.position.step) }
-            do { return try directory.save(run.checkpoint()) } catch { throw RunError(.cannotWrite, "\(error)") }
+            guard communicator.rank == 0 else { return directory.file(step: position.step) }
+            do { return try directory.save(checkpoint()) } catch { throw RunError(.cannotWrite, "\(error)") }
         }
-        run.outputs.removeAll { $0.what == "last checkpoint" }
-        run.outputs.append(("last checkpoint", file))
+        outputs.removeAll { $0.what == "last checkpoint" }
+        outputs.append(("last checkpoint", file))
         return file
     }
 }

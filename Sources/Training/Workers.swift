@@ -34,12 +34,35 @@ struct WorkerTotals {
     }
 }
 
-/// Runs a model on parts of a batch in parallel threads, each with its own tape and gradient buffer.
+/// Samples of a dataset in an order: position i is sample `order[i]`.
+struct OrderedSamples {
+    let dataset: Dataset
+    let order: [Int32]
+}
+
+/// This rank's place among the ranks, for the share of a batch it computes.
+struct RankPlace {
+    let rank: Int
+    let ranks: Int
+}
+
+/// One forward and backward pass of a worker: which positions, the loss's divisor, where the gradient goes, and the
+/// backward hooks.
+private struct Pass {
+    let range: Range<Int>
+    let normalizer: Int
+    let destination: TensorStorage
+    let hooks: (((Int) -> Void)?, (() -> Void)?)
+}
+
+/// Runs a model on parts of a batch in parallel threads, each with its own tape and gradient buffer. What never
+/// changes in a run (the model, its parameters, the pixel scaling, the thread plan) is given once, here.
 final class Workers: @unchecked Sendable {
     // @unchecked Sendable: each worker thread touches only its own index of every array below, and the main thread
     // reads them only after the pool's loop has returned.
     let model: Model
     let store: ParameterStore
+    let scaling: PixelScaling
     let count: Int
     private let trainTapes: [Tape]
     private let evaluationTapes: [Tape]
@@ -60,11 +83,13 @@ final class Workers: @unchecked Sendable {
     let layout: PartLayout
 
     /// - Parameters:
-    ///   - threads: worker threads, each computing a part of the shard.
-    ///   - plan: how each worker's products use threads (split among more threads, or one call each).
+    ///   - threads: worker threads, each computing a part of the shard, and how each worker's products use threads
+    ///     (split among more threads, or one call each).
     ///   - layout: the reducer's; with slots, worker w's part (or the j-th micro-batch's) is written into slot w (j).
     ///     Worker 0 writes into the store's gradient buffer, which is then the first slot.
-    init(model: Model, store: ParameterStore, threads: Int, plan: BLAS.Plan = .serial, layout: PartLayout = PartLayout()) {
+    init(model: Model, store: ParameterStore, scaling: PixelScaling, threads: (count: Int, plan: BLAS.Plan),
+         layout: PartLayout = PartLayout()) {
+        let (threads, plan) = threads
         require(threads >= 1, "Workers: \(threads) threads")
         require(layout.slots.isEmpty || layout.slots[0] == store.gradientBuffer.pointer,
                 "Workers: the first slot must be the store's gradient buffer")
@@ -73,6 +98,7 @@ final class Workers: @unchecked Sendable {
         self.layout = layout
         self.model = model
         self.store = store
+        self.scaling = scaling
         count = threads
         trainTapes = (0..<threads).map { _ in Tape(plan: plan) }
         evaluationTapes = (0..<threads).map { _ in Tape(recording: false, plan: plan) }
@@ -96,26 +122,24 @@ final class Workers: @unchecked Sendable {
     /// - Parameter hooks: passed to the tape's backward (with micro-batches, to the last one's), one worker only:
     ///   they run on the calling thread, which may then start and progress all-reduces.
     /// - Returns: the totals, and the parts for `GradientReducer.reduce` (the first is the store's gradient buffer).
-    func gradient(of dataset: Dataset, order: [Int32], batch: Range<Int>, rank: Int, ranks: Int, scaling: PixelScaling,
+    func gradient(of samples: OrderedSamples, batch: Range<Int>, place: RankPlace,
                   hooks: BackwardHooks? = nil) -> (WorkerTotals, ArraySlice<UnsafeMutableBufferPointer<Float>>) {
         if let microBatches = layout.microBatches {
-            let mine = shard(of: 0..<microBatches.count(of: batch), rank: rank, ranks: ranks)
-            return (gradient(of: dataset, order: order, microBatches: mine, of: batch, plan: microBatches, scaling: scaling,
-                             hooks: hooks),
+            let mine = shard(of: 0..<microBatches.count(of: batch), rank: place.rank, ranks: place.ranks)
+            return (gradient(of: samples, microBatches: mine, of: batch, plan: microBatches, hooks: hooks),
                     microParts[0..<max(1, mine.count)])
         }
-        let totals = gradient(of: dataset, order: order, range: shard(of: batch, rank: rank, ranks: ranks), scaling: scaling,
-                              normalizer: batch.count, hooks: hooks)
+        let totals = gradient(of: samples, range: shard(of: batch, rank: place.rank, ranks: place.ranks), normalizer: batch.count,
+                              hooks: hooks)
         return (totals, gradientParts[...])
     }
 
     /// Forward and backward over positions `range` of `order`: afterwards each worker's part of the gradient of
     /// Σ loss / `normalizer` over those samples (zero for an empty part) is in `gradientParts`.
-    func gradient(of dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
-                  normalizer: Int, hooks: BackwardHooks? = nil) -> WorkerTotals {
+    func gradient(of samples: OrderedSamples, range: Range<Int>, normalizer: Int, hooks: BackwardHooks? = nil) -> WorkerTotals {
         require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
         let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
-        order.withUnsafeBufferPointer { orderBuffer in
+        samples.order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
                 let part = shard(of: range, rank: worker, ranks: count)
@@ -126,8 +150,9 @@ final class Workers: @unchecked Sendable {
                     everyParameterReady(callbacks.value.0)
                     return
                 }
-                results[worker] = backpropagate(dataset, order: order.value, range: part, scaling: scaling, normalizer: normalizer,
-                                                worker: worker, into: destination, hooks: callbacks.value)
+                results[worker] = backpropagate(samples.dataset, order: order.value, worker: worker,
+                                                Pass(range: part, normalizer: normalizer, destination: destination,
+                                                     hooks: callbacks.value))
             }
         }
         return totalOverWorkers()
@@ -138,8 +163,8 @@ final class Workers: @unchecked Sendable {
     /// is zero, for none). Worker w computes a contiguous run of them, one after another.
     /// - Parameter hooks: given the parts, then passed to the last micro-batch's backward (one worker only); with no
     ///   micro-batch, every parameter is ready at once.
-    func gradient(of dataset: Dataset, order: [Int32], microBatches indices: Range<Int>, of batch: Range<Int>,
-                  plan: MicroBatches, scaling: PixelScaling, hooks: BackwardHooks? = nil) -> WorkerTotals {
+    func gradient(of samples: OrderedSamples, microBatches indices: Range<Int>, of batch: Range<Int>, plan: MicroBatches,
+                  hooks: BackwardHooks? = nil) -> WorkerTotals {
         require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
         while microStorage.count < max(1, indices.count) {  // grows in the first steps only
             let j = microStorage.count
@@ -154,15 +179,15 @@ final class Workers: @unchecked Sendable {
             everyParameterReady(hooks?.parameterReady)
         }
         let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
-        order.withUnsafeBufferPointer { orderBuffer in
+        samples.order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
                 results[worker] = WorkerTotals()
                 for j in shard(of: 0..<indices.count, rank: worker, ranks: count) {
                     let last = j == indices.count - 1
-                    let one = backpropagate(dataset, order: order.value, range: plan.microBatch(indices.lowerBound + j, of: batch),
-                                            scaling: scaling, normalizer: batch.count, worker: worker, into: microStorage[j],
-                                            hooks: last ? callbacks.value : (nil, nil))
+                    let pass = Pass(range: plan.microBatch(indices.lowerBound + j, of: batch), normalizer: batch.count,
+                                    destination: microStorage[j], hooks: last ? callbacks.value : (nil, nil))
+                    let one = backpropagate(samples.dataset, order: order.value, worker: worker, pass)
                     results[worker].add(one)
                     results[worker].forwardSeconds += one.forwardSeconds
                     results[worker].backwardSeconds += one.backwardSeconds
@@ -180,28 +205,28 @@ final class Workers: @unchecked Sendable {
         for parameter in store.entries.indices.reversed() { parameterReady(parameter) }
     }
 
-    /// Forward and backward of positions `range` of `order` on `worker`'s tape, the gradient written to `destination`.
-    private func backpropagate(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
-                               normalizer: Int, worker: Int, into destination: TensorStorage,
-                               hooks: (((Int) -> Void)?, (() -> Void)?)) -> WorkerTotals {
+    /// Forward and backward of `pass.range` (positions in `order`) on `worker`'s tape, the gradient written to
+    /// `pass.destination`.
+    private func backpropagate(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, worker: Int, _ pass: Pass) -> WorkerTotals {
         let tape = trainTapes[worker]
         let start = DispatchTime.now()
         tape.reset()
-        let parameters = tape.bind(store, gradients: destination)
-        let images = batch(dataset, order: order, range: range, scaling: scaling, worker: worker, tape: tape)
+        let parameters = tape.bind(store, gradients: pass.destination)
+        let images = batch(dataset, order: order, range: pass.range, worker: worker, tape: tape)
         let loaded = DispatchTime.now()
         let logProbabilities = model.logProbabilities(images, parameters)
-        let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: normalizer)
+        let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: pass.normalizer)
         let middle = DispatchTime.now()
-        tape.backward(from: loss, parameterReady: hooks.0, afterEachPullback: hooks.1)
+        tape.backward(from: loss, parameterReady: pass.hooks.0, afterEachPullback: pass.hooks.1)
         let end = DispatchTime.now()
         if let trace {
             trace.record(.data, track: 1 + worker, from: start, to: loaded)
             trace.record(.forward, track: 1 + worker, from: loaded, to: middle)
             trace.record(.backward, track: 1 + worker, from: middle, to: end)
         }
-        return WorkerTotals(lossSum: Double(loss.scalar) * Double(normalizer), correct: countCorrect(logProbabilities, labels[worker]),
-                            samples: range.count, forwardSeconds: seconds(start, middle), backwardSeconds: seconds(middle, end))
+        return WorkerTotals(lossSum: Double(loss.scalar) * Double(pass.normalizer),
+                            correct: countCorrect(logProbabilities, labels[worker]), samples: pass.range.count,
+                            forwardSeconds: seconds(start, middle), backwardSeconds: seconds(middle, end))
     }
 
     /// The workers' results summed (the phases: the slowest worker's).
@@ -214,10 +239,10 @@ final class Workers: @unchecked Sendable {
     }
 
     /// Predicted classes for positions `range` of `order` (forward only), written to `predictions[range]`.
-    func predict(_ dataset: Dataset, order: [Int32], range: Range<Int>, scaling: PixelScaling,
-                 into predictions: UnsafeMutableBufferPointer<Int32>) {
+    func predict(_ samples: OrderedSamples, range: Range<Int>, into predictions: UnsafeMutableBufferPointer<Int32>) {
         let output = UncheckedSendable(predictions)
-        order.withUnsafeBufferPointer { orderBuffer in
+        let dataset = samples.dataset
+        samples.order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
                 let part = shard(of: range, rank: worker, ranks: count)
@@ -225,8 +250,8 @@ final class Workers: @unchecked Sendable {
                 let tape = evaluationTapes[worker]
                 tape.reset()
                 let parameters = tape.bind(store)
-                let logProbabilities = forward(dataset, order: order.value, range: part, scaling: scaling, worker: worker,
-                                               tape: tape, parameters: parameters)
+                let images = batch(dataset, order: order.value, range: part, worker: worker, tape: tape)
+                let logProbabilities = model.logProbabilities(images, parameters)
                 logProbabilities.withUnsafeBufferPointer { values in
                     let classes = logProbabilities.shape[1]
                     for row in 0..<part.count {
@@ -237,16 +262,8 @@ final class Workers: @unchecked Sendable {
         }
     }
 
-    /// Converts the images at `order[range]` into a batch on `tape` and runs the model on it; fills the worker's
-    /// label array.
-    private func forward(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
-                         worker: Int, tape: Tape, parameters: Parameters) -> Tensor {
-        model.logProbabilities(batch(dataset, order: order, range: range, scaling: scaling, worker: worker, tape: tape), parameters)
-    }
-
     /// The images at `order[range]` as a batch on `tape`; fills the worker's label array.
-    private func batch(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,
-                       worker: Int, tape: Tape) -> Tensor {
+    private func batch(_ dataset: Dataset, order: UnsafeBufferPointer<Int32>, range: Range<Int>, worker: Int, tape: Tape) -> Tensor {
         labels[worker].removeAll(keepingCapacity: true)
         labels[worker].append(contentsOf: repeatElement(0, count: range.count))
         let images = tape.constant([range.count, 1, dataset.rows, dataset.columns]) { buffer in

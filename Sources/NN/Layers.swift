@@ -10,7 +10,7 @@ public struct Linear: Sendable {
     public let inputs: Int
     public let outputs: Int
     /// Index of the weight in the parameter list; the bias follows it.
-    let index: Int
+    package let index: Int
 
     /// Parameters this layer adds to a store: weight (out x in), bias (out).
     var layout: [(name: String, shape: [Int])] { [("\(name).weight", [outputs, inputs]), ("\(name).bias", [outputs])] }
@@ -36,7 +36,7 @@ public struct Conv2D: Sendable {
     public let padding: Padding
     public let activation: Activation
     public let maxPool: Int?
-    let index: Int
+    package let index: Int
 
     var layout: [(name: String, shape: [Int])] {
         [("\(name).weight", [outputChannels, inputChannels, kernel, kernel]), ("\(name).bias", [outputChannels])]

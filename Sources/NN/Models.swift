@@ -177,21 +177,12 @@ public struct ChapterCNN: Model {
     }
 
     /// relu(conv1) and maxPool(relu(conv2)) run as fused ops (identical results, a fraction of the memory
-    /// traffic); `unfusedLogProbabilities` spells the same network out op by op.
+    /// traffic); the tests spell the same network out op by op and compare.
     public func logProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
         var x = conv1(images, p)              // N, 32, 26, 26   conv, relu
         x = conv2(x, p)                       // N, 64, 12, 12   conv, relu, 2x2 max-pool
         x = relu(fc1(flatten(x), p))          // N, 128
         return logSoftmax(fc2(x, p), axis: 1) // N, 10
-    }
-
-    /// The same network as `logProbabilities`, one op at a time (the reference the fused version is tested against).
-    package func unfusedLogProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
-        var x = relu(conv2D(images, weight: p[conv1.index], bias: p[conv1.index + 1]))
-        x = relu(conv2D(x, weight: p[conv2.index], bias: p[conv2.index + 1]))
-        x = maxPool2D(x, kernel: conv2.maxPool!, stride: conv2.maxPool!)
-        x = relu(linear(flatten(x), weight: p[fc1.index], bias: p[fc1.index + 1]))
-        return logSoftmax(linear(x, weight: p[fc2.index], bias: p[fc2.index + 1]), axis: 1)
     }
 
     public func loss(logProbabilities: Tensor, labels: [Int32], normalizer: Int) -> Tensor {

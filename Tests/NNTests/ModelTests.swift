@@ -441,3 +441,14 @@ struct FusedConvolutionTests {
         }
     }
 }
+
+extension ChapterCNN {
+    /// The same network as `logProbabilities`, one op at a time: the reference the fused version is tested against.
+    fileprivate func unfusedLogProbabilities(_ images: Tensor, _ p: Parameters) -> Tensor {
+        var x = relu(conv2D(images, weight: p[conv1.index], bias: p[conv1.index + 1]))
+        x = relu(conv2D(x, weight: p[conv2.index], bias: p[conv2.index + 1]))
+        x = maxPool2D(x, kernel: conv2.maxPool!, stride: conv2.maxPool!)
+        x = relu(linear(flatten(x), weight: p[fc1.index], bias: p[fc1.index + 1]))
+        return logSoftmax(linear(x, weight: p[fc2.index], bias: p[fc2.index + 1]), axis: 1)
+    }
+}

@@ -1,5 +1,6 @@
-// 2-D convolution (cross-correlation, as in PyTorch) over N, C, H, W: im2col + sgemm forward, sgemm + col2im
-// backward, and a naive direct convolution kept beside it as the reference the tests compare against.
+// 2-D convolution (cross-correlation, as in PyTorch) over N, C, H, W, with the activation and max-pool that follow
+// it fused in. The products are computed by one of two algorithms, each a type chosen once per layer shape:
+// im2col + sgemm (`Im2colConvolution`, below) or Winograd F(2x2, 3x3) (`WinogradConvolution`, in Winograd.swift).
 //
 // Per image, im2col lays the input out as a K x P matrix (K = C*KH*KW patch rows, P = OH*OW positions), so that
 //   forward        Y (O x P)  = W (O x K) · col (K x P) + b
@@ -147,6 +148,143 @@ extension ConvolutionAlgorithm {
     }
 }
 
+/// The tensors of one convolution as its algorithm reads them.
+struct ConvolutionOperands {
+    let input: UnsafePointer<Float>
+    let weight: UnsafePointer<Float>
+    let bias: UnsafePointer<Float>?
+    let threading: BLAS.Plan
+}
+
+/// Where a convolution's backward writes: the weight and input gradients (each nil when not needed), overwritten
+/// unless they accumulate.
+struct ConvolutionGradients {
+    let weight: (UnsafeMutablePointer<Float>, accumulate: Bool)?
+    let input: (UnsafeMutablePointer<Float>, accumulate: Bool)?
+    let threading: BLAS.Plan
+}
+
+/// How one convolution computes its products, a chunk of images at a time: one type per algorithm, made once per
+/// call for its layer shape. It holds its scratch buffers, which live until the backward pass has run.
+protocol ConvolutionMethod: AnyObject {
+    var geometry: ConvolutionGeometry { get }
+    /// Images computed together.
+    var chunk: Int { get }
+    /// Y = W * X + b for images first..<first + images, into `output` (images x O x OH x OW).
+    func forward(_ operands: ConvolutionOperands, first: Int, images: Int, into output: UnsafeMutablePointer<Float>)
+    /// Allocates what backward needs (from the tape's arena).
+    func beginBackward(_ gradients: ConvolutionGradients, allocate: (Int) -> TensorStorage)
+    /// Given dY of images first..<first + images (images x O x OH x OW): their share of dW, and their dX.
+    func backward(_ operands: ConvolutionOperands, first: Int, images: Int, outputGradient: UnsafePointer<Float>,
+                  _ gradients: ConvolutionGradients)
+    /// After the last chunk's backward.
+    func finishBackward(_ gradients: ConvolutionGradients)
+}
+
+/// im2col + sgemm, an image at a time: one image's patches (K x P floats: 663 KB for the chapter's conv2) are built
+/// in a scratch buffer that stays in the core's cache for the GEMMs that read them; backward rebuilds them rather
+/// than keeping N x K x P floats (85 MB for a batch of 128) in memory.
+///   forward        Y (O x P)  = W (O x K) · col (K x P) + b
+///   weight grad    dW (O x K) += dY (O x P) · colᵀ
+///   input grad     dcol (K x P) = Wᵀ · dY, scattered back by col2im.
+final class Im2colConvolution: ConvolutionMethod {
+    let geometry: ConvolutionGeometry
+    let chunk = 1
+    private let columns: TensorStorage
+    private var columnGradient: TensorStorage?
+
+    init(_ g: ConvolutionGeometry, allocate: (Int) -> TensorStorage) {
+        geometry = g
+        columns = allocate(g.k * g.p)
+    }
+
+    func forward(_ operands: ConvolutionOperands, first: Int, images: Int, into output: UnsafeMutablePointer<Float>) {
+        let g = geometry
+        im2col(operands.input + first * g.c * g.h * g.w, g, columns.pointer)
+        if let bias = operands.bias {
+            for channel in 0..<g.o { (output + channel * g.p).update(repeating: bias[channel], count: g.p) }
+        }
+        BLAS.gemm(m: g.o, n: g.p, k: g.k, a: operands.weight, lda: g.k, b: columns.pointer, ldb: g.p,
+                  beta: operands.bias == nil ? 0 : 1, c: output, ldc: g.p, plan: operands.threading)
+    }
+
+    func beginBackward(_ gradients: ConvolutionGradients, allocate: (Int) -> TensorStorage) {
+        if gradients.input != nil { columnGradient = allocate(geometry.k * geometry.p) }
+    }
+
+    func backward(_ operands: ConvolutionOperands, first: Int, images: Int, outputGradient dy: UnsafePointer<Float>,
+                  _ gradients: ConvolutionGradients) {
+        let g = geometry, imageSize = g.c * g.h * g.w
+        if let (dw, accumulate) = gradients.weight {
+            im2col(operands.input + first * imageSize, g, columns.pointer)
+            BLAS.gemm(transposeB: true, m: g.o, n: g.k, k: g.p, a: dy, lda: g.p, b: columns.pointer, ldb: g.p,
+                      beta: (first == 0 && !accumulate) ? 0 : 1, c: dw, ldc: g.k, plan: gradients.threading)
+        }
+        if let (dx, accumulate) = gradients.input, let columnGradient {
+            BLAS.gemm(transposeA: true, m: g.k, n: g.p, k: g.o, a: operands.weight, lda: g.k, b: dy, ldb: g.p,
+                      c: columnGradient.pointer, ldc: g.p, plan: gradients.threading)
+            let dxn = dx + first * imageSize
+            if !accumulate { dxn.update(repeating: 0, count: imageSize) }
+            col2im(columnGradient.pointer, g, dxn)
+        }
+    }
+
+    func finishBackward(_ gradients: ConvolutionGradients) {}
+}
+
+/// The activation and max-pool that follow the products inside the fused op, an image chunk at a time; the pool
+/// keeps each window's winner for backward.
+struct ConvolutionEpilogue {
+    let g: ConvolutionGeometry
+    let activation: Activation
+    /// The pool's window (and stride), or nil for none.
+    let pool: Int?
+    /// Int32 winners of every pooled output (N x O x pooled), with a pool.
+    let winners: TensorStorage?
+    var pooled: Int { pool.map { (g.oh / $0) * (g.ow / $0) } ?? g.p }
+    /// Whether the op's output differs from the products (an activation or pool stands between).
+    var transforms: Bool { activation != .identity || pool != nil }
+
+    /// Activation, then pool, of images first..<first + images of `convolved` (images x O x P); the pooled output
+    /// goes to `output` (the whole batch's).
+    func forward(_ convolved: UnsafeMutablePointer<Float>, first: Int, images: Int, output: UnsafeMutablePointer<Float>) {
+        if activation == .relu {
+            for i in 0..<(images * g.o * g.p) { convolved[i] = max(convolved[i], 0) }
+        }
+        guard let pool, let winners else { return }
+        winners.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
+            for plane in (first * g.o)..<((first + images) * g.o) {
+                poolPlane(convolved + (plane - first * g.o) * g.p, height: g.oh, width: g.ow, window: pool,
+                          output + plane * pooled, argmax + plane * pooled)
+            }
+        }
+    }
+
+    /// The gradient at the products' output of images first..<first + images (into `dy`, images x O x P), from the
+    /// upstream gradient at the op's output (`output`: its values, which say where relu passed).
+    func backward(_ upstream: UnsafePointer<Float>, output: UnsafePointer<Float>, first: Int, images: Int,
+                  into dy: UnsafeMutablePointer<Float>) {
+        let outputSize = g.o * g.p
+        for image in first..<(first + images) {
+            let dyn = dy + (image - first) * outputSize
+            guard let winners else {
+                let values = output + image * outputSize, gradient = upstream + image * outputSize
+                for i in 0..<outputSize { dyn[i] = values[i] > 0 ? gradient[i] : 0 }
+                continue
+            }
+            dyn.update(repeating: 0, count: outputSize)
+            winners.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
+                for channel in 0..<g.o {
+                    let plane = image * g.o + channel
+                    let won = argmax + plane * pooled, values = output + plane * pooled
+                    let gradient = upstream + plane * pooled, target = dyn + channel * g.p
+                    for j in 0..<pooled where activation == .identity || values[j] > 0 { target[Int(won[j])] += gradient[j] }
+                }
+            }
+        }
+    }
+}
+
 /// 2-D convolution (cross-correlation) of `input` with `weight`, plus `bias`, optionally followed by an activation
 /// and a max-pool, fused.
 ///
@@ -170,271 +308,49 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
                    activation: Activation = .identity, maxPool: Int? = nil,
                    algorithm: ConvolutionAlgorithm = .automatic) -> Tensor {
     let g = ConvolutionGeometry("conv2D", input: input.shape, weight: weight.shape, stride: stride, padding: padding)
-    if let bias {
-        require(bias.shape == [g.o], "conv2D: bias \(describe(bias.shape)) does not match weight \(describe(weight.shape))")
-    }
     let pool = maxPool ?? 1
-    require(pool >= 1 && g.oh >= pool && g.ow >= pool,
-            "conv2D: max-pool window \(pool) does not fit the \(g.oh)x\(g.ow) output")
-    let winogradApplies = g.kh == 3 && g.kw == 3 && g.stride == 1
-    require(algorithm != .winograd || winogradApplies,
+    require(bias == nil || bias!.shape == [g.o], "conv2D: bias \(describe(bias?.shape ?? [])) does not match weight \(describe(weight.shape))")
+    require(pool >= 1 && g.oh >= pool && g.ow >= pool, "conv2D: max-pool window \(pool) does not fit the \(g.oh)x\(g.ow) output")
+    require(algorithm != .winograd || (g.kh == 3 && g.kw == 3 && g.stride == 1),
             "conv2D: Winograd F(2x2, 3x3) needs a 3x3 kernel at stride 1, not \(g.kh)x\(g.kw) at stride \(g.stride)")
-    let plan = algorithm == .winograd || (algorithm == .automatic && WinogradPlan.applies(to: g)) ? WinogradPlan(g) : nil
-    let chunk = plan?.chunk ?? 1  // images computed together
-    // Winograd with a 2x2 pool: bias, activation and pool happen in the output transform (see Winograd.swift).
-    let poolInTransform = plan.map { winogradPoolFuses($0, maxPool: maxPool) } ?? false
-    let (ph, pw) = (g.oh / pool, g.ow / pool)
-    let pooled = ph * pw
-    let out = Tape.output("conv2D", shape: [g.n, g.o, maxPool == nil ? g.oh : ph, maxPool == nil ? g.ow : pw],
-                          inputList: bias.map { [input, weight, $0] } ?? [input, weight])
+    let out = Tape.output("conv2D", shape: [g.n, g.o, g.oh / pool, g.ow / pool], inputList: bias.map { [input, weight, $0] } ?? [input, weight])
     let allocate = { (count: Int) in out.tape.map { $0.arena.allocate(count) } ?? TensorStorage(capacity: count) }
-    let threading = out.tape?.plan ?? .serial
-    let outputSize = g.o * g.p, imageSize = g.c * g.h * g.w
-    let tiles = plan.map { chunk * $0.tilesPerImage } ?? 0
-    // im2col: one image's columns (K x P). Winograd: the chunk's transformed input tiles V (16 x C x T).
-    let scratch = allocate(plan == nil ? g.k * g.p : 16 * g.c * tiles)
-    let transformedWeights = plan.map { _ in allocate(16 * g.o * g.c) }  // U: 16 x O x C
-    let products = plan.map { _ in allocate(16 * g.o * tiles) }        // M: 16 x O x T
-    let convolved = maxPool == nil || poolInTransform ? nil : allocate(chunk * outputSize) // output before pooling
-    let argmaxStorage = maxPool == nil ? nil : allocate(g.n * g.o * pooled) // Int32 winners of each window
-    let x = input.pointer, wt = weight.pointer, y = out.pointer
-    if let plan, let transformedWeights { winogradTransformWeights(wt, plan, transformedWeights.pointer) }
-
-    for first in Swift.stride(from: 0, to: g.n, by: chunk) {
-        let images = min(chunk, g.n - first)
-        let target = convolved?.pointer ?? (y + first * outputSize)
-        if let plan, let transformedWeights, let products {
-            let t = images * plan.tilesPerImage
-            winogradTransformInput(x + first * imageSize, images: images, plan, scratch.pointer)
-            for xi in 0..<16 {
-                BLAS.gemm(m: g.o, n: t, k: g.c, a: transformedWeights.pointer + xi * g.o * g.c, lda: g.c,
-                          b: scratch.pointer + xi * g.c * t, ldb: t, c: products.pointer + xi * g.o * t, ldc: t,
-                          plan: threading)
-            }
-            if poolInTransform, let argmaxStorage {
-                argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
-                    winogradTransformOutputPooled(products.pointer, images: images, plan, bias: bias?.pointer,
-                                                  relu: activation == .relu, y + first * g.o * pooled,
-                                                  argmax + first * g.o * pooled)
-                }
-                continue
-            }
-            winogradTransformOutput(products.pointer, images: images, plan, bias: bias?.pointer, target)
-        } else {
-            im2col(x + first * imageSize, g, scratch.pointer)
-            if let bias {
-                for channel in 0..<g.o { (target + channel * g.p).update(repeating: bias.pointer[channel], count: g.p) }
-            }
-            BLAS.gemm(m: g.o, n: g.p, k: g.k, a: wt, lda: g.k, b: scratch.pointer, ldb: g.p, beta: bias == nil ? 0 : 1,
-                      c: target, ldc: g.p, plan: threading)
-        }
-        if activation == .relu {
-            for i in 0..<(images * outputSize) { target[i] = max(target[i], 0) }
-        }
-        if let argmaxStorage {
-            argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
-                for plane in (first * g.o)..<((first + images) * g.o) {
-                    poolPlane(target + (plane - first * g.o) * g.p, height: g.oh, width: g.ow, window: pool,
-                              y + plane * pooled, argmax + plane * pooled)
-                }
-            }
-        }
+    let operands = ConvolutionOperands(input: input.pointer, weight: weight.pointer, bias: bias?.pointer,
+                                       threading: out.tape?.plan ?? .serial)
+    let method: ConvolutionMethod = algorithm == .winograd || (algorithm == .automatic && WinogradPlan.applies(to: g))
+        ? WinogradConvolution(WinogradPlan(g), weight: weight.pointer, allocate: allocate) : Im2colConvolution(g, allocate: allocate)
+    if let winograd = method as? WinogradConvolution, winograd.fusesPool(maxPool) {
+        winograd.convolvePooled(operands, relu: activation == .relu, output: out, allocate: allocate, inputs: (input, weight, bias))
+        return out
     }
-
+    let epilogue = ConvolutionEpilogue(g: g, activation: activation, pool: maxPool,
+                                       winners: maxPool.map { _ in allocate(g.n * g.o * (g.oh / pool) * (g.ow / pool)) })
+    let outputSize = g.o * g.p, chunk = method.chunk
+    let convolved = maxPool == nil ? nil : allocate(chunk * outputSize)  // the chunk's output before pooling
+    for first in Swift.stride(from: 0, to: g.n, by: chunk) {
+        let images = min(chunk, g.n - first), target = convolved?.pointer ?? (out.pointer + first * outputSize)
+        method.forward(operands, first: first, images: images, into: target)
+        epilogue.forward(target, first: first, images: images, output: out.pointer)
+    }
     out.tape?.record(out) { tape, upstream in
-        let dw = tape.gradientDestination(of: weight)
+        let gradients = ConvolutionGradients(weight: tape.gradientDestination(of: weight), input: tape.gradientDestination(of: input),
+                                             threading: tape.plan)
         let db = bias.flatMap { tape.gradientDestination(of: $0) }
-        let dx = tape.gradientDestination(of: input)
-        // The chunk's gradient at the convolution's output, when the activation or pool stand between.
-        let outputGradient = (activation == .identity && maxPool == nil) || poolInTransform
-            ? nil : tape.arena.allocate(chunk * outputSize)
-        // im2col: dcol of one image (K x P). Winograd: Q (16 x C x T).
-        let inputScratch = dx == nil ? nil : tape.arena.allocate(plan == nil ? g.k * g.p : 16 * g.c * tiles)
-        let transformedGradient = plan.map { _ in tape.arena.allocate(16 * g.o * tiles) }       // Ŷ: 16 x O x T
-        let weightProducts = plan == nil || dw == nil ? nil : tape.arena.allocate(16 * g.o * g.c) // P: 16 x O x C
-        withExtendedLifetime((scratch, transformedWeights, products, argmaxStorage, outputGradient, inputScratch,
-                              transformedGradient, weightProducts)) {
+        let outputGradient = epilogue.transforms ? tape.arena.allocate(chunk * outputSize) : nil
+        method.beginBackward(gradients, allocate: tape.arena.allocate)
+        withExtendedLifetime((method, convolved, epilogue.winners, outputGradient)) {
             if let (db, accumulate) = db, !accumulate { db.update(repeating: 0, count: g.o) }
             for first in Swift.stride(from: 0, to: g.n, by: chunk) {
                 let images = min(chunk, g.n - first)
-                if poolInTransform, let plan, let transformedWeights, let transformedGradient, let argmaxStorage {
-                    // Straight from the pooled gradient to Ŷ (and the bias gradient), as the forward fused the pool.
-                    let planes = first * g.o * pooled, relu = activation == .relu
-                    if let (db, _) = db {
-                        for image in 0..<images {
-                            for channel in 0..<g.o {
-                                let start = planes + (image * g.o + channel) * pooled
-                                db[channel] += relu ? vectorSum(upstream + start, wherePositive: y + start, pooled)
-                                    : vectorSum(upstream + start, pooled)
-                            }
-                        }
-                    }
-                    argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
-                        winogradTransformPooledGradient(upstream + planes, pooled: y + planes, argmax: argmax + planes,
-                                                        images: images, plan, relu: relu, transformedGradient.pointer)
-                    }
-                    winogradGradients(plan, first: first, images: images, input: x + first * imageSize,
-                                      transformedInput: scratch.pointer, transformedWeights: transformedWeights.pointer,
-                                      transformedGradient: transformedGradient.pointer, weightProducts: weightProducts?.pointer,
-                                      inputScratch: inputScratch?.pointer, dx: dx.map { ($0.0 + first * imageSize, $0.accumulate) },
-                                      threading: tape.plan)
-                    continue
-                }
-                // Gradient at the convolution's output for these images: through the pool and the activation.
-                let dyChunk: UnsafeMutablePointer<Float>
-                if let outputGradient {
-                    dyChunk = outputGradient.pointer
-                    for image in first..<(first + images) {
-                        let dyn = dyChunk + (image - first) * outputSize
-                        if let argmaxStorage {
-                            dyn.update(repeating: 0, count: outputSize)
-                            argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
-                                for channel in 0..<g.o {
-                                    let plane = image * g.o + channel
-                                    let winners = argmax + plane * pooled, values = y + plane * pooled
-                                    let gradient = upstream + plane * pooled, target = dyn + channel * g.p
-                                    for j in 0..<pooled where activation == .identity || values[j] > 0 {
-                                        target[Int(winners[j])] += gradient[j]
-                                    }
-                                }
-                            }
-                        } else {
-                            let values = y + image * outputSize, gradient = upstream + image * outputSize
-                            for i in 0..<outputSize { dyn[i] = values[i] > 0 ? gradient[i] : 0 }
-                        }
-                    }
-                } else {
-                    dyChunk = upstream + first * outputSize
-                }
+                let dy = outputGradient?.pointer ?? (upstream + first * outputSize)
+                if outputGradient != nil { epilogue.backward(upstream, output: out.pointer, first: first, images: images, into: dy) }
                 if let (db, _) = db {
-                    for image in 0..<images {
-                        for channel in 0..<g.o {
-                            db[channel] += vectorSum(dyChunk + image * outputSize + channel * g.p, g.p)
-                        }
-                    }
+                    for plane in 0..<(images * g.o) { db[plane % g.o] += vectorSum(dy + plane * g.p, g.p) }
                 }
-                if let plan, let transformedWeights, let transformedGradient {
-                    winogradTransformOutputGradient(dyChunk, images: images, plan, transformedGradient.pointer)
-                    winogradGradients(plan, first: first, images: images, input: x + first * imageSize,
-                                      transformedInput: scratch.pointer, transformedWeights: transformedWeights.pointer,
-                                      transformedGradient: transformedGradient.pointer, weightProducts: weightProducts?.pointer,
-                                      inputScratch: inputScratch?.pointer, dx: dx.map { ($0.0 + first * imageSize, $0.accumulate) },
-                                      threading: tape.plan)
-                } else {
-                    let dyn = dyChunk  // im2col works one image at a time
-                    if let (dw, accumulate) = dw {
-                        im2col(x + first * imageSize, g, scratch.pointer)
-                        BLAS.gemm(transposeB: true, m: g.o, n: g.k, k: g.p, a: dyn, lda: g.p, b: scratch.pointer, ldb: g.p,
-                                  beta: (first == 0 && !accumulate) ? 0 : 1, c: dw, ldc: g.k, plan: tape.plan)
-                    }
-                    if let (dx, accumulate) = dx, let inputScratch {
-                        BLAS.gemm(transposeA: true, m: g.k, n: g.p, k: g.o, a: wt, lda: g.k, b: dyn, ldb: g.p,
-                                  c: inputScratch.pointer, ldc: g.p, plan: tape.plan)
-                        let dxn = dx + first * imageSize
-                        if !accumulate { dxn.update(repeating: 0, count: imageSize) }
-                        col2im(inputScratch.pointer, g, dxn)
-                    }
-                }
+                method.backward(operands, first: first, images: images, outputGradient: dy, gradients)
             }
-            if let plan, let weightProducts, let (dw, accumulate) = dw {
-                winogradWeightGradient(weightProducts.pointer, plan, dw, accumulate: accumulate)
-            }
+            method.finishBackward(gradients)
         }
     }
     return out
-}
-
-/// The Winograd GEMMs of one chunk's backward pass, given its Ŷ: the weight-gradient products P (summed over the
-/// chunks; the first chunk overwrites) and the input gradient, added into `dx` (overwritten first unless it
-/// accumulates).
-private func winogradGradients(_ plan: WinogradPlan, first: Int, images: Int, input: UnsafePointer<Float>,
-                               transformedInput: UnsafeMutablePointer<Float>, transformedWeights: UnsafePointer<Float>,
-                               transformedGradient: UnsafePointer<Float>, weightProducts: UnsafeMutablePointer<Float>?,
-                               inputScratch: UnsafeMutablePointer<Float>?,
-                               dx: (UnsafeMutablePointer<Float>, accumulate: Bool)?, threading: BLAS.Plan) {
-    let g = plan.g
-    let t = images * plan.tilesPerImage
-    if let weightProducts {
-        winogradTransformInput(input, images: images, plan, transformedInput)
-        for xi in 0..<16 {
-            BLAS.gemm(transposeB: true, m: g.o, n: g.c, k: t, a: transformedGradient + xi * g.o * t, lda: t,
-                      b: transformedInput + xi * g.c * t, ldb: t, beta: first == 0 ? 0 : 1,
-                      c: weightProducts + xi * g.o * g.c, ldc: g.c, plan: threading)
-        }
-    }
-    if let (dxChunk, accumulate) = dx, let inputScratch {
-        for xi in 0..<16 {
-            BLAS.gemm(transposeA: true, m: g.c, n: t, k: g.o, a: transformedWeights + xi * g.o * g.c, lda: g.c,
-                      b: transformedGradient + xi * g.o * t, ldb: t, c: inputScratch + xi * g.c * t, ldc: t,
-                      plan: threading)
-        }
-        if !accumulate { dxChunk.update(repeating: 0, count: images * g.c * g.h * g.w) }
-        winogradAccumulateInputGradient(inputScratch, images: images, plan, dxChunk)
-    }
-}
-
-/// The direct, loop-by-loop convolution in Double: the reference the im2col path is tested against.
-package enum ConvolutionReference {
-    /// Output values (N x O x OH x OW) and shape.
-    package static func forward(input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], bias: [Float]?,
-                               stride: Int, padding: Padding) -> (values: [Double], shape: [Int]) {
-        let g = ConvolutionGeometry("ConvolutionReference", input: inputShape, weight: weightShape, stride: stride,
-                                    padding: padding)
-        var out = [Double](repeating: 0, count: g.n * g.o * g.p)
-        for n in 0..<g.n {
-            for o in 0..<g.o {
-                for oy in 0..<g.oh {
-                    for ox in 0..<g.ow {
-                        var total = bias.map { Double($0[o]) } ?? 0
-                        for c in 0..<g.c {
-                            for ky in 0..<g.kh {
-                                for kx in 0..<g.kw {
-                                    let iy = oy * g.stride + ky - g.padTop, ix = ox * g.stride + kx - g.padLeft
-                                    guard iy >= 0 && iy < g.h && ix >= 0 && ix < g.w else { continue }
-                                    total += Double(input[((n * g.c + c) * g.h + iy) * g.w + ix])
-                                        * Double(weight[((o * g.c + c) * g.kh + ky) * g.kw + kx])
-                                }
-                            }
-                        }
-                        out[((n * g.o + o) * g.oh + oy) * g.ow + ox] = total
-                    }
-                }
-            }
-        }
-        return (out, [g.n, g.o, g.oh, g.ow])
-    }
-
-    /// Gradients of Σ output · `outputGradient` with respect to input, weight and bias.
-    package static func gradients(input: [Float], inputShape: [Int], weight: [Float], weightShape: [Int], stride: Int,
-                                 padding: Padding, outputGradient: [Float])
-        -> (input: [Double], weight: [Double], bias: [Double]) {
-        let g = ConvolutionGeometry("ConvolutionReference", input: inputShape, weight: weightShape, stride: stride,
-                                    padding: padding)
-        var dx = [Double](repeating: 0, count: input.count)
-        var dw = [Double](repeating: 0, count: weight.count)
-        var db = [Double](repeating: 0, count: g.o)
-        for n in 0..<g.n {
-            for o in 0..<g.o {
-                for oy in 0..<g.oh {
-                    for ox in 0..<g.ow {
-                        let up = Double(outputGradient[((n * g.o + o) * g.oh + oy) * g.ow + ox])
-                        db[o] += up
-                        for c in 0..<g.c {
-                            for ky in 0..<g.kh {
-                                for kx in 0..<g.kw {
-                                    let iy = oy * g.stride + ky - g.padTop, ix = ox * g.stride + kx - g.padLeft
-                                    guard iy >= 0 && iy < g.h && ix >= 0 && ix < g.w else { continue }
-                                    let xi = ((n * g.c + c) * g.h + iy) * g.w + ix
-                                    let wi = ((o * g.c + c) * g.kh + ky) * g.kw + kx
-                                    dx[xi] += up * Double(weight[wi])
-                                    dw[wi] += up * Double(input[xi])
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return (dx, dw, db)
-    }
 }

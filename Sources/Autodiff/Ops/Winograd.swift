@@ -45,6 +45,165 @@ struct WinogradPlan {
     static func applies(to g: ConvolutionGeometry) -> Bool {
         g.kh == 3 && g.kw == 3 && g.stride == 1 && g.c >= 8 && g.o >= 8
     }
+
+    /// The tile walk every transform shares: the tiles of one plane, row by row, `run` adjacent tiles at a time:
+    /// 8 (if `widest` allows) or 4 when that many lie wholly inside (`fits`: vector loads and stores), else 1
+    /// (edges and padding, element by element).
+    @inline(__always)
+    func walkTiles(widest: Int, fits: (_ ty: Int, _ tx: Int, _ run: Int) -> Bool,
+                   _ body: (_ ty: Int, _ tx: Int, _ run: Int) -> Void) {
+        for ty in 0..<tilesY {
+            var tx = 0
+            while tx < tilesX {
+                let run = widest >= 8 && tx + 8 <= tilesX && fits(ty, tx, 8) ? 8 : tx + 4 <= tilesX && fits(ty, tx, 4) ? 4 : 1
+                body(ty, tx, run)
+                tx += run
+            }
+        }
+    }
+
+    /// Whether `run` tiles from (ty, tx) have their 4x4 input patches inside the plane (rows and columns).
+    @inline(__always)
+    func inputPatchesInside(_ ty: Int, _ tx: Int, _ run: Int) -> Bool {
+        let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
+        return y0 >= 0 && y0 + 4 <= g.h && x0 >= 0 && x0 + 2 * run + 2 <= g.w
+    }
+
+    /// Whether `run` tiles from (ty, tx) have their 2x2 output blocks inside the output plane.
+    @inline(__always)
+    func outputBlocksInside(_ ty: Int, _ tx: Int, _ run: Int) -> Bool {
+        2 * tx + 2 * run <= g.ow && 2 * ty + 2 <= g.oh
+    }
+}
+
+/// Winograd F(2x2, 3x3) for one layer shape, a chunk of images at a time: the input transformed (V), 16 GEMMs with
+/// the transformed weights (U, made once per call), the output transformed back. With a 2x2 max-pool after it, the
+/// output transform adds the bias, applies relu and pools (`convolvePooled`), so the unpooled output is never written.
+final class WinogradConvolution: ConvolutionMethod {
+    let plan: WinogradPlan
+    var geometry: ConvolutionGeometry { plan.g }
+    var chunk: Int { plan.chunk }
+    /// V (16 x C x T), the chunk's transformed input; U (16 x O x C); M (16 x O x T), the products.
+    private let transformedInput: TensorStorage
+    private let transformedWeights: TensorStorage
+    private let products: TensorStorage
+    /// Backward: Ŷ (16 x O x T), P (16 x O x C, summed over the chunks) and Q (16 x C x T).
+    private var transformedGradient: TensorStorage?
+    private var weightProducts: TensorStorage?
+    private var inputProducts: TensorStorage?
+
+    init(_ plan: WinogradPlan, weight: UnsafePointer<Float>, allocate: (Int) -> TensorStorage) {
+        self.plan = plan
+        let g = plan.g, tiles = plan.chunk * plan.tilesPerImage
+        transformedInput = allocate(16 * g.c * tiles)
+        transformedWeights = allocate(16 * g.o * g.c)
+        products = allocate(16 * g.o * tiles)
+        winogradTransformWeights(weight, plan, transformedWeights.pointer)
+    }
+
+    /// Whether a max-pool of this window after the convolution goes into the output transform (2x2, even planes).
+    func fusesPool(_ maxPool: Int?) -> Bool { winogradPoolFuses(plan, maxPool: maxPool) }
+
+    /// M = U V for images first..<first + images: the input transform, then one GEMM per ξ.
+    private func multiply(_ operands: ConvolutionOperands, first: Int, images: Int) {
+        let g = plan.g, t = images * plan.tilesPerImage
+        winogradTransformInput(operands.input + first * g.c * g.h * g.w, images: images, plan, transformedInput.pointer)
+        for xi in 0..<16 {
+            BLAS.gemm(m: g.o, n: t, k: g.c, a: transformedWeights.pointer + xi * g.o * g.c, lda: g.c,
+                      b: transformedInput.pointer + xi * g.c * t, ldb: t, c: products.pointer + xi * g.o * t, ldc: t,
+                      plan: operands.threading)
+        }
+    }
+
+    func forward(_ operands: ConvolutionOperands, first: Int, images: Int, into output: UnsafeMutablePointer<Float>) {
+        multiply(operands, first: first, images: images)
+        winogradTransformOutput(products.pointer, images: images, plan, bias: operands.bias, output)
+    }
+
+    func beginBackward(_ gradients: ConvolutionGradients, allocate: (Int) -> TensorStorage) {
+        let g = plan.g, tiles = plan.chunk * plan.tilesPerImage
+        transformedGradient = allocate(16 * g.o * tiles)
+        if gradients.weight != nil { weightProducts = allocate(16 * g.o * g.c) }
+        if gradients.input != nil { inputProducts = allocate(16 * g.c * tiles) }
+    }
+
+    func backward(_ operands: ConvolutionOperands, first: Int, images: Int, outputGradient dy: UnsafePointer<Float>,
+                  _ gradients: ConvolutionGradients) {
+        winogradTransformOutputGradient(dy, images: images, plan, transformedGradient!.pointer)
+        backwardProducts(operands, first: first, images: images, gradients)
+    }
+
+    /// The GEMMs of one chunk's backward, given its Ŷ: the weight-gradient products P (summed over the chunks; the
+    /// first chunk overwrites) and the input gradient, added into dX (overwritten first unless it accumulates).
+    private func backwardProducts(_ operands: ConvolutionOperands, first: Int, images: Int, _ gradients: ConvolutionGradients) {
+        let g = plan.g, t = images * plan.tilesPerImage
+        let yhat = transformedGradient!.pointer
+        if let weightProducts {
+            winogradTransformInput(operands.input + first * g.c * g.h * g.w, images: images, plan, transformedInput.pointer)
+            for xi in 0..<16 {
+                BLAS.gemm(transposeB: true, m: g.o, n: g.c, k: t, a: yhat + xi * g.o * t, lda: t,
+                          b: transformedInput.pointer + xi * g.c * t, ldb: t, beta: first == 0 ? 0 : 1,
+                          c: weightProducts.pointer + xi * g.o * g.c, ldc: g.c, plan: gradients.threading)
+            }
+        }
+        if let (dx, accumulate) = gradients.input, let inputProducts {
+            for xi in 0..<16 {
+                BLAS.gemm(transposeA: true, m: g.c, n: t, k: g.o, a: transformedWeights.pointer + xi * g.o * g.c, lda: g.c,
+                          b: yhat + xi * g.o * t, ldb: t, c: inputProducts.pointer + xi * g.c * t, ldc: t,
+                          plan: gradients.threading)
+            }
+            let dxChunk = dx + first * g.c * g.h * g.w
+            if !accumulate { dxChunk.update(repeating: 0, count: images * g.c * g.h * g.w) }
+            winogradAccumulateInputGradient(inputProducts.pointer, images: images, plan, dxChunk)
+        }
+    }
+
+    func finishBackward(_ gradients: ConvolutionGradients) {
+        if let weightProducts, let (dw, accumulate) = gradients.weight {
+            winogradWeightGradient(weightProducts.pointer, plan, dw, accumulate: accumulate)
+        }
+    }
+
+    /// The whole fused op with a 2x2 max-pool in the output transform: bias, relu (if `relu`) and pool happen there,
+    /// forward; backward goes straight from the pooled gradient to Ŷ (and the bias gradient).
+    func convolvePooled(_ operands: ConvolutionOperands, relu: Bool, output out: Tensor, allocate: (Int) -> TensorStorage,
+                        inputs: (input: Tensor, weight: Tensor, bias: Tensor?)) {
+        let g = plan.g, pooled = (g.oh / 2) * (g.ow / 2), y = out.pointer
+        let winners = allocate(g.n * g.o * pooled)  // Int32 winners of each window
+        for first in Swift.stride(from: 0, to: g.n, by: chunk) {
+            let images = min(chunk, g.n - first)
+            multiply(operands, first: first, images: images)
+            winners.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
+                winogradTransformOutputPooled(products.pointer, images: images, plan, bias: operands.bias, relu: relu,
+                                              y + first * g.o * pooled, argmax + first * g.o * pooled)
+            }
+        }
+        out.tape?.record(out) { tape, upstream in
+            let gradients = ConvolutionGradients(weight: tape.gradientDestination(of: inputs.weight),
+                                                 input: tape.gradientDestination(of: inputs.input), threading: tape.plan)
+            let db = inputs.bias.flatMap { tape.gradientDestination(of: $0) }
+            self.beginBackward(gradients, allocate: tape.arena.allocate)
+            withExtendedLifetime(winners) {
+                if let (db, accumulate) = db, !accumulate { db.update(repeating: 0, count: g.o) }
+                for first in Swift.stride(from: 0, to: g.n, by: self.chunk) {
+                    let images = min(self.chunk, g.n - first), planes = first * g.o * pooled
+                    if let (db, _) = db {
+                        for plane in 0..<(images * g.o) {
+                            let start = planes + plane * pooled
+                            db[plane % g.o] += relu ? vectorSum(upstream + start, wherePositive: y + start, pooled)
+                                : vectorSum(upstream + start, pooled)
+                        }
+                    }
+                    winners.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
+                        winogradTransformPooledGradient(upstream + planes, pooled: y + planes, argmax: argmax + planes,
+                                                        images: images, self.plan, relu: relu, self.transformedGradient!.pointer)
+                    }
+                    self.backwardProducts(operands, first: first, images: images, gradients)
+                }
+                self.finishBackward(gradients)
+            }
+        }
+    }
 }
 
 /// U[ξ][o][c] = (G g Gᵀ)[ξ] for every output and input channel: 16 x O x C.
@@ -121,24 +280,13 @@ func winogradTransformInput(_ input: UnsafePointer<Float>, images: Int, _ plan: 
         for ch in 0..<g.c {
             let plane = input + (image * g.c + ch) * g.h * g.w
             let out = v + ch * t + image * plan.tilesPerImage
-            for ty in 0..<plan.tilesY {
-                let y0 = 2 * ty - g.padTop
-                let rowsInside = y0 >= 0 && y0 + 4 <= g.h
-                var tx = 0
-                while tx < plan.tilesX {
-                    let x0 = 2 * tx - g.padLeft
-                    let index = out + ty * plan.tilesX + tx
-                    let row0 = plane + y0 * g.w + x0
-                    if rowsInside && tx + 8 <= plan.tilesX && x0 >= 0 && x0 + 18 <= g.w {
-                        transformTileRows(row0, width: g.w, columns8, index, stride)  // rows of 16, halves of 8
-                        tx += 8
-                    } else if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
-                        transformTileRows(row0, width: g.w, columns, index, stride)
-                        tx += 4
-                    } else {
-                        transformInputTile(plane, y0: y0, x0: x0, g, index, stride)
-                        tx += 1
-                    }
+            plan.walkTiles(widest: 8, fits: plan.inputPatchesInside) { ty, tx, run in
+                let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
+                let index = out + ty * plan.tilesX + tx
+                switch run {
+                case 8: transformTileRows(plane + y0 * g.w + x0, width: g.w, columns8, index, stride)  // rows of 16, halves of 8
+                case 4: transformTileRows(plane + y0 * g.w + x0, width: g.w, columns, index, stride)
+                default: transformInputTile(plane, y0: y0, x0: x0, g, index, stride)
                 }
             }
         }
@@ -225,34 +373,28 @@ func winogradTransformOutput(_ m: UnsafePointer<Float>, images: Int, _ plan: Win
             let source = m + channel * t + image * plan.tilesPerImage
             let plane = output + (image * g.o + channel) * g.p
             let b = bias?[channel] ?? 0
-            for ty in 0..<plan.tilesY {
-                let oy = 2 * ty
-                var tx = 0
-                while tx < plan.tilesX {
-                    let ox = 2 * tx
-                    let index = source + ty * plan.tilesX + tx
-                    if tx + 4 <= plan.tilesX && ox + 8 <= g.ow && oy + 2 <= g.oh {
-                        func x(_ xi: Int) -> Lane { load4(index + xi * stride) }
-                        // Aᵀ x: rows x0 + x1 + x2 and x1 - x2 - x3 (of 4 columns each), then each row times A.
-                        let r0 = (x(0) + x(4) + x(8), x(1) + x(5) + x(9), x(2) + x(6) + x(10), x(3) + x(7) + x(11))
-                        let r1 = (x(4) - x(8) - x(12), x(5) - x(9) - x(13), x(6) - x(10) - x(14), x(7) - x(11) - x(15))
-                        let bias = Lane(repeating: b)
-                        store(interleave(r0.0 + r0.1 + r0.2 + bias, r0.1 - r0.2 - r0.3 + bias), plane + oy * g.ow + ox)
-                        store(interleave(r1.0 + r1.1 + r1.2 + bias, r1.1 - r1.2 - r1.3 + bias), plane + (oy + 1) * g.ow + ox)
-                        tx += 4
-                    } else {
-                        var x = SIMD16<Float>()
-                        for xi in 0..<16 { x[xi] = index[xi * stride] }
-                        let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
-                        let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
-                        let top = plane + oy * g.ow + ox
-                        top[0] = r0.0 + r0.1 + r0.2 + b
-                        if ox + 1 < g.ow { top[1] = r0.1 - r0.2 - r0.3 + b }
-                        if oy + 1 < g.oh {
-                            top[g.ow] = r1.0 + r1.1 + r1.2 + b
-                            if ox + 1 < g.ow { top[g.ow + 1] = r1.1 - r1.2 - r1.3 + b }
-                        }
-                        tx += 1
+            plan.walkTiles(widest: 4, fits: plan.outputBlocksInside) { ty, tx, run in
+                let (oy, ox) = (2 * ty, 2 * tx)
+                let index = source + ty * plan.tilesX + tx
+                if run == 4 {
+                    func x(_ xi: Int) -> Lane { load4(index + xi * stride) }
+                    // Aᵀ x: rows x0 + x1 + x2 and x1 - x2 - x3 (of 4 columns each), then each row times A.
+                    let r0 = (x(0) + x(4) + x(8), x(1) + x(5) + x(9), x(2) + x(6) + x(10), x(3) + x(7) + x(11))
+                    let r1 = (x(4) - x(8) - x(12), x(5) - x(9) - x(13), x(6) - x(10) - x(14), x(7) - x(11) - x(15))
+                    let bias = Lane(repeating: b)
+                    store(interleave(r0.0 + r0.1 + r0.2 + bias, r0.1 - r0.2 - r0.3 + bias), plane + oy * g.ow + ox)
+                    store(interleave(r1.0 + r1.1 + r1.2 + bias, r1.1 - r1.2 - r1.3 + bias), plane + (oy + 1) * g.ow + ox)
+                } else {
+                    var x = SIMD16<Float>()
+                    for xi in 0..<16 { x[xi] = index[xi * stride] }
+                    let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
+                    let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
+                    let top = plane + oy * g.ow + ox
+                    top[0] = r0.0 + r0.1 + r0.2 + b
+                    if ox + 1 < g.ow { top[1] = r0.1 - r0.2 - r0.3 + b }
+                    if oy + 1 < g.oh {
+                        top[g.ow] = r1.0 + r1.1 + r1.2 + b
+                        if ox + 1 < g.ow { top[g.ow + 1] = r1.1 - r1.2 - r1.3 + b }
                     }
                 }
             }
@@ -271,38 +413,32 @@ func winogradTransformOutputGradient(_ dy: UnsafePointer<Float>, images: Int, _ 
         for channel in 0..<g.o {
             let plane = dy + (image * g.o + channel) * g.p
             let out = yhat + channel * t + image * plan.tilesPerImage
-            for ty in 0..<plan.tilesY {
-                let oy = 2 * ty
-                var tx = 0
-                while tx < plan.tilesX {
-                    let ox = 2 * tx
-                    let index = out + ty * plan.tilesX + tx
-                    if tx + 4 <= plan.tilesX && ox + 8 <= g.ow && oy + 2 <= g.oh {
-                        let top = load8(plane + oy * g.ow + ox), bottom = load8(plane + (oy + 1) * g.ow + ox)
-                        writeARow(top.evenHalf, top.oddHalf, index, 0, stride)
-                        writeARow(top.evenHalf + bottom.evenHalf, top.oddHalf + bottom.oddHalf, index, 4, stride)
-                        writeARow(top.evenHalf - bottom.evenHalf, top.oddHalf - bottom.oddHalf, index, 8, stride)
-                        writeARow(-bottom.evenHalf, -bottom.oddHalf, index, 12, stride)
-                        tx += 4
-                    } else {
-                        let top = plane + oy * g.ow + ox
-                        let right = ox + 1 < g.ow, below = oy + 1 < g.oh
-                        let a0 = top[0], a1 = right ? top[1] : 0
-                        let b0 = below ? top[g.ow] : 0, b1 = below && right ? top[g.ow + 1] : 0
-                        for i in 0..<4 {
-                            let r: (Float, Float)
-                            switch i {
-                            case 0: r = (a0, a1)
-                            case 1: r = (a0 + b0, a1 + b1)
-                            case 2: r = (a0 - b0, a1 - b1)
-                            default: r = (-b0, -b1)
-                            }
-                            index[(4 * i + 0) * stride] = r.0
-                            index[(4 * i + 1) * stride] = r.0 + r.1
-                            index[(4 * i + 2) * stride] = r.0 - r.1
-                            index[(4 * i + 3) * stride] = -r.1
+            plan.walkTiles(widest: 4, fits: plan.outputBlocksInside) { ty, tx, run in
+                let (oy, ox) = (2 * ty, 2 * tx)
+                let index = out + ty * plan.tilesX + tx
+                if run == 4 {
+                    let top = load8(plane + oy * g.ow + ox), bottom = load8(plane + (oy + 1) * g.ow + ox)
+                    writeARow(top.evenHalf, top.oddHalf, index, 0, stride)
+                    writeARow(top.evenHalf + bottom.evenHalf, top.oddHalf + bottom.oddHalf, index, 4, stride)
+                    writeARow(top.evenHalf - bottom.evenHalf, top.oddHalf - bottom.oddHalf, index, 8, stride)
+                    writeARow(-bottom.evenHalf, -bottom.oddHalf, index, 12, stride)
+                } else {
+                    let top = plane + oy * g.ow + ox
+                    let right = ox + 1 < g.ow, below = oy + 1 < g.oh
+                    let a0 = top[0], a1 = right ? top[1] : 0
+                    let b0 = below ? top[g.ow] : 0, b1 = below && right ? top[g.ow + 1] : 0
+                    for i in 0..<4 {
+                        let r: (Float, Float)
+                        switch i {
+                        case 0: r = (a0, a1)
+                        case 1: r = (a0 + b0, a1 + b1)
+                        case 2: r = (a0 - b0, a1 - b1)
+                        default: r = (-b0, -b1)
                         }
-                        tx += 1
+                        index[(4 * i + 0) * stride] = r.0
+                        index[(4 * i + 1) * stride] = r.0 + r.1
+                        index[(4 * i + 2) * stride] = r.0 - r.1
+                        index[(4 * i + 3) * stride] = -r.1
                     }
                 }
             }
@@ -330,24 +466,13 @@ func winogradAccumulateInputGradient(_ q: UnsafePointer<Float>, images: Int, _ p
         for ch in 0..<g.c {
             let source = q + ch * t + image * plan.tilesPerImage
             let plane = dx + (image * g.c + ch) * g.h * g.w
-            for ty in 0..<plan.tilesY {
-                let y0 = 2 * ty - g.padTop
-                let rowsInside = y0 >= 0 && y0 + 4 <= g.h
-                var tx = 0
-                while tx < plan.tilesX {
-                    let x0 = 2 * tx - g.padLeft
-                    let index = source + ty * plan.tilesX + tx
-                    let row0 = plane + y0 * g.w + x0
-                    if rowsInside && tx + 8 <= plan.tilesX && x0 >= 0 && x0 + 18 <= g.w {
-                        accumulateTileRows(index, stride, row0, width: g.w, addBRow8)
-                        tx += 8
-                    } else if rowsInside && tx + 4 <= plan.tilesX && x0 >= 0 && x0 + 10 <= g.w {
-                        accumulateTileRows(index, stride, row0, width: g.w, addBRow)
-                        tx += 4
-                    } else {
-                        accumulateInputTile(index, stride, plane, y0: y0, x0: x0, g)
-                        tx += 1
-                    }
+            plan.walkTiles(widest: 8, fits: plan.inputPatchesInside) { ty, tx, run in
+                let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
+                let index = source + ty * plan.tilesX + tx
+                switch run {
+                case 8: accumulateTileRows(index, stride, plane + y0 * g.w + x0, width: g.w, addBRow8)
+                case 4: accumulateTileRows(index, stride, plane + y0 * g.w + x0, width: g.w, addBRow)
+                default: accumulateInputTile(index, stride, plane, y0: y0, x0: x0, g)
                 }
             }
         }

@@ -67,8 +67,7 @@ public enum BLAS {
 
     /// Whether `gemm` zeroes a large output itself before a beta-0 product (see `product`): not with OpenBLAS's
     /// AVX-512 kernels, whose small-matrix path has beta-0 kernels that write C without reading it, and whose
-    /// zeroing pass is as fast as memset. Measured on a Xeon (family 6, model 207), SkylakeX kernels, perf samples:
-    /// CNN 18.8K -> 17.9K for 3 epochs (memset was 6.1 %), MLP unchanged; the same parameters bit for bit.
+    /// zeroing pass is as fast as memset, so a memset first would only add a pass (the bits are the same either way).
     static let zeroesOutputFirst = !["SkylakeX", "Cooperlake", "SapphireRapids"].contains(coreName)
 
     /// The CPU kernel family OpenBLAS picked (e.g. "Zen", "SkylakeX").
@@ -123,10 +122,8 @@ public enum BLAS {
         }
         var beta = beta
         if beta == 0 && k > 0 && m * n >= largeOutput && zeroesOutputFirst {
-            // OpenBLAS (0.3.21, Haswell kernels on Zen) handles beta 0 with a zeroing pass of its own (sgemm_beta) that is slower than
-            // memset, then adds the product onto C anyway; memset and beta 1 give the same bits, faster. Measured
-            // medians: fc1's weight gradient (128x64x9216, 1 thread) 2.80 -> 2.46 ms, a Winograd product
-            // (64x32x576) 0.049 -> 0.039 ms, the MLP's 1024x128x1024 weight gradient on 2 threads 3.0 -> 2.5 ms.
+            // OpenBLAS's AVX2 and older kernels handle beta 0 with a zeroing pass of their own (sgemm_beta) that is
+            // slower than memset, then add the product onto C anyway; memset and beta 1 give the same bits, faster.
             for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) }
             beta = 1
         }

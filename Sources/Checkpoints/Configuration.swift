@@ -39,7 +39,7 @@ public enum ShuffleKind: String, CaseIterable, Sendable, CustomStringConvertible
 
 /// How a rank uses its threads.
 public enum ThreadMode: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// By model: workers for the CNN, split products for the MLP (the fastest of the three for each, measured).
+    /// By model: workers for the CNN, split products for the MLP (the faster mode for each; docs/performance.md).
     case auto
     /// Split the rank's shard over worker threads, each with single-threaded BLAS.
     case workers
@@ -51,15 +51,13 @@ public enum ThreadMode: String, CaseIterable, Sendable, CustomStringConvertible 
     public var description: String { rawValue }
 
     /// The mode a model runs in. The CNN is many small GEMMs with im2col, Winograd transforms and pooling
-    /// between them: workers keep both cores busy through all of it, where OpenBLAS threads spin between calls
-    /// (measured on 2 cores: 4.4 s against 7.2-12.3 s per epoch). The MLP is three large GEMMs per pass: one worker
-    /// avoids summing a full gradient per worker, and splitting each product over our own threads (OpenBLAS
-    /// single-threaded) beats OpenBLAS's threads, which spin between calls and take the core the sparse first-layer
-    /// kernels need (forward and backward of a 128-image step, 8 alternated rounds: median 0.93x of the blas mode's
-    /// time, and steadier; with both modes on the sparse first layer).
+    /// between them: workers keep every core busy through all of it, where OpenBLAS threads spin between calls.
+    /// The MLP is three large GEMMs per pass: one worker avoids summing a full gradient per worker, and splitting
+    /// each product over our own threads (OpenBLAS single-threaded) leaves no thread spinning between calls and
+    /// none taking the core the sparse first-layer kernels need.
     ///
-    /// Under the exact sum, `blas` runs as `split`: OpenBLAS's threads partition a product by their number (measured:
-    /// 3 threads train other bits than 1 or 2), while split mode cuts it at fixed columns whatever the count. With
+    /// Under the exact sum, `blas` runs as `split`: OpenBLAS's threads partition a product by their number, so
+    /// another thread count trains other bits, while split mode cuts it at fixed columns whatever the count. With
     /// bfloat16 products too: OpenBLAS does not compute them, so only split mode threads them.
     public func resolved(for model: ModelKind, reduction: ReductionPrecision = .double,
                          precision: ProductPrecision = .float) -> ThreadMode {
@@ -122,8 +120,8 @@ public enum Defaults {
     public static let stallTimeout = 300.0
     /// How many times the slowest step a collective may wait, when that is longer than `stallTimeout`.
     public static let stallStepMultiple = 10.0
-    /// Samples per micro-batch of the exact sum: 4 of a 128-sample batch. Measured against 16 (8 per batch) on a
-    /// 2-core Xeon: MLP epoch 1.66 s against 2.4 s (the Double sum: 1.10 s), CNN 7.57 s against 8.09 s (7.35 s).
+    /// Samples per micro-batch of the exact sum: 4 of a 128-sample batch (fewer, larger products than at 16 a
+    /// micro-batch, and faster for both models; docs/performance.md).
     public static let microBatch = 32
 
     /// The optimizer a model trains with unless told otherwise (the chapter's choices).

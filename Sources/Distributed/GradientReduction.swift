@@ -24,7 +24,8 @@ import Support
 
 /// Which sum the ranks' gradients go through.
 public enum ReductionPrecision: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// Fixed micro-batches summed exactly in Int64 fixed point (`FixedPointSum`): the same bits at every rank count,
+    /// Fixed micro-batches summed exactly in fixed point (`FixedPointSum`: Int32 blocks of 256 values for batches of up
+    /// to 64 micro-batches, Int64 per tensor beyond): the same bits at every rank count,
     /// thread count and thread mode. Costs the micro-batches' smaller products and a conversion pass.
     case exact
     /// Sum in Double and round once: the result does not depend on how the batch was split or on MPI's reduction

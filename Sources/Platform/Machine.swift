@@ -125,7 +125,6 @@ public struct MachineDescription: Sendable {
         guard blasISA < vectorISA, chosenCoreType == nil else { return nil }
         let better = bestCoreType
         if let forcedCoreType, halvesAVX512 && blasISA == .avx2 {
-            // Measured on a Zen 4 (family 25 model 17): see KernelChoice.
             return "OPENBLAS_CORETYPE=\(forcedCoreType) makes OpenBLAS use \(blasISA) kernels on this \(vectorISA) CPU; as it "
                 + "runs AVX-512 in two halves, that costs the CNN about 5 % and speeds up the MLP (which mnist-dist runs on "
                 + "Haswell kernels here anyway)"
@@ -134,11 +133,8 @@ public struct MachineDescription: Sendable {
             return "OPENBLAS_CORETYPE=\(forcedCoreType) makes OpenBLAS use \(blasISA) kernels on this \(vectorISA) CPU, so "
                 + "matrix products run narrower than they could; unset it (or set \(better)) unless it is there for a reason"
         }
-        // Measured on a 2-core Xeon (family 6, model 207) where OpenBLAS 0.3.21 falls back to Prescott: `train
-        // --epochs 4` epochs 6.85 -> 2.36 s (CNN) and 1.56 -> 0.43 s (MLP) with SkylakeX.
         return "OpenBLAS chose its \(blasKernel) (\(blasISA)) kernels on this \(vectorISA) CPU, which it does not recognise; "
-            + "OPENBLAS_CORETYPE=\(better) lets it use \(vectorISA) (measured on such a Xeon: epochs 2.9x faster for the CNN, "
-            + "3.6x for the MLP)"
+            + "OPENBLAS_CORETYPE=\(better) lets it use \(vectorISA), several times faster for both models (docs/performance.md)"
     }
 }
 
@@ -147,9 +143,8 @@ public struct MachineDescription: Sendable {
 ///   kernels for the CPU's widest vectors;
 /// - for the MLP on a CPU that runs AVX-512 as two 256-bit halves (Zen 4), the Haswell (AVX2) kernels in place of
 ///   the AVX-512 ones OpenBLAS picks: the MLP's products are large single-threaded sgemm calls, which those kernels
-///   run faster there. Measured on a 2-core Zen 4 (family 25 model 17), alternating runs, MLP s/epoch: 0.37-0.38
-///   against 0.43-0.62 on one process, 0.75-0.82 against 0.81-0.83 at `-np 2`. The CNN's small products run faster
-///   with the AVX-512 kernels (2.20-2.22 s against 2.31-2.38 with Haswell's), so it keeps them.
+///   run faster there. The CNN's small products run faster with the AVX-512 kernels, so it keeps them
+///   (docs/performance.md has the figures).
 /// OpenBLAS reads OPENBLAS_CORETYPE only when it is loaded, so the process starts itself again with it set, before
 /// anything else (MPI included) has begun. A user's own OPENBLAS_CORETYPE is never changed; setting it (to any
 /// family) keeps mnist-dist from choosing.

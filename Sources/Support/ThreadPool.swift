@@ -1,7 +1,6 @@
 // The threads that run a training step's parallel loops: a product split into column ranges, the optimizer's step
-// in parts, the workers of a CNN step. The MLP runs about 14 such loops a step (894 in an epoch of 63 steps and its
-// evaluation, counted) in about 6 ms (0.4 s an epoch on a 2-core Zen 4), separated by serial work on the calling
-// thread (the loss, the sparse input).
+// in parts, the workers of a CNN step. The MLP runs about 14 such loops in a step of a few milliseconds, separated
+// by serial work on the calling thread (the loss, the sparse input).
 // Waking a parked thread for each one costs a futex wake, and on a virtual machine the idle core's exit from its
 // halt, which libdispatch's loops paid every time. So the pool's threads spin for a while after each loop before
 // they park, and the next loop finds them awake.
@@ -22,10 +21,9 @@ public final class ThreadPool: @unchecked Sendable {
     /// The process's pool, shared by every parallel loop.
     public static let shared = ThreadPool()
 
-    /// How long a thread keeps looking for the next loop before it parks. Measured on a 2-core Zen 4, MLP, 10
-    /// alternating 6-epoch runs each (median s/epoch): 0.49 with 50 us, 0.51 with none (park at once) and 0.51
-    /// with 300 us, whose runs used more CPU time and three times ran at 0.61-0.67 s for whole runs, as if the
-    /// virtual machine's cores were throttled for the time spent spinning.
+    /// How long a thread keeps looking for the next loop before it parks: long enough to span the serial work
+    /// between a step's loops, short enough that spinning does not take time from the other cores (a virtual
+    /// machine may throttle a core for the time it spins; docs/performance.md has the comparison).
     public static let spinNanoseconds: UInt64 = 50_000
 
     /// The most threads the pool starts beside the caller's.

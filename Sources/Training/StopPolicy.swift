@@ -67,8 +67,6 @@ package struct StopPolicy {
         return "stopped \(place): \(reason(step: step, signal: signal)); \(next)"
     }
 
-    /// The line a diverged run prints.
-    /// - Parameter place: "step 12 (epoch 1, batch 12)".
     /// A step's mean loss above this has exploded: 100 x ln 10, a hundred times the loss of a model that gives all
     /// ten classes the same probability. Training that works never comes near it (the chapter's models start at
     /// 2.3-4.5 and fall); a learning rate far too large crosses it within a few steps, long before the loss (if
@@ -86,6 +84,8 @@ package struct StopPolicy {
         return nil
     }
 
+    /// The line a diverged run prints.
+    /// - Parameter place: "step 12 (epoch 1, batch 12)".
     package func divergenceMessage(at place: String, problem: String, learningRate: Double) -> String {
         "training diverged at \(place): \(problem). Try a smaller learning rate (--lr, now \(formatNumber(learningRate)))"
             + (directory != nil ? "; the checkpoints written so far are untouched" : "") + "."

@@ -4,8 +4,7 @@
 // Each worker takes a contiguous part of the rank's shard, runs forward and backward on a tape of its own with
 // single-threaded BLAS, and leaves its gradient in a buffer of its own; the buffers are then summed into the
 // store's gradient. This keeps both cores busy through the whole step — im2col, relu and pooling included — where
-// OpenBLAS's own threads parallelise only inside each sgemm call and spin between calls (measured: 30 % of a CNN
-// step spent in sched_yield with 2 OpenBLAS threads).
+// OpenBLAS's own threads parallelise only inside each sgemm call and spin between calls.
 import Autodiff
 import Reporting
 import Dispatch

@@ -9,8 +9,8 @@
 // panel (a row with a 4 KB stride would map every row's block onto the same few cache sets) and keep an output
 // row's 64 sums in eight AVX registers while they add the panel rows its entries select. With the CSC and at most
 // 128 rows, x · W scatters instead: the M x 64 output block stays contiguous in the first-level cache, and each
-// row of W, read where it lies, is added into the output rows that select it (measured on Zen 4 for the MLP's
-// first layer: 20 % fewer cycles than the gather and its copy). Either way each output element is a sum in a
+// row of W, read where it lies, is added into the output rows that select it (fewer cycles than the gather and its
+// copy). Either way each output element is a sum in a
 // fixed order (the entries in increasing index) whatever the thread count or the walk, so the result does not
 // depend on how the work is split; it does differ from sgemm's order in the last bits, like any other summation
 // order.
@@ -18,8 +18,8 @@
 // Shapes: x is M x K with Z entries other than b, W is K x N, the product and g are M x N.
 import Support
 
-/// The densest input (entries other than the background / elements) that takes the sparse path: below about 1/2, walking nonzeros beats
-/// sgemm (measured on Zen 3: 1.2 ms against 2.3 ms for 128 x 784 x 1024 at MNIST's 19 % density, one thread).
+/// The densest input (entries other than the background / elements) that takes the sparse path: below about 1/2,
+/// walking nonzeros beats sgemm (at MNIST's 19 % density, in about half its time).
 let sparseInputDensityLimit = 0.5
 /// Output columns per panel: eight 8-wide AVX accumulators.
 private let panelWidth = 64
@@ -302,8 +302,8 @@ private func differsInBits(_ p: UnsafePointer<Float>, from pair: UInt64) -> Bool
 
 /// How many of x[0..<count] differ from `value`.
 private func countDiffering(_ x: UnsafePointer<Float>, _ count: Int, from value: Float) -> Int {
-    // A true lane of the comparison's mask is -1: subtracting the mask counts. (SIMD's `replace(with:where:)`
-    // spelling of the same loop measured 70x slower here, 667 against 9.6 µs for a 128 x 784 batch.)
+    // A true lane of the comparison's mask is -1: subtracting the mask counts (SIMD's `replace(with:where:)` does
+    // not vectorise here).
     let background = SIMD16<Float>(repeating: value)
     var counts = SIMD16<Int32>()
     var i = 0

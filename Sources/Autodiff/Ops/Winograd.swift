@@ -28,9 +28,7 @@ struct WinogradPlan {
     let chunk: Int
 
     /// Images per chunk. One image keeps its transformed tiles (295 KB of V, 590 KB of M for the chapter's conv2)
-    /// in the core's caches; measured on the chapter's CNN (1 thread, s/epoch): 8.2 at 1 image, 8.5 at 2, 8.6 at 4,
-    /// 9.0 at 8, 9.6 at 16 — locality matters more than the GEMMs' larger N. Still so with AVX-512 kernels (a Xeon of
-    /// family 6 model 207, 2 threads): 2.24 s at 1 image, 2.67 at 2.
+    /// in the core's caches: locality matters more than the GEMMs' larger N (docs/performance.md).
     static let defaultChunk = 1
 
     init(_ g: ConvolutionGeometry, chunk: Int = WinogradPlan.defaultChunk) {

@@ -1,9 +1,7 @@
 // Adadelta (M. D. Zeiler, "ADADELTA: An Adaptive Learning Rate Method", arXiv:1212.5701, 2012), with PyTorch's
 // update, operation for operation in Float so that the trajectories agree to rounding. PyTorch's CPU kernels are
 // compiled with multiply-add contraction, so `a + b * c` there is one fused multiply-add; `addingProduct` does the
-// same here. Measured against PyTorch's five-step trajectories: 0 ulp at lr 0.1 and at lr 1.0 since the step runs
-// 16 lanes at a time (the scalar loop before it measured 1 ulp at lr 1.0, where one intermediate delta rounded the
-// other way), against 3 ulp with separate multiply and add.
+// same here, and the tests hold the step to PyTorch's five-step trajectories at 0 ulp.
 //
 //   g   <- g + weight_decay * w                       (if weight_decay != 0)
 //   E[g²]  <- rho * E[g²] + (1 - rho) * g²

@@ -203,11 +203,8 @@ public enum Benchmark {
             throw RunError(.software, "\(path): incomplete metrics")
         }
         func number(_ object: [String: Any], _ key: String) -> Double { (object[key] as? NSNumber)?.doubleValue ?? .nan }
-        let measured = epochs.count > 1 ? Array(epochs.dropFirst()) : epochs
-        func median(_ key: String) -> Double {
-            let values = measured.map { number($0, key) }.sorted()
-            return values[values.count / 2]
-        }
+        let measured = afterWarmUp(epochs)
+        func median(_ key: String) -> Double { Support.median(measured.map { number($0, key) }) }
         let seconds = median("seconds")
         let phases = [median("forward_seconds"), median("backward_seconds"), median("allreduce_seconds"), median("optimizer_seconds")]
         let total = max(phases.reduce(0, +), 1e-12)

@@ -56,11 +56,6 @@ public struct MicroBatches: Sendable, Equatable {
         return start..<min(start + size, batch.upperBound)
     }
 
-    /// The micro-batches of `batch`, in order.
-    public func split(_ batch: Range<Int>) -> [Range<Int>] {
-        (0..<count(of: batch)).map { microBatch($0, of: batch) }
-    }
-
 }
 
 /// Sums micro-batch gradients exactly, in Int64 fixed point per tensor (see the top of this file).

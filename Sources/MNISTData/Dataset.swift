@@ -75,13 +75,6 @@ public struct Dataset: Sendable {
         return try! Dataset(name: name, pixels: newPixels, labels: newLabels, rows: rows, columns: columns)
     }
 
-    /// How many images of each class 0...9 the dataset holds.
-    public func classCounts() -> [Int] {
-        var counts = [Int](repeating: 0, count: Self.classCount)
-        for label in labels { counts[Int(label)] += 1 }
-        return counts
-    }
-
     /// Converts the images at `order[range]` to Float with `scaling`, writing them one after another into `images`
     /// (`range.count` x rows x columns) and their labels into `labels`.
     public func fillBatch(order: UnsafeBufferPointer<Int32>, range: Range<Int>, scaling: PixelScaling,

@@ -24,37 +24,6 @@ public enum Zlib {
         bytes.withUnsafeBytes { crc32($0, initial: initial) }
     }
 
-    /// Decompresses zlib-format data (RFC 1950, as in PNG's IDAT chunks), refusing to produce more than `limit`
-    /// bytes.
-    /// - Throws: `GzipError` describing corrupt, truncated or oversized data.
-    public static func decompress(_ bytes: [UInt8], limit: Int) throws(GzipError) -> [UInt8] {
-        var stream = z_stream()
-        guard czlib_inflate_init2(&stream, 15) == Z_OK else { throw GzipError("zlib could not start a decoder") }
-        defer { inflateEnd(&stream) }
-        var output = [UInt8](repeating: 0, count: limit + 1)
-        let (status, produced) = bytes.withUnsafeBufferPointer { input in
-            output.withUnsafeMutableBufferPointer { out -> (Int32, Int) in
-                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
-                stream.avail_in = uInt(input.count)
-                stream.next_out = out.baseAddress
-                stream.avail_out = uInt(out.count)
-                let status = inflate(&stream, Z_FINISH)
-                return (status, out.count - Int(stream.avail_out))
-            }
-        }
-        switch status {
-        case Z_STREAM_END:
-            output.removeLast(output.count - produced)
-            return output
-        case Z_DATA_ERROR:
-            throw GzipError("the compressed data is corrupt (\(stream.msg.map { String(cString: $0) } ?? "invalid data"))")
-        case Z_BUF_ERROR where produced > limit:
-            throw GzipError("the compressed data expands beyond the \(limit) bytes expected")
-        default:
-            throw GzipError("the compressed data is truncated")
-        }
-    }
-
     /// Compresses `bytes` into the zlib format (RFC 1950), as PNG's IDAT chunks need.
     public static func compress(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
         var stream = z_stream()

@@ -62,6 +62,12 @@ public func median(_ values: [Double]) -> Double {
     return values.sorted()[values.count / 2]
 }
 
+/// The epochs a per-epoch figure is taken over: those after the first (whose time includes warming up), or the
+/// only one.
+public func afterWarmUp<C: Collection>(_ epochs: C) -> C.SubSequence {
+    epochs.count > 1 ? epochs.dropFirst() : epochs[...]
+}
+
 /// The index of the largest value in row `row` (the first one on ties, as numpy's and PyTorch's argmax).
 public func argmax(_ values: UnsafeBufferPointer<Float>, row: Int, classes: Int) -> Int {
     var best = 0

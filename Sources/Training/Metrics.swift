@@ -56,7 +56,7 @@ enum MetricsRecord {
 
     static func run(_ summary: RunSummary, configuration: TrainingConfiguration, slurm: SlurmJob? = nil) -> String {
         let settings = jsonObject(configuration.settings.map { ($0.key.rawValue, json($0.value)) })
-        let median = Support.median((summary.history.count > 1 ? summary.history.dropFirst() : summary.history[...]).map(\.seconds))
+        let median = Support.median(afterWarmUp(summary.history).map(\.seconds))
         return jsonObject([
             ("type", json("run")), ("configuration", settings), ("epochs", "\(summary.history.count)"),
             ("final_test_accuracy", json(summary.finalTestAccuracy)), ("final_train_accuracy", json(summary.finalTrainAccuracy)),

@@ -21,15 +21,8 @@ final class Run {
     let data: DataSplit
     /// Where the data came from, for the start block.
     let source: String
-    let model: Model
-    let store: ParameterStore
-    let optimizer: Optimizer
-    let workers: Workers
-    let reducer: GradientReducer
-    /// The memory the host's ranks share for the step, if they do.
-    let host: HostStepMemory?
-    let threads: Int
-    let mode: ThreadMode
+    /// The model, its parameters and optimizer, and how this process computes and sums the gradients.
+    let machinery: Machinery
     let policy: StopPolicy
     let metrics: MetricsLog?
     /// Rank 0's TensorBoard run (--tensorboard).
@@ -52,13 +45,11 @@ final class Run {
         console = trainer.console
         provided = trainer.provided
         (self.data, source) = data
-        (model, store, optimizer, workers, reducer, host) = (machinery.model, machinery.store, machinery.optimizer,
-                                                              machinery.workers, machinery.reducer, machinery.host)
-        (threads, mode) = (machinery.threads, machinery.mode)
+        self.machinery = machinery
         (policy, metrics, tensorBoard, trace) = (outputs.policy, outputs.metrics, outputs.tensorBoard, outputs.trace)
         self.start = start
         position = start.position
-        workers.trace = trace
+        machinery.workers.trace = trace
     }
 
     /// What checkpoints record about the run, and a resumed run must match.
@@ -66,7 +57,8 @@ final class Run {
 
     /// A complete checkpoint of the run as it stands.
     func checkpoint() -> Checkpoint {
-        Checkpoint(settings: settings, position: position, parameters: store.flatValues, optimizerState: optimizer.state)
+        Checkpoint(settings: settings, position: position, parameters: machinery.store.flatValues,
+                   optimizerState: machinery.optimizer.state)
     }
 }
 
@@ -78,6 +70,7 @@ struct Machinery {
     let optimizer: Optimizer
     let workers: Workers
     let reducer: GradientReducer
+    /// The memory the host's ranks share for the step, if they do.
     let host: HostStepMemory?
     let threads: Int
     let mode: ThreadMode
@@ -514,16 +507,16 @@ extension Run {
         console.info("  data     train \(groupedThousands(data.train.count)), test \(groupedThousands(data.test.count)) "
                      + "images of \(data.train.rows)x\(data.train.columns); inputs \(configuration.normalization.scaling)")
         let order = provided.map { "sample order given (\($0.order.summary))" } ?? "shuffle \(configuration.shuffle)"
-        console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(optimizer.summary), "
+        console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(machinery.optimizer.summary), "
                      + "seed \(configuration.seed), \(order)")
-        let threads = threads, plural = threads == 1 ? "" : "s"
-        let threading = switch mode {
-        case .workers: "\(threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
-        case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
-            : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
-        case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
+        let threads = machinery.threads, plural = machinery.threads == 1 ? "" : "s"
+        let threading = switch machinery.mode {
+        case .workers: "\(machinery.threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
+        case .split: machinery.threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
+            : "1 worker per rank, each product split over \(machinery.threads) threads of single-threaded OpenBLAS"
+        case .blas, .auto: "1 worker per rank, OpenBLAS with \(machinery.threads) thread\(plural)"
         }
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(reducer.summary)")
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(machinery.reducer.summary)")
         if configuration.precision == .bf16 {
             console.info("  products bfloat16 operands (AVX512_BF16), summed in Float, in every dense product and convolution; "
                          + "parameters, optimizer state, loss and gradient sums in Float")
@@ -533,11 +526,11 @@ extension Run {
                              + "float,bf16` compares whole epochs")
             }
         }
-        if let host = host {
+        if let host = machinery.host {
             console.info("  memory   \(host.description)")
         } else if communicator.size > 1 {
-            console.info("  memory   each rank keeps the parameters (\(megabytes(store.count * 4))), its gradients and the whole "
-                         + "optimizer state (\(megabytes(optimizer.stateCount * 4)))")
+            console.info("  memory   each rank keeps the parameters (\(megabytes(machinery.store.count * 4))), its gradients and the whole "
+                         + "optimizer state (\(megabytes(machinery.optimizer.stateCount * 4)))")
         }
         if let job = options.slurm {
             let left = communicator.rank == 0 ? job.secondsLeft().map { "; \(formatDuration($0)) left" } ?? "" : ""
@@ -547,7 +540,7 @@ extension Run {
         let machine = MachineDescription.current()
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }
-        if options.threadMode == .blas && mode != .blas {
+        if options.threadMode == .blas && machinery.mode != .blas {
             console.info(configuration.precision == .bf16
                 ? "  note     --thread-mode blas runs as split with --precision bf16: OpenBLAS does not compute bfloat16 products"
                 : "  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
@@ -580,8 +573,8 @@ extension Run {
         if let log = tensorBoard {
             console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")
         }
-        console.info(formatSummary(model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        console.info(formatSummary(machinery.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
         console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
-                       + "\(communicator.localSize), \(threads) thread\(plural) (\(mode))")
+                       + "\(communicator.localSize), \(machinery.threads) thread\(plural) (\(machinery.mode))")
     }
 }

@@ -99,7 +99,7 @@ public struct PhaseTimes: Sendable, Equatable {
 
     /// The median of each phase over epochs, leaving out the first (warm-up) when there are several.
     static func median(_ epochs: [PhaseTimes]) -> PhaseTimes {
-        let used = epochs.count > 1 ? Array(epochs.dropFirst()) : epochs
+        let used = afterWarmUp(epochs)
         guard !used.isEmpty else { return PhaseTimes() }
         return PhaseTimes(forward: Support.median(used.map(\.forward)), backward: Support.median(used.map(\.backward)),
                           allReduce: Support.median(used.map(\.allReduce)), optimizer: Support.median(used.map(\.optimizer)))
@@ -223,10 +223,10 @@ extension Run {
         let totals = position.partial
         let evaluationStart = DispatchTime.now()
         communicator.describeActivity(.epochEnd(epoch.index + 1))
-        let test = try Evaluation.run(workers, data.test, communicator: communicator)
+        let test = try Evaluation.run(machinery.workers, data.test, communicator: communicator)
         confusion = test.confusion
         let trainAccuracy = configuration.evaluateTrainingSet
-            ? try Evaluation.run(workers, data.train, communicator: communicator).accuracy
+            ? try Evaluation.run(machinery.workers, data.train, communicator: communicator).accuracy
             : Double(totals.correct) / Double(max(totals.samples, 1))
         trace?.record(.evaluation, track: 0, from: evaluationStart, step: position.step)
         let record = EpochRecord(epoch: epoch.index + 1, trainLoss: totals.lossSum / Double(max(totals.samples, 1)),
@@ -243,7 +243,7 @@ extension Run {
         tensorBoard?.epoch(record)
         try communicator.agree {
             try metrics?.append(MetricsRecord.epoch(record, phases: epoch.phases, steps: epoch.plan.batchCount - epoch.firstBatch,
-                                                    allReduceBytesPerStep: reducer.bytesPerStep, slurm: options.slurm))
+                                                    allReduceBytesPerStep: machinery.reducer.bytesPerStep, slurm: options.slurm))
             try tensorBoard?.flush()
         }
         let decision = policy.afterEpoch(epoch.index, of: configuration.epochs, stopAgreed: epoch.stopAgreed)
@@ -260,20 +260,20 @@ extension Run {
     /// checked, and applied. Returns the step's metrics summed over the ranks (and whether any rank asked to stop).
     func step(_ batch: Range<Int>, order: [Int32], phases: inout PhaseTimes) throws -> StepMetrics {
         trace?.step = position.step + 1
-        let (local, parts) = workers.gradient(of: OrderedSamples(dataset: data.train, order: order), batch: batch,
+        let (local, parts) = machinery.workers.gradient(of: OrderedSamples(dataset: data.train, order: order), batch: batch,
                                               place: RankPlace(rank: communicator.rank, ranks: communicator.size),
-                                              hooks: reducer.backwardHooks(batch: batch))
+                                              hooks: machinery.reducer.backwardHooks(batch: batch))
         let reduceStart = DispatchTime.now()
         var metrics = StepMetrics(local, stopRequested: policy.stopRequested(afterStep: position.step + 1))
         let reduced: ReducedGradient
         do {
-            host?.post(metrics.local)  // published by the reducer's first barrier
-            reduced = try reducer.reduce(parts, batch: batch)
-            if let host = host { metrics.set(try host.postedSum()) } else { try metrics.sum(over: communicator) }
+            machinery.host?.post(metrics.local)  // published by the reducer's first barrier
+            reduced = try machinery.reducer.reduce(parts, batch: batch)
+            if let host = machinery.host { metrics.set(try host.postedSum()) } else { try metrics.sum(over: communicator) }
         } catch {
             throw RunError(.ranksDisagree, "step \(position.step + 1): \(error)")
         }
-        let hidden = reducer.secondsDuringBackward
+        let hidden = machinery.reducer.secondsDuringBackward
         phases.forward += local.forwardSeconds
         phases.backward += local.backwardSeconds - hidden
         phases.allReduce += seconds(reduceStart, DispatchTime.now()) + hidden
@@ -294,15 +294,15 @@ extension Run {
         // This rank steps the reduced range (all, or its slice of the host's); `finish` tells whether every rank's
         // gradient was finite. A non-finite gradient leaves the parameters partly stepped: the run ends here, and
         // nothing is written.
-        let finiteHere = store.withValuesAndGradients { values, gradients in
+        let finiteHere = machinery.store.withValuesAndGradients { values, gradients in
             if let rounding = reduced.rounding {
-                return optimizer.stepIfFinite(values: values, range: reduced.range, threads: threads, rounding: rounding)
+                return machinery.optimizer.stepIfFinite(values: values, range: reduced.range, threads: machinery.threads, rounding: rounding)
             }
-            return optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: threads)
+            return machinery.optimizer.stepIfFinite(values: values, gradients: UnsafeBufferPointer(gradients), threads: machinery.threads)
         }
         let gradientFinite: Bool
         do {
-            gradientFinite = try reducer.finish(finite: finiteHere)
+            gradientFinite = try machinery.reducer.finish(finite: finiteHere)
         } catch {
             throw RunError(.ranksDisagree, "step \(position.step + 1): \(error)")
         }
@@ -352,7 +352,7 @@ extension Run {
         communicator.describeActivity(.runEnd)
         var summary = RunSummary()
         summary.history = position.history
-        summary.threadsPerRank = threads
+        summary.threadsPerRank = machinery.threads
         summary.parameterChecksum = try compareChecksums()
         summary.confusion = confusion
         summary.finalTestAccuracy = summary.history.last?.testAccuracy ?? .nan
@@ -388,7 +388,7 @@ extension Run {
         guard options.picturesDirectory != nil || options.tensorBoardDirectory != nil else { return [] }
         return try communicator.agree { () throws -> [String] in
             guard communicator.rank == 0 else { return [] }
-            let pictures = RunPictures.render(model: model, store: store, test: data.test, scaling: workers.scaling,
+            let pictures = RunPictures.render(model: machinery.model, store: machinery.store, test: data.test, scaling: machinery.workers.scaling,
                                               history: history, confusion: confusion)
             tensorBoard?.pictures(pictures, step: position.step)
             try tensorBoard?.flush()
@@ -415,7 +415,7 @@ extension Run {
     /// A checksum of the parameters, compared across ranks; a difference stops the job naming the step and ranks.
     @discardableResult
     func compareChecksums() throws -> UInt64 {
-        let mine = store.withValues { StableHash.of(UnsafeBufferPointer($0)) }
+        let mine = machinery.store.withValues { StableHash.of(UnsafeBufferPointer($0)) }
         guard communicator.size > 1 else { return mine }
         let all: [Int64]
         do {

@@ -40,6 +40,24 @@ struct DataDirectoryOption: ParsableArguments {
     var path: String?
 }
 
+/// --pictures for a training run (train, reproduce), and its old spelling --plots.
+struct RunPicturesOption: ParsableArguments {
+    @Option(help: ArgumentHelp("Write the run's PNG pictures (accuracy, loss, digits, filters, confusion matrix) into this directory (reproduce: into DIR/mlp and DIR/cnn).", valueName: "dir"))
+    var pictures: String?
+
+    @Option(name: .customLong("plots"), help: .hidden)
+    var oldPictures: String?
+
+    /// The directory, from either spelling.
+    var directory: String? {
+        get throws { try OldSpelling.resolve(pictures, oldPictures, now: "--pictures", was: "--plots") }
+    }
+
+    func validate() throws {
+        _ = try directory
+    }
+}
+
 struct DataOptions: ParsableArguments {
     @Option(help: "Dataset: \(DatasetName.allCases.map(\.rawValue).joined(separator: ", ")).")
     var dataset: DatasetName = Defaults.dataset

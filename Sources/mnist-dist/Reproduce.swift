@@ -30,20 +30,7 @@ struct Reproduce: ParsableCommand {
     @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host.")
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Write each experiment's pictures into DIR/mlp and DIR/cnn.", valueName: "dir"))
-    var pictures: String?
-
-    @Option(name: .customLong("plots"), help: .hidden)
-    var oldPictures: String?
-
-    func validate() throws {
-        _ = try picturesDirectory
-    }
-
-    /// --pictures, or its old spelling --plots.
-    var picturesDirectory: String? {
-        get throws { try OldSpelling.resolve(pictures, oldPictures, now: "--pictures", was: "--plots") }
-    }
+    @OptionGroup var pictures: RunPicturesOption
 
     @OptionGroup(title: "Output") var console: ConsoleOptions
     @OptionGroup(title: "MPI") var mpi: MPIOption
@@ -56,7 +43,7 @@ struct Reproduce: ParsableCommand {
             options.dataDirectory = directory.path
             options.threads = threads
             if experiment != .cnn {
-                options.picturesDirectory = try picturesDirectory.map { "\($0)/mlp" }
+                options.picturesDirectory = try pictures.directory.map { "\($0)/mlp" }
                 console.report("== The chapter's MLP ==")
                 let summary = try Trainer(configuration: ChapterExperiments.mlpConfiguration, options: options,
                                           communicator: communicator, console: console).run()
@@ -65,7 +52,7 @@ struct Reproduce: ParsableCommand {
                                       summary.finalTestAccuracy, ChapterExperiments.mlpTestAccuracy))
             }
             if experiment != .mlp {
-                options.picturesDirectory = try picturesDirectory.map { "\($0)/cnn" }
+                options.picturesDirectory = try pictures.directory.map { "\($0)/cnn" }
                 console.report("== The chapter's CNN, its data stream taken literally ==")
                 let directory = try communicator.agree { try DataLocation.resolve(dataset: .mnist, explicit: self.directory.path) }
                 let data = try communicator.agree { try ChapterExperiments.literalCNNData(directory: directory) }

@@ -68,11 +68,7 @@ struct Train: ParsableCommand {
     @Option(help: "Write metrics as JSON lines: one object per epoch and one for the run.")
     var metrics: String?
 
-    @Option(help: ArgumentHelp("Write PNG pictures of the run (accuracy, loss, digits, filters, confusion matrix) into this directory.", valueName: "dir"))
-    var pictures: String?
-
-    @Option(name: .customLong("plots"), help: .hidden)
-    var oldPictures: String?
+    @OptionGroup var pictures: RunPicturesOption
 
     @Option(help: ArgumentHelp("Write TensorBoard event files: a new run directory under this one, with scalars per step and per epoch, the run's pictures and the configuration. View with: tensorboard --logdir DIR.", valueName: "dir"))
     var tensorboard: String?
@@ -97,15 +93,9 @@ struct Train: ParsableCommand {
         }
     }
 
-    /// --pictures, or its old spelling --plots.
-    var picturesDirectory: String? {
-        get throws { try OldSpelling.resolve(pictures, oldPictures, now: "--pictures", was: "--plots") }
-    }
-
     func validate() throws {
         let configuration = try trainingConfiguration()
         let keepCheckpoints = try self.keepCheckpoints
-        _ = try picturesDirectory
         do { try configuration.validate() } catch {
             throw ValidationError("\(Train.option(for: error.setting)) \(error.value): \(error.problem)")
         }
@@ -165,7 +155,7 @@ struct Train: ParsableCommand {
         options.initFrom = initFrom
         options.save = save
         options.metricsFile = metrics
-        options.picturesDirectory = try picturesDirectory
+        options.picturesDirectory = try pictures.directory
         options.tensorBoardDirectory = tensorboard
         options.traceFile = trace
         options.stopAfterSteps = stopAfter

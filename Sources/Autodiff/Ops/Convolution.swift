@@ -254,7 +254,7 @@ struct ConvolutionEpilogue {
         guard let pool, let winners else { return }
         winners.pointer.withMemoryRebound(to: Int32.self, capacity: g.n * g.o * pooled) { argmax in
             for plane in (first * g.o)..<((first + images) * g.o) {
-                poolPlane(convolved + (plane - first * g.o) * g.p, height: g.oh, width: g.ow, window: pool,
+                poolPlane(convolved + (plane - first * g.o) * g.p, height: g.oh, width: g.ow, window: pool, stride: pool,
                           output + plane * pooled, argmax + plane * pooled)
             }
         }

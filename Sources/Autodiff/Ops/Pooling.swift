@@ -19,25 +19,7 @@ public func maxPool2D(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
     argmaxStorage.pointer.withMemoryRebound(to: Int32.self, capacity: out.count) { argmax in
         for plane in 0..<planes {
             let xp = x + plane * h * w, yp = y + plane * oh * ow, ap = argmax + plane * oh * ow
-            if kernel == stride {
-                poolPlane(xp, height: h, width: w, window: kernel, yp, ap)
-                continue
-            }
-            for oy in 0..<oh {
-                for ox in 0..<ow {
-                    var best = (oy * stride) * w + ox * stride
-                    var value = xp[best]
-                    for ky in 0..<kernel {
-                        let row = (oy * stride + ky) * w + ox * stride
-                        for kx in 0..<kernel where xp[row + kx] > value || xp[row + kx].isNaN {
-                            value = xp[row + kx]
-                            best = row + kx
-                        }
-                    }
-                    yp[oy * ow + ox] = value
-                    ap[oy * ow + ox] = Int32(best)
-                }
-            }
+            poolPlane(xp, height: h, width: w, window: kernel, stride: stride, yp, ap)
         }
     }
     out.tape?.record(out) { tape, g in
@@ -71,15 +53,15 @@ public func maxPool2D(_ input: Tensor, kernel: Int, stride: Int) -> Tensor {
     return out
 }
 
-/// Max-pools one H x W plane with non-overlapping `window` x `window` windows (stride = window) into
-/// (H / window) x (W / window) values and the positions of their winners. Candidates are scanned in PyTorch's
-/// order (row-major within the window): a later one wins only if strictly greater, or NaN. The 2x2 case, the hot
-/// one, is written out.
+/// Max-pools one H x W plane with `window` x `window` windows moved by `stride` into OH x OW values
+/// (OH = (H - window) / stride + 1) and the positions of their winners. Candidates are scanned in PyTorch's order
+/// (row-major within the window): a later one wins only if strictly greater, or NaN. The 2x2 case at stride 2, the
+/// hot one, is written out.
 @inline(__always)
-func poolPlane(_ x: UnsafePointer<Float>, height: Int, width w: Int, window: Int,
+func poolPlane(_ x: UnsafePointer<Float>, height: Int, width w: Int, window: Int, stride: Int,
                _ y: UnsafeMutablePointer<Float>, _ argmax: UnsafeMutablePointer<Int32>) {
-    let oh = height / window, ow = w / window
-    if window == 2 {
+    let oh = (height - window) / stride + 1, ow = (w - window) / stride + 1
+    if window == 2 && stride == 2 {
         for oy in 0..<oh {
             let top = x + 2 * oy * w, bottom = top + w
             let base = Int32(2 * oy * w)
@@ -98,10 +80,10 @@ func poolPlane(_ x: UnsafePointer<Float>, height: Int, width w: Int, window: Int
     }
     for oy in 0..<oh {
         for ox in 0..<ow {
-            var best = oy * window * w + ox * window
+            var best = oy * stride * w + ox * stride
             var value = x[best]
             for ky in 0..<window {
-                let row = (oy * window + ky) * w + ox * window
+                let row = (oy * stride + ky) * w + ox * stride
                 for kx in 0..<window where x[row + kx] > value || x[row + kx].isNaN {
                     value = x[row + kx]
                     best = row + kx

@@ -559,61 +559,53 @@ func winogradTransformOutputPooled(_ m: UnsafePointer<Float>, images: Int, _ pla
     let t = images * tiles
     let stride = g.o * t
     let width = Int32(g.ow)
-    withTileOrigins(plan) { origins in
-        for image in 0..<images {
-            for channel in 0..<g.o {
-                let source = m + channel * t + image * tiles
-                let planeIndex = (image * g.o + channel) * tiles
-                let values = pooled + planeIndex, winners = argmax + planeIndex
-                let b = bias?[channel] ?? 0
-                var at = 0
-                while at + 16 <= tiles {
-                    let index = source + at
-                    @inline(__always) func x(_ xi: Int) -> Wide { load16(index + xi * stride) }
-                    let bias = Wide(repeating: b)
-                    let r00 = x(0) + x(4) + x(8), r01 = x(1) + x(5) + x(9), r02 = x(2) + x(6) + x(10), r03 = x(3) + x(7) + x(11)
-                    let r10 = x(4) - x(8) - x(12), r11 = x(5) - x(9) - x(13), r12 = x(6) - x(10) - x(14), r13 = x(7) - x(11) - x(15)
-                    var c00 = r00 + r01 + r02 + bias, c01 = r01 - r02 - r03 + bias
-                    var c10 = r10 + r11 + r12 + bias, c11 = r11 - r12 - r13 + bias
-                    if relu {  // max(x, 0), keeping NaN as the scalar relu does
-                        let zero = Wide()
-                        c00 = select(bits(c00 .< zero), zero, c00)
-                        c01 = select(bits(c01 .< zero), zero, c01)
-                        c10 = select(bits(c10 .< zero), zero, c10)
-                        c11 = select(bits(c11 .< zero), zero, c11)
-                    }
-                    let origin = loadIndices(origins + at)
-                    var best = c00, position = origin
-                    @inline(__always) func consider(_ candidate: Wide, _ offset: Int32) {
-                        let wins = bits(candidate .> best) | bits(candidate .!= candidate)
-                        best = select(wins, candidate, best)
-                        position = select(wins, origin &+ offset, position)
-                    }
-                    consider(c01, 1)
-                    consider(c10, width)
-                    consider(c11, width + 1)
-                    store(best, values + at)
-                    UnsafeMutableRawPointer(winners + at).storeBytes(of: position, as: WideIndices.self)
-                    at += 16
-                }
-                while at < tiles {
-                    var x = Wide()
-                    for xi in 0..<16 { x[xi] = source[at + xi * stride] }
-                    let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
-                    let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
-                    var c = SIMD4<Float>(r0.0 + r0.1 + r0.2 + b, r0.1 - r0.2 - r0.3 + b, r1.0 + r1.1 + r1.2 + b, r1.1 - r1.2 - r1.3 + b)
-                    if relu { for k in 0..<4 where c[k] < 0 { c[k] = 0 } }
-                    let offsets = SIMD4<Int32>(0, 1, width, width + 1)
-                    var best = c[0], position = origins[at]
-                    for k in 1..<4 where c[k] > best || c[k] != c[k] {
-                        best = c[k]
-                        position = origins[at] + offsets[k]
-                    }
-                    values[at] = best
-                    winners[at] = position
-                    at += 1
-                }
+    plan.walkPlaneTiles(images: images) { image, channel, at, run, origins in
+        let source = m + channel * t + image * tiles
+        let planeIndex = (image * g.o + channel) * tiles
+        let values = pooled + planeIndex, winners = argmax + planeIndex
+        let b = bias?[channel] ?? 0
+        if run == 16 {
+            let index = source + at
+            @inline(__always) func x(_ xi: Int) -> Wide { load16(index + xi * stride) }
+            let bias = Wide(repeating: b)
+            let r00 = x(0) + x(4) + x(8), r01 = x(1) + x(5) + x(9), r02 = x(2) + x(6) + x(10), r03 = x(3) + x(7) + x(11)
+            let r10 = x(4) - x(8) - x(12), r11 = x(5) - x(9) - x(13), r12 = x(6) - x(10) - x(14), r13 = x(7) - x(11) - x(15)
+            var c00 = r00 + r01 + r02 + bias, c01 = r01 - r02 - r03 + bias
+            var c10 = r10 + r11 + r12 + bias, c11 = r11 - r12 - r13 + bias
+            if relu {  // max(x, 0), keeping NaN as the scalar relu does
+                let zero = Wide()
+                c00 = select(bits(c00 .< zero), zero, c00)
+                c01 = select(bits(c01 .< zero), zero, c01)
+                c10 = select(bits(c10 .< zero), zero, c10)
+                c11 = select(bits(c11 .< zero), zero, c11)
             }
+            let origin = loadIndices(origins + at)
+            var best = c00, position = origin
+            @inline(__always) func consider(_ candidate: Wide, _ offset: Int32) {
+                let wins = bits(candidate .> best) | bits(candidate .!= candidate)
+                best = select(wins, candidate, best)
+                position = select(wins, origin &+ offset, position)
+            }
+            consider(c01, 1)
+            consider(c10, width)
+            consider(c11, width + 1)
+            store(best, values + at)
+            UnsafeMutableRawPointer(winners + at).storeBytes(of: position, as: WideIndices.self)
+        } else {
+            var x = Wide()
+            for xi in 0..<16 { x[xi] = source[at + xi * stride] }
+            let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
+            let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
+            var c = SIMD4<Float>(r0.0 + r0.1 + r0.2 + b, r0.1 - r0.2 - r0.3 + b, r1.0 + r1.1 + r1.2 + b, r1.1 - r1.2 - r1.3 + b)
+            if relu { for k in 0..<4 where c[k] < 0 { c[k] = 0 } }
+            let offsets = SIMD4<Int32>(0, 1, width, width + 1)
+            var best = c[0], position = origins[at]
+            for k in 1..<4 where c[k] > best || c[k] != c[k] {
+                best = c[k]
+                position = origins[at] + offsets[k]
+            }
+            values[at] = best
+            winners[at] = position
         }
     }
 }
@@ -627,48 +619,40 @@ func winogradTransformPooledGradient(_ upstream: UnsafePointer<Float>, pooled: U
     let t = images * tiles
     let stride = g.o * t
     let width = Int32(g.ow)
-    withTileOrigins(plan) { origins in
-        for image in 0..<images {
-            for channel in 0..<g.o {
-                let planeIndex = (image * g.o + channel) * tiles
-                let gradients = upstream + planeIndex, values = pooled + planeIndex, winners = argmax + planeIndex
-                let out = yhat + channel * t + image * tiles
-                var at = 0
-                while at + 16 <= tiles {
-                    var gradient = load16(gradients + at)
-                    if relu { gradient = select(bits(load16(values + at) .> Wide()), gradient, Wide()) }
-                    let offset = loadIndices(winners + at) &- loadIndices(origins + at)
-                    // 1 where the winner is in the tile's lower row (right column), else 0; A's entries from them:
-                    // A[.][0] = (1, 1, 1, 0) and A[.][1] = (0, 1, -1, -1), so A[i][s] = (1 - s, 1, 1 - 2s, 0 - s).
-                    let one = Wide(repeating: 1)
-                    let lower = select(bits(offset .>= WideIndices(repeating: width)), one, Wide())
-                    let right = select(bits(offset .== WideIndices(repeating: 1)) | bits(offset .== WideIndices(repeating: width + 1)),
-                                       one, Wide())
-                    let rows = ((one - lower) * gradient, one * gradient, (one - 2 * lower) * gradient, (Wide() - lower) * gradient)
-                    let columns = (one - right, one, one - 2 * right, Wide() - right)
-                    @inline(__always) func write(_ row: Wide, _ i: Int) {
-                        let base = out + at + 4 * i * stride
-                        store(row * columns.0, base)
-                        store(row * columns.1, base + stride)
-                        store(row * columns.2, base + 2 * stride)
-                        store(row * columns.3, base + 3 * stride)
-                    }
-                    write(rows.0, 0); write(rows.1, 1); write(rows.2, 2); write(rows.3, 3)
-                    at += 16
-                }
-                while at < tiles {
-                    var gradient = gradients[at]
-                    if relu && !(values[at] > 0) { gradient = 0 }
-                    let offset = winners[at] - origins[at]
-                    let lower: Float = offset >= width ? 1 : 0
-                    let right: Float = offset == 1 || offset == width + 1 ? 1 : 0
-                    let rows = SIMD4<Float>((1 - lower) * gradient, 1 * gradient, (1 - 2 * lower) * gradient, (0 - lower) * gradient)
-                    let columns = SIMD4<Float>(1 - right, 1, 1 - 2 * right, 0 - right)
-                    for i in 0..<4 {
-                        for j in 0..<4 { out[at + (4 * i + j) * stride] = rows[i] * columns[j] }
-                    }
-                    at += 1
-                }
+    plan.walkPlaneTiles(images: images) { image, channel, at, run, origins in
+        let planeIndex = (image * g.o + channel) * tiles
+        let gradients = upstream + planeIndex, values = pooled + planeIndex, winners = argmax + planeIndex
+        let out = yhat + channel * t + image * tiles
+        if run == 16 {
+            var gradient = load16(gradients + at)
+            if relu { gradient = select(bits(load16(values + at) .> Wide()), gradient, Wide()) }
+            let offset = loadIndices(winners + at) &- loadIndices(origins + at)
+            // 1 where the winner is in the tile's lower row (right column), else 0; A's entries from them:
+            // A[.][0] = (1, 1, 1, 0) and A[.][1] = (0, 1, -1, -1), so A[i][s] = (1 - s, 1, 1 - 2s, 0 - s).
+            let one = Wide(repeating: 1)
+            let lower = select(bits(offset .>= WideIndices(repeating: width)), one, Wide())
+            let right = select(bits(offset .== WideIndices(repeating: 1)) | bits(offset .== WideIndices(repeating: width + 1)),
+                               one, Wide())
+            let rows = ((one - lower) * gradient, one * gradient, (one - 2 * lower) * gradient, (Wide() - lower) * gradient)
+            let columns = (one - right, one, one - 2 * right, Wide() - right)
+            @inline(__always) func write(_ row: Wide, _ i: Int) {
+                let base = out + at + 4 * i * stride
+                store(row * columns.0, base)
+                store(row * columns.1, base + stride)
+                store(row * columns.2, base + 2 * stride)
+                store(row * columns.3, base + 3 * stride)
+            }
+            write(rows.0, 0); write(rows.1, 1); write(rows.2, 2); write(rows.3, 3)
+        } else {
+            var gradient = gradients[at]
+            if relu && !(values[at] > 0) { gradient = 0 }
+            let offset = winners[at] - origins[at]
+            let lower: Float = offset >= width ? 1 : 0
+            let right: Float = offset == 1 || offset == width + 1 ? 1 : 0
+            let rows = SIMD4<Float>((1 - lower) * gradient, 1 * gradient, (1 - 2 * lower) * gradient, (0 - lower) * gradient)
+            let columns = SIMD4<Float>(1 - right, 1, 1 - 2 * right, 0 - right)
+            for i in 0..<4 {
+                for j in 0..<4 { out[at + (4 * i + j) * stride] = rows[i] * columns[j] }
             }
         }
     }
@@ -698,13 +682,26 @@ private typealias WideIndices = SIMD16<Int32>
     return (a & mask) | (b & ~mask)
 }
 
-/// Runs `body` with each tile's origin, the position of its (0, 0) in the OH x OW plane, by tile index.
-@inline(__always)
-private func withTileOrigins<R>(_ plan: WinogradPlan, _ body: (UnsafeMutablePointer<Int32>) -> R) -> R {
-    withUnsafeTemporaryAllocation(of: Int32.self, capacity: plan.tilesPerImage) { origins in
-        for at in 0..<plan.tilesPerImage {
-            origins[at] = Int32(2 * (at / plan.tilesX) * plan.g.ow + 2 * (at % plan.tilesX))
+extension WinogradPlan {
+    /// The walk of the fused-pool transforms: for each image and output channel, the plane's tiles as one flat run
+    /// (a plane's tiles lie consecutive in each ξ plane, whatever the tile rows), 16 at a time (`run` 16) and the
+    /// rest one by one, with every tile's origin in its OH x OW plane.
+    @inline(__always)
+    func walkPlaneTiles(images: Int, _ body: (_ image: Int, _ channel: Int, _ at: Int, _ run: Int,
+                                              _ origins: UnsafeMutablePointer<Int32>) -> Void) {
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: tilesPerImage) { buffer in
+            let origins = buffer.baseAddress!
+            for at in 0..<tilesPerImage { origins[at] = Int32(2 * (at / tilesX) * g.ow + 2 * (at % tilesX)) }
+            for image in 0..<images {
+                for channel in 0..<g.o {
+                    var at = 0
+                    while at < tilesPerImage {
+                        let run = at + 16 <= tilesPerImage ? 16 : 1
+                        body(image, channel, at, run, origins)
+                        at += run
+                    }
+                }
+            }
         }
-        return body(origins.baseAddress!)
     }
 }

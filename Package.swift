@@ -3,11 +3,15 @@
 //
 // Data flows one way through the modules:
 //   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
-//   -> Distributed (communicators, gradient reducers) -> Training (loop, workers, checkpoints) -> mnist-dist (command line)
-// Beside them: Support (helpers every module shares), Pictures (canvas, PNG, charts), TensorBoard (its event
-// files), Interchange (models in other programs' formats: safetensors, ONNX), Chapter (the chapter's experiments),
-// Benchmarking (the bench harness that launches runs and the reference programs), Serving (the HTTP server of
-// `mnist-dist serve`, on Hummingbird).
+//   -> Distributed (communicators, gradient reducers) -> Training (the loop, its set-up, workers)
+//   -> mnist-dist (command line)
+// Beside the loop: Checkpoints (what a run is and what it saves: configuration, checkpoint files, saved models),
+// Platform (where a run lives: CPU and kernels, Slurm, signals, memory), Reporting (what a run shows: console,
+// TensorBoard log, trace, pictures). Around them: Support (helpers every module shares, exit codes, errors),
+// Pictures (canvas, PNG, charts), TensorBoard (its event files), Interchange (models in other programs' formats:
+// safetensors, ONNX), Chapter (the chapter's experiments), Benchmarking (the bench harness), Serving (the HTTP
+// server of `mnist-dist serve`, on Hummingbird). scripts/check-imports.py checks that each target's dependencies
+// below are exactly the modules its files import.
 import Foundation
 import PackageDescription
 
@@ -93,6 +97,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Checkpoints", "Reporting", "Distributed", "MNISTData",
                                                      "Support", "TestSupport"]),
         .testTarget(name: "ChapterTests", dependencies: ["Chapter", "Support", "TestSupport"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Checkpoints", "Support", "TestSupport"]),
         .testTarget(name: "BenchmarkingTests", dependencies: ["Benchmarking", "Training", "Autodiff", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Support", "MNISTData", "Autodiff", "Pictures", "Interchange", "Checkpoints",
                                                      "Platform", "Training", "TestSupport"],

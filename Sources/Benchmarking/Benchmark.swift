@@ -85,6 +85,21 @@ public struct BenchmarkRow: Sendable {
     }
 }
 
+/// One configuration of ours that the bench runs.
+struct OurRun {
+    let model: ModelKind
+    let ranks: Int
+    let reduction: ReductionPrecision
+    let precision: ProductPrecision
+}
+
+/// Where the bench's runs happen: this executable, a scratch folder for their metrics, and the cores they share.
+struct BenchmarkPlace {
+    let executable: String
+    let scratch: URL
+    let cores: Int
+}
+
 public enum Benchmark {
     /// Work per training sample, 2 FLOP per multiply-add: forward, and backward's weight and input gradients (each
     /// as many multiply-adds as forward), less the first layer's input gradient, which nobody computes. CNN: 3 x
@@ -115,9 +130,9 @@ public enum Benchmark {
                 for precision in options.precisions {
                     for reduction in options.reductions {
                         for ranks in options.ranks {
-                            rows.append(try runOurs(model: model, ranks: ranks, reduction: reduction, precision: precision,
-                                                    cores: cores, executable: executable, scratch: scratch, options: options,
-                                                    console: console))
+                            let run = OurRun(model: model, ranks: ranks, reduction: reduction, precision: precision)
+                            rows.append(try runOurs(run, in: BenchmarkPlace(executable: executable, scratch: scratch, cores: cores),
+                                                    options: options, console: console))
                         }
                     }
                 }
@@ -146,8 +161,9 @@ public enum Benchmark {
     }
 
     /// One configuration of ours: a run of this executable (under mpirun for several ranks) writing --metrics.
-    static func runOurs(model: ModelKind, ranks: Int, reduction: ReductionPrecision, precision: ProductPrecision, cores: Int,
-                        executable: String, scratch: URL, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
+    static func runOurs(_ run: OurRun, in place: BenchmarkPlace, options: BenchmarkOptions, console: Console) throws -> BenchmarkRow {
+        let (model, ranks, reduction, precision) = (run.model, run.ranks, run.reduction, run.precision)
+        let (executable, scratch, cores) = (place.executable, place.scratch, place.cores)
         let threads = max(1, cores / ranks)
         let metrics = scratch.appendingPathComponent("\(model)-\(ranks)-\(reduction)-\(precision).jsonl").path
         try? FileManager.default.removeItem(atPath: metrics)

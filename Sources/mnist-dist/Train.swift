@@ -41,13 +41,13 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")
     var microBatch: Int = Defaults.microBatch
 
-    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits). Without it, the ranks of a host sum and step in memory they share, each its slice, and only across hosts all-reduce. Where each pays: README, Performance.")
+    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits). Without it, the ranks of a host sum and step in memory they share, each its slice, and only across hosts all-reduce. Where each pays: docs/scaling.md.")
     var overlap = false
 
-    @Option(name: .customLong("checkpoint-dir"), help: "Write checkpoints here (at every epoch end, and every --checkpoint-every steps).")
+    @Option(name: .customLong("checkpoint-dir"), help: ArgumentHelp("Write checkpoints here (at every epoch end, and every --checkpoint-every steps).", valueName: "dir"))
     var checkpointDirectory: String?
 
-    @Option(name: .customLong("checkpoint-every"), help: "Also checkpoint every N steps.")
+    @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Also checkpoint every N steps.", valueName: "n"))
     var checkpointEvery: Int?
 
     @Option(name: .customLong("keep-checkpoints"), help: ArgumentHelp("Checkpoints to keep in --checkpoint-dir (the newest; older ones are deleted). Default: \(Defaults.checkpointsKept).", valueName: "n"))
@@ -56,16 +56,16 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("keep"), help: .hidden)
     var oldKeepCheckpoints: Int?
 
-    @Option(help: ArgumentHelp("Continue from a checkpoint file, or from the newest valid checkpoint in a directory. A directory that does not exist yet, or holds no checkpoint, means a fresh start (the start block says so), so a requeue script can pass the same --resume every time.", valueName: "path"))
+    @Option(help: ArgumentHelp("Continue from a checkpoint file, or from the newest valid checkpoint in a directory. A directory that does not exist yet, or holds no checkpoint, means a fresh start (the start block says so), so a requeue script can pass the same --resume every time; a missing *.ckpt file is an error.", valueName: "path"))
     var resume: String?
 
     @Option(name: .customLong("init-from"), help: ArgumentHelp("Start from the parameters of this file instead of the seed's initialisation: a safetensors file under PyTorch's names (see export), for example one saved from PyTorch, or a checkpoint. Names and shapes must be the model's; the optimizer starts afresh.", valueName: "file"))
     var initFrom: String?
 
-    @Option(help: "Write the final model (a checkpoint file) for evaluate and predict.")
+    @Option(help: ArgumentHelp("Write the final model (a checkpoint file) for evaluate, predict, export and serve.", valueName: "file"))
     var save: String?
 
-    @Option(help: "Write metrics as JSON lines: one object per epoch and one for the run.")
+    @Option(help: ArgumentHelp("Write metrics as JSON lines: one object per epoch and one for the run.", valueName: "file"))
     var metrics: String?
 
     @OptionGroup var pictures: RunPicturesOption
@@ -79,7 +79,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("stall-timeout"), help: ArgumentHelp("Seconds a rank waits in a collective for the others before the job is declared stalled (raised to \(Int(Defaults.stallStepMultiple)) times the slowest step): the ranks that did not arrive are named, with their hosts, and the job ends with exit code 79, its last checkpoint intact. 0 waits for ever.", valueName: "seconds"))
     var stallTimeout: Double = Defaults.stallTimeout
 
-    @Option(name: .customLong("stop-after"), help: "Stop cleanly after N steps, as on SIGTERM (checkpoint, exit code 75).")
+    @Option(name: .customLong("stop-after"), help: ArgumentHelp("Stop cleanly after N steps, as on SIGTERM (checkpoint, exit code 75).", valueName: "n"))
     var stopAfter: Int?
 
     @OptionGroup(title: "Output") var console: ConsoleOptions

@@ -88,7 +88,7 @@ extension EndToEnd {
             resumed[resumed.firstIndex(of: "30")!] = "2"  // as far as the second epoch's end
             let run = MnistDist.run(resumed + ["--resume", checkpoints.path])
             #expect(run.status == 0, "\(run)")
-            #expect(run.stdout.contains("Resuming from"), "\(run.stdout)")
+            #expect(run.stdout.contains("  resume   "), "\(run.stdout)")
         }
 
         @Test("killing one host's processes ends the job within seconds, with a non-zero exit")

@@ -115,7 +115,7 @@ extension EndToEnd {
             let common = ["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--progress", "none"]
             let run = MnistDist.run([], mpmd: [common + ["--lr", "0.1"], common + ["--lr", "0.2"]], timeout: 60)
             #expect(run.status != 0, "\(run)")
-            #expect(run.stderr.contains("the ranks do not agree on lr (rank 0 has 0.1)"), "\(run)")
+            #expect(run.stderr.contains("the ranks do not agree on learning_rate (rank 0 has 0.1)"), "\(run)")
             #expect(run.stderr.components(separatedBy: "do not agree").count == 2, "printed once")
         }
 

@@ -63,7 +63,7 @@ extension EndToEnd {
             // The configuration, as markdown for the text plug-in.
             let text = board["texts"]["configuration"]
             #expect(text["plugin"].string == "text")
-            for row in ["| model | mlp |", "| lr | 0.001 |", "| epochs | 2 |", "| ranks | 2 |"] {
+            for row in ["| model | mlp |", "| learning_rate | 0.001 |", "| epochs | 2 |", "| ranks | 2 |"] {
                 #expect(text["text"].string.contains(row), "configuration lacks \(row): \(text)")
             }
             // Every record: the file version, the configuration, 4 scalars a step, 6 an epoch, the pictures.

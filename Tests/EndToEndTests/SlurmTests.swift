@@ -193,7 +193,7 @@ extension EndToEnd {
             }
             let second = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 6)) --checkpoint-dir '\(checkpoints)' --resume '\(checkpoints)'")
             #expect(cluster.wait(for: second).state == "COMPLETED", "\(cluster.output(of: second))")
-            #expect(cluster.output(of: second).contains("Resuming from \(checkpoints)/checkpoint-"))
+            #expect(cluster.output(of: second).contains("  resume   \(checkpoints)/checkpoint-"))
             #expect(checksum(cluster.output(of: second)) == reference(epochs: 6), "\(cluster.output(of: second))")
         }
 
@@ -235,7 +235,7 @@ extension EndToEnd {
             }
             let log = expectRequeuedToTheEnd(id, on: cluster, epochs: 8)
             #expect(log.contains("on n[1-2]"), "the requeued job ran on the two nodes left: \(log)")
-            #expect(log.contains("Resuming from checkpoints/slurm-\(id)/checkpoint-"), "\(log)")
+            #expect(log.contains("  resume   checkpoints/slurm-\(id)/checkpoint-"), "\(log)")
         }
 
         @Test("nodes that see different files: a node-local checkpoint directory (exit 64) and data missing on one node (exit 66) each end the job at once with one line naming the node")

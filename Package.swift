@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "Platform", dependencies: ["Autodiff"]),
         .target(name: "Checkpoints", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Interchange"]),
         .target(name: "Reporting", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
-                                          "TensorBoard", "Checkpoints"]),
+                                          "TensorBoard", "Checkpoints", "Platform"]),
         .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Checkpoints",
                                          "Platform", "Reporting"],
                 swiftSettings: numeric),

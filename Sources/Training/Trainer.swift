@@ -67,45 +67,6 @@ public struct RunOptions: Sendable {
     public init() {}
 }
 
-/// What a finished run reports.
-public struct RunSummary: Sendable {
-    public var history: [EpochRecord] = []
-    public var finalTestAccuracy: Double = .nan
-    public var finalTrainAccuracy: Double = .nan
-    public var totalSeconds: Double = 0
-    /// Files written, with what they are.
-    public var outputs: [(what: String, path: String)] = []
-    /// Test-set confusion matrix after the last epoch: [true][predicted].
-    public var confusion: [[Int]] = []
-    /// Median over epochs (after the first, when there are several) of the per-step phase times, in seconds.
-    public var phases = PhaseTimes()
-    public var threadsPerRank = 1
-    /// FNV-1a (64-bit) of the final parameters' Float bit patterns: two runs trained the same model exactly when
-    /// their checksums agree.
-    public var parameterChecksum: UInt64 = 0
-    /// The checksum as 16 hex digits, as the metrics and the run's last lines show it.
-    public var parameterChecksumHex: String { StableHash.hex(parameterChecksum) }
-    /// Peak resident memory of each rank, in megabytes.
-    public var peakResidentMegabytes: [Double] = []
-}
-
-/// Seconds spent per phase of a step, summed over an epoch's steps.
-public struct PhaseTimes: Sendable, Equatable {
-    public var forward = 0.0
-    public var backward = 0.0
-    public var allReduce = 0.0
-    public var optimizer = 0.0
-    public var total: Double { forward + backward + allReduce + optimizer }
-
-    /// The median of each phase over epochs, leaving out the first (warm-up) when there are several.
-    static func median(_ epochs: [PhaseTimes]) -> PhaseTimes {
-        let used = afterWarmUp(epochs)
-        guard !used.isEmpty else { return PhaseTimes() }
-        return PhaseTimes(forward: Support.median(used.map(\.forward)), backward: Support.median(used.map(\.backward)),
-                          allReduce: Support.median(used.map(\.allReduce)), optimizer: Support.median(used.map(\.optimizer)))
-    }
-}
-
 /// Data and sample order given to a trainer instead of the configuration's files and shuffle (the chapter's
 /// literal CNN stream trains on raw rows 0-7999 in one order drawn once; tests give small synthetic data).
 public struct ProvidedData: Sendable {

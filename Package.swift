@@ -5,7 +5,7 @@
 //   MNISTData (files, RNG, batches) -> Autodiff (tensors, ops, BLAS) -> NN (models, optimizers)
 //   -> Distributed (communicators, gradient reducers) -> Training (the loop, its set-up, workers)
 //   -> mnist-dist (command line)
-// Beside the loop: Checkpoints (what a run is and what it saves: configuration, checkpoint files, saved models),
+// Deflate is the one module that talks to zlib (gzip streams, CRC-32, compression). Beside the loop: Checkpoints (what a run is and what it saves: configuration, checkpoint files, saved models),
 // Platform (where a run lives: CPU and kernels, Slurm, signals, memory), Reporting (what a run shows: console,
 // TensorBoard log, trace, pictures). Around them: Support (helpers every module shares, exit codes, errors),
 // Pictures (canvas, PNG, charts), TensorBoard (its event files), Interchange (models in other programs' formats:
@@ -49,24 +49,25 @@ let package = Package(
 
         // MARK: Libraries, in the order data flows through them
         .target(name: "Support"),
-        .target(name: "MNISTData", dependencies: ["CZlib", "Support"], swiftSettings: numeric),
+        .target(name: "Deflate", dependencies: ["CZlib", "Support"]),
+        .target(name: "MNISTData", dependencies: ["Deflate", "Support"], swiftSettings: numeric),
         .target(name: "Autodiff", dependencies: ["COpenBLAS", "CBFloat16", "Support"], swiftSettings: numeric),
-        .target(name: "NN", dependencies: ["Support", "Autodiff", "MNISTData"], swiftSettings: numeric),
+        .target(name: "NN", dependencies: ["Support", "Autodiff"], swiftSettings: numeric),
         .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
-        .target(name: "Pictures", dependencies: ["Support", "MNISTData", "CPNG", "CTurboJPEG"]),
+        .target(name: "Pictures", dependencies: ["Support", "Deflate", "CPNG", "CTurboJPEG"]),
         .target(name: "TensorBoard", dependencies: ["Support"]),
         .target(name: "Interchange", dependencies: ["Support", "MNISTData", "Autodiff", "NN"]),
         .target(name: "Platform", dependencies: ["Autodiff"]),
-        .target(name: "Checkpoints", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Interchange"]),
+        .target(name: "Checkpoints", dependencies: ["Support", "Deflate", "MNISTData", "Autodiff", "NN", "Distributed", "Interchange"]),
         .target(name: "Reporting", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Pictures",
                                           "TensorBoard", "Checkpoints", "Platform"]),
-        .target(name: "Training", dependencies: ["Support", "MNISTData", "Autodiff", "NN", "Distributed", "Checkpoints",
+        .target(name: "Training", dependencies: ["Support", "Deflate", "MNISTData", "Autodiff", "NN", "Distributed", "Checkpoints",
                                          "Platform", "Reporting"],
                 swiftSettings: numeric),
 
         // MARK: Around training: the chapter's experiments and the benchmark harness
         .target(name: "Chapter", dependencies: ["Support", "MNISTData", "Autodiff", "Checkpoints", "Training"]),
-        .target(name: "Serving", dependencies: ["Support", "MNISTData", "Pictures", "Checkpoints", "Training",
+        .target(name: "Serving", dependencies: ["Support", "Pictures", "Checkpoints", "Training",
                                         .product(name: "Hummingbird", package: "hummingbird"),
                                         .product(name: "Logging", package: "swift-log")]),
         .target(name: "Benchmarking", dependencies: ["Support", "Autodiff", "Distributed", "Checkpoints", "Platform", "Reporting",
@@ -80,10 +81,10 @@ let package = Package(
         ]),
 
         // MARK: Tests: one target per module (EndToEndTests drives the built executable)
-        .target(name: "TestSupport", dependencies: ["MNISTData"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Deflate", "MNISTData"], path: "Tests/TestSupport"),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"]),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport"]),
-        .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "Support", "TestSupport"]),
+        .testTarget(name: "MNISTDataTests", dependencies: ["MNISTData", "Deflate", "Support", "TestSupport"]),
         .testTarget(name: "AutodiffTests", dependencies: ["Autodiff", "Support", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "Autodiff", "MNISTData", "Support", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
@@ -91,7 +92,7 @@ let package = Package(
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "InterchangeTests", dependencies: ["Interchange", "NN", "Autodiff", "MNISTData", "Support", "TestSupport"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "TestSupport"]),
-        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "MNISTData", "Support", "TestSupport"]),
+        .testTarget(name: "CheckpointsTests", dependencies: ["Checkpoints", "Deflate", "MNISTData", "Support", "TestSupport"]),
         .testTarget(name: "ReportingTests", dependencies: ["Reporting", "Checkpoints", "NN", "Autodiff", "MNISTData", "Support",
                                                       "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Checkpoints", "Reporting", "Distributed", "MNISTData",

@@ -24,8 +24,8 @@ build() {  # name, sources...
   [ -x "$out/fuzz-$name" ] || { echo "fuzz.sh: building fuzz-$name failed" >&2; exit 1; }
 }
 
-build idx Sources/MNISTData/*.swift Tests/Fuzz/FuzzIDX.swift
-build checkpoint Sources/MNISTData/*.swift Sources/Checkpoints/CheckpointFormat.swift Tests/Fuzz/FuzzCheckpoint.swift
+build idx Sources/Deflate/*.swift Sources/MNISTData/*.swift Tests/Fuzz/FuzzIDX.swift
+build checkpoint Sources/Deflate/*.swift Sources/Checkpoints/CheckpointFormat.swift Tests/Fuzz/FuzzCheckpoint.swift
 
 status=0
 for name in idx checkpoint; do

@@ -1,7 +1,6 @@
 // Checkpoint files: read and verified, written atomically, kept in a directory of which the newest K survive.
 import Foundation
 import Support
-import MNISTData
 
 extension Checkpoint {
     /// Reads and verifies the checkpoint at `path`.

@@ -12,8 +12,8 @@
 // Reading checks the CRC first and every length against the bytes that remain, so a truncated, bit-flipped or
 // hostile file is refused before anything is allocated for it. (Floats are copied as raw bytes: every platform
 // Swift on Linux runs on is little-endian.)
-#if canImport(MNISTData)  // absent when scripts/fuzz.sh compiles this file together with MNISTData's sources
-import MNISTData
+#if canImport(Deflate)  // absent when scripts/fuzz.sh compiles this file together with Deflate's sources
+import Deflate
 #endif
 import Support
 

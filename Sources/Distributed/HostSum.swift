@@ -169,12 +169,6 @@ public struct HostStepMemory {
     }
 }
 
-/// "4.8 MB".
-public func megabytes(_ bytes: Int) -> String {
-    let value = Double(bytes) / 1e6
-    return value < 10 ? String(format: "%.1f MB", value) : String(format: "%.0f MB", value)
-}
-
 /// The step shared by the host's ranks (see the top of this file).
 public final class HostSum: GradientReducer {
     let precision: ReductionPrecision

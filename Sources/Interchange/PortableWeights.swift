@@ -2,7 +2,6 @@
 // write: the CNN's are pytorch/examples' MNIST `Net` (conv1.weight, ..., fc2.bias); the MLP's are `layerK.weight`
 // (out x in, as torch.nn.Linear stores it) and `layerK.bias` for its K-th dense layer.
 import Autodiff
-import MNISTData
 import NN
 import Support
 

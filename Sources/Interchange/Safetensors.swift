@@ -1,7 +1,6 @@
 // The safetensors format (huggingface/safetensors): an 8-byte little-endian header length, a JSON header naming each
 // tensor's dtype, shape and byte range, and the tensors' bytes. mnist-dist writes and reads float32 tensors.
 import Foundation
-import MNISTData
 import Support
 
 /// One named float32 tensor, row-major.

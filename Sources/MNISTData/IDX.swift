@@ -2,6 +2,9 @@
 //
 // Layout: 2 zero bytes, a type byte (0x08 = unsigned byte), a dimension count d, then d big-endian UInt32 sizes,
 // then the payload, row-major. MNIST images are 0x00000803 (count, rows, columns); labels 0x00000801 (count).
+#if canImport(Deflate)  // absent when scripts/fuzz.sh compiles Deflate's sources together with this module's
+import Deflate
+#endif
 import Support
 
 /// An n-dimensional array of unsigned bytes read from an IDX file.

@@ -1,6 +1,5 @@
 // The chapter's two models: the tanh MLP (JAX layout, numpy initialisation) and PyTorch's MNIST CNN.
 import Autodiff
-import MNISTData
 import Support
 
 /// One row of a model summary.
@@ -227,17 +226,6 @@ public func formatSummary(_ model: Model) -> String {
     }
     lines.append("Total parameters: \(groupedThousands(model.parameterCount))")
     return lines.joined(separator: "\n")
-}
-
-/// 1199882 -> "1,199,882".
-public func groupedThousands(_ value: Int) -> String {
-    let digits = String(value.magnitude)
-    var result = ""
-    for (i, character) in digits.enumerated() {
-        if i > 0 && (digits.count - i) % 3 == 0 { result.append(",") }
-        result.append(character)
-    }
-    return (value < 0 ? "-" : "") + result
 }
 
 extension String {

@@ -1,6 +1,6 @@
 // An RGB raster with the few drawing operations the pictures need (rectangles, lines, a 5x7 bitmap font, scaled
 // grayscale images), and its encoding as PNG through zlib.
-import MNISTData
+import Deflate
 import Support
 
 /// An 8-bit RGB colour.

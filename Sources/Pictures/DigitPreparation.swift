@@ -1,5 +1,4 @@
 // A picture of a digit made into a model's input, the same way for `predict` and `serve`.
-import MNISTData
 import Support
 
 /// How a picture becomes a model's input, and what was done to it.

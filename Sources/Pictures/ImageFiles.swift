@@ -1,7 +1,6 @@
 // Reading single pictures as grey for `predict`: PNG (every colour type and bit depth) and JPEG through
 // ImageDecoding.swift (libpng, libjpeg-turbo), and PGM (binary P5 or text P2, 8-bit) here.
 import Foundation
-import MNISTData
 import Support
 
 /// A grayscale image: bytes 0 (black) to 255 (white), row-major.

@@ -1,6 +1,7 @@
 // What a run prints: rank 0 reports (every rank, prefixed, with --verbose), errors go to stderr, and the progress of
 // an epoch is a bar updated in place when a person watches a terminal, or plain lines (about ten an epoch) in a log.
 import Foundation
+import Support
 
 /// How progress within an epoch is shown.
 public enum ProgressStyle: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -156,12 +157,4 @@ public enum Terminal {
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         return fields.count > 1 ? pid_t(fields[1]) ?? 0 : 0
     }
-}
-
-/// 75 -> "1:15", 4000 -> "1:06:40".
-public func formatDuration(_ seconds: Double) -> String {
-    guard seconds.isFinite && seconds >= 0 else { return "--:--" }
-    let total = Int(seconds.rounded())
-    let (h, m, s) = (total / 3600, (total / 60) % 60, total % 60)
-    return h > 0 ? String(format: "%d:%02d:%02d", h, m, s) : String(format: "%d:%02d", m, s)
 }

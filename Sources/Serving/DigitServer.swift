@@ -11,7 +11,6 @@ import Checkpoints
 import Foundation
 import Hummingbird
 import Logging
-import MNISTData
 import Pictures
 import Support
 import Training

@@ -4,6 +4,7 @@ import Autodiff
 import Reporting
 import Platform
 import Checkpoints
+import Deflate
 import Distributed
 import Foundation
 import MNISTData

@@ -4,7 +4,7 @@
 import Foundation
 import Platform
 import Checkpoints
-import NN
+import Support
 
 package struct StopPolicy {
     /// Where checkpoints go (nil: none are written).

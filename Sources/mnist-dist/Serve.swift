@@ -2,7 +2,6 @@
 import ArgumentParser
 import Checkpoints
 import Foundation
-import MNISTData
 import Reporting
 import Serving
 import Support

@@ -1,4 +1,5 @@
 // The checkpoint format and files: round trips, every damaged form refused, atomic replacement, rotation.
+import Deflate
 import Foundation
 import MNISTData
 import Support

@@ -1,4 +1,4 @@
-// libFuzzer target: the checkpoint decoder, compiled together with Sources/MNISTData and
+// libFuzzer target: the checkpoint decoder, compiled together with Sources/Deflate and
 // Sources/Checkpoints/CheckpointFormat.swift by scripts/fuzz.sh. Any input must decode or throw a FileError.
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,4 +1,4 @@
-// libFuzzer target: the IDX reader (raw and gzip), compiled together with Sources/MNISTData by scripts/fuzz.sh.
+// libFuzzer target: the IDX reader (raw and gzip), compiled together with Sources/Deflate and Sources/MNISTData by scripts/fuzz.sh.
 // Any input must end in a value or a FileError: no crash, no hang, no allocation larger than the input justifies.
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,6 +1,7 @@
 // Batches, shards, epoch orders, pixel conversion, and the real MNIST t10k files.
 import Foundation
 import MNISTData
+import Support
 import Testing
 import TestSupport
 

@@ -1,4 +1,5 @@
 // The IDX reader on every malformed-input case, with tiny files built in memory (raw and gzip) and on disk.
+import Deflate
 import Foundation
 import MNISTData
 import Testing

@@ -1,4 +1,5 @@
 // Tiny IDX and gzip files built in memory, for the reader's malformed-input tests and the fuzz corpus.
+import Deflate
 import MNISTData
 
 public enum IDXBuilder {

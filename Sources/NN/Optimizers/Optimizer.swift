@@ -124,11 +124,5 @@ extension Optimizer {
     }
 }
 
-/// A number as short as it can be written exactly enough for a reader ("0.1", "1e-06", "128").
-public func formatNumber(_ value: Double) -> String {
-    if value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
-    let short = String(format: "%g", value)
-    return Double(short) == value ? short : "\(value)"
-}
 
 

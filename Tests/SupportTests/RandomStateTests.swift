@@ -1,6 +1,6 @@
 // RandomState against numpy's own draws (Tests/References/numpy_randomstate0.json and values printed by numpy).
 import Foundation
-import MNISTData
+import Support
 import Testing
 import TestSupport
 

@@ -8,7 +8,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Support
 
 /// numpy's legacy random generator (`numpy.random.RandomState`), reproducing its streams exactly.
 public struct RandomState: Equatable, Sendable {

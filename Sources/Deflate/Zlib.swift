@@ -1,6 +1,7 @@
 // The one file that talks to zlib: streaming gzip decompression, CRC-32, and zlib-format compression.
 //
-// Everything else in the project (IDX reading, checkpoints, PNG files) goes through these three entry points.
+// Everything else in the project (IDX reading, checkpoints, PNG files) goes through these three entry points, and
+// this module (with the byte sources the gzip reader reads from) is what they import for it.
 import CZlib
 import Support
 

@@ -96,9 +96,9 @@ public struct SavedModel {
             + (settings["epochs"].map { " for \($0) epochs" } ?? "")
             + ". Input: pixels / 255, N x 1 x 28 x 28, light digit on dark as in MNIST; inputs are normalised inside the "
             + "graph (\(scaling)). Output: log-probabilities of the digits 0-9, N x 10."
-        return ONNXExport.model(model, weights: PortableWeights.tensors(of: model, store: store), scaling: scaling,
-                                description: description, metadata: portableMetadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
-                                producerVersion: Version.string)
+        let about = ONNXExport.About(description: description, metadata: portableMetadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
+                                     producerVersion: Version.string)
+        return ONNXExport.model(model, weights: PortableWeights.tensors(of: model, store: store), scaling: scaling, about: about)
     }
 
     /// Class probabilities (10 per image) for `count` images of rows x columns bytes (light digit on dark, as MNIST).

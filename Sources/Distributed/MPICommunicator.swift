@@ -375,8 +375,8 @@ public final class MPICommunicator: Communicator {
         }
         let silent = (0..<size).filter { answers[$0] == nil }
         if rank == answers.keys.min() {
-            let report = RollCall.report(silent: silent, answers: answers, hosts: hosts, processIDs: processIDs,
-                                         deadline: deadline, grace: grace, runFinished: what.kind == .finish)
+            let roll = RollCall.Result(silent: silent, answers: answers, hosts: hosts, processIDs: processIDs)
+            let report = RollCall.report(roll, deadline: deadline, grace: grace, runFinished: what.kind == .finish)
             fflush(nil)
             _ = Array(report.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
             MPI_Abort(world, deadline.exitCode)
@@ -499,9 +499,18 @@ enum RollCall {
         String(decoding: message.prefix { $0 != 0 }, as: UTF8.self)
     }
 
+    /// What a roll call found: the ranks that did not answer, what the others said they were doing, and where every
+    /// rank runs.
+    struct Result {
+        let silent: [Int]
+        let answers: [Int: String]
+        let hosts: [String]
+        let processIDs: [Int32]
+    }
+
     /// One message for the user: which ranks did not arrive, where, and what the others were doing.
-    static func report(silent: [Int], answers: [Int: String], hosts: [String], processIDs: [Int32],
-                       deadline: StallDeadline, grace: Double, runFinished: Bool = false) -> String {
+    static func report(_ roll: Result, deadline: StallDeadline, grace: Double, runFinished: Bool = false) -> String {
+        let (silent, answers, hosts, processIDs) = (roll.silent, roll.answers, roll.hosts, roll.processIDs)
         func who(_ rank: Int) -> String { "rank \(rank) (host \(hosts[rank]), pid \(processIDs[rank]))" }
         var lines: [String] = []
         let exiting = answers.keys.sorted().filter { answers[$0]!.hasPrefix(Activity.exit.description) }

@@ -16,14 +16,25 @@ public enum ONNXExport {
     /// The ONNX IR version that opset 13 belongs with (onnx 1.8 and later read it).
     public static let irVersion = 7
 
+    /// What an exported file says about its model beside the graph.
+    public struct About {
+        /// What the model is and what it was trained on (the doc_string).
+        public let description: String
+        /// Key-value pairs the model carries (`metadata_props`).
+        public let metadata: [(String, String)]
+        public let producerVersion: String
+        public init(description: String, metadata: [(String, String)], producerVersion: String) {
+            (self.description, self.metadata, self.producerVersion) = (description, metadata, producerVersion)
+        }
+    }
+
     /// The model's bytes (an ONNX ModelProto).
     /// - Parameters:
     ///   - weights: the parameters under their portable names (`PortableWeights.tensors`).
     ///   - scaling: the pixel scaling the model was trained with.
-    ///   - description: what the model is and what it was trained on, for its doc_string.
-    ///   - metadata: key-value pairs the model carries (`metadata_props`).
-    public static func model(_ model: Model, weights: [NamedTensor], scaling: PixelScaling, description: String,
-                             metadata: [(String, String)], producerVersion: String) -> [UInt8] {
+    ///   - about: what the file says about the model: its doc_string, `metadata_props` and producer version.
+    public static func model(_ model: Model, weights: [NamedTensor], scaling: PixelScaling, about: About) -> [UInt8] {
+        let (description, metadata, producerVersion) = (about.description, about.metadata, about.producerVersion)
         var graph = Graph(weights: weights)
         var x = "pixels"
         if let (mean, std) = scaling.standardization {

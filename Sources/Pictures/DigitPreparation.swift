@@ -21,10 +21,11 @@ public enum DigitPreparation {
         case no
     }
 
-    /// The picture as `rows` x `columns` input bytes, and a note of what was done to it. `name` is what an error
-    /// calls the picture.
+    /// The picture as input bytes of the model's `size` (rows x columns), and a note of what was done to it. `name`
+    /// is what an error calls the picture.
     public static func prepare(_ image: GrayImage, name: String, preprocess: Preprocessing = .auto, invert: Inversion = .auto,
-                               rows: Int, columns: Int) throws(FileError) -> ([UInt8], String) {
+                               size: (rows: Int, columns: Int)) throws(FileError) -> ([UInt8], String) {
+        let (rows, columns) = size
         let size = "\(image.width)x\(image.height)"
         let flip: Bool? = invert == .auto ? nil : invert == .yes
         let alreadyMNIST = image.width == columns && image.height == rows && !(flip ?? DigitPreprocessing.hasLightBorder(image))

@@ -20,8 +20,10 @@ public enum RunPictures {
     }
 
     /// Draws every picture, each with its file name.
-    public static func render(model: Model, store: ParameterStore, test: Dataset, scaling: PixelScaling,
-                       history: [EpochRecord], confusion: [[Int]]) -> [(name: String, canvas: Canvas)] {
+    /// - Parameter test: the test set and the pixel scaling the model takes.
+    public static func render(model: Model, store: ParameterStore, test set: (Dataset, scaling: PixelScaling),
+                              history: [EpochRecord], confusion: [[Int]]) -> [(name: String, canvas: Canvas)] {
+        let (test, scaling) = set
         var pictures: [(name: String, canvas: Canvas)] = []
         func save(_ canvas: Canvas, _ name: String) { pictures.append((name, canvas)) }
         let epochs = history.map { Double($0.epoch) }

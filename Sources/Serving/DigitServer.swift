@@ -104,7 +104,7 @@ public enum DigitServer {
         let input: [UInt8], note: String
         do {
             (input, note) = try DigitPreparation.prepare(image, name: "the picture", preprocess: preprocess, invert: invert,
-                                                         rows: rows, columns: columns)
+                                                         size: (rows, columns))
         } catch {
             return json(.unprocessableContent, ["error": error.description])
         }

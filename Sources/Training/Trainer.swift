@@ -349,8 +349,8 @@ extension Run {
         guard options.picturesDirectory != nil || options.tensorBoardDirectory != nil else { return [] }
         return try communicator.agree { () throws -> [String] in
             guard communicator.rank == 0 else { return [] }
-            let pictures = RunPictures.render(model: machinery.model, store: machinery.store, test: data.test, scaling: machinery.workers.scaling,
-                                              history: history, confusion: confusion)
+            let pictures = RunPictures.render(model: machinery.model, store: machinery.store,
+                                              test: (data.test, scaling: machinery.workers.scaling), history: history, confusion: confusion)
             tensorBoard?.pictures(pictures, step: position.step)
             try tensorBoard?.flush()
             guard let directory = options.picturesDirectory else { return [] }

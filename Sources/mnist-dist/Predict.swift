@@ -110,8 +110,8 @@ struct Predict: ParsableCommand {
             do { image = try GrayImage.read(path: path) } catch { throw RunError(error) }
             let (pixels, note): ([UInt8], String)
             do {
-                (pixels, note) = try DigitPreparation.prepare(image, name: path, preprocess: preprocess, invert: invert, rows: rows,
-                                                              columns: columns)
+                (pixels, note) = try DigitPreparation.prepare(image, name: path, preprocess: preprocess, invert: invert,
+                                                              size: (rows, columns))
             } catch {
                 throw RunError(error)
             }

@@ -29,13 +29,13 @@ struct PicturesTests {
         var pixels = [UInt8](repeating: 0, count: 28 * 28)
         for y in 6..<22 { for x in 12..<16 { pixels[y * 28 + x] = 255 } }
         let mnist = GrayImage(width: 28, height: 28, pixels: pixels)
-        let (same, note) = try DigitPreparation.prepare(mnist, name: "a", rows: 28, columns: 28)
+        let (same, note) = try DigitPreparation.prepare(mnist, name: "a", size: (28, 28))
         #expect(same == pixels && note == "28x28, as it is")
         // The same stroke, dark on white, twice the size and off centre.
         var large = [UInt8](repeating: 255, count: 56 * 56)
         for y in 4..<36 { for x in 2..<10 { large[y * 56 + x] = 0 } }
         let (prepared, described) = try DigitPreparation.prepare(GrayImage(width: 56, height: 56, pixels: large), name: "b",
-                                                                 rows: 28, columns: 28)
+                                                                 size: (28, 28))
         #expect(described.hasPrefix("56x56, inverted, ink 8x32 at (2, 4) fitted to 20x20"), "\(described)")
         // Centred by centre of mass: the ink's columns are balanced around column 14, its rows around row 14.
         let ink = prepared.enumerated().filter { $0.element > 0 }
@@ -48,7 +48,7 @@ struct PicturesTests {
     func wrongSize() {
         let error = #expect(throws: FileError.self) {
             try DigitPreparation.prepare(GrayImage(width: 30, height: 28, pixels: [UInt8](repeating: 0, count: 840)), name: "c.png",
-                                         preprocess: .none, rows: 28, columns: 28)
+                                         preprocess: .none, size: (28, 28))
         }
         #expect(error?.description == "c.png: the picture is 30x28; with --preprocess none the model takes 28x28")
     }

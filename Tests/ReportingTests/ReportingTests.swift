@@ -29,7 +29,7 @@ struct ReportingTests {
         let history = (1...3).map { EpochRecord(epoch: $0, trainLoss: 1 / Double($0), trainAccuracy: 0.5, testAccuracy: 0.4,
                                                 seconds: 1, samplesPerSecond: 100, communicationShare: 0) }
         let confusion = (0..<10).map { row in (0..<10).map { row == $0 ? 4 : 0 } }
-        let pictures = RunPictures.render(model: model, store: store, test: test, scaling: .unit, history: history, confusion: confusion)
+        let pictures = RunPictures.render(model: model, store: store, test: (test, scaling: .unit), history: history, confusion: confusion)
         // An MLP has no feature maps; a CNN's run adds feature-maps.png.
         #expect(pictures.map(\.name) == ["accuracy.png", "loss.png", "predictions.png", "filters.png", "confusion.png"])
         #expect(pictures.allSatisfy { $0.canvas.width >= 100 && $0.canvas.height >= 100 })

@@ -44,18 +44,25 @@ struct WinogradPlan {
         g.kh == 3 && g.kw == 3 && g.stride == 1 && g.c >= 8 && g.o >= 8
     }
 
-    /// The tile walk every transform shares: the tiles of one plane, row by row, `run` adjacent tiles at a time:
-    /// 8 (if `widest` allows) or 4 when that many lie wholly inside (`fits`: vector loads and stores), else 1
-    /// (edges and padding, element by element).
+    /// The tile walk every transform shares: for each plane (image, then channel) of `planes`, its tiles row by row,
+    /// `run` adjacent tiles at a time: 8 (if `widest` allows) or 4 when that many lie wholly inside (`fits`: vector
+    /// loads and stores), else 1 (edges and padding, element by element). `body` gets the plane's index in the
+    /// N x C tensor, the offset of its tiles in a transformed ξ plane (C x T, channel-major), and the tile.
     @inline(__always)
-    func walkTiles(widest: Int, fits: (_ ty: Int, _ tx: Int, _ run: Int) -> Bool,
-                   _ body: (_ ty: Int, _ tx: Int, _ run: Int) -> Void) {
-        for ty in 0..<tilesY {
-            var tx = 0
-            while tx < tilesX {
-                let run = widest >= 8 && tx + 8 <= tilesX && fits(ty, tx, 8) ? 8 : tx + 4 <= tilesX && fits(ty, tx, 4) ? 4 : 1
-                body(ty, tx, run)
-                tx += run
+    func walkTiles(planes: (images: Int, channels: Int), widest: Int, fits: (_ ty: Int, _ tx: Int, _ run: Int) -> Bool,
+                   _ body: (_ plane: Int, _ tiles: Int, _ ty: Int, _ tx: Int, _ run: Int) -> Void) {
+        let t = planes.images * tilesPerImage
+        for image in 0..<planes.images {
+            for channel in 0..<planes.channels {
+                let plane = image * planes.channels + channel, tiles = channel * t + image * tilesPerImage
+                for ty in 0..<tilesY {
+                    var tx = 0
+                    while tx < tilesX {
+                        let run = widest >= 8 && tx + 8 <= tilesX && fits(ty, tx, 8) ? 8 : tx + 4 <= tilesX && fits(ty, tx, 4) ? 4 : 1
+                        body(plane, tiles, ty, tx, run)
+                        tx += run
+                    }
+                }
             }
         }
     }
@@ -272,21 +279,15 @@ private typealias Lane = SIMD4<Float>
 func winogradTransformInput(_ input: UnsafePointer<Float>, images: Int, _ plan: WinogradPlan,
                             _ v: UnsafeMutablePointer<Float>) {
     let g = plan.g
-    let t = images * plan.tilesPerImage
-    let stride = g.c * t
-    for image in 0..<images {
-        for ch in 0..<g.c {
-            let plane = input + (image * g.c + ch) * g.h * g.w
-            let out = v + ch * t + image * plan.tilesPerImage
-            plan.walkTiles(widest: 8, fits: plan.inputPatchesInside) { ty, tx, run in
-                let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
-                let index = out + ty * plan.tilesX + tx
-                switch run {
-                case 8: transformTileRows(plane + y0 * g.w + x0, width: g.w, columns8, index, stride)  // rows of 16, halves of 8
-                case 4: transformTileRows(plane + y0 * g.w + x0, width: g.w, columns, index, stride)
-                default: transformInputTile(plane, y0: y0, x0: x0, g, index, stride)
-                }
-            }
+    let stride = g.c * images * plan.tilesPerImage
+    plan.walkTiles(planes: (images, g.c), widest: 8, fits: plan.inputPatchesInside) { planeIndex, tiles, ty, tx, run in
+        let plane = input + planeIndex * g.h * g.w, out = v + tiles
+        let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
+        let index = out + ty * plan.tilesX + tx
+        switch run {
+        case 8: transformTileRows(plane + y0 * g.w + x0, width: g.w, columns8, index, stride)  // rows of 16, halves of 8
+        case 4: transformTileRows(plane + y0 * g.w + x0, width: g.w, columns, index, stride)
+        default: transformInputTile(plane, y0: y0, x0: x0, g, index, stride)
         }
     }
 }
@@ -364,37 +365,31 @@ private func transformInputTile(_ plane: UnsafePointer<Float>, y0: Int, x0: Int,
 func winogradTransformOutput(_ m: UnsafePointer<Float>, images: Int, _ plan: WinogradPlan, bias: UnsafePointer<Float>?,
                              _ output: UnsafeMutablePointer<Float>) {
     let g = plan.g
-    let t = images * plan.tilesPerImage
-    let stride = g.o * t
-    for image in 0..<images {
-        for channel in 0..<g.o {
-            let source = m + channel * t + image * plan.tilesPerImage
-            let plane = output + (image * g.o + channel) * g.p
-            let b = bias?[channel] ?? 0
-            plan.walkTiles(widest: 4, fits: plan.outputBlocksInside) { ty, tx, run in
-                let (oy, ox) = (2 * ty, 2 * tx)
-                let index = source + ty * plan.tilesX + tx
-                if run == 4 {
-                    func x(_ xi: Int) -> Lane { load4(index + xi * stride) }
-                    // Aᵀ x: rows x0 + x1 + x2 and x1 - x2 - x3 (of 4 columns each), then each row times A.
-                    let r0 = (x(0) + x(4) + x(8), x(1) + x(5) + x(9), x(2) + x(6) + x(10), x(3) + x(7) + x(11))
-                    let r1 = (x(4) - x(8) - x(12), x(5) - x(9) - x(13), x(6) - x(10) - x(14), x(7) - x(11) - x(15))
-                    let bias = Lane(repeating: b)
-                    store(interleave(r0.0 + r0.1 + r0.2 + bias, r0.1 - r0.2 - r0.3 + bias), plane + oy * g.ow + ox)
-                    store(interleave(r1.0 + r1.1 + r1.2 + bias, r1.1 - r1.2 - r1.3 + bias), plane + (oy + 1) * g.ow + ox)
-                } else {
-                    var x = SIMD16<Float>()
-                    for xi in 0..<16 { x[xi] = index[xi * stride] }
-                    let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
-                    let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
-                    let top = plane + oy * g.ow + ox
-                    top[0] = r0.0 + r0.1 + r0.2 + b
-                    if ox + 1 < g.ow { top[1] = r0.1 - r0.2 - r0.3 + b }
-                    if oy + 1 < g.oh {
-                        top[g.ow] = r1.0 + r1.1 + r1.2 + b
-                        if ox + 1 < g.ow { top[g.ow + 1] = r1.1 - r1.2 - r1.3 + b }
-                    }
-                }
+    let stride = g.o * images * plan.tilesPerImage
+    plan.walkTiles(planes: (images, g.o), widest: 4, fits: plan.outputBlocksInside) { planeIndex, tiles, ty, tx, run in
+        let source = m + tiles, plane = output + planeIndex * g.p
+        let b = bias?[planeIndex % g.o] ?? 0
+        let (oy, ox) = (2 * ty, 2 * tx)
+        let index = source + ty * plan.tilesX + tx
+        if run == 4 {
+            func x(_ xi: Int) -> Lane { load4(index + xi * stride) }
+            // Aᵀ x: rows x0 + x1 + x2 and x1 - x2 - x3 (of 4 columns each), then each row times A.
+            let r0 = (x(0) + x(4) + x(8), x(1) + x(5) + x(9), x(2) + x(6) + x(10), x(3) + x(7) + x(11))
+            let r1 = (x(4) - x(8) - x(12), x(5) - x(9) - x(13), x(6) - x(10) - x(14), x(7) - x(11) - x(15))
+            let bias = Lane(repeating: b)
+            store(interleave(r0.0 + r0.1 + r0.2 + bias, r0.1 - r0.2 - r0.3 + bias), plane + oy * g.ow + ox)
+            store(interleave(r1.0 + r1.1 + r1.2 + bias, r1.1 - r1.2 - r1.3 + bias), plane + (oy + 1) * g.ow + ox)
+        } else {
+            var x = SIMD16<Float>()
+            for xi in 0..<16 { x[xi] = index[xi * stride] }
+            let r0 = (x[0] + x[4] + x[8], x[1] + x[5] + x[9], x[2] + x[6] + x[10], x[3] + x[7] + x[11])
+            let r1 = (x[4] - x[8] - x[12], x[5] - x[9] - x[13], x[6] - x[10] - x[14], x[7] - x[11] - x[15])
+            let top = plane + oy * g.ow + ox
+            top[0] = r0.0 + r0.1 + r0.2 + b
+            if ox + 1 < g.ow { top[1] = r0.1 - r0.2 - r0.3 + b }
+            if oy + 1 < g.oh {
+                top[g.ow] = r1.0 + r1.1 + r1.2 + b
+                if ox + 1 < g.ow { top[g.ow + 1] = r1.1 - r1.2 - r1.3 + b }
             }
         }
     }
@@ -405,40 +400,34 @@ func winogradTransformOutput(_ m: UnsafePointer<Float>, images: Int, _ plan: Win
 func winogradTransformOutputGradient(_ dy: UnsafePointer<Float>, images: Int, _ plan: WinogradPlan,
                                      _ yhat: UnsafeMutablePointer<Float>) {
     let g = plan.g
-    let t = images * plan.tilesPerImage
-    let stride = g.o * t
-    for image in 0..<images {
-        for channel in 0..<g.o {
-            let plane = dy + (image * g.o + channel) * g.p
-            let out = yhat + channel * t + image * plan.tilesPerImage
-            plan.walkTiles(widest: 4, fits: plan.outputBlocksInside) { ty, tx, run in
-                let (oy, ox) = (2 * ty, 2 * tx)
-                let index = out + ty * plan.tilesX + tx
-                if run == 4 {
-                    let top = load8(plane + oy * g.ow + ox), bottom = load8(plane + (oy + 1) * g.ow + ox)
-                    writeARow(top.evenHalf, top.oddHalf, index, 0, stride)
-                    writeARow(top.evenHalf + bottom.evenHalf, top.oddHalf + bottom.oddHalf, index, 4, stride)
-                    writeARow(top.evenHalf - bottom.evenHalf, top.oddHalf - bottom.oddHalf, index, 8, stride)
-                    writeARow(-bottom.evenHalf, -bottom.oddHalf, index, 12, stride)
-                } else {
-                    let top = plane + oy * g.ow + ox
-                    let right = ox + 1 < g.ow, below = oy + 1 < g.oh
-                    let a0 = top[0], a1 = right ? top[1] : 0
-                    let b0 = below ? top[g.ow] : 0, b1 = below && right ? top[g.ow + 1] : 0
-                    for i in 0..<4 {
-                        let r: (Float, Float)
-                        switch i {
-                        case 0: r = (a0, a1)
-                        case 1: r = (a0 + b0, a1 + b1)
-                        case 2: r = (a0 - b0, a1 - b1)
-                        default: r = (-b0, -b1)
-                        }
-                        index[(4 * i + 0) * stride] = r.0
-                        index[(4 * i + 1) * stride] = r.0 + r.1
-                        index[(4 * i + 2) * stride] = r.0 - r.1
-                        index[(4 * i + 3) * stride] = -r.1
-                    }
+    let stride = g.o * images * plan.tilesPerImage
+    plan.walkTiles(planes: (images, g.o), widest: 4, fits: plan.outputBlocksInside) { planeIndex, tiles, ty, tx, run in
+        let plane = dy + planeIndex * g.p, out = yhat + tiles
+        let (oy, ox) = (2 * ty, 2 * tx)
+        let index = out + ty * plan.tilesX + tx
+        if run == 4 {
+            let top = load8(plane + oy * g.ow + ox), bottom = load8(plane + (oy + 1) * g.ow + ox)
+            writeARow(top.evenHalf, top.oddHalf, index, 0, stride)
+            writeARow(top.evenHalf + bottom.evenHalf, top.oddHalf + bottom.oddHalf, index, 4, stride)
+            writeARow(top.evenHalf - bottom.evenHalf, top.oddHalf - bottom.oddHalf, index, 8, stride)
+            writeARow(-bottom.evenHalf, -bottom.oddHalf, index, 12, stride)
+        } else {
+            let top = plane + oy * g.ow + ox
+            let right = ox + 1 < g.ow, below = oy + 1 < g.oh
+            let a0 = top[0], a1 = right ? top[1] : 0
+            let b0 = below ? top[g.ow] : 0, b1 = below && right ? top[g.ow + 1] : 0
+            for i in 0..<4 {
+                let r: (Float, Float)
+                switch i {
+                case 0: r = (a0, a1)
+                case 1: r = (a0 + b0, a1 + b1)
+                case 2: r = (a0 - b0, a1 - b1)
+                default: r = (-b0, -b1)
                 }
+                index[(4 * i + 0) * stride] = r.0
+                index[(4 * i + 1) * stride] = r.0 + r.1
+                index[(4 * i + 2) * stride] = r.0 - r.1
+                index[(4 * i + 3) * stride] = -r.1
             }
         }
     }
@@ -458,21 +447,15 @@ private func writeARow(_ x0: Lane, _ x1: Lane, _ index: UnsafeMutablePointer<Flo
 func winogradAccumulateInputGradient(_ q: UnsafePointer<Float>, images: Int, _ plan: WinogradPlan,
                                      _ dx: UnsafeMutablePointer<Float>) {
     let g = plan.g
-    let t = images * plan.tilesPerImage
-    let stride = g.c * t
-    for image in 0..<images {
-        for ch in 0..<g.c {
-            let source = q + ch * t + image * plan.tilesPerImage
-            let plane = dx + (image * g.c + ch) * g.h * g.w
-            plan.walkTiles(widest: 8, fits: plan.inputPatchesInside) { ty, tx, run in
-                let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
-                let index = source + ty * plan.tilesX + tx
-                switch run {
-                case 8: accumulateTileRows(index, stride, plane + y0 * g.w + x0, width: g.w, addBRow8)
-                case 4: accumulateTileRows(index, stride, plane + y0 * g.w + x0, width: g.w, addBRow)
-                default: accumulateInputTile(index, stride, plane, y0: y0, x0: x0, g)
-                }
-            }
+    let stride = g.c * images * plan.tilesPerImage
+    plan.walkTiles(planes: (images, g.c), widest: 8, fits: plan.inputPatchesInside) { planeIndex, tiles, ty, tx, run in
+        let source = q + tiles, plane = dx + planeIndex * g.h * g.w
+        let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
+        let index = source + ty * plan.tilesX + tx
+        switch run {
+        case 8: accumulateTileRows(index, stride, plane + y0 * g.w + x0, width: g.w, addBRow8)
+        case 4: accumulateTileRows(index, stride, plane + y0 * g.w + x0, width: g.w, addBRow)
+        default: accumulateInputTile(index, stride, plane, y0: y0, x0: x0, g)
         }
     }
 }

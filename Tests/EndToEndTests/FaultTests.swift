@@ -111,7 +111,7 @@ extension EndToEnd {
             #expect(otherModel.stderr.contains("the checkpoint was made with model cnn, but this run has model mlp"), "\(otherModel)")
             #expect(otherModel.stderr.components(separatedBy: "made with").count == 2, "printed once")
             let otherData = MnistDist.run(cnnRun(["--normalize", "none", "--resume", file]))
-            #expect(otherData.stderr.contains("made with normalize standard, but this run has normalize none"), "\(otherData)")
+            #expect(otherData.stderr.contains("made with normalization standard, but this run has normalization none"), "\(otherData)")
             var bytes = try Data(contentsOf: URL(fileURLWithPath: file))
             try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path("truncated.ckpt")))
             bytes[bytes.count / 3] ^= 0x04

@@ -166,10 +166,42 @@ public struct Checkpoint: Equatable, Sendable {
         return bytes
     }
 
-    /// Parses and verifies a checkpoint's bytes.
+    /// Parses and verifies a checkpoint's bytes: the frame (magic, version, CRC), the header, the two Float arrays
+    /// and the generator state, in the order they are written.
     /// - Throws: `FileError` naming `name` and the problem.
     public static func decode(_ bytes: [UInt8], name: String) throws(FileError) -> Checkpoint {
         func fail(_ problem: String) -> FileError { FileError(file: name, problem: problem) }
+        var (reader, version) = try verifiedFrame(bytes, fail)
+        guard let headerLength: UInt32 = reader.read(), let text = reader.bytes(Int(headerLength)) else {
+            throw fail("is truncated in its header")
+        }
+        let header = Header(try Header.lines(text, fail), fail: fail)
+        guard let parameters = reader.floats() else { throw fail("is truncated in its parameters") }
+        guard let state = reader.floats() else { throw fail("is truncated in its optimizer state") }
+        guard let wordCount: UInt32 = reader.read(), wordCount == 0 || Int(wordCount) == RandomState.stateWords,
+              let wordBytes = reader.bytes(Int(wordCount) * 4) else {
+            throw fail("has a malformed generator state")
+        }
+        guard reader.position == reader.end else { throw fail("has \(reader.end - reader.position) unexpected bytes before its CRC") }
+        let settings = header.settings
+        return Checkpoint(settings: version == 1 ? withCurrentKeys(settings) : settings, epoch: try header.integer("epoch"),
+                          batch: try header.integer("batch"), step: try header.integer("step"),
+                          partialLossSum: try header.double("partial.loss_sum"), partialCorrect: try header.integer("partial.correct"),
+                          partialSamples: try header.integer("partial.samples"), generator: try header.generator(wordBytes),
+                          history: try header.history(), parameters: parameters, optimizerState: state)
+    }
+
+    /// Settings under today's keys: a former key's value moves to its new key, unless that key is set too.
+    public static func withCurrentKeys(_ settings: [String: String]) -> [String: String] {
+        var result = settings
+        for (old, new) in formerSettingKeys {
+            if let value = result.removeValue(forKey: old), result[new] == nil { result[new] = value }
+        }
+        return result
+    }
+
+    /// A reader positioned after the version, once the magic bytes, the version and the CRC-32 check out.
+    private static func verifiedFrame(_ bytes: [UInt8], _ fail: (String) -> FileError) throws(FileError) -> (ByteReader, UInt32) {
         guard bytes.count >= magic.count + 4, Array(bytes[0..<magic.count]) == magic else {
             throw fail(bytes.isEmpty ? "is empty" : "is not an mnist-dist checkpoint (wrong magic bytes)")
         }
@@ -186,69 +218,79 @@ public struct Checkpoint: Equatable, Sendable {
         guard stored == computed else {
             throw fail("is damaged or truncated (CRC-32 mismatch: stored \(hex(stored)), computed \(hex(computed)))")
         }
+        return (reader, version)
+    }
 
-        guard let headerLength: UInt32 = reader.read(), let text = reader.bytes(Int(headerLength)) else {
-            throw fail("is truncated in its header")
+    /// The "key=value" lines of a checkpoint's header, and what they hold besides the settings.
+    private struct Header {
+        let values: [String: String]
+        let fail: (String) -> FileError
+
+        init(_ values: [String: String], fail: @escaping (String) -> FileError) {
+            self.values = values
+            self.fail = fail
         }
-        guard let headerText = String(validating: text, as: UTF8.self) else { throw fail("has a header that is not UTF-8") }
-        var header: [String: String] = [:]
-        // Split on the newline and "=" scalars, not Characters: Swift reads "\r\n" (or "=" and a combining mark) as
-        // one Character, so a value ending in "\r" would swallow the next line after a round trip (found by the fuzzer).
-        func string<S: Sequence<Unicode.Scalar>>(_ scalars: S) -> String { String(String.UnicodeScalarView(scalars)) }
-        for line in headerText.unicodeScalars.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "=") else { throw fail("has a malformed header line '\(string(line).prefix(60))'") }
-            header[string(line[..<equals])] = string(line[line.index(after: equals)...])
+
+        static let progressKeys: Set<String> = ["epoch", "batch", "step", "partial.loss_sum", "partial.correct",
+                                                "partial.samples", "generator.position", "generator.gaussian"]
+
+        /// The header's lines as a dictionary. They are split on the newline and "=" scalars, not Characters: Swift
+        /// reads "\r\n" (or "=" and a combining mark) as one Character, so a value ending in "\r" would swallow the
+        /// next line after a round trip (found by the fuzzer).
+        static func lines(_ text: ArraySlice<UInt8>, _ fail: (String) -> FileError) throws(FileError) -> [String: String] {
+            guard let headerText = String(validating: text, as: UTF8.self) else { throw fail("has a header that is not UTF-8") }
+            func string<S: Sequence<Unicode.Scalar>>(_ scalars: S) -> String { String(String.UnicodeScalarView(scalars)) }
+            var header: [String: String] = [:]
+            for line in headerText.unicodeScalars.split(separator: "\n") {
+                guard let equals = line.firstIndex(of: "=") else { throw fail("has a malformed header line '\(string(line).prefix(60))'") }
+                header[string(line[..<equals])] = string(line[line.index(after: equals)...])
+            }
+            return header
         }
-        guard let parameters = reader.floats() else { throw fail("is truncated in its parameters") }
-        guard let state = reader.floats() else { throw fail("is truncated in its optimizer state") }
-        guard let wordCount: UInt32 = reader.read(), wordCount == 0 || Int(wordCount) == RandomState.stateWords,
-              let wordBytes = reader.bytes(Int(wordCount) * 4) else {
-            throw fail("has a malformed generator state")
+
+        /// Every line that is not progress or history: the run's settings.
+        var settings: [String: String] {
+            values.filter { !Self.progressKeys.contains($0.key) && !$0.key.hasPrefix("history.") }
         }
-        guard reader.position == reader.end else { throw fail("has \(reader.end - reader.position) unexpected bytes before its CRC") }
 
         func integer(_ key: String) throws(FileError) -> Int {
-            guard let text = header[key], let value = Int(text), value >= 0 else { throw fail("lacks a valid '\(key)'") }
+            guard let text = values[key], let value = Int(text), value >= 0 else { throw fail("lacks a valid '\(key)'") }
             return value
         }
+
         func double(_ key: String) throws(FileError) -> Double {
-            guard let text = header[key], let value = fromHexBits(text) else { throw fail("lacks a valid '\(key)'") }
+            guard let text = values[key], let value = fromHexBits(text) else { throw fail("lacks a valid '\(key)'") }
             return value
         }
-        var generator: RandomState?
-        if wordCount > 0 {
-            var words = [UInt32](repeating: 0, count: Int(wordCount))
+
+        /// The chapter stream's generator from its little-endian key words and the header's position and cached
+        /// normal, or nil when the file holds no words.
+        func generator(_ wordBytes: ArraySlice<UInt8>) throws(FileError) -> RandomState? {
+            guard !wordBytes.isEmpty else { return nil }
+            var words = [UInt32](repeating: 0, count: wordBytes.count / 4)
             let base = wordBytes.startIndex
             for i in 0..<words.count {
                 for b in 0..<4 { words[i] |= UInt32(wordBytes[base + 4 * i + b]) << UInt32(8 * b) }
             }
-            let gaussian = header["generator.gaussian"].flatMap { $0 == "none" ? nil : fromHexBits($0) }
+            let gaussian = values["generator.gaussian"].flatMap { $0 == "none" ? nil : fromHexBits($0) }
             guard let state = RandomState(key: words, position: try integer("generator.position"), cachedGaussian: gaussian) else {
                 throw fail("has an invalid generator state")
             }
-            generator = state
+            return state
         }
-        var history: [EpochRecord] = []
-        for (key, value) in header where key.hasPrefix("history.") {
-            let fields = value.split(separator: ",").compactMap { fromHexBits(String($0)) }
-            guard let epoch = Int(key.dropFirst("history.".count)), fields.count == 7 else { throw fail("has a malformed '\(key)'") }
-            history.append(EpochRecord(epoch: epoch, trainLoss: fields[0], trainAccuracy: fields[1], testAccuracy: fields[2],
-                                       seconds: fields[3], samplesPerSecond: fields[4], communicationShare: fields[5],
-                                       lastBatchLoss: fields[6]))
-        }
-        history.sort { $0.epoch < $1.epoch }
-        let progressKeys: Set<String> = ["epoch", "batch", "step", "partial.loss_sum", "partial.correct", "partial.samples",
-                                         "generator.position", "generator.gaussian"]
-        var settings = header.filter { !progressKeys.contains($0.key) && !$0.key.hasPrefix("history.") }
-        if version == 1 {
-            for (old, new) in Self.formerSettingKeys {
-                if let value = settings.removeValue(forKey: old) { settings[new] = value }
+
+        /// The finished epochs' records, in order.
+        func history() throws(FileError) -> [EpochRecord] {
+            var history: [EpochRecord] = []
+            for (key, value) in values where key.hasPrefix("history.") {
+                let fields = value.split(separator: ",").compactMap { fromHexBits(String($0)) }
+                guard let epoch = Int(key.dropFirst("history.".count)), fields.count == 7 else { throw fail("has a malformed '\(key)'") }
+                history.append(EpochRecord(epoch: epoch, trainLoss: fields[0], trainAccuracy: fields[1], testAccuracy: fields[2],
+                                           seconds: fields[3], samplesPerSecond: fields[4], communicationShare: fields[5],
+                                           lastBatchLoss: fields[6]))
             }
+            return history.sorted { $0.epoch < $1.epoch }
         }
-        return Checkpoint(settings: settings, epoch: try integer("epoch"), batch: try integer("batch"), step: try integer("step"),
-                          partialLossSum: try double("partial.loss_sum"), partialCorrect: try integer("partial.correct"),
-                          partialSamples: try integer("partial.samples"), generator: generator, history: history,
-                          parameters: parameters, optimizerState: state)
     }
 }
 

@@ -90,15 +90,6 @@ public enum SettingKey: String, CaseIterable, Sendable {
     public static let identity: [SettingKey] = [.model, .architecture, .dataset, .split, .trainingSamples, .optimizer,
                                                 .batchSize, .seed, .normalization, .shuffle, .hiddenSizes, .learningRate,
                                                 .rho, .epsilon, .weightDecay]
-
-    /// Settings as a file wrote them (a safetensors file's metadata, say), under today's keys.
-    public static func current(_ settings: [String: String]) -> [String: String] {
-        var result = settings
-        for (old, new) in Checkpoint.formerSettingKeys {
-            if let value = result.removeValue(forKey: old), result[new] == nil { result[new] = value }
-        }
-        return result
-    }
 }
 
 /// Every default of a training run, in one place.
@@ -228,7 +219,7 @@ public struct TrainingConfiguration: Equatable, Sendable {
     /// - Throws: `FileError` naming a recorded value this mnist-dist cannot read.
     public init(settings recorded: [String: String], file: String) throws(FileError) {
         self.init()
-        let settings = SettingKey.current(recorded)
+        let settings = Checkpoint.withCurrentKeys(recorded)
         func value<T>(_ key: SettingKey, _ parse: (String) -> T?) throws(FileError) -> T? {
             guard let text = settings[key.rawValue] else { return nil }
             guard let value = parse(text) else {

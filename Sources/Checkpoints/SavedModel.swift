@@ -55,7 +55,7 @@ public struct SavedModel {
             var configuration = TrainingConfiguration()
             configuration.model = model is MLP ? .mlp : .cnn
             if let mlp = model as? MLP { configuration.hiddenSizes = Array(mlp.layerSizes.dropFirst().dropLast()) }
-            if let recorded = SettingKey.current(file.metadata)[SettingKey.normalization.rawValue] {
+            if let recorded = Checkpoint.withCurrentKeys(file.metadata)[SettingKey.normalization.rawValue] {
                 guard let value = Normalization(rawValue: recorded) else {
                     throw FileError(file: path, problem: "its metadata names the normalisation \(recorded); mnist-dist knows "
                                         + Normalization.allCases.map(\.rawValue).joined(separator: " and "))

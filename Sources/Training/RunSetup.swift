@@ -564,7 +564,7 @@ extension Run {
             console.info("  init     parameters from \(saved.path) (checksum \(saved.parameterChecksumHex)), not from the seed; "
                          + "the optimizer starts afresh")
             if saved.configuration.normalization != configuration.normalization
-                && SettingKey.current(saved.settings)[SettingKey.normalization.rawValue] != nil {
+                && Checkpoint.withCurrentKeys(saved.settings)[SettingKey.normalization.rawValue] != nil {
                 console.info("  note     \(saved.path) was trained with --normalize \(saved.configuration.normalization); this run uses "
                              + "\(configuration.normalization)")
             }

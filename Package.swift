@@ -46,6 +46,8 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         // bfloat16 matrix products (AVX512_BF16 intrinsics, compiled per function; run only where the CPU has them).
         .target(name: "CBFloat16", cSettings: [.unsafeFlags(["-O3"])]),
+        // The barrier of a host's ranks in their shared memory (C11 atomics and futex).
+        .target(name: "CHostBarrier"),
 
         // MARK: Libraries, in the order data flows through them
         .target(name: "Support"),
@@ -53,7 +55,7 @@ let package = Package(
         .target(name: "MNISTData", dependencies: ["Deflate", "Support"], swiftSettings: numeric),
         .target(name: "Autodiff", dependencies: ["COpenBLAS", "CBFloat16", "Support"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Support", "Autodiff"], swiftSettings: numeric),
-        .target(name: "Distributed", dependencies: ["CMPI", "Support"], swiftSettings: numeric),
+        .target(name: "Distributed", dependencies: ["CMPI", "CHostBarrier", "Support"], swiftSettings: numeric),
         .target(name: "Pictures", dependencies: ["Support", "Deflate", "CPNG", "CTurboJPEG"]),
         .target(name: "TensorBoard", dependencies: ["Support"]),
         .target(name: "Interchange", dependencies: ["Support", "MNISTData", "Autodiff", "NN"]),

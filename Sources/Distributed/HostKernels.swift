@@ -16,17 +16,16 @@ enum HostKernels {
     static func floatSum(_ sources: [UnsafePointer<Float>], ends: [Int], _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         let count = range.count
         guard count > 0 else { return }
-        if sources.count == ends.count {  // one part a rank
-            let first = sources[0] + range.lowerBound
-            if sources.count == 2 {
-                let second = sources[1] + range.lowerBound
-                for i in 0..<count { out[i] = first[i] + second[i] }
-                return
-            }
-            out.update(from: first, count: count)
-            for source in sources.dropFirst() {
-                let values = source + range.lowerBound
-                for i in 0..<count { out[i] += values[i] }
+        if sources.count == ends.count && (2...4).contains(sources.count) {  // one part a rank: one pass, added in rank order
+            let a = sources[0] + range.lowerBound, b = sources[1] + range.lowerBound
+            switch sources.count {
+            case 2: for i in 0..<count { out[i] = a[i] + b[i] }
+            case 3:
+                let c = sources[2] + range.lowerBound
+                for i in 0..<count { out[i] = a[i] + b[i] + c[i] }
+            default:
+                let c = sources[2] + range.lowerBound, d = sources[3] + range.lowerBound
+                for i in 0..<count { out[i] = a[i] + b[i] + c[i] + d[i] }
             }
             return
         }
@@ -60,20 +59,30 @@ enum HostKernels {
         }
     }
 
-    /// `out[i - range.lowerBound] = Float(Double(s0[i]) + Double(s1[i]) + ...)`: one rounding.
+    /// `out[i - range.lowerBound] = Float(Double(s0[i]) + Double(s1[i]) + ...)`: one rounding. Up to four parts
+    /// in one pass; more a block at a time through a Double buffer.
     static func doubleSum(_ sources: [UnsafePointer<Float>], _ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        let count = range.count, first = sources[0] + range.lowerBound
-        if sources.count == 2 {
-            let second = sources[1] + range.lowerBound
-            for i in 0..<count { out[i] = Float(Double(first[i]) + Double(second[i])) }
-            return
-        }
-        let block = 1024
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: block) { sum in
-            for start in stride(from: range.lowerBound, to: range.upperBound, by: block) {
-                let chunk = start..<min(start + block, range.upperBound)
-                doubleSum(sources, chunk, into: sum.baseAddress!)
-                for i in 0..<chunk.count { out[start - range.lowerBound + i] = Float(sum[i]) }
+        let count = range.count, a = sources[0] + range.lowerBound
+        switch sources.count {
+        case 1: for i in 0..<count { out[i] = a[i] }
+        case 2:
+            let b = sources[1] + range.lowerBound
+            for i in 0..<count { out[i] = Float(Double(a[i]) + Double(b[i])) }
+        case 3:
+            let b = sources[1] + range.lowerBound, c = sources[2] + range.lowerBound
+            for i in 0..<count { out[i] = Float(Double(a[i]) + Double(b[i]) + Double(c[i])) }
+        case 4:
+            let b = sources[1] + range.lowerBound, c = sources[2] + range.lowerBound, d = sources[3] + range.lowerBound
+            for i in 0..<count { out[i] = Float(Double(a[i]) + Double(b[i]) + Double(c[i]) + Double(d[i])) }
+        default:
+            let block = 1024
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: block) { sum in
+                let sum = sum.baseAddress!
+                for start in stride(from: range.lowerBound, to: range.upperBound, by: block) {
+                    let chunk = start..<min(start + block, range.upperBound), output = out + (start - range.lowerBound)
+                    doubleSum(sources, chunk, into: sum)
+                    for i in 0..<chunk.count { output[i] = Float(sum[i]) }
+                }
             }
         }
     }

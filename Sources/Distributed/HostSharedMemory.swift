@@ -9,13 +9,17 @@
 //
 // What the barriers guarantee: a rank writes the memory of the next round only after the barrier that ends this
 // one, when every rank has finished reading; what a rank reads after the first barrier of a round stays as it is
-// until the first barrier of the next.
+// until the first barrier of the next. The barrier lives in the memory's first line (CHostBarrier): no MPI call, and
+// a rank that waits sleeps in the kernel until the last rank arrives, so that with more ranks than cores it leaves
+// its core to the ranks that still compute.
 
+import CHostBarrier
+import Dispatch
 import Support
 
 /// A block of memory every rank of one host maps at its own address, with the same layout.
 public final class HostSharedMemory {
-    /// The memory's start, 64-byte aligned.
+    /// The memory's start, 64-byte aligned, after the barrier's line.
     public let base: UnsafeMutableRawPointer
     public let bytes: Int
     /// This rank's index among the host's ranks, and their number.
@@ -23,26 +27,48 @@ public final class HostSharedMemory {
     public let size: Int
     /// The ranks of the other hosts at this rank's place on theirs (nil: every rank is on this host).
     public let peers: HostPeers?
-    /// Waits until every rank has arrived, with the memory ordering that makes their writes visible.
-    private let wait: () throws(CommunicatorError) -> Void
+    private let control: UnsafeMutableRawPointer
+    private let spins: UInt32
+    /// Called about every `HostSharedMemory.watchInterval` seconds while this rank waits at the barrier, with the
+    /// seconds it has waited: it may end the process (a deadline, a roll call).
+    private let watch: (Double) throws(CommunicatorError) -> Void
+
+    /// The bytes before `base`: the barrier's line.
+    public static let controlBytes = Int(HOST_BARRIER_BYTES)
+    static let watchInterval = 0.1
 
     /// - Parameters:
-    ///   - base: `bytes` that every rank of the host maps, laid out alike, 64-byte aligned.
-    ///   - barrier: a barrier over the host's `size` ranks that orders memory (MPI_Win_sync around MPI_Barrier).
-    public init(base: UnsafeMutableRawPointer, bytes: Int, rank: Int, size: Int, peers: HostPeers? = nil,
-                barrier: @escaping () throws(CommunicatorError) -> Void) {
-        require(Int(bitPattern: base) % 64 == 0 && bytes > 0 && size > 1 && (0..<size).contains(rank),
-                "HostSharedMemory: \(bytes) bytes at \(base), rank \(rank) of \(size)")
-        self.base = base
+    ///   - region: `controlBytes + bytes` that every rank of the host maps, laid out alike, 64-byte aligned, whose
+    ///     first `controlBytes` are zeros before any rank calls `barrier()`.
+    ///   - oversubscribed: more ranks on the host than cores: a waiting rank sleeps at once instead of spinning first.
+    ///   - watch: see `watch`.
+    public init(region: UnsafeMutableRawPointer, bytes: Int, rank: Int, size: Int, peers: HostPeers? = nil,
+                oversubscribed: Bool, watch: @escaping (Double) throws(CommunicatorError) -> Void = { _ in }) {
+        require(Int(bitPattern: region) % 64 == 0 && bytes > 0 && size > 1 && (0..<size).contains(rank),
+                "HostSharedMemory: \(bytes) bytes at \(region), rank \(rank) of \(size)")
+        control = region
+        base = region + Self.controlBytes
         self.bytes = bytes
         self.rank = rank
         self.size = size
         self.peers = peers
-        wait = barrier
+        // A short spin first (tens of microseconds): balanced ranks usually arrive that close together.
+        spins = oversubscribed ? 0 : 2000
+        self.watch = watch
     }
 
     /// A barrier: every rank's writes before it are visible to every rank after it. A collective.
-    public func barrier() throws(CommunicatorError) { try wait() }
+    public func barrier() throws(CommunicatorError) {
+        let round = host_barrier_arrive(control, UInt32(size))
+        guard round >= 0 else { return }
+        var start: UInt64?
+        while host_barrier_wait(control, round, spins, UInt32(Self.watchInterval * 1e6)) == 0 {
+            let now = DispatchTime.now().uptimeNanoseconds
+            let first = start ?? now - UInt64(Self.watchInterval * 1e9)
+            start = first
+            try watch(Double(now - first) / 1e9)
+        }
+    }
 }
 
 /// The ranks that hold this rank's place on every host (this one included, in host order): the collectives a rank

@@ -213,7 +213,7 @@ public final class MPICommunicator: Communicator {
         }
         try arrive(.sharedMemory(bytes: bytes))
         defer { transferStart.store(0, ordering: .releasing) }
-        let asked = bytes + 64  // room to align the start
+        let asked = HostSharedMemory.controlBytes + bytes + 64  // the barrier's line, and room to align the start
         var window = cmpi_win_null()
         var mine: UnsafeMutableRawPointer?
         try Self.check(MPI_Win_allocate_shared(localRank == 0 ? asked : 0, 1, cmpi_info_null(), host, &mine, &window),
@@ -227,6 +227,9 @@ public final class MPICommunicator: Communicator {
         guard let first, firstBytes >= asked else { throw CommunicatorError("MPI_Win_shared_query: \(firstBytes) bytes, \(asked) asked") }
         try Self.check(MPI_Win_lock_all(Int32(cmpi_mode_nocheck()), window), "MPI_Win_lock_all")
         let aligned = first + (64 - Int(bitPattern: first) % 64) % 64
+        if localRank == 0 { aligned.initializeMemory(as: UInt8.self, repeating: 0, count: HostSharedMemory.controlBytes) }
+        try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
+        try barrier(.sharedMemory(bytes: bytes), over: host)  // the barrier's line is zeros before anyone uses it
         var hostIndex: Int32 = 0
         if let peers { try Self.check(MPI_Comm_rank(peers, &hostIndex), "MPI_Comm_rank (peers)") }
         let peerGroup = peers.map { comm in
@@ -236,11 +239,13 @@ public final class MPICommunicator: Communicator {
                       },
                       broadcast: { [unowned self] (buffer, root) throws(CommunicatorError) in try broadcast(buffer, root: root, over: comm) })
         }
-        return .shared(HostSharedMemory(base: aligned, bytes: bytes, rank: localRank, size: localSize, peers: peerGroup) {
-            [unowned self] () throws(CommunicatorError) in
-            try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
-            try barrier(.sharedMemory(bytes: bytes), over: host)
-            try Self.check(MPI_Win_sync(window), "MPI_Win_sync")
+        return .shared(HostSharedMemory(region: aligned, bytes: bytes, rank: localRank, size: localSize, peers: peerGroup,
+                                        oversubscribed: oversubscribed) { [unowned self] waited in
+            // The barrier makes no MPI call; its waits are watched here, as a polled collective's (`complete`).
+            guard let deadline, size > 1 else { return }
+            if waited > deadline.seconds || rollCallHeard() {
+                stalled(in: .sharedMemory(bytes: bytes), waited: waited, deadline: deadline)
+            }
         })
     }
 

@@ -164,7 +164,7 @@ public final class ThreadCommunicator: Communicator {
         guard group.sharesMemory else { return .unavailable("this thread group all-reduces") }
         if let none = HostSharing.none(size: size, bytes: bytes) { return none }
         guard group.perHost > 1 else { return .unavailable("one rank per host") }
-        let base = group.sharedMemory(bytes: bytes, rank: rank)
+        let region = group.sharedMemory(bytes: HostSharedMemory.controlBytes + bytes, rank: rank)
         let peers = group.hosts == 1 ? nil : HostPeers(
             hosts: group.hosts, host: rank / group.perHost,
             allReduce: { [self] buffer, count, element, operation in
@@ -176,8 +176,8 @@ public final class ThreadCommunicator: Communicator {
                 if rank / group.perHost != root && buffer.count > 0 { buffer.baseAddress!.copyMemory(from: source, byteCount: buffer.count) }
                 group.wait()
             })
-        // A barrier of the whole group: it also orders the host's ranks.
-        return .shared(HostSharedMemory(base: base, bytes: bytes, rank: localRank, size: localSize, peers: peers) { [group] in group.wait() })
+        return .shared(HostSharedMemory(region: region, bytes: bytes, rank: localRank, size: localSize, peers: peers,
+                                        oversubscribed: false))
     }
 
     public func abort(code: Int32) -> Never {

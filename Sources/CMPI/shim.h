@@ -23,7 +23,7 @@ static inline int cmpi_success(void) { return MPI_SUCCESS; }
 static inline int cmpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
 static inline int cmpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info cmpi_info_null(void) { return MPI_INFO_NULL; }
-static inline int cmpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
+static inline int cmpi_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
 static inline int cmpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline MPI_Win cmpi_win_null(void) { return MPI_WIN_NULL; }
 static inline int cmpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }

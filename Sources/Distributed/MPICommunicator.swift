@@ -10,9 +10,12 @@
 // last checkpoint stays as it was.
 //
 // The wait for arrival is a non-blocking barrier polled here; the collective itself then runs blocking, at full
-// speed. A rank that freezes during that transfer, after every rank arrived, is caught by a watchdog thread (which
-// makes no MPI call): when a transfer outlasts the deadline, it says so and ends the process with the same code,
-// and the launcher ends the others.
+// speed. A rank that freezes during that transfer, after every rank arrived, is caught by a watchdog thread: when a
+// transfer outlasts the deadline, the watchdog holds the roll call in the main thread's place (MPI runs at thread
+// level MULTIPLE for it), so the rank that froze mid-transfer, or whose host dropped off the network, is named like
+// one that never arrived. Where MPI offers only FUNNELED, the watchdog says that a transfer hangs and ends the
+// process with the same code, and the launcher ends the others. MPI_Finalize is watched the same way, without a
+// roll call.
 import CMPI
 import Dispatch
 import Synchronization
@@ -44,6 +47,11 @@ public final class MPICommunicator: Communicator {
     private var callMessage = [UInt8](repeating: 0, count: RollCall.bytes)
     /// The ranks that have answered a roll call, with what they were doing; empty until one is called.
     private var answers: [Int: String] = [:]
+    /// Held while a thread uses the roll call's state (`callRequest`, `callMessage`, `answers`): the main thread while
+    /// it polls for or holds a roll call, the watchdog when it holds one for a frozen transfer.
+    private let rollCallLock = Mutex(())
+    /// MPI runs at thread level MULTIPLE: the watchdog may hold a roll call.
+    private let watchdogCalls: Bool
     /// For the watchdog: when the current blocking transfer started (uptime in ns, 0 when none), the deadline in
     /// ns, and what the transfer is.
     private let transferStart = Atomic<UInt64>(0)
@@ -56,16 +64,20 @@ public final class MPICommunicator: Communicator {
     /// The shared-memory windows `hostSharedMemory` made, freed at `finalize`.
     private var windows: [MPI_Win?] = []
 
-    /// Initialises MPI (thread level FUNNELED: only the main thread calls MPI) and reads the job's layout.
+    /// Initialises MPI and reads the job's layout. The thread level asked for is MULTIPLE, for the watchdog's roll
+    /// call; otherwise only the main thread calls MPI.
     public init() throws(CommunicatorError) {
         var provided: Int32 = 0
         var argc: Int32 = 0
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
-            let code = MPI_Init_thread(&argc, nil, cmpi_thread_funneled(), &provided)
+            let code = MPI_Init_thread(&argc, nil, cmpi_thread_multiple(), &provided)
             guard code == cmpi_success() else { throw CommunicatorError("MPI_Init_thread failed (code \(code))") }
+        } else {
+            MPI_Query_thread(&provided)
         }
+        watchdogCalls = provided >= cmpi_thread_multiple()
         world = cmpi_comm_world()
         MPI_Comm_set_errhandler(world, cmpi_errors_return())
         var value: Int32 = 0
@@ -295,6 +307,10 @@ public final class MPICommunicator: Communicator {
             guard now > start, now - start > limit else { continue }
             let (doing, what) = transferWhat.withLock { $0 }, code = stallExitCode.load(ordering: .relaxed)
             let waited = formatSeconds(Double(now - start) / 1e9)
+            if what.kind != .finish, watchdogCalls, let deadline {
+                holdRollCall(saying: "\(doing): \(what), every rank had arrived; the transfer had run \(waited)",
+                             deadline: deadline, stage: .transfer)
+            }
             let message = what.kind == .finish
                 ? "error: rank \(rank) (host \(hosts[rank])): \(doing): every rank reached the end, but MPI_Finalize has "
                     + "not returned after \(waited): a rank froze while exiting, or the network hangs (the ranks that "
@@ -340,8 +356,13 @@ public final class MPICommunicator: Communicator {
         }
     }
 
-    /// Takes in every roll-call message that has arrived; true once any has.
+    /// Takes in every roll-call message that has arrived; true once any has. While the watchdog holds a roll call,
+    /// this waits for it to end the process.
     private func rollCallHeard() -> Bool {
+        rollCallLock.withLock { _ in takeAnswers() }
+    }
+
+    private func takeAnswers() -> Bool {
         var flag: Int32 = 1
         var status = MPI_Status()
         while callRequest != cmpi_request_null() {
@@ -352,39 +373,46 @@ public final class MPICommunicator: Communicator {
         return !answers.isEmpty
     }
 
+    /// The roll call of the main thread, whose wait in `what` passed the deadline or heard another rank's call.
+    private func stalled(in what: Collective, waited: Double, deadline: StallDeadline) -> Never {
+        holdRollCall(saying: "\(activity): \(what), waiting \(formatSeconds(waited))", deadline: deadline,
+                     stage: what.kind == .finish ? .finish : .arrival)
+    }
+
     /// The roll call: tell every rank what this one waits in, hear who else answers within the grace period, have
     /// the lowest answering rank name the silent ones, and end the job.
-    private func stalled(in what: Collective, waited: Double, deadline: StallDeadline) -> Never {
-        let mine = "\(activity): \(what), waiting \(formatSeconds(waited))"
-        var message = RollCall.encode(mine)
-        var sends = [MPI_Request?](repeating: cmpi_request_null(), count: size)
-        message.withUnsafeMutableBytes { buffer in
-            for other in 0..<size where other != rank {
-                _ = MPI_Isend(buffer.baseAddress, Int32(RollCall.bytes), cmpi_byte(), Int32(other), RollCall.tag, watch,
-                              &sends[other])
+    private func holdRollCall(saying mine: String, deadline: StallDeadline, stage: RollCall.Stage) -> Never {
+        rollCallLock.withLock { _ in
+            var message = RollCall.encode(mine)
+            var sends = [MPI_Request?](repeating: cmpi_request_null(), count: size)
+            message.withUnsafeMutableBytes { buffer in
+                for other in 0..<size where other != rank {
+                    _ = MPI_Isend(buffer.baseAddress, Int32(RollCall.bytes), cmpi_byte(), Int32(other), RollCall.tag, watch,
+                                  &sends[other])
+                }
             }
-        }
-        answers[rank] = mine
-        // Every answering rank has been waiting in a collective; a second or two is plenty for their answers, and
-        // a long deadline earns a little more.
-        let grace = min(max(2, deadline.seconds / 20), 15)
-        let end = DispatchTime.now().uptimeNanoseconds + UInt64(grace * 1e9)
-        while DispatchTime.now().uptimeNanoseconds < end {
-            _ = rollCallHeard()
-            for index in sends.indices where sends[index] != cmpi_request_null() {
-                var flag: Int32 = 0
-                _ = MPI_Test(&sends[index], &flag, cmpi_status_ignore())
+            answers[rank] = mine
+            // Every answering rank has been waiting in a collective; a second or two is plenty for their answers, and
+            // a long deadline earns a little more.
+            let grace = min(max(2, deadline.seconds / 20), 15)
+            let end = DispatchTime.now().uptimeNanoseconds + UInt64(grace * 1e9)
+            while DispatchTime.now().uptimeNanoseconds < end {
+                _ = takeAnswers()
+                for index in sends.indices where sends[index] != cmpi_request_null() {
+                    var flag: Int32 = 0
+                    _ = MPI_Test(&sends[index], &flag, cmpi_status_ignore())
+                }
+                if answers.count == size { break }  // everyone answered: nobody is stalled, the slow one arrived late
+                usleep(1000)
             }
-            if answers.count == size { break }  // everyone answered: nobody is stalled, the slow one arrived late
-            usleep(1000)
-        }
-        let silent = (0..<size).filter { answers[$0] == nil }
-        if rank == answers.keys.min() {
-            let roll = RollCall.Result(silent: silent, answers: answers, hosts: hosts, processIDs: processIDs)
-            let report = RollCall.report(roll, deadline: deadline, grace: grace, runFinished: what.kind == .finish)
-            fflush(nil)
-            _ = Array(report.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-            MPI_Abort(world, deadline.exitCode)
+            let silent = (0..<size).filter { answers[$0] == nil }
+            if rank == answers.keys.min() {
+                let roll = RollCall.Result(silent: silent, answers: answers, hosts: hosts, processIDs: processIDs)
+                let report = RollCall.report(roll, deadline: deadline, grace: grace, stage: stage)
+                fflush(nil)
+                _ = Array(report.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+                MPI_Abort(world, deadline.exitCode)
+            }
         }
         // The reporter ends the job; should it not manage to, end it from here after a moment.
         sleep(3)
@@ -513,8 +541,12 @@ enum RollCall {
         let processIDs: [Int32]
     }
 
+    /// Where the calling rank waited: for every rank to arrive at a collective, in a transfer every rank had
+    /// arrived at (the watchdog's call), or at the end of the run.
+    enum Stage { case arrival, transfer, finish }
+
     /// One message for the user: which ranks did not arrive, where, and what the others were doing.
-    static func report(_ roll: Result, deadline: StallDeadline, grace: Double, runFinished: Bool = false) -> String {
+    static func report(_ roll: Result, deadline: StallDeadline, grace: Double, stage: Stage = .arrival) -> String {
         let (silent, answers, hosts, processIDs) = (roll.silent, roll.answers, roll.hosts, roll.processIDs)
         func who(_ rank: Int) -> String { "rank \(rank) (host \(hosts[rank]), pid \(processIDs[rank]))" }
         var lines: [String] = []
@@ -527,6 +559,12 @@ enum RollCall {
             lines.append("error: a collective waited longer than the stall deadline (\(formatSeconds(deadline.seconds))); "
                          + "every rank answered the roll call, so the job was slow rather than stalled. A larger "
                          + "--stall-timeout lets it run")
+        } else if stage == .transfer {
+            lines.append("error: \(silent.count == 1 ? "" : "\(silent.count) ranks stalled: ")"
+                         + silent.map(who).joined(separator: ", ")
+                         + " froze during a transfer every rank had arrived at: it ran past the stall deadline "
+                         + "(\(formatSeconds(deadline.seconds))), and \(silent.count == 1 ? "that rank" : "those ranks") did not "
+                         + "answer a roll call for \(formatSeconds(grace)): stopped, swapping, or cut off from the network?")
         } else {
             lines.append("error: \(silent.count == 1 ? "" : "\(silent.count) ranks stalled: ")"
                          + silent.map(who).joined(separator: ", ")
@@ -536,7 +574,7 @@ enum RollCall {
         for rank in answers.keys.sorted() {
             lines.append("  rank \(rank) (host \(hosts[rank])) was in \(answers[rank]!)")
         }
-        lines.append(runFinished
+        lines.append(stage == .finish
             ? "  ending the job with exit \(deadline.exitCode); the run had finished, and the files it wrote are complete"
             : "  ending the job with exit \(deadline.exitCode); nothing was written after the last checkpoint, which "
                 + "resumes the run (as a requeued job does)")

@@ -109,7 +109,7 @@ func localHostName() -> String {
     if let node = getenv("SLURMD_NODENAME") { return String(cString: node) }
     var name = [CChar](repeating: 0, count: 256)
     gethostname(&name, 255)
-    return String(cString: name)
+    return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 extension Communicator {

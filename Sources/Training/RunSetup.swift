@@ -510,12 +510,12 @@ extension Run {
         let order = provided.map { "sample order given (\($0.order.summary))" } ?? "shuffle \(configuration.shuffle)"
         console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(machinery.optimizer.summary), "
                      + "seed \(configuration.seed), \(order)")
-        let threads = machinery.threads, plural = machinery.threads == 1 ? "" : "s"
+        let threads = machinery.threads, plural = threads == 1 ? "" : "s"
         let threading = switch machinery.mode {
-        case .workers: "\(machinery.threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
-        case .split: machinery.threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
-            : "1 worker per rank, each product split over \(machinery.threads) threads of single-threaded OpenBLAS"
-        case .blas, .auto: "1 worker per rank, OpenBLAS with \(machinery.threads) thread\(plural)"
+        case .workers: "\(threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
+        case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
+            : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
+        case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
         console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(machinery.reducer.summary)")
         if configuration.precision == .bf16 {

@@ -70,7 +70,7 @@ struct Predict: ParsableCommand {
 
     /// The images: the arguments after the model.
     var inputs: [String] {
-        get throws { try oldModel == nil ? Array(files.dropFirst()) : files }
+        get throws { oldModel == nil ? Array(files.dropFirst()) : files }
     }
 
     /// --pictures, or its old spelling --save-inputs.

@@ -49,3 +49,11 @@ int host_barrier_wait(void *memory, int64_t round, uint32_t spins, uint32_t time
     atomic_fetch_sub(&b->sleepers, 1);
     return atomic_load(&b->round) != waiting;
 }
+
+void host_counter_publish(void *counter, uint64_t value) {
+    atomic_store_explicit((_Atomic uint64_t *)counter, value, memory_order_release);
+}
+
+uint64_t host_counter_read(const void *counter) {
+    return atomic_load_explicit((_Atomic uint64_t *)counter, memory_order_acquire);
+}

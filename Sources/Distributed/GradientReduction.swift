@@ -230,12 +230,14 @@ public enum GradientReduction {
 
     /// How many parts a rank hands a reducer that shares the step with the host's other ranks (`HostSum`): one per
     /// worker, or for the exact sum the most micro-batches a rank computes; or why the step cannot be shared
-    /// whatever the memory: one rank, `--overlap` (whose all-reduces run during backward), or a batch of more than
-    /// 64 micro-batches (the Int64 sum).
+    /// whatever the memory: one rank, `--overlap` with the exact sum (whose all-reduces run during backward), or a
+    /// batch of more than 64 micro-batches (the Int64 sum).
     public static func sharedStepParts(precision: ReductionPrecision, overlap: Bool, workers: Int, microBatches: MicroBatches,
                                        batchSize: Int, ranks: Int) -> Result<Int, HostStepUnavailable> {
         guard ranks > 1 else { return .failure(HostStepUnavailable("one rank")) }
-        guard !(overlap && workers == 1) else { return .failure(HostStepUnavailable("--overlap all-reduces during backward")) }
+        guard !(overlap && workers == 1 && precision == .exact) else {
+            return .failure(HostStepUnavailable("--overlap with the exact sum all-reduces during backward"))
+        }
         guard precision == .exact else { return .success(workers) }
         let terms = microBatches.count(of: 0..<batchSize)
         guard NarrowFixedPoint.valueBits(terms: terms) != nil else {
@@ -245,9 +247,10 @@ public enum GradientReduction {
     }
 
     /// The reducer for a run: `precision` says how values are summed. With `host` (memory every rank maps, from
-    /// `HostStepMemory.make`), the ranks sum and step one slice each there (`HostSum`); otherwise they all-reduce,
-    /// and `overlap` starts bucketed all-reduces during backward (for the exact sum, during the backward of each
-    /// rank's last micro-batch), which needs a single worker per rank and more than one rank to mean anything.
+    /// `HostStepMemory.make`), the ranks sum and step one slice each there (`HostSum`), and `overlap` starts each
+    /// slice's all-reduce with the other hosts per bucket during backward; otherwise they all-reduce, and `overlap`
+    /// starts bucketed all-reduces during backward (for the exact sum, during the backward of each rank's last
+    /// micro-batch). Overlap needs a single worker per rank and more than one host or rank to mean anything.
     /// - Parameter parameterRanges: each parameter's elements in the flat gradient, in layout order.
     /// - Parameter gradient: the buffer backward writes the single part into (for `overlap`).
     /// - Parameters:
@@ -259,7 +262,7 @@ public enum GradientReduction {
                             threads: Int) -> GradientReducer {
         if let host {
             return HostSum(precision: precision, memory: host, tensors: parameterRanges,
-                           microBatches: precision == .exact ? microBatches : nil, threads: threads)
+                           microBatches: precision == .exact ? microBatches : nil, threads: threads, overlap: overlap && parts == 1)
         }
         let overlapping = overlap && parts == 1 && communicator.size > 1
         switch precision {

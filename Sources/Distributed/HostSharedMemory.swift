@@ -16,6 +16,9 @@
 import CHostBarrier
 import Dispatch
 import Support
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A block of memory every rank of one host maps at its own address, with the same layout.
 public final class HostSharedMemory {
@@ -57,6 +60,30 @@ public final class HostSharedMemory {
         self.watch = watch
     }
 
+    /// Publishes `value` at byte `offset` of the memory (8-byte aligned) for the other ranks: the writes this rank made
+    /// before it are visible to a rank that reads the value with `read(at:)`.
+    public func publish(_ value: UInt64, at offset: Int) { host_counter_publish(base + offset, value) }
+
+    /// The value last published at byte `offset`.
+    public func read(at offset: Int) -> UInt64 { host_counter_read(base + offset) }
+
+    /// Waits until `done()` holds, calling `meanwhile()` between its checks (about every 20 µs): a wait on what
+    /// other ranks publish (`read(at:)`), watched against the stall deadline like the barrier.
+    public func poll(until done: () -> Bool, meanwhile: () -> Void) throws(CommunicatorError) {
+        var start: UInt64?, watched: UInt64 = 0
+        while !done() {
+            meanwhile()
+            usleep(20)
+            let now = DispatchTime.now().uptimeNanoseconds
+            let first = start ?? now
+            start = first
+            if now - watched >= UInt64(Self.watchInterval * 1e9) {
+                watched = now
+                try watch(Double(now - first) / 1e9)
+            }
+        }
+    }
+
     /// A barrier: every rank's writes before it are visible to every rank after it. A collective.
     public func barrier() throws(CommunicatorError) {
         let round = host_barrier_arrive(control, UInt32(size))
@@ -80,15 +107,21 @@ public struct HostPeers {
     public let host: Int
     /// Combines `buffer` elementwise over the peers, in place (as `Communicator.allReduce`).
     public let allReduce: (UnsafeMutableRawBufferPointer, Int, ReductionElement, ReductionOperation) throws(CommunicatorError) -> Void
+    /// Starts that combination and returns at once (as `Communicator.startAllReduce`).
+    public let startAllReduce: (UnsafeMutableRawBufferPointer, Int, ReductionElement, ReductionOperation) throws(CommunicatorError)
+        -> PendingReduction
     /// Copies `buffer` from the peer on host `root` to every peer.
     public let broadcast: (UnsafeMutableRawBufferPointer, Int) throws(CommunicatorError) -> Void
 
     public init(hosts: Int, host: Int,
                 allReduce: @escaping (UnsafeMutableRawBufferPointer, Int, ReductionElement, ReductionOperation) throws(CommunicatorError) -> Void,
+                startAllReduce: @escaping (UnsafeMutableRawBufferPointer, Int, ReductionElement, ReductionOperation)
+                    throws(CommunicatorError) -> PendingReduction,
                 broadcast: @escaping (UnsafeMutableRawBufferPointer, Int) throws(CommunicatorError) -> Void) {
         self.hosts = hosts
         self.host = host
         self.allReduce = allReduce
+        self.startAllReduce = startAllReduce
         self.broadcast = broadcast
     }
 }

@@ -44,8 +44,8 @@ public struct HostStepMemory {
     /// The parameters, and the optimizer's state (its whole layout; each rank touches its slice).
     public let values: UnsafeMutablePointer<Float>
     public let state: UnsafeMutablePointer<Float>
-    /// Per rank, on a line of its own: the parts it wrote this step, whether its slice's gradient was finite, and
-    /// (from byte 8) the step's figures it posted.
+    /// Per rank, on a line of its own: the parts it wrote this step, whether its slice's gradient was finite,
+    /// (from byte 8) the step's figures it posted, and (at byte 40) how far its backward has come.
     private let flags: UnsafeMutablePointer<Int32>
     private let firstSlot: UnsafeMutablePointer<Float>
 
@@ -152,6 +152,10 @@ public struct HostStepMemory {
         }
     }
 
+    /// How far this rank's backward has come (`HostSum`'s overlap): a count that only grows, at byte 40 of its line.
+    func publishProgress(_ value: UInt64) { memory.publish(value, at: rank * Self.line + 40) }
+    func progress(of rank: Int) -> UInt64 { memory.read(at: rank * Self.line + 40) }
+
     func partsWritten(by rank: Int) -> Int { Int(flags[rank * Self.line / 4]) }
     func setPartsWritten(_ parts: Int) { flags[rank * Self.line / 4] = Int32(parts) }
     func finite(of rank: Int) -> Bool { flags[rank * Self.line / 4 + 1] != 0 }
@@ -193,9 +197,13 @@ public final class HostSum: GradientReducer {
     ///   - tensors: each parameter's elements, in layout order.
     ///   - microBatches: for the exact sum, how the batch is cut (nil for the others).
     ///   - threads: the rank's threads, which share its slice.
+    ///   - overlap: start the slice's all-reduce with the peers per bucket during backward (Float and Double sums,
+    ///     one part per rank); on one host there is nothing to overlap, and the summary says so.
     public init(precision: ReductionPrecision, memory: HostStepMemory, tensors: [Range<Int>], microBatches: MicroBatches?,
-                threads: Int) {
+                threads: Int, overlap: Bool = false, minimumBucketBytes: Int = 1 << 20) {
         require((precision == .exact) == (microBatches != nil), "HostSum: micro-batches are the exact sum's")
+        require(!overlap || (precision != .exact && memory.partsPerRank == 1), "HostSum: overlap is for one Float part a rank")
+        overlapAsked = overlap
         self.precision = precision
         self.memory = memory
         plan = microBatches
@@ -207,6 +215,11 @@ public final class HostSum: GradientReducer {
         sliceBlocks = first..<end
         // The blocks tile the gradient in order.
         slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
+        if overlap && memory.memory.peers != nil {
+            let buckets = GradientBuckets(parameterRanges: tensors, count: memory.count, minimumBytes: minimumBucketBytes)
+            let slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
+            self.overlap = Overlap(schedule: BucketSchedule(buckets), pieces: buckets.ranges.map { $0.clamped(to: slice) })
+        }
         if memory.memory.peers != nil {
             switch precision {
             case .float: floatSlice = [Float](repeating: 0, count: slice.count)
@@ -228,13 +241,112 @@ public final class HostSum: GradientReducer {
         let ranks = memory.ranks
         guard let peers = memory.memory.peers else {
             return sum + " in memory the host's \(ranks) ranks share, each rank summing and stepping 1/\(ranks) of the parameters "
-                + "(no all-reduce)"
+                + "(no all-reduce\(overlapAsked ? "; --overlap: nothing crosses a network on one host" : ""))"
         }
         return sum + " in memory each host's \(ranks) ranks share, each rank summing and stepping 1/\(ranks) of the parameters "
             + "and all-reducing that slice with its peers on the \(peers.hosts - 1) other host\(peers.hosts == 2 ? "" : "s")"
+            + (overlap.map { ", started per bucket during backward (\($0.schedule.buckets.description))" } ?? "")
     }
 
     public var layout: PartLayout { PartLayout(microBatches: plan, slots: memory.slots) }
+
+    // MARK: Overlap across hosts
+    //
+    // With `overlap` and several hosts, the slice's all-reduce with the peers starts per bucket of parameters
+    // (`GradientBuckets`, last layer first) while backward runs. Each rank publishes how many buckets its backward
+    // has finished, as a count that only grows (steps x buckets + finished this step); every rank's backward
+    // finishes the buckets in the same order, so a bucket is final on the host once every rank's count has passed
+    // it. A rank then sums the piece of its slice inside that bucket over the host's parts and starts the piece's
+    // all-reduce with its peers (every rank starts one per bucket, in that order, empty pieces included, so the
+    // peers' collectives match). What backward did not start, `reduce` starts; it waits for all before the step.
+    // Each value gets the same additions as without overlap: the same bits for the Double sum, and for Float with
+    // two hosts (one addition across them).
+
+    private struct Overlap {
+        var schedule: BucketSchedule
+        /// Per bucket, the part of this rank's slice it holds (often empty).
+        let pieces: [Range<Int>]
+        /// This step's buckets in the order this rank's backward finished them, and how many of them have started.
+        var finished: [Int] = []
+        var started = 0
+        var steps = 0
+        var inFlight = InFlightReductions()
+
+        /// The count a rank publishes once `finished` buckets of this step are done.
+        func progress(_ finished: Int) -> UInt64 { UInt64(steps * pieces.count + finished) }
+    }
+
+    private var overlap: Overlap?
+    private let overlapAsked: Bool
+    public var secondsDuringBackward: Double { overlap?.inFlight.secondsDuringBackward ?? 0 }
+
+    public func backwardHooks(batch: Range<Int>) -> BackwardHooks? {
+        guard overlap != nil else { return nil }
+        overlap!.schedule.reset()
+        overlap!.inFlight.reset()
+        overlap!.finished.removeAll(keepingCapacity: true)
+        overlap!.started = 0
+        return BackwardHooks(parameterReady: { [unowned self] in bucketFinished(parameter: $0) },
+                             afterEachPullback: { [unowned self] in startFinishedBuckets() })
+    }
+
+    private func bucketFinished(parameter: Int) {
+        guard let bucket = overlap!.schedule.ready(parameter) else { return }
+        overlap!.finished.append(bucket)
+        memory.publishProgress(overlap!.progress(overlap!.finished.count))
+    }
+
+    /// Whether every rank of the host has finished `count` buckets of this step.
+    private func hostFinished(_ count: Int) -> Bool {
+        let target = overlap!.progress(count)
+        return (0..<memory.ranks).allSatisfy { memory.progress(of: $0) >= target }
+    }
+
+    /// Starts, in order, the pieces of the buckets the whole host has finished; lets the started ones progress.
+    private func startFinishedBuckets() {
+        while overlap!.started < overlap!.finished.count && hostFinished(overlap!.started + 1) {
+            let piece = overlap!.pieces[overlap!.finished[overlap!.started]]
+            overlap!.started += 1
+            overlap!.inFlight.start { () throws(CommunicatorError) in try startPiece(piece) }
+        }
+        overlap!.inFlight.progress()
+    }
+
+    /// Sums `piece` (inside the slice) over the host's parts and starts its all-reduce with the peers.
+    private func startPiece(_ piece: Range<Int>) throws(CommunicatorError) -> PendingReduction {
+        let peers = memory.memory.peers!, offset = piece.lowerBound - slice.lowerBound
+        switch precision {
+        case .float:
+            return try floatSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
+                if !piece.isEmpty { HostKernels.floatSum(overlapSources, ends: overlapEnds, piece, into: out.baseAddress! + offset) }
+                return try peers.startAllReduce(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + piece.count)])),
+                                                piece.count, .float, .sum)
+            }
+        case .double, .exact:
+            return try doubleSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
+                if !piece.isEmpty { HostKernels.doubleSum(overlapSources, piece, into: out.baseAddress! + offset) }
+                return try peers.startAllReduce(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + piece.count)])),
+                                                piece.count, .double, .sum)
+            }
+        }
+    }
+
+    /// Every rank's one part, in rank order.
+    private lazy var overlapSources: [UnsafePointer<Float>] = (0..<memory.ranks).map { UnsafePointer(memory.slot(rank: $0, part: 0)) }
+    private lazy var overlapEnds: [Int] = Array(1...memory.ranks)
+
+    /// After this rank's backward: the pieces not started yet start as the host's other ranks finish them, and every
+    /// one is waited for.
+    private func finishOverlapped() throws(CommunicatorError) {
+        let buckets = overlap!.pieces.count
+        require(overlap!.finished.count == buckets, "HostSum: backward did not finish every bucket")
+        try memory.memory.poll(until: { hostFinished(buckets) }, meanwhile: { startFinishedBuckets() })
+        startFinishedBuckets()
+        try memory.barrier()  // every forward and backward done: the parameters may change
+        try overlap!.inFlight.finish()
+        overlap!.steps += 1
+        bytesPerStep = slice.count * (precision == .double ? 8 : 4)
+    }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
         let rank = memory.rank
@@ -251,6 +363,10 @@ public final class HostSum: GradientReducer {
             valueBits = bits
         }
         memory.setPartsWritten(parts.count)
+        if overlap != nil {
+            try finishOverlapped()
+            return ReducedGradient(range: slice, rounding: rounding)
+        }
         try memory.barrier()  // every rank's parts written, every forward and backward done
         sources.removeAll(keepingCapacity: true)
         ends.removeAll(keepingCapacity: true)

@@ -167,14 +167,21 @@ public final class MPICommunicator: Communicator {
 
     public func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                                operation: ReductionOperation) throws(CommunicatorError) -> PendingReduction {
+        try startAllReduce(buffer, count: count, element: element, operation: operation, over: world)
+    }
+
+    /// `startAllReduce` over `communicator` (the world, or a rank's peers on the other hosts).
+    private func startAllReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
+                                operation: ReductionOperation, over communicator: MPI_Comm?) throws(CommunicatorError) -> PendingReduction {
         guard count > 0 else { return FinishedReduction() }
         guard count <= Int(Int32.max) else {
-            try allReduce(buffer, count: count, element: element, operation: operation)  // too large for one request
+            // too large for one request
+            try allReduce(buffer, count: count, element: element, operation: operation, over: communicator)
             return FinishedReduction()
         }
         let (type, _, op) = Self.describe(element, operation)
         let pending = MPIReduction(communicator: self, what: .allReduce(count: count, overlapped: true))
-        try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(count), type, op, world, &pending.request),
+        try Self.check(MPI_Iallreduce(cmpi_in_place(), buffer.baseAddress, Int32(count), type, op, communicator, &pending.request),
                        "MPI_Iallreduce of \(count) values")
         return pending
     }
@@ -248,6 +255,9 @@ public final class MPICommunicator: Communicator {
             HostPeers(hosts: hosts, host: Int(hostIndex),
                       allReduce: { [unowned self] (buffer, count, element, operation) throws(CommunicatorError) in
                           try allReduce(buffer, count: count, element: element, operation: operation, over: comm)
+                      },
+                      startAllReduce: { [unowned self] (buffer, count, element, operation) throws(CommunicatorError) in
+                          try startAllReduce(buffer, count: count, element: element, operation: operation, over: comm)
                       },
                       broadcast: { [unowned self] (buffer, root) throws(CommunicatorError) in try broadcast(buffer, root: root, over: comm) })
         }

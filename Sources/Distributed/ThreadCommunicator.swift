@@ -170,6 +170,10 @@ public final class ThreadCommunicator: Communicator {
             allReduce: { [self] buffer, count, element, operation in
                 allReduce(buffer, count: count, element: element, operation: operation, peersOnly: true)
             },
+            startAllReduce: { [self] buffer, count, element, operation in
+                allReduce(buffer, count: count, element: element, operation: operation, peersOnly: true)
+                return FinishedReduction()
+            },
             broadcast: { [self, group] buffer, root in
                 let all = group.exchange(buffer.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 64)!, rank: rank)
                 let source = all[root * group.perHost + localRank]

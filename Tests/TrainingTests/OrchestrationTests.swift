@@ -77,10 +77,14 @@ struct OrchestrationTests {
             #expect(summary.parameterChecksum == alone.parameterChecksum)
             #expect(summary.history.map(\.trainLoss) == alone.history.map(\.trainLoss))
         }
-        // Two simulated hosts, each summing in its shared memory and all-reducing its ranks' slices with the other's.
+        // Two simulated hosts, each summing in its shared memory and all-reducing its ranks' slices with the other's,
+        // after backward or (--overlap) per bucket during it.
         if ranks % 2 == 0 {
             for result in trainOnThreads(ranks: ranks, threads: 1, hosts: 2) {
                 #expect(try result.get().parameterChecksum == alone.parameterChecksum, "2 hosts x \(ranks / 2) ranks")
+            }
+            for result in trainOnThreads(ranks: ranks, threads: 1, hosts: 2, adjust: { $0.overlap = true }) {
+                #expect(try result.get().parameterChecksum == alone.parameterChecksum, "2 hosts x \(ranks / 2) ranks, --overlap")
             }
         }
         // The test would notice a reducer that did nothing: one rank alone trains something else.

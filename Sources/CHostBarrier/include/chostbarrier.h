@@ -1,6 +1,7 @@
 // A barrier for the processes (or threads) of one host that map the same memory: 64 bytes of that memory hold it.
 // A waiter spins for a while, then sleeps in the kernel (futex) until the last one to arrive wakes it, so that a
-// waiting rank leaves its core to a rank that still computes.
+// waiting rank leaves its core to a rank that still computes. And a counter one party publishes and the others
+// read, with the same ordering of the writes before it.
 #ifndef CHOSTBARRIER_H
 #define CHOSTBARRIER_H
 
@@ -17,5 +18,12 @@ int64_t host_barrier_arrive(void *barrier, uint32_t parties);
 /// Waits until round `round` of the barrier has completed: spins `spins` times, then sleeps up to `timeout_us`
 /// microseconds. Returns 1 once the round has completed, 0 if it has not yet (call again to keep waiting).
 int host_barrier_wait(void *barrier, int64_t round, uint32_t spins, uint32_t timeout_us);
+
+/// Publishes `value` at `counter` (8-byte aligned) for the other parties: every write this caller made before it is
+/// visible to a party that reads the value with `host_counter_read`.
+void host_counter_publish(void *counter, uint64_t value);
+
+/// The value last published at `counter`.
+uint64_t host_counter_read(const void *counter);
 
 #endif

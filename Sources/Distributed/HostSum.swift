@@ -59,7 +59,7 @@ public struct HostStepMemory {
 
     /// The host's shared memory for the step (a collective: every rank calls it with the same sizes), or why there
     /// is none: one rank per host, hosts with unequal rank counts, or too little room. Its parameters and optimizer
-    /// state start as zeros.
+    /// state, and every line of flags and counts, start as zeros.
     public static func make(communicator: Communicator, count: Int, stateCount: Int,
                             partsPerRank: Int) throws(CommunicatorError) -> Result<HostStepMemory, HostStepUnavailable> {
         let sharing = try communicator.hostSharedMemory(bytes: bytes(count: count, stateCount: stateCount, ranks: communicator.size,
@@ -71,6 +71,7 @@ public struct HostStepMemory {
             if memory.rank == 0 {
                 host.values.update(repeating: 0, count: count)
                 host.state.update(repeating: 0, count: stateCount)
+                host.flags.update(repeating: 0, count: memory.size * Self.line / 4)  // counts start at 0
             }
             try memory.barrier()
             return .success(host)

@@ -7,8 +7,8 @@
 // and back. Across hosts, each rank all-reduces its slice with its peers: the ranks of the same local rank on the
 // other hosts, which hold the same slice.
 //
-// What the barriers guarantee: a rank writes the memory of the next round only after the barrier that ends this
-// one, when every rank has finished reading; what a rank reads after the first barrier of a round stays as it is
+// What the barriers guarantee: a rank writes the memory of the next step only after the barrier that ends this
+// one, when every rank has finished reading; what a rank reads after the first barrier of a step stays as it is
 // until the first barrier of the next. The barrier lives in the memory's first line (CHostBarrier): no MPI call, and
 // a rank that waits sleeps in the kernel until the last rank arrives, so that with more ranks than cores it leaves
 // its core to the ranks that still compute.
@@ -70,30 +70,26 @@ public final class HostSharedMemory {
     /// Waits until `done()` holds, calling `meanwhile()` between its checks (about every 20 µs): a wait on what
     /// other ranks publish (`read(at:)`), watched against the stall deadline like the barrier.
     public func poll(until done: () -> Bool, meanwhile: () -> Void) throws(CommunicatorError) {
-        var start: UInt64?, watched: UInt64 = 0
+        let begun = DispatchTime.now().uptimeNanoseconds
+        var watched = begun
         while !done() {
             meanwhile()
             usleep(20)
             let now = DispatchTime.now().uptimeNanoseconds
-            let first = start ?? now
-            start = first
             if now - watched >= UInt64(Self.watchInterval * 1e9) {
                 watched = now
-                try watch(Double(now - first) / 1e9)
+                try watch(Double(now - begun) / 1e9)
             }
         }
     }
 
     /// A barrier: every rank's writes before it are visible to every rank after it. A collective.
     public func barrier() throws(CommunicatorError) {
-        let round = host_barrier_arrive(control, UInt32(size))
-        guard round >= 0 else { return }
-        var start: UInt64?
-        while host_barrier_wait(control, round, spins, UInt32(Self.watchInterval * 1e6)) == 0 {
-            let now = DispatchTime.now().uptimeNanoseconds
-            let first = start ?? now - UInt64(Self.watchInterval * 1e9)
-            start = first
-            try watch(Double(now - first) / 1e9)
+        let generation = host_barrier_arrive(control, UInt32(size))
+        guard generation >= 0 else { return }
+        let begun = DispatchTime.now().uptimeNanoseconds
+        while host_barrier_wait(control, generation, spins, UInt32(Self.watchInterval * 1e6)) == 0 {
+            try watch(Double(DispatchTime.now().uptimeNanoseconds - begun) / 1e9)
         }
     }
 }

@@ -218,7 +218,7 @@ public final class HostSum: GradientReducer {
         slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
         if overlap && memory.memory.peers != nil {
             let buckets = GradientBuckets(parameterRanges: tensors, count: memory.count, minimumBytes: minimumBucketBytes)
-            let slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
+            let slice = self.slice
             self.overlap = Overlap(schedule: BucketSchedule(buckets), pieces: buckets.ranges.map { $0.clamped(to: slice) })
         }
         if memory.memory.peers != nil {
@@ -315,21 +315,31 @@ public final class HostSum: GradientReducer {
 
     /// Sums `piece` (inside the slice) over the host's parts and starts its all-reduce with the peers.
     private func startPiece(_ piece: Range<Int>) throws(CommunicatorError) -> PendingReduction {
-        let peers = memory.memory.peers!, offset = piece.lowerBound - slice.lowerBound
-        switch precision {
-        case .float:
-            return try floatSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
-                if !piece.isEmpty { HostKernels.floatSum(overlapSources, ends: overlapEnds, piece, into: out.baseAddress! + offset) }
-                return try peers.startAllReduce(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + piece.count)])),
-                                                piece.count, .float, .sum)
-            }
-        case .double, .exact:
-            return try doubleSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
-                if !piece.isEmpty { HostKernels.doubleSum(overlapSources, piece, into: out.baseAddress! + offset) }
-                return try peers.startAllReduce(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + piece.count)])),
-                                                piece.count, .double, .sum)
+        let (buffer, element) = sumIntoSlice(piece, sources: overlapSources, ends: overlapEnds, threads: 1)
+        return try memory.memory.peers!.startAllReduce(buffer, piece.count, element, .sum)
+    }
+
+    /// Sums `range` (inside the slice) over `sources` (every rank's parts, rank r's ending before `ends[r]`) into the
+    /// slice's Float or Double sum, on up to `threads` threads; returns that part of the sum, for the peers.
+    private func sumIntoSlice(_ range: Range<Int>, sources: [UnsafePointer<Float>], ends: [Int],
+                              threads: Int) -> (UnsafeMutableRawBufferPointer, ReductionElement) {
+        guard !range.isEmpty else { return (UnsafeMutableRawBufferPointer(start: nil, count: 0), precision == .float ? .float : .double) }
+        let offset = range.lowerBound - slice.lowerBound
+        func parts(_ body: @escaping @Sendable (Range<Int>, Int) -> Void) {
+            HostKernels.forEachPart(of: range.count, threads: threads) { part in
+                body((range.lowerBound + part.lowerBound)..<(range.lowerBound + part.upperBound), part.lowerBound)
             }
         }
+        if precision == .float {
+            let out = floatSlice.withUnsafeMutableBufferPointer { $0.baseAddress! + offset }
+            let work = UncheckedSendable((sources, ends, out))
+            parts { range, at in HostKernels.floatSum(work.value.0, ends: work.value.1, range, into: work.value.2 + at) }
+            return (UnsafeMutableRawBufferPointer(start: out, count: range.count * 4), .float)
+        }
+        let out = doubleSlice.withUnsafeMutableBufferPointer { $0.baseAddress! + offset }
+        let work = UncheckedSendable((sources, out))
+        parts { range, at in HostKernels.doubleSum(work.value.0, range, into: work.value.1 + at) }
+        return (UnsafeMutableRawBufferPointer(start: out, count: range.count * 8), .double)
     }
 
     /// Every rank's one part, in rank order.
@@ -346,7 +356,7 @@ public final class HostSum: GradientReducer {
         try memory.barrier()  // every forward and backward done: the parameters may change
         try overlap!.inFlight.finish()
         overlap!.steps += 1
-        bytesPerStep = slice.count * (precision == .double ? 8 : 4)
+        bytesPerStep = slice.count * (precision == .double ? 8 : 4)  // as `sumAcrossHosts`
     }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
@@ -399,28 +409,10 @@ public final class HostSum: GradientReducer {
     private func sumAcrossHosts(_ peers: HostPeers) throws(CommunicatorError) {
         let slice = self.slice
         switch precision {
-        case .float:
-            try floatSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
-                let work = UncheckedSendable((sources, ends, out))
-                HostKernels.forEachPart(of: slice.count, threads: threads) { part in
-                    let (sources, ends, out) = work.value
-                    HostKernels.floatSum(sources, ends: ends, (slice.lowerBound + part.lowerBound)..<(slice.lowerBound + part.upperBound),
-                                         into: out.baseAddress! + part.lowerBound)
-                }
-                try peers.allReduce(UnsafeMutableRawBufferPointer(out), out.count, .float, .sum)
-            }
-            bytesPerStep = slice.count * 4
-        case .double:
-            try doubleSlice.withUnsafeMutableBufferPointer { (out) throws(CommunicatorError) in
-                let work = UncheckedSendable((sources, out))
-                HostKernels.forEachPart(of: slice.count, threads: threads) { part in
-                    let (sources, out) = work.value
-                    HostKernels.doubleSum(sources, (slice.lowerBound + part.lowerBound)..<(slice.lowerBound + part.upperBound),
-                                          into: out.baseAddress! + part.lowerBound)
-                }
-                try peers.allReduce(UnsafeMutableRawBufferPointer(out), out.count, .double, .sum)
-            }
-            bytesPerStep = slice.count * 8
+        case .float, .double:
+            let (buffer, element) = sumIntoSlice(slice, sources: sources, ends: ends, threads: threads)
+            try peers.allReduce(buffer, slice.count, element, .sum)
+            bytesPerStep = buffer.count
         case .exact:
             let blocks = self.blocks[sliceBlocks], bits = valueBits
             try blockLargest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in

@@ -263,11 +263,8 @@ public final class MPICommunicator: Communicator {
         }
         return .shared(HostSharedMemory(region: aligned, bytes: bytes, rank: localRank, size: localSize, peers: peerGroup,
                                         oversubscribed: oversubscribed) { [unowned self] waited in
-            // The barrier makes no MPI call; its waits are watched here, as a polled collective's (`complete`).
-            guard let deadline, size > 1 else { return }
-            if waited > deadline.seconds || rollCallHeard() {
-                stalled(in: .sharedMemory(bytes: bytes), waited: waited, deadline: deadline)
-            }
+            // The barrier makes no MPI call; its waits are watched as a polled collective's (`complete`).
+            watchWait(in: .sharedMemory(bytes: bytes), waited: waited)
         })
     }
 
@@ -351,12 +348,16 @@ public final class MPICommunicator: Communicator {
             // More ranks than cores: a rank that has waited a while sleeps between polls and leaves its core to a
             // rank that still computes (spinning, it would take half that rank's core).
             if oversubscribed && polls > 64 { usleep(20) }
-            guard polls & 63 == 0, let deadline, size > 1 else { continue }
-            let waited = DispatchTime.now().uptimeNanoseconds - start
-            if waited > UInt64(deadline.seconds * 1e9) || rollCallHeard() {
-                stalled(in: what, waited: Double(waited) / 1e9, deadline: deadline)
-            }
+            guard polls & 63 == 0 else { continue }
+            watchWait(in: what, waited: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
+    }
+
+    /// For a wait in `what` that has lasted `waited` seconds: the roll call, when the deadline has passed or another
+    /// rank has called one.
+    private func watchWait(in what: Collective, waited: Double) {
+        guard let deadline, size > 1 else { return }
+        if waited > deadline.seconds || rollCallHeard() { stalled(in: what, waited: waited, deadline: deadline) }
     }
 
     private func postRollCallReceive() {

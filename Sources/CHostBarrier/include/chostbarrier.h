@@ -12,12 +12,12 @@
 
 /// Arrives at the barrier at `barrier` (HOST_BARRIER_BYTES, 4-byte aligned) of `parties`. Every write this caller made
 /// before it is visible to every party after its wait. Returns -1 when this arrival completes the barrier (every
-/// party may go on, and the sleeping ones are woken), or else the round to pass to `host_barrier_wait`.
+/// party may go on, and the sleeping ones are woken), or else the generation to pass to `host_barrier_wait`.
 int64_t host_barrier_arrive(void *barrier, uint32_t parties);
 
-/// Waits until round `round` of the barrier has completed: spins `spins` times, then sleeps up to `timeout_us`
-/// microseconds. Returns 1 once the round has completed, 0 if it has not yet (call again to keep waiting).
-int host_barrier_wait(void *barrier, int64_t round, uint32_t spins, uint32_t timeout_us);
+/// Waits until the barrier opens past generation `generation`: spins `spins` times, then sleeps up to `timeout_us`
+/// microseconds. Returns 1 once it has opened, 0 if it has not yet (call again to keep waiting).
+int host_barrier_wait(void *barrier, int64_t generation, uint32_t spins, uint32_t timeout_us);
 
 /// Publishes `value` at `counter` (8-byte aligned) for the other parties: every write this caller made before it is
 /// visible to a party that reads the value with `host_counter_read`.

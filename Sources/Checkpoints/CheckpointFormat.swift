@@ -191,7 +191,7 @@ public struct Checkpoint: Equatable, Sendable {
                           history: try header.history(), parameters: parameters, optimizerState: state)
     }
 
-    /// Settings under today's keys: a former key's value moves to its new key, unless that key is set too.
+    /// Settings under the current keys: a former key's value moves to its new key, unless that key is set too.
     public static func withCurrentKeys(_ settings: [String: String]) -> [String: String] {
         var result = settings
         for (old, new) in formerSettingKeys {

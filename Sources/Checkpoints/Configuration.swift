@@ -214,7 +214,7 @@ public struct TrainingConfiguration: Equatable, Sendable {
         }
     }
 
-    /// The configuration a file recorded as `settings` (under today's keys or their former names); a setting the
+    /// The configuration a file recorded as `settings` (under the current keys or their former names); a setting the
     /// file leaves out takes its default.
     /// - Throws: `FileError` naming a recorded value this mnist-dist cannot read.
     public init(settings recorded: [String: String], file: String) throws(FileError) {

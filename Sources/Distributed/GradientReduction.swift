@@ -7,8 +7,8 @@
 // guarantees is the strategy's:
 //   HostSum        the ranks of a host share one memory: each sums and steps its 1/k slice over every rank's parts,
 //                  with any of the three sums below; across hosts each rank all-reduces its slice with its peers
-//                  (HostSum.swift). Used whenever it can be (not with --overlap, one rank per host, hosts of
-//                  unequal rank counts, too little shared memory, or the Int64 exact sum).
+//                  (HostSum.swift), with --overlap per bucket during backward. Used whenever it can be (not with
+//                  one rank per host, hosts of unequal rank counts, too little shared memory, or the Int64 exact sum).
 //   FloatSum       Float additions, then a Float all-reduce: half the bytes, but the low bits depend on how the
 //                  batch was split and on MPI's reduction order.
 //   DoubleSum      each Float part converted to Double, summed across parts and ranks in Double, rounded once:
@@ -230,14 +230,10 @@ public enum GradientReduction {
 
     /// How many parts a rank hands a reducer that shares the step with the host's other ranks (`HostSum`): one per
     /// worker, or for the exact sum the most micro-batches a rank computes; or why the step cannot be shared
-    /// whatever the memory: one rank, `--overlap` with the exact sum (whose all-reduces run during backward), or a
-    /// batch of more than 64 micro-batches (the Int64 sum).
-    public static func sharedStepParts(precision: ReductionPrecision, overlap: Bool, workers: Int, microBatches: MicroBatches,
+    /// whatever the memory: one rank, or a batch of more than 64 micro-batches (the Int64 sum).
+    public static func sharedStepParts(precision: ReductionPrecision, workers: Int, microBatches: MicroBatches,
                                        batchSize: Int, ranks: Int) -> Result<Int, HostStepUnavailable> {
         guard ranks > 1 else { return .failure(HostStepUnavailable("one rank")) }
-        guard !(overlap && workers == 1 && precision == .exact) else {
-            return .failure(HostStepUnavailable("--overlap with the exact sum all-reduces during backward"))
-        }
         guard precision == .exact else { return .success(workers) }
         let terms = microBatches.count(of: 0..<batchSize)
         guard NarrowFixedPoint.valueBits(terms: terms) != nil else {

@@ -198,12 +198,13 @@ public final class HostSum: GradientReducer {
     ///   - tensors: each parameter's elements, in layout order.
     ///   - microBatches: for the exact sum, how the batch is cut (nil for the others).
     ///   - threads: the rank's threads, which share its slice.
-    ///   - overlap: start the slice's all-reduce with the peers per bucket during backward (Float and Double sums,
-    ///     one part per rank); on one host there is nothing to overlap, and the summary says so.
+    ///   - overlap: start the slice's all-reduce with the peers per bucket during backward (one worker per rank:
+    ///     one part, or for the exact sum its micro-batches); on one host there is nothing to overlap, and the summary
+    ///     says so.
     public init(precision: ReductionPrecision, memory: HostStepMemory, tensors: [Range<Int>], microBatches: MicroBatches?,
                 threads: Int, overlap: Bool = false, minimumBucketBytes: Int = 1 << 20) {
         require((precision == .exact) == (microBatches != nil), "HostSum: micro-batches are the exact sum's")
-        require(!overlap || (precision != .exact && memory.partsPerRank == 1), "HostSum: overlap is for one Float part a rank")
+        require(!overlap || precision == .exact || memory.partsPerRank == 1, "HostSum: overlap is for one Float part a rank")
         overlapAsked = overlap
         self.precision = precision
         self.memory = memory
@@ -218,8 +219,17 @@ public final class HostSum: GradientReducer {
         slice = (first < blocks.count ? blocks[first].lowerBound : memory.count)..<(end < blocks.count ? blocks[end].lowerBound : memory.count)
         if overlap && memory.memory.peers != nil {
             let buckets = GradientBuckets(parameterRanges: tensors, count: memory.count, minimumBytes: minimumBucketBytes)
-            let slice = self.slice
-            self.overlap = Overlap(schedule: BucketSchedule(buckets), pieces: buckets.ranges.map { $0.clamped(to: slice) })
+            let slice = self.slice, sliceBlocks = self.sliceBlocks
+            let pieces = buckets.ranges.map { $0.clamped(to: slice) }
+            // A bucket is whole tensors and a block never crosses a tensor's end: each piece is a run of whole blocks.
+            let pieceBlocks = pieces.map { piece in
+                let first = blocks[sliceBlocks].firstIndex { $0.lowerBound >= piece.lowerBound } ?? sliceBlocks.upperBound
+                let end = blocks[first..<sliceBlocks.upperBound].firstIndex { $0.lowerBound >= piece.upperBound } ?? sliceBlocks.upperBound
+                require(first == end ? piece.isEmpty : blocks[first].lowerBound == piece.lowerBound && blocks[end - 1].upperBound == piece.upperBound,
+                        "HostSum: piece \(piece) is not whole blocks")
+                return first..<end
+            }
+            self.overlap = Overlap(schedule: BucketSchedule(buckets), pieces: pieces, pieceBlocks: pieceBlocks)
         }
         if memory.memory.peers != nil {
             switch precision {
@@ -261,12 +271,17 @@ public final class HostSum: GradientReducer {
     // all-reduce with its peers (every rank starts one per bucket, in that order, empty pieces included, so the
     // peers' collectives match). What backward did not start, `reduce` starts; it waits for all before the step.
     // Each value gets the same additions as without overlap: the same bits for the Double sum, and for Float with
-    // two hosts (one addition across them).
+    // two hosts (one addition across them). The exact sum's micro-batches are computed one after another, so when a
+    // rank's last one has finished a bucket, all its parts of that bucket are final; a piece's blocks then agree
+    // their largest magnitudes with the peers (a blocking max all-reduce, in the same bucket order everywhere), are
+    // summed on those grids, and the Int32 sums start: the same integers as without overlap.
 
     private struct Overlap {
         var schedule: BucketSchedule
-        /// Per bucket, the part of this rank's slice it holds (often empty).
+        /// Per bucket, the part of this rank's slice it holds (often empty), and the blocks of the exact sum that make
+        /// it up (indices into `blocks`).
         let pieces: [Range<Int>]
+        let pieceBlocks: [Range<Int>]
         /// This step's buckets in the order this rank's backward finished them, and how many of them have started.
         var finished: [Int] = []
         var started = 0
@@ -287,8 +302,15 @@ public final class HostSum: GradientReducer {
         overlap!.inFlight.reset()
         overlap!.finished.removeAll(keepingCapacity: true)
         overlap!.started = 0
-        return BackwardHooks(parameterReady: { [unowned self] in bucketFinished(parameter: $0) },
-                             afterEachPullback: { [unowned self] in startFinishedBuckets() })
+        var hooks = BackwardHooks(parameterReady: { [unowned self] in bucketFinished(parameter: $0) },
+                                  afterEachPullback: { [unowned self] in startFinishedBuckets() })
+        if let plan {
+            // The grids' bits, and how many parts this rank writes, both known before its last backward publishes any
+            // progress: a rank that sees that progress may read them.
+            valueBits = narrowValueBits(plan.count(of: batch))
+            hooks.microBatchParts = { [unowned self] in memory.setPartsWritten($0.count) }
+        }
+        return hooks
     }
 
     private func bucketFinished(parameter: Int) {
@@ -306,17 +328,25 @@ public final class HostSum: GradientReducer {
     /// Starts, in order, the pieces of the buckets the whole host has finished; lets the started ones progress.
     private func startFinishedBuckets() {
         while overlap!.started < overlap!.finished.count && hostFinished(overlap!.started + 1) {
-            let piece = overlap!.pieces[overlap!.finished[overlap!.started]]
+            let bucket = overlap!.finished[overlap!.started]
+            if overlap!.started == 0 && plan != nil { gatherSources() }  // every rank has published its part count
+            let piece = overlap!.pieces[bucket], blocks = overlap!.pieceBlocks[bucket]
             overlap!.started += 1
-            overlap!.inFlight.start { () throws(CommunicatorError) in try startPiece(piece) }
+            overlap!.inFlight.start { () throws(CommunicatorError) in try startPiece(piece, blocks: blocks) }
         }
         overlap!.inFlight.progress()
     }
 
-    /// Sums `piece` (inside the slice) over the host's parts and starts its all-reduce with the peers.
-    private func startPiece(_ piece: Range<Int>) throws(CommunicatorError) -> PendingReduction {
-        let (buffer, element) = sumIntoSlice(piece, sources: overlapSources, ends: overlapEnds, threads: 1)
-        return try memory.memory.peers!.startAllReduce(buffer, piece.count, element, .sum)
+    /// Sums `piece` (inside the slice; for the exact sum, the blocks `pieceBlocks`) over the host's parts and starts its
+    /// all-reduce with the peers.
+    private func startPiece(_ piece: Range<Int>, blocks pieceBlocks: Range<Int>) throws(CommunicatorError) -> PendingReduction {
+        let peers = memory.memory.peers!
+        guard plan != nil else {
+            let (buffer, element) = sumIntoSlice(piece, sources: overlapSources, ends: overlapEnds, threads: 1)
+            return try peers.startAllReduce(buffer, piece.count, element, .sum)
+        }
+        let buffer = try sumOnGrids(pieceBlocks, peers: peers, threads: 1)
+        return try peers.startAllReduce(buffer, piece.count, .int32, .sum)
     }
 
     /// Sums `range` (inside the slice) over `sources` (every rank's parts, rank r's ending before `ends[r]`) into the
@@ -356,7 +386,7 @@ public final class HostSum: GradientReducer {
         try memory.barrier()  // every forward and backward done: the parameters may change
         try overlap!.inFlight.finish()
         overlap!.steps += 1
-        bytesPerStep = slice.count * (precision == .double ? 8 : 4)  // as `sumAcrossHosts`
+        bytesPerStep = slice.count * (precision == .double ? 8 : 4) + (plan != nil ? sliceBlocks.count * 4 : 0)  // as `sumAcrossHosts`
     }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
@@ -366,31 +396,39 @@ public final class HostSum: GradientReducer {
         for (j, part) in parts.enumerated() where part.baseAddress != memory.slot(rank: rank, part: j) {
             memory.slot(rank: rank, part: j).update(from: part.baseAddress!, count: memory.count)  // a caller's own buffer
         }
-        if let plan {
-            guard let bits = NarrowFixedPoint.valueBits(terms: plan.count(of: batch)) else {
-                require(false, "HostSum: a batch of \(plan.count(of: batch)) micro-batches needs the Int64 sum")
-                return ReducedGradient(range: slice, rounding: nil)
-            }
-            valueBits = bits
-        }
+        if let plan { valueBits = narrowValueBits(plan.count(of: batch)) }
         memory.setPartsWritten(parts.count)
         if overlap != nil {
             try finishOverlapped()
             return ReducedGradient(range: slice, rounding: rounding)
         }
         try memory.barrier()  // every rank's parts written, every forward and backward done
-        sources.removeAll(keepingCapacity: true)
-        ends.removeAll(keepingCapacity: true)
-        for other in 0..<memory.ranks {
-            for j in 0..<memory.partsWritten(by: other) { sources.append(UnsafePointer(memory.slot(rank: other, part: j))) }
-            ends.append(sources.count)
-        }
+        gatherSources()
         if let peers = memory.memory.peers {
             try sumAcrossHosts(peers)
         } else {
             bytesPerStep = slice.count * 4 * (sources.count - parts.count)
         }
         return ReducedGradient(range: slice, rounding: rounding)
+    }
+
+    /// The Int32 sum's grid bits for a batch of `terms` micro-batches (HostSum is not made for the Int64 sum).
+    private func narrowValueBits(_ terms: Int) -> Int {
+        guard let bits = NarrowFixedPoint.valueBits(terms: terms) else {
+            require(false, "HostSum: a batch of \(terms) micro-batches needs the Int64 sum")
+            return 0
+        }
+        return bits
+    }
+
+    /// This step's parts, every rank's in rank order, as the ranks' flags say, and where each rank's end.
+    private func gatherSources() {
+        sources.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+        for other in 0..<memory.ranks {
+            for j in 0..<memory.partsWritten(by: other) { sources.append(UnsafePointer(memory.slot(rank: other, part: j))) }
+            ends.append(sources.count)
+        }
     }
 
     public func finish(finite: Bool) throws(CommunicatorError) -> Bool {
@@ -414,27 +452,37 @@ public final class HostSum: GradientReducer {
             try peers.allReduce(buffer, slice.count, element, .sum)
             bytesPerStep = buffer.count
         case .exact:
-            let blocks = self.blocks[sliceBlocks], bits = valueBits
-            try blockLargest.withUnsafeMutableBufferPointer { (largest) throws(CommunicatorError) in
-                let work = UncheckedSendable((sources, blocks, largest))
-                NarrowFixedPoint.forEachBlock(blocks.count, threads: threads) { b in
-                    let (sources, blocks, largest) = work.value
-                    largest[b] = NarrowFixedPoint.largestMagnitude(sources, block: blocks[blocks.startIndex + b])
-                }
-                try peers.allReduce(UnsafeMutableRawBufferPointer(largest), largest.count, .float, .max)
-                try integerSlice.withUnsafeMutableBufferPointer { (sum) throws(CommunicatorError) in
-                    let work = UncheckedSendable((sources, blocks, largest, sum))
-                    NarrowFixedPoint.forEachBlock(blocks.count, threads: threads) { b in
-                        let (sources, blocks, largest, sum) = work.value
-                        let block = blocks[blocks.startIndex + b]
-                        NarrowFixedPoint.sumOnGrid(sources, part: block, largest: largest[b], valueBits: bits,
-                                                   into: sum.baseAddress! + (block.lowerBound - slice.lowerBound))
-                    }
-                    try peers.allReduce(UnsafeMutableRawBufferPointer(sum), sum.count, .int32, .sum)
-                }
-            }
+            let buffer = try sumOnGrids(sliceBlocks, peers: peers, threads: threads)
+            try peers.allReduce(buffer, slice.count, .int32, .sum)
             bytesPerStep = slice.count * 4 + sliceBlocks.count * 4
         }
+    }
+
+    /// The exact sum of the blocks `range` (indices into `blocks`, inside the slice) over the host's parts: each block's
+    /// largest magnitude agreed with the peers (a max), then the Int32 sums on those grids, into the slice's; returns
+    /// those sums, for the peers.
+    private func sumOnGrids(_ range: Range<Int>, peers: HostPeers, threads: Int) throws(CommunicatorError) -> UnsafeMutableRawBufferPointer {
+        guard !range.isEmpty else { return UnsafeMutableRawBufferPointer(start: nil, count: 0) }
+        let blocks = self.blocks[range], bits = valueBits, slice = self.slice, sources = self.sources
+        let largest = blockLargest.withUnsafeMutableBufferPointer {
+            UnsafeMutableBufferPointer(rebasing: $0[(range.lowerBound - sliceBlocks.lowerBound)..<(range.upperBound - sliceBlocks.lowerBound)])
+        }
+        let sum = integerSlice.withUnsafeMutableBufferPointer {
+            UnsafeMutableBufferPointer(rebasing: $0[(blocks.first!.lowerBound - slice.lowerBound)..<(blocks.last!.upperBound - slice.lowerBound)])
+        }
+        let work = UncheckedSendable((sources, blocks, largest, sum))
+        NarrowFixedPoint.forEachBlock(blocks.count, threads: threads) { b in
+            let (sources, blocks, largest, _) = work.value
+            largest[b] = NarrowFixedPoint.largestMagnitude(sources, block: blocks[blocks.startIndex + b])
+        }
+        try peers.allReduce(UnsafeMutableRawBufferPointer(largest), largest.count, .float, .max)
+        NarrowFixedPoint.forEachBlock(blocks.count, threads: threads) { b in
+            let (sources, blocks, largest, sum) = work.value
+            let block = blocks[blocks.startIndex + b]
+            NarrowFixedPoint.sumOnGrid(sources, part: block, largest: largest[b], valueBits: bits,
+                                       into: sum.baseAddress! + (block.lowerBound - blocks.first!.lowerBound))
+        }
+        return UnsafeMutableRawBufferPointer(sum)
     }
 
     /// The Float gradient of `range` (inside the slice), into `out`: summed over every source here, or rounded from

@@ -220,7 +220,7 @@ extension Trainer {
         -> (memory: HostStepMemory?, notShared: String?) {
         let stateCount = configuration.optimizerStateCount(parameterCount: parameterCount)
         do {
-            switch GradientReduction.sharedStepParts(precision: configuration.gradientSum, overlap: options.overlap, workers: workers,
+            switch GradientReduction.sharedStepParts(precision: configuration.gradientSum, workers: workers,
                                                      microBatches: microBatches, batchSize: configuration.batchSize,
                                                      ranks: communicator.size) {
             case .success(let parts):

@@ -41,7 +41,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("micro-batch"), help: "With --allreduce exact: samples per micro-batch, the unit whose gradient is computed whole (ranks beyond batch-size / micro-batch have nothing to do).")
     var microBatch: Int = Defaults.microBatch
 
-    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch (the same bits). Without it, the ranks of a host sum and step in memory they share, each its slice, and only across hosts all-reduce. Where each pays: docs/scaling.md.")
+    @Flag(inversion: .prefixedNo, help: "Overlap the gradient all-reduce with backward (buckets of 1 MB, last layer first; ranks with one thread) instead of one all-reduce after backward. With --allreduce exact, each bucket's sum starts in the backward of the rank's last micro-batch. The bits are the same either way. The ranks of a host sum and step in memory they share, each its slice, and only across hosts all-reduce: with --overlap, each slice per bucket. Where each pays: docs/scaling.md.")
     var overlap = false
 
     @Option(name: .customLong("checkpoint-dir"), help: ArgumentHelp("Write checkpoints here (at every epoch end, and every --checkpoint-every steps).", valueName: "dir"))

@@ -206,22 +206,21 @@ struct ReducerTests {
         }
     }
 
-    @Test("the run's choice: the host's ranks share the step unless one rank, overlap with the exact sum, or the Int64 sum; overlap only with one part and several ranks")
+    @Test("the run's choice: the host's ranks share the step unless one rank or the Int64 sum; overlap only with one worker and several ranks")
     func choice() throws {
-        func parts(_ precision: ReductionPrecision, overlap: Bool = false, workers: Int = 1, batch: Int = 128, ranks: Int = 2) -> String {
-            switch GradientReduction.sharedStepParts(precision: precision, overlap: overlap, workers: workers,
+        func parts(_ precision: ReductionPrecision, workers: Int = 1, batch: Int = 128, ranks: Int = 2) -> String {
+            switch GradientReduction.sharedStepParts(precision: precision, workers: workers,
                                                      microBatches: MicroBatches(size: 32), batchSize: batch, ranks: ranks) {
             case .success(let parts): "\(parts)"
             case .failure(let reason): reason.description
             }
         }
         #expect(parts(.double, workers: 3) == "3")
-        #expect(parts(.float, overlap: true, workers: 2) == "2")
+        #expect(parts(.float, workers: 2) == "2")
         #expect(parts(.exact, batch: 128, ranks: 3) == "2")
         #expect(parts(.float, ranks: 1) == "one rank")
-        #expect(parts(.double, overlap: true) == "1")
-        #expect(parts(.exact, overlap: true) == "--overlap with the exact sum all-reduces during backward")
-        #expect(parts(.exact, overlap: true, workers: 2) == "2", "overlap needs one worker: with two it is off")
+        #expect(parts(.exact) == "2", "the most micro-batches a rank computes")
+        #expect(parts(.exact, workers: 2) == "2", "the exact sum's parts are micro-batches, whatever the workers")
         #expect(parts(.exact, batch: 32 * 65) == "65 micro-batches a batch: the Int64 sum")
         let kinds = try ThreadGroup.run(ranks: 2) { communicator -> [String] in
             var gradient = [Float](repeating: 0, count: elementCount)

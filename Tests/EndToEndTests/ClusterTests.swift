@@ -36,14 +36,15 @@ extension EndToEnd {
             #expect(MnistDist.shell("ip netns list | grep -q mnist-host") != 0, "the namespaces were not removed")
         }
 
-        @Test("two hosts of two ranks each (shared memory on a host, each rank's slice all-reduced with its peer): the exact sum gives one process's bits, the Double sum four workers'")
+        @Test("two hosts of two ranks each (shared memory on a host, each rank's slice all-reduced with its peer, after backward or per bucket during it): the exact sum gives one process's bits, the Double sum four workers'")
         func twoRanksPerHost() throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster-2x2")
             defer { Fixtures.removeTemporary(directory) }
-            for (sum, threads) in [("exact", "2"), ("double", "4")] {
-                let hosts = directory.appendingPathComponent("\(sum)-hosts"), single = directory.appendingPathComponent("\(sum)-single")
-                let arguments = E2E.steps(20, model: "mlp", directory: hosts, extra: ["--threads", "1", "--allreduce", sum])
-                let log = directory.path + "/log-\(sum)"
+            for (sum, threads, overlap) in [("exact", "2", "--no-overlap"), ("exact", "2", "--overlap"), ("double", "4", "--no-overlap")] {
+                let name = "\(sum)\(overlap)"
+                let hosts = directory.appendingPathComponent("\(name)-hosts"), single = directory.appendingPathComponent("\(name)-single")
+                let arguments = E2E.steps(20, model: "mlp", directory: hosts, extra: ["--threads", "1", "--allreduce", sum, overlap])
+                let log = directory.path + "/log-\(name)"
                 let status = MnistDist.shell("'\(script)' --hosts 2 --ranks-per-host 2 -- '\(MnistDist.executable)' "
                                              + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(log)' 2>&1")
                 let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -53,7 +54,7 @@ extension EndToEnd {
                                                     extra: ["--threads", threads, "--thread-mode", "workers", "--allreduce", sum]))
                 #expect(alone.status == ExitCode.stopped.rawValue, "\(alone)")
                 expectIdentical(try E2E.parameters(in: hosts, step: 20), try E2E.parameters(in: single, step: 20),
-                                "\(sum): 2 hosts x 2 ranks against one process")
+                                "\(sum) \(overlap): 2 hosts x 2 ranks against one process")
             }
         }
 

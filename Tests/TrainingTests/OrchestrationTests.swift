@@ -162,12 +162,23 @@ struct OrchestrationTests {
                 }
             }
         }
-        for (ranks, hosts) in [(4, 2), (6, 3), (6, 2)] {  // hosts sharing their ranks' steps, and all-reducing slices
-            for result in trainOnThreads(ranks: ranks, threads: 1, reduction: .exact, microBatch: 16, hidden: 512, hosts: hosts) {
-                checksums["\(hosts) hosts x \(ranks / hosts) ranks"] = try result.get().parameterChecksum
+        // Hosts sharing their ranks' steps, and all-reducing slices after backward or (--overlap) per bucket during it.
+        for (ranks, hosts) in [(4, 2), (6, 3), (6, 2)] {
+            for overlap in [false, true] {
+                for result in trainOnThreads(ranks: ranks, threads: 1, reduction: .exact, microBatch: 16, hidden: 512, hosts: hosts,
+                                             adjust: { $0.overlap = overlap }) {
+                    checksums["\(hosts) hosts x \(ranks / hosts) ranks\(overlap ? ", --overlap" : "")"] = try result.get().parameterChecksum
+                }
             }
         }
         #expect(Set(checksums.values).count == 1, "\(checksums)")
+        // Several micro-batches a rank (6 of 8 samples over 4 ranks: 2, 2, 1, 1), summed per bucket during the last one's
+        // backward.
+        let eights = try #require(try trainOnThreads(ranks: 1, threads: 1, reduction: .exact, microBatch: 8, hidden: 512).first?.get())
+        for result in trainOnThreads(ranks: 4, threads: 1, reduction: .exact, microBatch: 8, hidden: 512, hosts: 2,
+                                     adjust: { $0.overlap = true }) {
+            #expect(try result.get().parameterChecksum == eights.parameterChecksum, "2 hosts x 2 ranks, micro-batches of 8, --overlap")
+        }
         // Not a checksum that cannot change: the Double sum over workers gives another model.
         let double = try #require(try trainOnThreads(ranks: 1, threads: 2, hidden: 512).first?.get())
         #expect(double.parameterChecksum != checksums.values.first)

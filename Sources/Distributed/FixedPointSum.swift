@@ -116,7 +116,10 @@ public final class FixedPointSum: GradientReducer {
     public var summary: String {
         let sum = "gradients summed exactly (fixed point over micro-batches of \(plan.size), Int32 on the wire: the same bits at "
             + "any rank and thread count)"
-        if let schedule { return sum + ", all-reduce overlapped with the last micro-batch's backward (\(schedule.buckets.description))" }
+        if let schedule {
+            return sum + ", all-reduce overlapped with the last micro-batch's backward (\(schedule.buckets.description)"
+                + (notShared.map { "; \($0))" } ?? ")")
+        }
         return sum + GradientReduction.allReduceSummary(communicator, notShared: notShared)
     }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX reader and the checkpoint reader with libFuzzer and AddressSanitizer, each for a bounded time
-# (default 60 s), starting from the seed corpus in Tests/Fuzz/corpus. Fails on any crash, leak, timeout or single
-# allocation over 64 MB (inputs are at most 4 KB, so no legitimate allocation comes near that).
+# Fuzzes the IDX reader and the checkpoint reader with libFuzzer and AddressSanitizer, side by side, each for a
+# bounded time (default 60 s), starting from the seed corpus in Tests/Fuzz/corpus. Fails on any crash, leak, timeout
+# or single allocation over 64 MB (inputs are at most 4 KB, so no legitimate allocation comes near that).
 # Usage: scripts/fuzz.sh [seconds]      Artifacts (crashing inputs) go to .build-fuzz/artifacts.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,14 +27,20 @@ build() {  # name, sources...
 build idx Sources/Deflate/*.swift Sources/MNISTData/*.swift Tests/Fuzz/FuzzIDX.swift
 build checkpoint Sources/Deflate/*.swift Sources/Checkpoints/CheckpointFormat.swift Tests/Fuzz/FuzzCheckpoint.swift
 
+# The two fuzzers run side by side, one core each (libFuzzer is single-threaded), then report in order.
+fuzz() {  # name
+  local name="$1" corpus="$out/corpus-$1"
+  mkdir -p "$corpus"
+  "$out/fuzz-$name" "$corpus" "Tests/Fuzz/corpus/$name" -max_total_time="$seconds" -max_len=4096 \
+    -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$out/artifacts/$name-" > "$out/fuzz-$name.log" 2>&1 < /dev/null
+}
+echo "== fuzz-idx and fuzz-checkpoint for ${seconds}s, side by side"
+declare -A pids
+for name in idx checkpoint; do fuzz "$name" & pids[$name]=$!; done
 status=0
 for name in idx checkpoint; do
-  corpus="$out/corpus-$name"
-  mkdir -p "$corpus"
-  echo "== fuzz-$name for ${seconds}s"
-  if ! "$out/fuzz-$name" "$corpus" "Tests/Fuzz/corpus/$name" -max_total_time="$seconds" -max_len=4096 \
-      -malloc_limit_mb=64 -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
-      -artifact_prefix="$out/artifacts/$name-" > "$out/fuzz-$name.log" 2>&1 < /dev/null; then
+  if ! wait "${pids[$name]}"; then
     echo "fuzz-$name FAILED; the crashing input is in $out/artifacts:" >&2
     grep -E "ERROR|==[0-9]+==|Fatal|Test unit written" "$out/fuzz-$name.log" | head -20 >&2
     status=1
@@ -42,6 +48,6 @@ for name in idx checkpoint; do
   runs=$(grep -E "stat::number_of_executed_units" "$out/fuzz-$name.log" | awk '{print $2}')
   speed=$(grep -E "stat::average_exec_per_sec" "$out/fuzz-$name.log" | awk '{print $2}')
   coverage=$(grep -oE "cov: [0-9]+ ft: [0-9]+" "$out/fuzz-$name.log" | tail -1)
-  echo "   $runs runs, $speed exec/s, $coverage, corpus $(ls "$corpus" | wc -l) inputs"
+  echo "   fuzz-$name: $runs runs, $speed exec/s, $coverage, corpus $(ls "$out/corpus-$name" | wc -l) inputs"
 done
 exit $status

@@ -394,6 +394,8 @@ public final class HostSum: GradientReducer {
         require(parts.count <= memory.partsPerRank && parts.allSatisfy({ $0.count == memory.count }),
                 "HostSum: \(parts.count) parts for \(memory.partsPerRank) slots")
         for (j, part) in parts.enumerated() where part.baseAddress != memory.slot(rank: rank, part: j) {
+            // With overlap the host's other ranks have read the slots during backward: the parts must be there.
+            require(overlap == nil, "HostSum: with overlap, backward writes the parts into the host's slots")
             memory.slot(rank: rank, part: j).update(from: part.baseAddress!, count: memory.count)  // a caller's own buffer
         }
         if let plan { valueBits = narrowValueBits(plan.count(of: batch)) }

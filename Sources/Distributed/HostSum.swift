@@ -204,7 +204,7 @@ public final class HostSum: GradientReducer {
     public init(precision: ReductionPrecision, memory: HostStepMemory, tensors: [Range<Int>], microBatches: MicroBatches?,
                 threads: Int, overlap: Bool = false, minimumBucketBytes: Int = 1 << 20) {
         require((precision == .exact) == (microBatches != nil), "HostSum: micro-batches are the exact sum's")
-        require(!overlap || precision == .exact || memory.partsPerRank == 1, "HostSum: overlap is for one Float part a rank")
+        require(!overlap || precision == .exact || memory.partsPerRank == 1, "HostSum: overlap with the Float or Double sum is for one part a rank")
         overlapAsked = overlap
         self.precision = precision
         self.memory = memory
@@ -304,11 +304,13 @@ public final class HostSum: GradientReducer {
         overlap!.started = 0
         var hooks = BackwardHooks(parameterReady: { [unowned self] in bucketFinished(parameter: $0) },
                                   afterEachPullback: { [unowned self] in startFinishedBuckets() })
+        // How many parts this rank writes (and the exact sum's grid bits), set before its backward publishes any
+        // progress: a rank that sees that progress may read them.
         if let plan {
-            // The grids' bits, and how many parts this rank writes, both known before its last backward publishes any
-            // progress: a rank that sees that progress may read them.
             valueBits = narrowValueBits(plan.count(of: batch))
             hooks.microBatchParts = { [unowned self] in memory.setPartsWritten($0.count) }
+        } else {
+            memory.setPartsWritten(1)  // the one part, which backward writes into the rank's first slot
         }
         return hooks
     }
@@ -329,7 +331,7 @@ public final class HostSum: GradientReducer {
     private func startFinishedBuckets() {
         while overlap!.started < overlap!.finished.count && hostFinished(overlap!.started + 1) {
             let bucket = overlap!.finished[overlap!.started]
-            if overlap!.started == 0 && plan != nil { gatherSources() }  // every rank has published its part count
+            if overlap!.started == 0 { gatherSources() }  // every rank has published its part count
             let piece = overlap!.pieces[bucket], blocks = overlap!.pieceBlocks[bucket]
             overlap!.started += 1
             overlap!.inFlight.start { () throws(CommunicatorError) in try startPiece(piece, blocks: blocks) }
@@ -342,17 +344,17 @@ public final class HostSum: GradientReducer {
     private func startPiece(_ piece: Range<Int>, blocks pieceBlocks: Range<Int>) throws(CommunicatorError) -> PendingReduction {
         let peers = memory.memory.peers!
         guard plan != nil else {
-            let (buffer, element) = sumIntoSlice(piece, sources: overlapSources, ends: overlapEnds, threads: 1)
+            let (buffer, element) = sumIntoSlice(piece, threads: 1)
             return try peers.startAllReduce(buffer, piece.count, element, .sum)
         }
         let buffer = try sumOnGrids(pieceBlocks, peers: peers, threads: 1)
         return try peers.startAllReduce(buffer, piece.count, .int32, .sum)
     }
 
-    /// Sums `range` (inside the slice) over `sources` (every rank's parts, rank r's ending before `ends[r]`) into the
-    /// slice's Float or Double sum, on up to `threads` threads; returns that part of the sum, for the peers.
-    private func sumIntoSlice(_ range: Range<Int>, sources: [UnsafePointer<Float>], ends: [Int],
-                              threads: Int) -> (UnsafeMutableRawBufferPointer, ReductionElement) {
+    /// Sums `range` (inside the slice) over this step's sources (every rank's parts, rank r's ending before `ends[r]`)
+    /// into the slice's Float or Double sum, on up to `threads` threads; returns that part of the sum, for the peers.
+    private func sumIntoSlice(_ range: Range<Int>, threads: Int) -> (UnsafeMutableRawBufferPointer, ReductionElement) {
+        let sources = self.sources, ends = self.ends
         guard !range.isEmpty else { return (UnsafeMutableRawBufferPointer(start: nil, count: 0), precision == .float ? .float : .double) }
         let offset = range.lowerBound - slice.lowerBound
         func parts(_ body: @escaping @Sendable (Range<Int>, Int) -> Void) {
@@ -372,10 +374,6 @@ public final class HostSum: GradientReducer {
         return (UnsafeMutableRawBufferPointer(start: out, count: range.count * 8), .double)
     }
 
-    /// Every rank's one part, in rank order.
-    private lazy var overlapSources: [UnsafePointer<Float>] = (0..<memory.ranks).map { UnsafePointer(memory.slot(rank: $0, part: 0)) }
-    private lazy var overlapEnds: [Int] = Array(1...memory.ranks)
-
     /// After this rank's backward: the pieces not started yet start as the host's other ranks finish them, and every
     /// one is waited for.
     private func finishOverlapped() throws(CommunicatorError) {
@@ -386,7 +384,7 @@ public final class HostSum: GradientReducer {
         try memory.barrier()  // every forward and backward done: the parameters may change
         try overlap!.inFlight.finish()
         overlap!.steps += 1
-        bytesPerStep = slice.count * (precision == .double ? 8 : 4) + (plan != nil ? sliceBlocks.count * 4 : 0)  // as `sumAcrossHosts`
+        bytesPerStep = bytesAcrossHosts
     }
 
     public func reduce(_ parts: ArraySlice<UnsafeMutableBufferPointer<Float>>, batch: Range<Int>) throws(CommunicatorError) -> ReducedGradient {
@@ -442,6 +440,12 @@ public final class HostSum: GradientReducer {
 
     public private(set) var bytesPerStep = 0
 
+    /// What this rank all-reduces with its peers a step: its slice's sum (Float, Double or Int32), and for the exact
+    /// sum each of its blocks' largest magnitude.
+    private var bytesAcrossHosts: Int {
+        slice.count * (precision == .double ? 8 : 4) + (plan != nil ? sliceBlocks.count * 4 : 0)
+    }
+
     /// The slice's sum over this host's parts, all-reduced with the peers that hold the same slice on the other
     /// hosts: in Float; in Double (exact while the parts' exponents span less than 29 bits, so the bits of one process
     /// with as many workers, for twice the bytes); or for the exact sum each block's largest magnitude (a max), then
@@ -450,14 +454,13 @@ public final class HostSum: GradientReducer {
         let slice = self.slice
         switch precision {
         case .float, .double:
-            let (buffer, element) = sumIntoSlice(slice, sources: sources, ends: ends, threads: threads)
+            let (buffer, element) = sumIntoSlice(slice, threads: threads)
             try peers.allReduce(buffer, slice.count, element, .sum)
-            bytesPerStep = buffer.count
         case .exact:
             let buffer = try sumOnGrids(sliceBlocks, peers: peers, threads: threads)
             try peers.allReduce(buffer, slice.count, .int32, .sum)
-            bytesPerStep = slice.count * 4 + sliceBlocks.count * 4
         }
+        bytesPerStep = bytesAcrossHosts
     }
 
     /// The exact sum of the blocks `range` (indices into `blocks`, inside the slice) over the host's parts: each block's

@@ -47,13 +47,17 @@ extension EndToEnd {
                 #expect(alone.status == ExitCode.stopped.rawValue, "\(alone)")
                 for overlap in sum == "exact" ? ["--no-overlap", "--overlap"] : ["--no-overlap"] {
                     let name = "\(sum)\(overlap)", hosts = directory.appendingPathComponent("\(sum)\(overlap)-hosts")
+                    // Without --quiet: the start block says how the slices are all-reduced.
                     let arguments = E2E.steps(20, model: "mlp", directory: hosts, extra: ["--threads", "1", "--allreduce", sum, overlap])
+                        .filter { $0 != "--quiet" }
                     let log = directory.path + "/log-\(name)"
                     let status = MnistDist.shell("'\(script)' --hosts 2 --ranks-per-host 2 -- '\(MnistDist.executable)' "
                                                  + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(log)' 2>&1")
                     let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
                     #expect(status == ExitCode.stopped.rawValue, "\(text)")
                     #expect(text.contains("2 hosts (10.77.0.11-12) of 2 ranks"), "\(text)")
+                    #expect(text.contains("all-reducing that slice with its peers on the 1 other host"), "\(text)")
+                    #expect(text.contains("started per bucket during backward") == (overlap == "--overlap"), "\(text)")
                     expectIdentical(try E2E.parameters(in: hosts, step: 20), try E2E.parameters(in: single, step: 20),
                                     "\(sum) \(overlap): 2 hosts x 2 ranks against one process")
                 }

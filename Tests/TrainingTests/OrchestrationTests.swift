@@ -172,8 +172,8 @@ struct OrchestrationTests {
             }
         }
         #expect(Set(checksums.values).count == 1, "\(checksums)")
-        // Several micro-batches a rank (6 of 8 samples over 4 ranks: 2, 2, 1, 1), summed per bucket during the last one's
-        // backward.
+        // Several micro-batches a rank (the batch's 6 micro-batches of 8 samples over 4 ranks: 2, 2, 1, 1), summed per
+        // bucket during the last one's backward.
         let eights = try #require(try trainOnThreads(ranks: 1, threads: 1, reduction: .exact, microBatch: 8, hidden: 512).first?.get())
         for result in trainOnThreads(ranks: 4, threads: 1, reduction: .exact, microBatch: 8, hidden: 512, hosts: 2,
                                      adjust: { $0.overlap = true }) {

@@ -59,7 +59,7 @@ public final class MPICommunicator: Communicator {
     private let stallExitCode = Atomic<Int32>(1)
     private let transferWhat = Mutex((Activity.startUp, Collective.broadcast(bytes: 0, root: 0)))
     private var watchdog: RankThread?
-    /// More ranks on this host than it has cores: waits sleep between polls (`complete`).
+    /// More ranks on this machine than it has cores (`ranksOnThisMachine`): waits sleep between polls (`complete`).
     private let oversubscribed: Bool
     /// The shared-memory windows `hostSharedMemory` made, freed at `finalize`.
     private var windows: [MPI_Win?] = []
@@ -95,7 +95,7 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Comm_size(local, &value), "MPI_Comm_size (host)")
         localSize = Int(value)
         host = local
-        oversubscribed = localSize > sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        oversubscribed = try Self.ranksOnThisMachine(of: world, rank: rank, hostRanks: localSize) > sysconf(Int32(_SC_NPROCESSORS_ONLN))
         var version = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
         MPI_Get_library_version(&version, &length)
@@ -266,6 +266,24 @@ public final class MPICommunicator: Communicator {
             // The barrier makes no MPI call; its waits are watched as a polled collective's (`complete`).
             watchWait(in: .sharedMemory(bytes: bytes), waited: waited)
         })
+    }
+
+    /// How many ranks run on this machine's kernel, and so share its cores: the ranks whose Linux boot id is this
+    /// rank's. That is more than MPI's host when one machine holds several hosts (network namespaces or containers,
+    /// as the simulated cluster's are). Without a boot id to read, the host's rank count. A collective.
+    private static func ranksOnThisMachine(of world: MPI_Comm?, rank: Int, hostRanks: Int) throws(CommunicatorError) -> Int {
+        let bootID = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
+        // FNV-1a of the boot id, as a colour: -1 (MPI_UNDEFINED) is never one, and a rank without a boot id gets a
+        // communicator of its own.
+        var hash: UInt32 = 2166136261
+        for byte in bootID.utf8 { hash = (hash ^ UInt32(byte)) &* 16777619 }
+        let color = bootID.isEmpty ? Int32(rank) : Int32(bitPattern: hash & 0x7fff_ffff)
+        var machine = cmpi_comm_null()
+        try check(MPI_Comm_split(world, color, Int32(rank), &machine), "MPI_Comm_split (machine)")
+        defer { MPI_Comm_free(&machine) }
+        var count: Int32 = 0
+        try check(MPI_Comm_size(machine, &count), "MPI_Comm_size (machine)")
+        return bootID.isEmpty ? hostRanks : max(hostRanks, Int(count))
     }
 
     /// A barrier over every rank; with a deadline, polled, with the roll call when it passes (`complete`).

@@ -3,6 +3,7 @@
 import Checkpoints
 import Foundation
 import Support
+import Synchronization
 import Testing
 import TestSupport
 import Training
@@ -64,27 +65,49 @@ extension EndToEnd {
             }
         }
 
-        @Test("a host cut off from the network mid-run: the job ends within a minute (hostfiles/network.conf), the checkpoints stay whole, and the run resumes from the last one")
-        func partitionedHost() throws {
+        /// How mpirun is set up for a host cut off from the network, and how the job must end.
+        struct PartitionSetup: CustomTestStringConvertible, Sendable {
+            let simulatorOptions: String
+            let stallTimeout: Int
+            let exitCode: Int32
+            let withinSeconds: Double
+            var testDescription: String { "\(simulatorOptions.isEmpty ? "hostfiles/network.conf" : simulatorOptions): exit \(exitCode)" }
+        }
+
+        @Test("a host cut off from the network mid-run: with hostfiles/network.conf mpirun ends the job within seconds (205); with hostfiles/network-stall.conf and tcp_retries2 6 on mpirun's node, the ranks' stall report ends it (79) within --stall-timeout plus a minute; the checkpoints stay whole, and the run resumes from the last one",
+              arguments: [PartitionSetup(simulatorOptions: "", stallTimeout: 20, exitCode: 205, withinSeconds: 40),
+                          PartitionSetup(simulatorOptions: "--tune hostfiles/network-stall.conf --tcp-retries2 6", stallTimeout: 5,
+                                         exitCode: ExitCode.stalled.rawValue, withinSeconds: 5 + 60)])
+        func partitionedHost(_ setup: PartitionSetup) throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster-partition")
             defer { Fixtures.removeTemporary(directory) }
             let checkpoints = directory.appendingPathComponent("ckpt")
             let options = ["train", "--model", "mlp", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "30", "--threads", "1",
-                           "--checkpoint-dir", checkpoints.path, "--checkpoint-every", "20", "--stall-timeout", "20", "--progress", "none"]
+                           "--checkpoint-dir", checkpoints.path, "--checkpoint-every", "20", "--stall-timeout", "\(setup.stallTimeout)",
+                           "--progress", "none"]
+            let cut = Mutex<Date?>(nil)
             let cutter = Thread {
                 // Once the first checkpoint is on disk, take host 2's link down.
                 let deadline = Date().addingTimeInterval(90)
                 while Date() < deadline && CheckpointDirectory(path: checkpoints.path).files().isEmpty { usleep(100_000) }
+                cut.withLock { $0 = Date() }
                 MnistDist.shell("ip netns exec mnist-host2 ip link set veth-h2 down")
             }
             cutter.start()
-            let start = Date()
-            let status = MnistDist.shell("timeout 150 '\(script)' --hosts 2 -- '\(MnistDist.executable)' "
-                                         + options.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log' 2>&1")
-            let elapsed = Date().timeIntervalSince(start)
+            let retriesFile = "/proc/sys/net/ipv4/tcp_retries2"
+            let retries = try? String(contentsOfFile: retriesFile, encoding: .utf8)
+            let status = MnistDist.shell("cd '\(Fixtures.packageRoot.path)' && timeout 150 '\(script)' --hosts 2 \(setup.simulatorOptions) -- "
+                                         + "'\(MnistDist.executable)' " + options.map { "'\($0)'" }.joined(separator: " ")
+                                         + " > '\(directory.path)/log' 2>&1")
+            let ended = Date()
             let log = (try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? ""
-            #expect(status == 205 || status == ExitCode.stalled.rawValue, "exit \(status): \(log)")
-            #expect(elapsed < 80, "the job took \(elapsed) s to end: \(log)")
+            #expect(status == setup.exitCode, "exit \(status): \(log)")
+            let afterCut = cut.withLock { $0 }.map { ended.timeIntervalSince($0) } ?? .infinity
+            #expect(afterCut < setup.withinSeconds, "the job ended \(afterCut) s after the link went down: \(log)")
+            if setup.exitCode == ExitCode.stalled.rawValue {
+                #expect(log.contains("did not answer a roll call"), "\(log)")
+            }
+            #expect((try? String(contentsOfFile: retriesFile, encoding: .utf8)) == retries, "this machine's own tcp_retries2 changed")
             usleep(500_000)
             #expect(MnistDist.runningProcesses().isEmpty)
             // Every checkpoint on disk reads back whole, and the run goes on from the newest, in one process.

@@ -18,6 +18,7 @@
 // roll call.
 import CMPI
 import Dispatch
+import Support
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -270,20 +271,17 @@ public final class MPICommunicator: Communicator {
 
     /// How many ranks run on this machine's kernel, and so share its cores: the ranks whose Linux boot id is this
     /// rank's. That is more than MPI's host when one machine holds several hosts (network namespaces or containers,
-    /// as the simulated cluster's are). Without a boot id to read, the host's rank count. A collective.
+    /// as the simulated cluster's are). A collective.
     private static func ranksOnThisMachine(of world: MPI_Comm?, rank: Int, hostRanks: Int) throws(CommunicatorError) -> Int {
-        let bootID = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? ""
-        // FNV-1a of the boot id, as a colour: -1 (MPI_UNDEFINED) is never one, and a rank without a boot id gets a
-        // communicator of its own.
-        var hash: UInt32 = 2166136261
-        for byte in bootID.utf8 { hash = (hash ^ UInt32(byte)) &* 16777619 }
-        let color = bootID.isEmpty ? Int32(rank) : Int32(bitPattern: hash & 0x7fff_ffff)
+        // A rank without a boot id to read counts its host's ranks: its colour is its own rank number.
+        let bootID = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)
+        let color = bootID.map { Int32(truncatingIfNeeded: StableHash.of($0) & 0x7fff_ffff) } ?? Int32(rank)
         var machine = cmpi_comm_null()
         try check(MPI_Comm_split(world, color, Int32(rank), &machine), "MPI_Comm_split (machine)")
         defer { MPI_Comm_free(&machine) }
         var count: Int32 = 0
         try check(MPI_Comm_size(machine, &count), "MPI_Comm_size (machine)")
-        return bootID.isEmpty ? hostRanks : max(hostRanks, Int(count))
+        return max(hostRanks, Int(count))
     }
 
     /// A barrier over every rank; with a deadline, polled, with the roll call when it passes (`complete`).

@@ -67,16 +67,18 @@ extension EndToEnd {
 
         /// How mpirun is set up for a host cut off from the network, and how the job must end.
         struct PartitionSetup: CustomTestStringConvertible, Sendable {
-            let simulatorOptions: String
+            /// mpirun's settings file (in hostfiles/), and the TCP retry limit of its own namespace (nil: this machine's).
+            let tune: String
+            let tcpRetries2: Int?
             let stallTimeout: Int
             let exitCode: Int32
             let withinSeconds: Double
-            var testDescription: String { "\(simulatorOptions.isEmpty ? "hostfiles/network.conf" : simulatorOptions): exit \(exitCode)" }
+            var testDescription: String { "\(tune)\(tcpRetries2.map { ", tcp_retries2 \($0)" } ?? ""): exit \(exitCode)" }
         }
 
         @Test("a host cut off from the network mid-run: with hostfiles/network.conf mpirun ends the job within seconds (205); with hostfiles/network-stall.conf and tcp_retries2 6 on mpirun's node, the ranks' stall report ends it (79) within --stall-timeout plus a minute; the checkpoints stay whole, and the run resumes from the last one",
-              arguments: [PartitionSetup(simulatorOptions: "", stallTimeout: 20, exitCode: 205, withinSeconds: 40),
-                          PartitionSetup(simulatorOptions: "--tune hostfiles/network-stall.conf --tcp-retries2 6", stallTimeout: 5,
+              arguments: [PartitionSetup(tune: "network.conf", tcpRetries2: nil, stallTimeout: 20, exitCode: 205, withinSeconds: 40),
+                          PartitionSetup(tune: "network-stall.conf", tcpRetries2: 6, stallTimeout: 5,
                                          exitCode: ExitCode.stalled.rawValue, withinSeconds: 5 + 60)])
         func partitionedHost(_ setup: PartitionSetup) throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster-partition")
@@ -96,9 +98,10 @@ extension EndToEnd {
             cutter.start()
             let retriesFile = "/proc/sys/net/ipv4/tcp_retries2"
             let retries = try? String(contentsOfFile: retriesFile, encoding: .utf8)
-            let status = MnistDist.shell("cd '\(Fixtures.packageRoot.path)' && timeout 150 '\(script)' --hosts 2 \(setup.simulatorOptions) -- "
-                                         + "'\(MnistDist.executable)' " + options.map { "'\($0)'" }.joined(separator: " ")
-                                         + " > '\(directory.path)/log' 2>&1")
+            let tune = Fixtures.packageRoot.appendingPathComponent("hostfiles/\(setup.tune)").path
+            let status = MnistDist.shell("timeout 150 '\(script)' --hosts 2 --tune '\(tune)' "
+                                         + (setup.tcpRetries2.map { "--tcp-retries2 \($0) " } ?? "") + "-- '\(MnistDist.executable)' "
+                                         + options.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log' 2>&1")
             let ended = Date()
             let log = (try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? ""
             #expect(status == setup.exitCode, "exit \(status): \(log)")

@@ -285,13 +285,15 @@ extension Trainer {
     func makeWorkers(model: Model, store: ParameterStore, threads: Int, mode: ThreadMode, layout: PartLayout) -> Workers {
         let precision = configuration.precision
         let scaling = configuration.normalization.scaling
+        // The exact sum promises the same bits at any rank count, thread count and thread mode: every product is cut
+        // where any of them would cut it (OpenBLAS's last bits depend on a call's columns).
+        let fixedBlock = configuration.gradientSum == .exact ? 256 : nil
         switch mode {
         case .workers:
-            return Workers(model: model, store: store, scaling: scaling, threads: (threads, BLAS.Plan(parts: 1, precision: precision)),
-                           layout: layout)
+            let plan = BLAS.Plan(parts: 1, fixedColumnBlock: fixedBlock, precision: precision)
+            return Workers(model: model, store: store, scaling: scaling, threads: (threads, plan), layout: layout)
         case .split:
-            // The exact sum promises the same bits at any thread count: cut products where any count would.
-            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: configuration.gradientSum == .exact ? 256 : nil, precision: precision)
+            let plan = BLAS.Plan(parts: threads, fixedColumnBlock: fixedBlock, precision: precision)
             return Workers(model: model, store: store, scaling: scaling, threads: (1, plan), layout: layout)
         case .blas, .auto:
             // OpenBLAS's thread count is the process's: this mode is for a process that runs this one job.

@@ -23,7 +23,7 @@ extension EndToEnd {
             return summary["parameter_checksum"].string
         }
 
-        @Test("-np 1, 2, 3, 4 x --threads 1, 2 (and 3), and all-reducing with --overlap at -np 3 and 5 (a rank with no micro-batch): one checksum, CNN and MLP; a resume at another count ends on it too",
+        @Test("-np 1, 2, 3, 4 x --threads 1, 2 (and 3), both thread modes, and all-reducing with --overlap at -np 3 and 5 (a rank with no micro-batch): one checksum, CNN and MLP; a resume at another count ends on it too",
               arguments: ["mlp", "cnn"])
         func oneModel(model: String) throws {
             let directory = Fixtures.makeTemporaryDirectory("exact-\(model)")
@@ -31,6 +31,12 @@ extension EndToEnd {
             var checksums: [String: String] = [:]
             for (ranks, threads) in [(nil, 1), (nil, 2), (nil, 3), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2)] as [(Int?, Int)] {
                 checksums["-np \(ranks ?? 1) x \(threads)"] = try Self.checksum(model: model, ranks: ranks, threads: threads, directory: directory)
+            }
+            // The thread mode the model does not default to (workers split the batch; split cuts each product).
+            let other = model == "mlp" ? "workers" : "split"
+            for ranks in [nil, 2] as [Int?] {
+                checksums["-np \(ranks ?? 1) x 2 --thread-mode \(other)"] =
+                    try Self.checksum(model: model, ranks: ranks, threads: 2, extra: ["--thread-mode", other], directory: directory)
             }
             // Without room for the host's shared memory the ranks all-reduce, each bucket's sum started in the last
             // micro-batch's backward (FixedPointSum's overlap; with the memory, one host shares the step instead).

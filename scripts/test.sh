@@ -42,13 +42,20 @@ scripts/python-env.sh
 # Each target's dependencies in Package.swift are the modules its files import, no more and no fewer.
 python3 scripts/check-imports.py
 
-swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+# One build of the program and the tests together; `swift test` then runs what it built. (A plain `swift build`
+# first would compile every module twice: `swift test` builds them again for the test products.)
+mkdir -p .build
+if ! swift build -c release --build-tests > .build/build-log.txt 2>&1; then
+  grep -vE '^\[[0-9]+/[0-9]+\]' .build/build-log.txt >&2 || true
+  echo "error: the build failed (the whole log is in .build/build-log.txt)" >&2
+  exit 1
+fi
+grep -E "warning:|Build complete" .build/build-log.txt | grep -v "unhandled; explicitly declare" || true
 
 budget="${MNIST_DIST_TEST_BUDGET:-2700}"
 log=.build/test-log.txt
-mkdir -p .build
 status=0
-timeout --kill-after=30 "$budget" swift test -c release "$@" 2>&1 | tee "$log" || status=$?
+timeout --kill-after=30 "$budget" swift test -c release --skip-build "$@" 2>&1 | tee "$log" || status=$?
 if [ "$status" = 124 ] || [ "$status" = 137 ]; then
   echo "error: the tests ran past their budget of ${budget} s (MNIST_DIST_TEST_BUDGET) and were stopped; still running:" >&2
   scripts/test-report.sh running "$log" >&2 || true

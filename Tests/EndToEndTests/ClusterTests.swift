@@ -9,7 +9,7 @@ import TestSupport
 import Training
 
 /// True where network namespaces can be made (root, with the capability).
-private let canMakeNamespaces: Bool = {
+let canMakeNamespaces: Bool = {
     guard getuid() == 0 else { return false }
     return MnistDist.shell("ip netns add mnist-probe && ip netns delete mnist-probe") == 0
 }()

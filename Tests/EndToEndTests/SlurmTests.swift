@@ -2,7 +2,8 @@
 // sbatch + mpirun train what one process trains, a job near its time limit checkpoints, requeues itself and
 // resumes, scancel leaves checkpoints that verify, a killed rank ends the step, a stopped one is named and the job
 // requeued, a lost node's job is requeued onto the other nodes at another rank count, and nodes that see different
-// files (a node-local checkpoint directory, data on one node only) are told apart. Comparisons are bit for bit: every run sums with --allreduce exact.
+// files (a node-local checkpoint directory, data on one node only) are told apart, and a node cut off from the network
+// ends the job with the ranks' stall report. Comparisons are bit for bit: every run sums with --allreduce exact.
 // Needs root (slurmd starts jobs as their users) and Debian's Slurm packages (the script installs them).
 import Checkpoints
 import Foundation
@@ -21,11 +22,14 @@ private struct SlurmCluster {
     let batchScript = Fixtures.packageRoot.appendingPathComponent("scripts/slurm-job.sh").path
     var conf: String { directory.appendingPathComponent("slurm/slurm.conf").path }
 
-    init(nodes: Int = 3) throws {
+    /// `network`: each node on a network of its own (scripts/cluster-sim.sh's namespaces), with TCP's retry limit
+    /// (net.ipv4.tcp_retries2) at 6, as hostfiles/network-stall.conf asks of the node that runs mpirun.
+    init(nodes: Int = 3, network: Bool = false) throws {
         directory = Fixtures.makeTemporaryDirectory("slurm")
         // The munge socket's directories must all be world-searchable.
         chmod(directory.path, 0o755)
-        let (status, output) = shell("'\(script)' start --nodes \(nodes) --dir '\(directory.path)/slurm'", slurm: false)
+        let (status, output) = shell("'\(script)' start --nodes \(nodes) --dir '\(directory.path)/slurm'"
+                                     + (network ? " --network --tcp-retries2 6" : ""), slurm: false)
         guard status == 0 else { throw ClusterError(description: "slurm-cluster.sh start failed: \(output)") }
     }
 
@@ -283,6 +287,33 @@ extension EndToEnd {
             // Stopped outside a transfer or inside one, the roll call names the task.
             #expect(log.contains(", pid \(victim)) did not arrive within the stall deadline (")
                     || log.contains(", pid \(victim)) froze during a transfer every rank had arrived at"), "\(log)")
+        }
+
+        @Test("a node cut off from the network mid-job: the ranks' stall report ends the batch script with 79 within --stall-timeout plus a minute, under srun and under LAUNCHER=mpirun (tcp_retries2 6 on the nodes); the checkpoints read back",
+              .enabled(if: canMakeNamespaces), arguments: ["srun", "mpirun"])
+        func nodeCutOff(launcher: String) throws {
+            let cluster = try SlurmCluster(nodes: 2, network: true)
+            defer { cluster.stop() }
+            // MAX_STALL_REQUEUES=0: the script ends with the job's code instead of requeueing it (the SIGSTOP test
+            // covers the requeue and the resume).
+            let (id, checkpoints) = try cluster.startBatchJob("--export=ALL,LAUNCHER=\(launcher),MAX_STALL_REQUEUES=0",
+                                                              "\(training(epochs: 30)) --checkpoint-every 20 --stall-timeout 10")
+            let cut = Date()
+            cluster.shell("ip netns exec mnist-host2 ip link set veth-h2 down", slurm: false)
+            // The script's last line; Slurm itself keeps the job COMPLETING until it gives up on the silent node.
+            var log = cluster.output(of: id)
+            while Date().timeIntervalSince(cut) < 100 && !log.contains("mnist-dist ended with exit") {
+                usleep(250_000)
+                log = cluster.output(of: id)
+            }
+            let afterCut = Date().timeIntervalSince(cut)
+            #expect(log.contains("mnist-dist ended with exit 79"), "\(log)")
+            #expect(afterCut < 10 + 60, "the batch script ended \(afterCut) s after the cut: \(log)")
+            #expect(log.contains("(host n2, pid ") && log.contains("did not answer a roll call"), "\(log)")
+            let files = CheckpointDirectory(path: checkpoints).files()
+            #expect(!files.isEmpty)
+            for file in files { #expect(throws: Never.self, "\(file)") { try Checkpoint.read(path: file) } }
+            print("slurm-job.sh with \(launcher): exit 79, \(String(format: "%.1f", afterCut)) s after node n2 was cut off")
         }
 
         @Test("a time limit shorter than the run, with no signal arranged: a warning after the first epoch saying what will happen")

@@ -25,6 +25,9 @@ public protocol Communicator: AnyObject {
     var localRank: Int { get }
     /// Number of processes on this host.
     var localSize: Int { get }
+    /// Number of processes on this machine's kernel, which share its cores: `localSize`, or more where one machine
+    /// holds several hosts (network namespaces or containers, as the simulated cluster's are).
+    var machineSize: Int { get }
     /// A short name of the implementation ("single process", "Open MPI 4.1.4").
     var implementation: String { get }
 
@@ -167,6 +170,7 @@ public final class SingleProcessCommunicator: Communicator {
     public var size: Int { 1 }
     public var localRank: Int { 0 }
     public var localSize: Int { 1 }
+    public var machineSize: Int { 1 }
     public var implementation: String { "single process (no MPI)" }
     public func allReduce(_ buffer: UnsafeMutableRawBufferPointer, count: Int, element: ReductionElement,
                           operation: ReductionOperation) {}

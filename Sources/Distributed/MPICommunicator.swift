@@ -30,6 +30,7 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     public let localRank: Int
     public let localSize: Int
+    public let machineSize: Int
     public let implementation: String
     private let world: MPI_Comm
     /// The ranks of this host (in world order), and the ranks at this rank's place on every host (`hostSharedMemory`).
@@ -60,7 +61,7 @@ public final class MPICommunicator: Communicator {
     private let stallExitCode = Atomic<Int32>(1)
     private let transferWhat = Mutex((Activity.startUp, Collective.broadcast(bytes: 0, root: 0)))
     private var watchdog: RankThread?
-    /// More ranks on this machine than it has cores (`ranksOnThisMachine`): waits sleep between polls (`complete`).
+    /// More ranks on this machine than it has cores (`machineSize`): waits sleep between polls (`complete`).
     private let oversubscribed: Bool
     /// The shared-memory windows `hostSharedMemory` made, freed at `finalize`.
     private var windows: [MPI_Win?] = []
@@ -96,7 +97,8 @@ public final class MPICommunicator: Communicator {
         try Self.check(MPI_Comm_size(local, &value), "MPI_Comm_size (host)")
         localSize = Int(value)
         host = local
-        oversubscribed = try Self.ranksOnThisMachine(of: world, rank: rank, hostRanks: localSize) > sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        machineSize = try Self.ranksOnThisMachine(of: world, rank: rank, hostRanks: localSize)
+        oversubscribed = machineSize > sysconf(Int32(_SC_NPROCESSORS_ONLN))
         var version = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
         MPI_Get_library_version(&version, &length)

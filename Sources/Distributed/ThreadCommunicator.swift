@@ -98,6 +98,8 @@ public final class ThreadCommunicator: Communicator {
     public var size: Int { group.size }
     public var localRank: Int { rank % group.perHost }
     public var localSize: Int { group.perHost }
+    /// Every thread rank is in this one process.
+    public var machineSize: Int { group.size }
     public var implementation: String { "\(group.size) threads in one process" }
 
     init(group: ThreadGroup, rank: Int) {

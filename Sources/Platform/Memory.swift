@@ -29,12 +29,13 @@ public enum Processors {
         return ProcessInfo.processInfo.activeProcessorCount
     }
 
-    /// The default threads of one of `ranksOnHost` ranks: its share of the host's cores when it may use all of
-    /// them, or the cores it is bound to; under Slurm, no more than the CPUs the job was given for each task.
-    public static func defaultThreads(ranksOnHost: Int,
+    /// The default threads of one of `ranksOnMachine` ranks (those sharing this machine's cores): its share of the
+    /// cores when it may use all of them, or the cores it is bound to; under Slurm, no more than the CPUs the job was
+    /// given for each task.
+    public static func defaultThreads(ranksOnMachine: Int,
                                       environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
         let all = ProcessInfo.processInfo.activeProcessorCount, mine = allowed
-        let share = max(1, mine < all ? mine : all / max(ranksOnHost, 1))
+        let share = max(1, mine < all ? mine : all / max(ranksOnMachine, 1))
         return slurmCPUsPerTask(environment).map { min(share, $0) } ?? share
     }
 

@@ -165,7 +165,7 @@ extension Trainer {
         let (data, source) = try loadData()
         let model = configuration.makeModel(imageSize: (data.train.rows, data.train.columns))
         try checkAgreement(data, parameterCount: model.parameterCount)
-        let threads = options.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
+        let threads = options.threads ?? Processors.defaultThreads(ranksOnMachine: communicator.machineSize)
         let mode = options.threadMode.resolved(for: configuration.model, reduction: configuration.gradientSum,
                                                precision: configuration.precision)
         let workerCount = mode == .workers ? threads : 1

@@ -25,7 +25,7 @@ import Support
 public struct RunOptions: Sendable {
     /// Where the dataset's files are (nil: `DataLocation.resolve`).
     public var dataDirectory: String?
-    /// Threads per rank (nil: this host's cores divided by the ranks on this host, at least 1).
+    /// Threads per rank (nil: this machine's cores divided by the ranks sharing them, at least 1).
     public var threads: Int?
     /// Whether those threads split the batch (workers) or the GEMMs (BLAS).
     public var threadMode = ThreadMode.auto

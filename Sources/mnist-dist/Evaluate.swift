@@ -24,7 +24,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Which part of the split to score: test or train.")
     var set: DataPart = .test
 
-    @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host.")
+    @Option(help: "Threads per rank. Default: this machine's cores / the ranks sharing them.")
     var threads: Int?
 
     @OptionGroup(title: "Output") var console: ConsoleOptions
@@ -40,7 +40,7 @@ struct Evaluate: ParsableCommand {
             let saved = try communicator.agree { try SavedModel.load(path: try model.resolved(), normalization: data.normalize) }
             let split = try communicator.agree { try loadSplit(data) }
             let dataset = set == .test ? split.test : split.train
-            let threads = self.threads ?? Processors.defaultThreads(ranksOnHost: communicator.localSize)
+            let threads = self.threads ?? Processors.defaultThreads(ranksOnMachine: communicator.machineSize)
             let (accuracy, confusion) = try saved.evaluate(dataset, communicator: communicator, threads: threads)
             console.report("\(saved.model.architecture) from \(try model.resolved())")
             console.report(String(format: "accuracy on %@ (%@ images): %.4f (%.2f%%)", dataset.name, groupedThousands(dataset.count),

@@ -27,7 +27,7 @@ struct Reproduce: ParsableCommand {
 
     @OptionGroup var directory: DataDirectoryOption
 
-    @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host.")
+    @Option(help: "Threads per rank. Default: this machine's cores / the ranks sharing them.")
     var threads: Int?
 
     @OptionGroup var pictures: RunPicturesOption

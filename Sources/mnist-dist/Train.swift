@@ -26,7 +26,7 @@ struct Train: ParsableCommand {
     @OptionGroup(title: "Model and optimizer") var model: ModelOptions
     @OptionGroup(title: "Schedule") var schedule: ScheduleOptions
 
-    @Option(help: "Threads per rank. Default: this host's cores / the ranks on this host (at least 1).")
+    @Option(help: "Threads per rank. Default: this machine's cores / the ranks sharing them (at least 1).")
     var threads: Int?
 
     @Option(name: .customLong("thread-mode"), help: "How a rank uses its threads: workers (split the batch), split (split each large product), blas (OpenBLAS's own threads), or auto (workers for the cnn, split for the mlp).")

@@ -19,7 +19,7 @@ extension EndToEnd {
     struct ClusterTests {
         private var script: String { Fixtures.packageRoot.appendingPathComponent("scripts/cluster-sim.sh").path }
 
-        @Test("two hosts over TCP train bit for bit what one process with two workers trains")
+        @Test("two hosts over TCP train bit for bit what one process with two workers trains; by default the hosts, sharing this machine's cores, take half of them each")
         func acrossHosts() throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster")
             defer { Fixtures.removeTemporary(directory) }
@@ -35,6 +35,15 @@ extension EndToEnd {
             expectIdentical(try E2E.parameters(in: directory.appendingPathComponent("hosts"), step: 20),
                             try E2E.parameters(in: directory.appendingPathComponent("single"), step: 20), "2 hosts against 2 workers")
             #expect(MnistDist.shell("ip netns list | grep -q mnist-host") != 0, "the namespaces were not removed")
+
+            // Without --threads, each host's rank counts the other host's too: they share this machine's cores.
+            let defaults = E2E.steps(1, model: "cnn", directory: directory.appendingPathComponent("defaults")).filter { $0 != "--quiet" }
+            let status2 = MnistDist.shell("'\(script)' --hosts 2 -- '\(MnistDist.executable)' "
+                                          + defaults.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log2' 2>&1")
+            let log2 = (try? String(contentsOfFile: directory.path + "/log2", encoding: .utf8)) ?? ""
+            #expect(status2 == ExitCode.stopped.rawValue, "\(log2)")
+            let share = max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
+            #expect(log2.contains("\(share) worker thread\(share == 1 ? "" : "s") per rank"), "\(log2)")
         }
 
         @Test("two hosts of two ranks each (shared memory on a host, each rank's slice all-reduced with its peer, after backward or per bucket during it): the exact sum gives one process's bits, the Double sum four workers'")

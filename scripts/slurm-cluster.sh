@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Slurm cluster on this machine, for the tests and for trying the batch script: munge, slurmctld and N
-# slurmd "nodes" (n1, n2, ...), all on 127.0.0.1 with ports of their own, in one scratch directory. Installs the
+# slurmd "nodes" (n1, n2, ...), all on 127.0.0.1 (or each on a network of its own, --network) with ports of their
+# own, in one scratch directory. Installs the
 # packages with apt-get when missing (Debian 12: Slurm 22.05), starts the daemons as children of this script's
 # shell, waits until every node is idle, and stops them by PID. Touches no address outside this machine.
 #
@@ -40,6 +41,10 @@ while [ $# -gt 0 ]; do
     *) echo "slurm-cluster: unknown argument $1" >&2; exit 64 ;;
   esac
 done
+if [ -n "$retries2" ]; then
+  [ "$network" = 1 ] || { echo "slurm-cluster: --tcp-retries2 applies to the nodes' own networks: add --network" >&2; exit 64; }
+  [[ "$retries2" =~ ^[0-9]+$ ]] || { echo "slurm-cluster: --tcp-retries2 $retries2: a count" >&2; exit 64; }
+fi
 
 install_packages() {
   local missing=()
@@ -54,7 +59,9 @@ install_packages() {
 }
 
 stop() {
-  if [ -e "$dir/network" ]; then
+  local networked=0
+  [ -e "$dir/network" ] && networked=1
+  if [ "$networked" = 1 ]; then
     # Every process on a node's network (its slurmd, a job's slurmstepd and tasks) ends, as when nodes power off:
     # a task cut off from the others would otherwise outlive the cluster.
     for ns in $(ip netns list 2>/dev/null | awk '/^mnist-host/ {print $1}'); do
@@ -73,7 +80,7 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$pidfile"
   done
-  if [ -e "$dir/network" ]; then
+  if [ "$networked" = 1 ]; then
     "$root/scripts/cluster-sim.sh" --down
     rm -f "$dir/network"
   fi
@@ -100,7 +107,6 @@ start() {
   slurmd_timeout=20
   if [ "$network" = 1 ]; then
     slurmd_timeout=120
-    [ -z "$retries2" ] || [[ "$retries2" =~ ^[0-9]+$ ]] || { echo "slurm-cluster: --tcp-retries2 $retries2: a count" >&2; exit 64; }
     "$root/scripts/cluster-sim.sh" --hosts "$nodes" --keep >/dev/null
     touch "$dir/network"
     controller=10.77.0.1

@@ -99,10 +99,9 @@ extension EndToEnd {
             let cut = Mutex<Date?>(nil)
             let cutter = Thread {
                 // Once the first checkpoint is on disk, take host 2's link down.
-                let deadline = Date().addingTimeInterval(90)
-                while Date() < deadline && CheckpointDirectory(path: checkpoints.path).files().isEmpty { usleep(100_000) }
+                E2E.waitForFirstCheckpoint(in: checkpoints.path, seconds: 90)
                 cut.withLock { $0 = Date() }
-                MnistDist.shell("ip netns exec mnist-host2 ip link set veth-h2 down")
+                E2E.cutOff(host: 2)
             }
             cutter.start()
             let retriesFile = "/proc/sys/net/ipv4/tcp_retries2"

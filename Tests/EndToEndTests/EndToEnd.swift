@@ -20,6 +20,17 @@ enum E2E {
          "--stop-after", "\(steps)", "--checkpoint-dir", directory.path, "--progress", "none", "--quiet"] + extra
     }
 
+    /// Waits (up to `seconds`) until a running job has written its first checkpoint into `directory`.
+    static func waitForFirstCheckpoint(in directory: String, seconds: Double = 120) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline && CheckpointDirectory(path: directory).files().isEmpty { usleep(100_000) }
+    }
+
+    /// Takes simulated host `host`'s link down (scripts/cluster-sim.sh's namespaces), as a failed cable would.
+    static func cutOff(host: Int) {
+        MnistDist.shell("ip netns exec mnist-host\(host) ip link set veth-h\(host) down")
+    }
+
     /// The parameters of the checkpoint written after `step` steps in `directory`.
     static func parameters(in directory: URL, step: Int) throws -> [Float] {
         try Checkpoint.read(path: CheckpointDirectory(path: directory.path).file(step: step)).parameters

@@ -96,7 +96,7 @@ private struct SlurmCluster {
     func startBatchJob(_ options: String, _ arguments: String) throws -> (id: String, checkpoints: String) {
         let id = try submit("\(options) -o job-%j.out '\(batchScript)' \(arguments)")
         let checkpoints = directory.appendingPathComponent("checkpoints/slurm-\(id)").path
-        waitForFirstCheckpoint(in: checkpoints)
+        E2E.waitForFirstCheckpoint(in: checkpoints)
         return (id, checkpoints)
     }
 
@@ -106,12 +106,6 @@ private struct SlurmCluster {
 }
 
 private struct ClusterError: Error, CustomStringConvertible { let description: String }
-
-/// Waits (up to 2 minutes) until a running job has written its first checkpoint into `directory`.
-private func waitForFirstCheckpoint(in directory: String) {
-    let deadline = Date().addingTimeInterval(120)
-    while Date() < deadline && CheckpointDirectory(path: directory).files().isEmpty { usleep(200_000) }
-}
 
 /// The last "parameter checksum" a log reports.
 private func checksum(_ log: String) -> String? {
@@ -186,7 +180,7 @@ extension EndToEnd {
             let script = cluster.batchScript
             let checkpoints = cluster.directory.appendingPathComponent("ckpt").path
             let first = try cluster.submit("-o job-%j.out '\(script)' \(training(epochs: 6)) --checkpoint-dir '\(checkpoints)' --checkpoint-every 20")
-            waitForFirstCheckpoint(in: checkpoints)
+            E2E.waitForFirstCheckpoint(in: checkpoints)
             #expect(!CheckpointDirectory(path: checkpoints).files().isEmpty, "\(cluster.output(of: first))")
             cluster.shell("scancel \(first)")
             #expect(cluster.wait(for: first).state == "CANCELLED")
@@ -299,7 +293,7 @@ extension EndToEnd {
             let (id, checkpoints) = try cluster.startBatchJob("--export=ALL,LAUNCHER=\(launcher),MAX_STALL_REQUEUES=0",
                                                               "\(training(epochs: 30)) --checkpoint-every 20 --stall-timeout 10")
             let cut = Date()
-            cluster.shell("ip netns exec mnist-host2 ip link set veth-h2 down", slurm: false)
+            E2E.cutOff(host: 2)
             // The script's last line; Slurm itself keeps the job COMPLETING until it gives up on the silent node.
             var log = cluster.output(of: id)
             while Date().timeIntervalSince(cut) < 100 && !log.contains("mnist-dist ended with exit") {

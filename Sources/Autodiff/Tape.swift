@@ -43,6 +43,10 @@ public final class Tape {
     public var isRecording: Bool
     /// How this tape's products use threads, forward and backward.
     public let plan: BLAS.Plan
+    /// During `backward`, the `progress` it was given (nil otherwise): a pullback that works through chunks (a
+    /// convolution, an image at a time) calls it between them, so that a reduction started during backward is not
+    /// left waiting for the whole pullback.
+    public private(set) var progress: (() -> Void)?
 
     public init(recording: Bool = true, plan: BLAS.Plan = .serial) {
         isRecording = recording
@@ -194,14 +198,17 @@ public final class Tape {
     /// - Parameters:
     ///   - parameterReady: called with a bound parameter's index as soon as its gradient is final (after the last
     ///     pullback that adds into it), so that its all-reduce can start while backward goes on.
-    ///   - afterEachPullback: called after every pullback (to let communication progress).
+    ///   - progress: called after every pullback, and inside a long one between the chunks it works through (a
+    ///     convolution's images, `progress` below), to let communication started during backward progress.
     /// - Precondition: `loss` has one element and is tracked by this tape.
     public func backward(from loss: Tensor, seed: Float = 1, parameterReady: ((Int) -> Void)? = nil,
-                         afterEachPullback: (() -> Void)? = nil) {
+                         progress: (() -> Void)? = nil) {
         require(loss.count == 1, "Tape.backward: the loss must be a scalar, not shape \(describe(loss.shape))")
         require(loss.tape === self && loss.node >= 0 && loss.generation == generation,
                      "Tape.backward: the loss is not tracked by this tape's current step")
         withGradient(of: loss) { gradient, _ in gradient.pointee = seed }
+        self.progress = progress
+        defer { self.progress = nil }
         // A parameter's gradient is final after the earliest-recorded pullback that uses it (backward runs them
         // from last to first).
         var finalAfter = [Int](repeating: -1, count: parameterSlots.count)
@@ -221,7 +228,7 @@ public final class Tape {
                     parameterReady(parameter)
                 }
             }
-            afterEachPullback?()
+            progress?()
         }
         for index in parameterSlots where !slots[Int(index)].written {
             zeroIfUnwritten(index)

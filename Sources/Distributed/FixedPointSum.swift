@@ -152,7 +152,7 @@ public final class FixedPointSum: GradientReducer {
         stepParts = []
         schedule!.reset()
         var hooks = BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
-                                  afterEachPullback: { [unowned self] in inFlight.progress() })
+                                  progress: { [unowned self] in inFlight.progress() })
         hooks.microBatchParts = { [unowned self] in stepParts = $0 }
         return hooks
     }

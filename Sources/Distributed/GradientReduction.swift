@@ -41,9 +41,9 @@ public enum ReductionPrecision: String, CaseIterable, Sendable, CustomStringConv
 public struct BackwardHooks {
     /// Called with a parameter's index once its gradient is final.
     public let parameterReady: (Int) -> Void
-    /// Called after each pullback, to let started reductions progress (Open MPI's TCP transport moves data only
-    /// inside MPI calls).
-    public let afterEachPullback: () -> Void
+    /// Called after each pullback and between the chunks of a long one (`Tape.backward`'s `progress`), to let
+    /// started reductions progress (Open MPI's TCP transport moves data only inside MPI calls).
+    public let progress: () -> Void
     /// For a reducer that sums micro-batches: called with this rank's micro-batch parts before the backward of its
     /// last one, which the two hooks above then follow (every other part is final by then). Nil: the hooks follow
     /// the one backward of a single part.
@@ -106,8 +106,9 @@ struct BucketSchedule {
     var complete: Bool { remaining.allSatisfy { $0 == 0 } }
 }
 
-/// The all-reduces a reducer starts during backward: progressed after each pullback, waited for after backward. The
-/// time spent starting and progressing them is the step's all-reduce time spent inside backward.
+/// The all-reduces a reducer starts during backward: progressed after each pullback and between the chunks of a long
+/// one, waited for after backward. The time spent starting and progressing them is the step's all-reduce time spent
+/// inside backward.
 struct InFlightReductions {
     private var requests: [PendingReduction] = []
     /// The first error a start or a progress call met; `finish` throws it.
@@ -381,7 +382,7 @@ public final class OverlappedSum: GradientReducer {
         schedule.reset()
         inFlight.reset()
         return BackwardHooks(parameterReady: { [unowned self] in parameterReady($0) },
-                             afterEachPullback: { [unowned self] in inFlight.progress() })
+                             progress: { [unowned self] in inFlight.progress() })
     }
 
     private func parameterReady(_ parameter: Int) {

@@ -303,7 +303,7 @@ public final class HostSum: GradientReducer {
         overlap!.finished.removeAll(keepingCapacity: true)
         overlap!.started = 0
         var hooks = BackwardHooks(parameterReady: { [unowned self] in bucketFinished(parameter: $0) },
-                                  afterEachPullback: { [unowned self] in startFinishedBuckets() })
+                                  progress: { [unowned self] in startFinishedBuckets() })
         // How many parts this rank writes (and the exact sum's grid bits), set before its backward publishes any
         // progress: a rank that sees that progress may read them.
         if let plan {

@@ -137,7 +137,7 @@ final class Workers: @unchecked Sendable {
     /// Σ loss / `normalizer` over those samples (zero for an empty part) is in `gradientParts`.
     func gradient(of samples: OrderedSamples, range: Range<Int>, normalizer: Int, hooks: BackwardHooks? = nil) -> WorkerTotals {
         require(count == 1 || hooks == nil, "Workers.gradient: backward hooks need a single worker")
-        let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
+        let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.progress))
         samples.order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
@@ -177,7 +177,7 @@ final class Workers: @unchecked Sendable {
             microParts[0].update(repeating: 0)
             everyParameterReady(hooks?.parameterReady)
         }
-        let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.afterEachPullback))
+        let callbacks = UncheckedSendable((hooks?.parameterReady, hooks?.progress))
         samples.order.withUnsafeBufferPointer { orderBuffer in
             let order = UncheckedSendable(orderBuffer)
             parallel { worker in
@@ -216,7 +216,7 @@ final class Workers: @unchecked Sendable {
         let logProbabilities = model.logProbabilities(images, parameters)
         let loss = model.loss(logProbabilities: logProbabilities, labels: labels[worker], normalizer: pass.normalizer)
         let middle = DispatchTime.now()
-        tape.backward(from: loss, parameterReady: pass.hooks.0, afterEachPullback: pass.hooks.1)
+        tape.backward(from: loss, parameterReady: pass.hooks.0, progress: pass.hooks.1)
         let end = DispatchTime.now()
         if let trace {
             trace.record(.data, track: 1 + worker, from: start, to: loaded)

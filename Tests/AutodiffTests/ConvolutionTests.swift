@@ -1,4 +1,5 @@
-// The convolution algorithms (im2col, Winograd F(2x2, 3x3)) against the direct reference, forward and backward.
+// The convolution algorithms (im2col, Winograd F(2x2, 3x3)) against the direct reference, forward and backward; and
+// the progress calls their backward makes between images.
 import Autodiff
 import Foundation
 import Testing
@@ -45,6 +46,41 @@ struct ConvolutionReferenceTests {
         let x = Tensor(zeros: [1, 1, 7, 6])
         #expect(conv2D(x, weight: Tensor(zeros: [2, 1, 3, 3]), bias: nil, padding: .same).shape == [1, 2, 7, 6])
         #expect(conv2D(x, weight: Tensor(zeros: [2, 1, 4, 2]), bias: nil, stride: 2, padding: .same).shape == [1, 2, 4, 3])
+    }
+
+    @Test("backward calls progress after every pullback and between a convolution's images, im2col, Winograd and the fused pool alike, and the gradients do not change",
+          arguments: [(ConvolutionAlgorithm.im2col, false), (.winograd, false), (.winograd, true)])
+    func progressBetweenImages(algorithm: ConvolutionAlgorithm, fusedPool: Bool) {
+        var random = TestRandom(seed: 7)
+        let x = random.array(3 * 2 * 8 * 8), w = random.array(4 * 2 * 9), b = random.array(4)
+        /// The gradients of x, w and b over the first `images` images, and how often backward called `progress`
+        /// (nil: backward without it).
+        func run(images: Int, counting: Bool) -> (gradients: [[Float]], calls: Int?) {
+            let tape = Tape()
+            let vx = tape.variable(Array(x.prefix(images * 2 * 8 * 8)), shape: [images, 2, 8, 8])
+            let (vw, vb) = (tape.variable(w, shape: [4, 2, 3, 3]), tape.variable(b, shape: [4]))
+            let y = fusedPool ? conv2D(vx, weight: vw, bias: vb, activation: .relu, maxPool: 2, algorithm: algorithm)
+                : conv2D(vx, weight: vw, bias: vb, algorithm: algorithm)
+            var calls = 0
+            let loss = sum(y * y)
+            if counting {
+                tape.backward(from: loss, progress: {
+                    calls += 1
+                    #expect(tape.progress != nil, "backward's progress is the tape's while it runs")
+                })
+            } else {
+                tape.backward(from: loss)
+            }
+            #expect(tape.progress == nil, "and only while it runs")
+            return ([tape.gradient(of: vx), tape.gradient(of: vw), tape.gradient(of: vb)], counting ? calls : nil)
+        }
+        let one = run(images: 1, counting: true), three = run(images: 3, counting: true)
+        #expect(one.calls! >= 3, "after each of the multiplication's, the sum's and the convolution's pullbacks")
+        #expect(three.calls! - one.calls! == 2, "once between each two of the three images")
+        let without = run(images: 3, counting: false)
+        for (index, name) in ["input", "weight", "bias"].enumerated() {
+            expectIdentical(three.gradients[index], without.gradients[index], "\(name) gradient")
+        }
     }
 }
 

@@ -70,7 +70,7 @@ func fixedPointSum(count: Int, ranks: Int, descending: Bool = false, width: Widt
                 hooks.microBatchParts?(buffers[...])
                 for parameter in tensors.indices.reversed() {
                     hooks.parameterReady(parameter)
-                    hooks.afterEachPullback()
+                    hooks.progress()
                 }
             }
             let reduced = try sum.reduce(buffers[...], batch: 0..<(16 * count))

@@ -38,7 +38,7 @@ func reduce(ranks: Int, parts: Int, descending: Bool = false,
             // As backward does: parameters become ready last first, with progress calls in between.
             for parameter in layout.indices.reversed() {
                 hooks.parameterReady(parameter)
-                hooks.afterEachPullback()
+                hooks.progress()
             }
         }
         try reducer.sum(buffers[...], batch: 0..<1)

@@ -341,6 +341,7 @@ public func conv2D(_ input: Tensor, weight: Tensor, bias: Tensor?, stride: Int =
         withExtendedLifetime((method, convolved, epilogue.winners, outputGradient)) {
             if let (db, accumulate) = db, !accumulate { db.update(repeating: 0, count: g.o) }
             for first in Swift.stride(from: 0, to: g.n, by: chunk) {
+                if first > 0 { tape.progress?() }
                 let images = min(chunk, g.n - first)
                 let dy = outputGradient?.pointer ?? (upstream + first * outputSize)
                 if outputGradient != nil { epilogue.backward(upstream, output: out.pointer, first: first, images: images, into: dy) }

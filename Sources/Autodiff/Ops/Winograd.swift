@@ -191,6 +191,7 @@ final class WinogradConvolution: ConvolutionMethod {
             withExtendedLifetime(winners) {
                 if let (db, accumulate) = db, !accumulate { db.update(repeating: 0, count: g.o) }
                 for first in Swift.stride(from: 0, to: g.n, by: self.chunk) {
+                    if first > 0 { tape.progress?() }
                     let images = min(self.chunk, g.n - first), planes = first * g.o * pooled
                     if let (db, _) = db {
                         for plane in 0..<(images * g.o) {

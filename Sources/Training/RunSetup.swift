@@ -543,6 +543,12 @@ extension Run {
         let machine = MachineDescription.current()
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }
+        let cores = ProcessInfo.processInfo.activeProcessorCount, onMachine = communicator.machineSize
+        if onMachine > cores {
+            console.info("  note     \(onMachine) ranks share this machine's \(cores) core\(cores == 1 ? "" : "s") and take turns on them; each "
+                         + "computes whole products and a whole gradient part for its shard, so as many ranks as cores is as fast "
+                         + "or faster for most models and sums (docs/scaling.md)")
+        }
         if options.threadMode == .blas && machinery.mode != .blas {
             console.info(configuration.precision == .bf16
                 ? "  note     --thread-mode blas runs as split with --precision bf16: OpenBLAS does not compute bfloat16 products"

@@ -199,7 +199,8 @@ public final class Tape {
     ///   - parameterReady: called with a bound parameter's index as soon as its gradient is final (after the last
     ///     pullback that adds into it), so that its all-reduce can start while backward goes on.
     ///   - progress: called after every pullback, and inside a long one between the chunks it works through (a
-    ///     convolution's images, `progress` below), to let communication started during backward progress.
+    ///     convolution's images; the tape holds it as `progress` meanwhile), to let communication started during
+    ///     backward progress.
     /// - Precondition: `loss` has one element and is tracked by this tape.
     public func backward(from loss: Tensor, seed: Float = 1, parameterReady: ((Int) -> Void)? = nil,
                          progress: (() -> Void)? = nil) {

@@ -512,14 +512,36 @@ extension Run {
         let order = provided.map { "sample order given (\($0.order.summary))" } ?? "shuffle \(configuration.shuffle)"
         console.info("  training \(configuration.epochs) epochs, global batch \(configuration.batchSize), \(machinery.optimizer.summary), "
                      + "seed \(configuration.seed), \(order)")
+        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(machinery.reducer.summary)")
+        printProductsAndMemory()
+        if let job = options.slurm {
+            let left = communicator.rank == 0 ? job.secondsLeft().map { "; \(formatDuration($0)) left" } ?? "" : ""
+            console.info("  slurm    \(job.summary)\(left)")
+        }
+        for note in options.notes { console.info("  note     \(note)") }
+        printMachine()
+        printOrigin()
+        if let log = tensorBoard {
+            console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")
+        }
+        console.info(formatSummary(machinery.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+        console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
+                       + "\(communicator.localSize), \(machinery.threads) thread\(machinery.threads == 1 ? "" : "s") (\(machinery.mode))")
+    }
+
+    /// How each rank uses its threads, for the ranks line.
+    private var threading: String {
         let threads = machinery.threads, plural = threads == 1 ? "" : "s"
-        let threading = switch machinery.mode {
+        return switch machinery.mode {
         case .workers: "\(threads) worker thread\(plural) per rank, OpenBLAS single-threaded in each"
         case .split: threads == 1 ? "1 worker per rank, OpenBLAS single-threaded"
             : "1 worker per rank, each product split over \(threads) threads of single-threaded OpenBLAS"
         case .blas, .auto: "1 worker per rank, OpenBLAS with \(threads) thread\(plural)"
         }
-        console.info("  ranks    \(communicator.size) (\(communicator.implementation)), \(threading); \(machinery.reducer.summary)")
+    }
+
+    /// The products' precision (bfloat16 only), and what memory each rank holds (several ranks only).
+    private func printProductsAndMemory() {
         if configuration.precision == .bf16 {
             console.info("  products bfloat16 operands (AVX512_BF16), summed in Float, in every dense product and convolution; "
                          + "parameters, optimizer state, loss and gradient sums in Float")
@@ -535,11 +557,11 @@ extension Run {
             console.info("  memory   each rank keeps the parameters (\(megabytes(machinery.store.count * 4))), its gradients and the whole "
                          + "optimizer state (\(megabytes(machinery.optimizer.stateCount * 4)))")
         }
-        if let job = options.slurm {
-            let left = communicator.rank == 0 ? job.secondsLeft().map { "; \(formatDuration($0)) left" } ?? "" : ""
-            console.info("  slurm    \(job.summary)\(left)")
-        }
-        for note in options.notes { console.info("  note     \(note)") }
+    }
+
+    /// The machine, and what about it or the thread mode the user should know: its kernels' hint, more ranks than
+    /// cores, a thread mode that could not be had.
+    private func printMachine() {
         let machine = MachineDescription.current()
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }
@@ -555,6 +577,11 @@ extension Run {
                 : "  note     --thread-mode blas runs as split under --allreduce exact: OpenBLAS's own threads cut each "
                     + "product by their count, which would change its last bits")
         }
+    }
+
+    /// Where the run starts from: a checkpoint it resumes (and the settings that differ from it), or why there is
+    /// none, and parameters from --init-from.
+    private func printOrigin() {
         if let (file, recorded) = start.resumed {
             let position = start.position
             console.info("  resume   \(file) (epoch \(position.epoch + 1), batch \(position.batch + 1), step \(position.step))")
@@ -579,11 +606,5 @@ extension Run {
         } else if options.initFrom != nil && start.resumed != nil {
             console.info("  note     --init-from is not used: the run resumes from its checkpoint")
         }
-        if let log = tensorBoard {
-            console.info("  tensorboard \(log.directory) (view: tensorboard --logdir \(options.tensorBoardDirectory!))")
-        }
-        console.info(formatSummary(machinery.model).split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-        console.detail("host \(ProcessInfo.processInfo.hostName), pid \(getpid()): local rank \(communicator.localRank) of "
-                       + "\(communicator.localSize), \(machinery.threads) thread\(plural) (\(machinery.mode))")
     }
 }

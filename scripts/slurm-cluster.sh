@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A real Slurm cluster on this machine, for the tests and for trying the batch script: munge, slurmctld and N
 # slurmd "nodes" (n1, n2, ...), all on 127.0.0.1 (or each on a network of its own, --network) with ports of their
-# own, in one scratch directory. Installs the
-# packages with apt-get when missing (Debian 12: Slurm 22.05), starts the daemons as children of this script's
-# shell, waits until every node is idle, and stops them by PID. Touches no address outside this machine.
+# own, in one scratch directory. Installs the packages with apt-get when missing (Debian 12: Slurm 22.05), starts
+# the daemons as children of this script's shell, waits until every node is idle, and stops them by PID. Touches no
+# address outside this machine.
 #
 #   scripts/slurm-cluster.sh start [--nodes 3] [--dir /tmp/mnist-dist-slurm] [--network [--tcp-retries2 N]]
 #                                                                                # prints the SLURM_CONF to export

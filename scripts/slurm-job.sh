@@ -30,9 +30,9 @@ echo "mnist-dist job $SLURM_JOB_ID, run $(( ${SLURM_RESTART_COUNT:-0} + 1 )), on
 # Both run in the background: bash runs a trap only while it waits.
 # With mpirun, the keepalive settings of hostfiles/network-stall.conf: when a node is cut off from the network, the
 # ranks left name the silent rank after --stall-timeout and end with 79, and mpirun, on the job's first node, exits
-# with that 79 once TCP gives up on the lost node's daemon: with net.ipv4.tcp_retries2 = 6 on the nodes, 79 came
-# about 40 s after the cut with --stall-timeout 10 (docs/failures.md); at Linux's default of 15, TCP gives up after
-# about 15 minutes by its timeouts (computed), unless Slurm declares the node down first (SlurmdTimeout).
+# with that 79 once TCP gives up on the lost node's daemon. That takes net.ipv4.tcp_retries2 = 6 on the nodes; at
+# Linux's default of 15 TCP gives up only after many minutes, and Slurm declares the node down first
+# (SlurmdTimeout). docs/failures.md has the times.
 # The first probe after 360 s leaves room for the default --stall-timeout (300 s); raise it above a longer one + 15 s.
 if [ "$LAUNCHER" = mpirun ]; then
   mpirun --mca oob_tcp_keepalive_time 360 --mca oob_tcp_keepalive_intvl 10 --mca oob_tcp_keepalive_probes 3 \

@@ -19,14 +19,22 @@ extension EndToEnd {
     struct ClusterTests {
         private var script: String { Fixtures.packageRoot.appendingPathComponent("scripts/cluster-sim.sh").path }
 
+        /// Runs mnist-dist with `arguments` on the simulated cluster that scripts/cluster-sim.sh sets up with
+        /// `simulation` (its options), under `timeout` seconds if given, its output into the file `log`; returns the
+        /// exit status and that output.
+        private func onSimulatedCluster(_ simulation: String, _ arguments: [String], log: String,
+                                        timeout: Int? = nil) -> (status: Int32, log: String) {
+            let status = MnistDist.shell((timeout.map { "timeout \($0) " } ?? "") + "'\(script)' \(simulation) -- '\(MnistDist.executable)' "
+                                         + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(log)' 2>&1")
+            return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        }
+
         @Test("two hosts over TCP train bit for bit what one process with two workers trains; by default the hosts, sharing this machine's cores, take half of them each")
         func acrossHosts() throws {
             let directory = Fixtures.makeTemporaryDirectory("cluster")
             defer { Fixtures.removeTemporary(directory) }
             let arguments = E2E.steps(20, model: "cnn", directory: directory.appendingPathComponent("hosts"), extra: ["--threads", "1"])
-            let status = MnistDist.shell("'\(script)' --hosts 2 --rate 1gbit -- '\(MnistDist.executable)' "
-                                         + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log' 2>&1")
-            let log = (try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? ""
+            let (status, log) = onSimulatedCluster("--hosts 2 --rate 1gbit", arguments, log: directory.path + "/log")
             #expect(status == ExitCode.stopped.rawValue, "\(log)")
             #expect(log.contains("2 hosts"), "\(log)")
             let single = MnistDist.run(E2E.steps(20, model: "cnn", directory: directory.appendingPathComponent("single"),
@@ -38,12 +46,10 @@ extension EndToEnd {
 
             // Without --threads, each host's rank counts the other host's too: they share this machine's cores.
             let defaults = E2E.steps(1, model: "cnn", directory: directory.appendingPathComponent("defaults")).filter { $0 != "--quiet" }
-            let status2 = MnistDist.shell("'\(script)' --hosts 2 -- '\(MnistDist.executable)' "
-                                          + defaults.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log2' 2>&1")
-            let log2 = (try? String(contentsOfFile: directory.path + "/log2", encoding: .utf8)) ?? ""
-            #expect(status2 == ExitCode.stopped.rawValue, "\(log2)")
+            let byDefault = onSimulatedCluster("--hosts 2", defaults, log: directory.path + "/log-defaults")
+            #expect(byDefault.status == ExitCode.stopped.rawValue, "\(byDefault.log)")
             let share = max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
-            #expect(log2.contains("\(share) worker thread\(share == 1 ? "" : "s") per rank"), "\(log2)")
+            #expect(byDefault.log.contains("\(share) worker thread\(share == 1 ? "" : "s") per rank"), "\(byDefault.log)")
         }
 
         @Test("two hosts of two ranks each (shared memory on a host, each rank's slice all-reduced with its peer, after backward or per bucket during it): the exact sum gives one process's bits, the Double sum four workers'")
@@ -60,10 +66,7 @@ extension EndToEnd {
                     // Without --quiet: the start block says how the slices are all-reduced.
                     let arguments = E2E.steps(20, model: "mlp", directory: hosts, extra: ["--threads", "1", "--allreduce", sum, overlap])
                         .filter { $0 != "--quiet" }
-                    let log = directory.path + "/log-\(name)"
-                    let status = MnistDist.shell("'\(script)' --hosts 2 --ranks-per-host 2 -- '\(MnistDist.executable)' "
-                                                 + arguments.map { "'\($0)'" }.joined(separator: " ") + " > '\(log)' 2>&1")
-                    let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+                    let (status, text) = onSimulatedCluster("--hosts 2 --ranks-per-host 2", arguments, log: directory.path + "/log-\(name)")
                     #expect(status == ExitCode.stopped.rawValue, "\(text)")
                     #expect(text.contains("2 hosts (10.77.0.11-12) of 2 ranks"), "\(text)")
                     #expect(text.contains("all-reducing that slice with its peers on the 1 other host"), "\(text)")
@@ -107,11 +110,9 @@ extension EndToEnd {
             let retriesFile = "/proc/sys/net/ipv4/tcp_retries2"
             let retries = try? String(contentsOfFile: retriesFile, encoding: .utf8)
             let tune = Fixtures.packageRoot.appendingPathComponent("hostfiles/\(setup.tune)").path
-            let status = MnistDist.shell("timeout 150 '\(script)' --hosts 2 --tune '\(tune)' "
-                                         + (setup.tcpRetries2.map { "--tcp-retries2 \($0) " } ?? "") + "-- '\(MnistDist.executable)' "
-                                         + options.map { "'\($0)'" }.joined(separator: " ") + " > '\(directory.path)/log' 2>&1")
+            let (status, log) = onSimulatedCluster("--hosts 2 --tune '\(tune)'" + (setup.tcpRetries2.map { " --tcp-retries2 \($0)" } ?? ""),
+                                                   options, log: directory.path + "/log", timeout: 150)
             let ended = Date()
-            let log = (try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? ""
             #expect(status == setup.exitCode, "exit \(status): \(log)")
             let afterCut = cut.withLock { $0 }.map { ended.timeIntervalSince($0) } ?? .infinity
             #expect(afterCut < setup.withinSeconds, "the job ended \(afterCut) s after the link went down: \(log)")
@@ -145,10 +146,11 @@ extension EndToEnd {
             }
             killer.start()
             let start = Date()
-            let status = MnistDist.shell("timeout 120 '\(script)' --hosts 2 -- '\(MnistDist.executable)' train --data-dir '\(E2E.mnist)' "
-                                         + "--split chapter --epochs 20 --threads 1 --progress none > '\(directory.path)/log' 2>&1")
+            let (status, log) = onSimulatedCluster("--hosts 2", ["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "20",
+                                                                 "--threads", "1", "--progress", "none"],
+                                                   log: directory.path + "/log", timeout: 120)
             let elapsed = Date().timeIntervalSince(start)
-            #expect(status != 0 && status != 124, "exit \(status): \((try? String(contentsOfFile: directory.path + "/log", encoding: .utf8)) ?? "")")
+            #expect(status != 0 && status != 124, "exit \(status): \(log)")
             #expect(elapsed < 45, "the job took \(elapsed) s to end")
             usleep(500_000)
             #expect(MnistDist.runningProcesses().isEmpty)

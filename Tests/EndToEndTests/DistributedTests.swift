@@ -85,19 +85,21 @@ extension EndToEnd {
 
         @Test("rank 0 reports; --verbose lets every rank report, prefixed; the thread budget is printed, and more ranks than cores are noted")
         func reporting() {
-            let quiet = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "256",
-                                       "--stop-after", "3", "--progress", "lines", "--model", "mlp"], ranks: 2)
+            let mlp = ["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "256", "--model", "mlp"]
+            let quiet = MnistDist.run(mlp + ["--stop-after", "3", "--progress", "lines"], ranks: 2)
             #expect(quiet.stdout.contains("ranks    2 (Open MPI"), "\(quiet)")
             #expect(quiet.stdout.contains("1 worker per rank, OpenBLAS single-threaded"), "\(quiet)")
             let cores = ProcessInfo.processInfo.activeProcessorCount
             #expect(quiet.stdout.contains("ranks share this machine's") == (2 > cores), "\(quiet)")
-            let crowded = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "256",
-                                         "--stop-after", "1", "--progress", "none", "--model", "mlp"], ranks: cores + 1)
-            #expect(crowded.stdout.contains("note     \(cores + 1) ranks share this machine's \(cores) core"), "\(crowded)")
+            if cores <= 8 {
+                let crowded = MnistDist.run(mlp + ["--stop-after", "1", "--progress", "none"], ranks: cores + 1)
+                #expect(crowded.stdout.contains("note     \(cores + 1) ranks share this machine's \(cores) core"), "\(crowded)")
+            } else {
+                print("more ranks than cores: not checked, \(cores + 1) ranks are too many to start here")
+            }
             #expect(!quiet.stdout.contains("[rank 1]"))
             #expect(quiet.stdout.components(separatedBy: "epoch 1/1 batch 1/").count == 2, "one progress line per batch shown, from rank 0 only")
-            let verbose = MnistDist.run(["train", "--data-dir", E2E.mnist, "--split", "chapter", "--epochs", "1", "--batch-size", "256",
-                                         "--stop-after", "3", "--verbose", "--model", "mlp"], ranks: 2)
+            let verbose = MnistDist.run(mlp + ["--stop-after", "3", "--verbose"], ranks: 2)
             #expect(verbose.stdout.contains("[rank 0] host"), "\(verbose)")
             #expect(verbose.stdout.contains("[rank 1] host"), "\(verbose)")
         }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whether OpenBLAS gives a row of the MLP's products the same bits whatever rows and columns the call covers
-# (benchmarks/kernels/sgemm_row_bits.c), under each kernel family this CPU can run: Haswell (what the tests force,
-# and what the MLP runs on), Zen, and on AVX-512 CPUs SkylakeX and Cooperlake. Needs gcc or clang and libopenblas-dev.
+# (benchmarks/kernels/sgemm_row_bits.c), under each kernel family this CPU can run: Haswell (what the MLP runs on,
+# and what OPENBLAS_CORETYPE forces in CI), Zen, and on AVX-512 CPUs SkylakeX and Cooperlake. Needs gcc or clang and
+# libopenblas-dev.
 #
 #   scripts/sgemm-row-bits.sh
 set -euo pipefail

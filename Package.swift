@@ -102,7 +102,7 @@ let package = Package(
                                                      "Support", "TestSupport"]),
         .testTarget(name: "ChapterTests", dependencies: ["Chapter", "Support", "TestSupport"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Checkpoints", "Support", "TestSupport"]),
-        .testTarget(name: "BenchmarkingTests", dependencies: ["Benchmarking", "Training", "Autodiff", "TestSupport"]),
+        .testTarget(name: "BenchmarkingTests", dependencies: ["Benchmarking", "Training", "Autodiff", "Distributed", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Support", "MNISTData", "Autodiff", "Pictures", "Interchange", "Checkpoints",
                                                      "Platform", "Training", "TestSupport"],
                     exclude: ["Fixtures"]),

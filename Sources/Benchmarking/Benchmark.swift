@@ -53,6 +53,8 @@ public struct BenchmarkRow: Sendable {
     public var ours: Bool
     /// The products' operands: float, or bf16 (ours with --precision bf16, PyTorch's autocast, JAX's bf16 dots).
     public var precision = ProductPrecision.float
+    /// How our run summed the gradient (--allreduce); nil for the references.
+    public var reduction: ReductionPrecision?
     /// Bytes each rank hands to the gradient all-reduce per step, and the milliseconds a step spends in it
     /// (waiting included); NaN for one rank and the references.
     public var allReduceBytesPerStep = Double.nan
@@ -189,6 +191,7 @@ public enum Benchmark {
         var row = try readMetrics(metrics, name: "mnist-dist \(model) -np \(ranks) x \(threads) thread\(threads == 1 ? "" : "s")\(suffix)",
                                   model: model, ranks: ranks, threads: threads)
         row.precision = precision
+        row.reduction = reduction
         console.report(format(row))
         return row
     }
@@ -327,7 +330,8 @@ public enum Benchmark {
     /// ratios and every round's ratio:
     /// - our best against each reference in the same precision;
     /// - with several precisions, our best bf16 run against the reference's fastest mode, and against our best
-    ///   Float run.
+    ///   Float run;
+    /// - each of our runs on several ranks against our one-process run with the same sum and precision.
     public static func comparison(_ rounds: [[BenchmarkRow]]) -> String {
         guard let first = rounds.first else { return "" }
         typealias Pick = ([BenchmarkRow]) -> BenchmarkRow?
@@ -365,6 +369,15 @@ public enum Benchmark {
             }
             lines += [line(model, ours: oursBF16, theirs: { fastest($0) { $0.ours && $0.model == model && $0.precision == .float } },
                            describing: { "our fastest Float run, \($0.name)" })].compactMap { $0 }
+        }
+        for model in ["cnn", "mlp"] {
+            for run in first where run.ours && run.model == model && run.ranks > 1 {
+                let alone: (BenchmarkRow) -> Bool = {
+                    $0.ours && $0.model == model && $0.ranks == 1 && $0.reduction == run.reduction && $0.precision == run.precision
+                }
+                lines += [line(model, ours: { $0.first { $0.name == run.name } }, theirs: { $0.first(where: alone) },
+                               describing: \.name)].compactMap { $0 }
+            }
         }
         return lines.joined(separator: "\n")
     }

@@ -18,13 +18,15 @@ struct Bench: ParsableCommand {
             count, and prints and writes (--output) the median seconds per epoch
             after the first, samples/s, effective GFLOP/s (71.6 MFLOP per CNN
             sample, 9.6 per MLP sample), the step's shares in forward, backward,
-            all-reduce and optimizer, and memory per rank.
+            all-reduce and optimizer, and memory per rank. Each run on several ranks
+            is set against the one-process run with the same sum and precision, as
+            a ratio of seconds per epoch within each round.
             --compare runs the reference programs (the checkout's benchmarks folder)
             right after, with the Python of .venv-bench (scripts/benchmark-env.sh
             makes it: numpy, torch, jax) or --python; a program whose module is
             missing is skipped with a line saying how to install it. --rounds N repeats
-            ours-then-references N times and reports medians, for machines whose
-            speed drifts within a session.
+            ours-then-references N times and reports medians (of the rounds' ratios,
+            for the ratios), for machines whose speed drifts within a session.
             Examples:
               mnist-dist bench
               scripts/benchmark-env.sh && mnist-dist bench --epochs 6 --ranks 1,2 --compare

@@ -1,5 +1,6 @@
 // The benchmark's arithmetic over rounds: which run stands for a configuration, and which ratio is reported.
 import Autodiff
+import Distributed
 import Testing
 import TestSupport
 import Training
@@ -60,6 +61,32 @@ struct BenchmarkTests {
             "CNN: ours bf16 -np 2 takes 2.90x the seconds per epoch of ddp bf16 (2.90 s against 1.00 s)",
             "CNN: ours bf16 -np 2 takes 0.58x the seconds per epoch of the reference's fastest mode, torch float (2.90 s against 5.00 s)",
             "CNN: ours bf16 -np 2 takes 1.45x the seconds per epoch of our fastest Float run, ours float (2.90 s against 2.00 s)",
+            "CNN: ours bf16 -np 2 takes 0.97x the seconds per epoch of ours bf16 (2.90 s against 3.00 s)",
         ], "\(lines)")
+    }
+
+    @Test("each of our runs on several ranks against our one process with the same sum and precision, within each round")
+    func rankCounts() {
+        func row(_ model: String, ranks: Int, _ sum: ReductionPrecision, _ seconds: Double) -> BenchmarkRow {
+            var row = BenchmarkRow(name: "\(model) -np \(ranks) \(sum)", model: model, ranks: ranks, secondsPerEpoch: seconds, ours: true)
+            row.reduction = sum
+            return row
+        }
+        // The machine slows down over the rounds: per round, -np 4 double takes 0.60/0.40 = 1.5x, 0.65/0.50 = 1.3x
+        // and 0.84/0.60 = 1.4x, so the median is 1.4x, where the columns' medians (0.65/0.50) would give 1.3x.
+        let rounds = [(0.40, 0.60, 0.44, 0.90, 0.63), (0.50, 0.65, 0.50, 1.00, 0.75), (0.60, 0.84, 0.62, 1.10, 0.88)].map {
+            (one: Double, four: Double, float: Double, exactOne: Double, exactTwo: Double) in
+            [row("mlp", ranks: 1, .double, one), row("mlp", ranks: 4, .double, four), row("mlp", ranks: 4, .float, float),
+             row("mlp", ranks: 1, .exact, exactOne), row("mlp", ranks: 2, .exact, exactTwo),
+             BenchmarkRow(name: "JAX MLP", model: "mlp", ranks: 1, secondsPerEpoch: 0.2, ours: false)]
+        }
+        let lines = Benchmark.comparison(rounds).split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(lines)")
+        #expect(lines.contains("MLP: mlp -np 4 double takes 1.40x the seconds per epoch of mlp -np 1 double (0.84 s against 0.60 s); "
+                               + "median of 3 rounds: 1.50x, 1.30x, 1.40x"), "\(lines)")
+        #expect(lines.contains("MLP: mlp -np 2 exact takes 0.75x the seconds per epoch of mlp -np 1 exact (0.75 s against 1.00 s); "
+                               + "median of 3 rounds: 0.70x, 0.75x, 0.80x"), "\(lines)")
+        // The Float sum was not measured in one process: no line for it, and none that mixes sums.
+        #expect(!lines.contains { $0.contains("-np 4 float") }, "\(lines)")
     }
 }

@@ -329,9 +329,9 @@ public enum Benchmark {
     /// The ratios the performance issues set bars on, within each round; with several rounds, the median of those
     /// ratios and every round's ratio:
     /// - our best against each reference in the same precision;
+    /// - each of our runs on several ranks against our one-process run with the same sum and precision;
     /// - with several precisions, our best bf16 run against the reference's fastest mode, and against our best
-    ///   Float run;
-    /// - each of our runs on several ranks against our one-process run with the same sum and precision.
+    ///   Float run.
     public static func comparison(_ rounds: [[BenchmarkRow]]) -> String {
         guard let first = rounds.first else { return "" }
         typealias Pick = ([BenchmarkRow]) -> BenchmarkRow?
@@ -361,6 +361,13 @@ public enum Benchmark {
                 lines += [line(model, ours: { fastest($0) { $0.ours && $0.model == model && $0.precision == reference.precision } },
                                theirs: { $0.first { $0.name == reference.name } }, describing: \.name)].compactMap { $0 }
             }
+            for run in first where run.ours && run.model == model && run.ranks > 1 {
+                let alone: (BenchmarkRow) -> Bool = {
+                    $0.ours && $0.model == model && $0.ranks == 1 && $0.reduction == run.reduction && $0.precision == run.precision
+                }
+                lines += [line(model, ours: { $0.first { $0.name == run.name } }, theirs: { $0.first(where: alone) },
+                               describing: \.name)].compactMap { $0 }
+            }
             guard precisions.count > 1 else { continue }
             let oursBF16: Pick = { fastest($0) { $0.ours && $0.model == model && $0.precision == .bf16 } }
             if first.contains(where: { !$0.ours && $0.model == model && $0.ranks == 1 }) {
@@ -369,15 +376,6 @@ public enum Benchmark {
             }
             lines += [line(model, ours: oursBF16, theirs: { fastest($0) { $0.ours && $0.model == model && $0.precision == .float } },
                            describing: { "our fastest Float run, \($0.name)" })].compactMap { $0 }
-        }
-        for model in ["cnn", "mlp"] {
-            for run in first where run.ours && run.model == model && run.ranks > 1 {
-                let alone: (BenchmarkRow) -> Bool = {
-                    $0.ours && $0.model == model && $0.ranks == 1 && $0.reduction == run.reduction && $0.precision == run.precision
-                }
-                lines += [line(model, ours: { $0.first { $0.name == run.name } }, theirs: { $0.first(where: alone) },
-                               describing: \.name)].compactMap { $0 }
-            }
         }
         return lines.joined(separator: "\n")
     }

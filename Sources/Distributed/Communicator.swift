@@ -28,6 +28,9 @@ public protocol Communicator: AnyObject {
     /// Number of processes on this machine's kernel, which share its cores: `localSize`, or more where one machine
     /// holds several hosts (network namespaces or containers, as the simulated cluster's are).
     var machineSize: Int { get }
+    /// More processes on this machine (`machineSize`) than it has cores online (`coresOnline`): they take turns on
+    /// the cores, and a rank that waits sleeps instead of spinning.
+    var oversubscribed: Bool { get }
     /// A short name of the implementation ("single process", "Open MPI 4.1.4").
     var implementation: String { get }
 
@@ -162,6 +165,13 @@ final class FinishedReduction: PendingReduction {
     func test() -> Bool { true }
     func wait() {}
 }
+
+extension Communicator {
+    public var oversubscribed: Bool { machineSize > coresOnline }
+}
+
+/// The cores online on this machine, read once: what the processes on it share.
+public let coresOnline = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
 /// The whole job is this one process: collectives leave their buffers as they are.
 public final class SingleProcessCommunicator: Communicator {

@@ -61,8 +61,9 @@ public final class MPICommunicator: Communicator {
     private let stallExitCode = Atomic<Int32>(1)
     private let transferWhat = Mutex((Activity.startUp, Collective.broadcast(bytes: 0, root: 0)))
     private var watchdog: RankThread?
-    /// More ranks on this machine than it has cores (`machineSize`): waits sleep between polls (`complete`).
-    private let oversubscribed: Bool
+    /// More ranks on this machine than it has cores (`machineSize`, `coresOnline`): waits sleep between polls
+    /// (`complete`).
+    public let oversubscribed: Bool
     /// The shared-memory windows `hostSharedMemory` made, freed at `finalize`.
     private var windows: [MPI_Win?] = []
 
@@ -98,7 +99,7 @@ public final class MPICommunicator: Communicator {
         localSize = Int(value)
         host = local
         machineSize = try Self.ranksOnThisMachine(of: world, rank: rank, hostRanks: localSize)
-        oversubscribed = machineSize > sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        oversubscribed = machineSize > coresOnline
         var version = [CChar](repeating: 0, count: 512)
         var length: Int32 = 0
         MPI_Get_library_version(&version, &length)

@@ -565,9 +565,9 @@ extension Run {
         let machine = MachineDescription.current()
         console.info("  machine  \(machine.summary)")
         if let hint = machine.hint { console.info("  note     \(hint)") }
-        let cores = ProcessInfo.processInfo.activeProcessorCount, onMachine = communicator.machineSize
-        if onMachine > cores {
-            console.info("  note     \(onMachine) ranks share this machine's \(cores) core\(cores == 1 ? "" : "s") and take turns on them; each "
+        if communicator.oversubscribed {
+            let cores = coresOnline
+            console.info("  note     \(communicator.machineSize) ranks share this machine's \(cores) core\(cores == 1 ? "" : "s") and take turns on them; each "
                          + "computes whole products and a whole gradient part for its shard, so as many ranks as cores is as fast "
                          + "or faster for most models and sums (docs/scaling.md)")
         }
